@@ -1,0 +1,140 @@
+//! Diagnostics: quiet by default (warnings and errors), `--debug` for all.
+//! `--log-format json` writes one object per line with `level`, `msg` and
+//! `time`, the shape containerd's runc shim parses. Never starts threads.
+
+use crate::LogFormat;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Formats events as runc-style JSON lines.
+struct JsonLines;
+
+#[derive(Default)]
+struct Fields {
+    msg: String,
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.msg = value.to_string();
+        } else {
+            self.extra.insert(field.name().to_string(), value.into());
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.extra.insert(field.name().to_string(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.extra.insert(field.name().to_string(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.msg = format!("{value:?}");
+        } else {
+            self.extra.insert(field.name().to_string(), format!("{value:?}").into());
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        let mut obj = fields.extra;
+        obj.insert("level".into(), level.into());
+        obj.insert("msg".into(), fields.msg.into());
+        obj.insert("time".into(), now_rfc3339().into());
+        writeln!(writer, "{}", serde_json::Value::Object(obj))
+    }
+}
+
+fn now_rfc3339() -> String {
+    // Seconds precision is what runc writes; reuse the engine's formatter shape.
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil(i64::try_from(days).unwrap_or(0));
+    format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn civil(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Keeps the log file open for the life of the process.
+pub struct LogGuard;
+
+/// Installs the global subscriber.
+pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
+    let level = if debug { Level::DEBUG } else { Level::WARN };
+    let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log.and_then(|p| {
+        std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+    }) {
+        Some(file) => {
+            let file = std::sync::Arc::new(Mutex::new(file));
+            Box::new(move || Box::new(SharedFile(file.clone())) as Box<dyn Write>)
+        }
+        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_ansi(false);
+    let _ = match format {
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+        LogFormat::Text => builder.with_target(false).without_time().try_init(),
+    };
+    LogGuard
+}
+
+struct SharedFile(std::sync::Arc<Mutex<std::fs::File>>);
+
+impl Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut f) => f.write(buf),
+            Err(_) => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reports a command's failure: to stderr always, and to the log file too
+/// when there is one (the shim reads the last error from it).
+pub fn report(err: &anyhow::Error, has_log_file: bool) {
+    let msg = format!("{err:#}");
+    if has_log_file {
+        tracing::error!("{msg}");
+    }
+    eprintln!("nucleus: {msg}");
+    if let Some(hint) = err.downcast_ref::<nucleus_engine::EngineError>().and_then(|e| e.hint()) {
+        eprintln!("hint: {hint}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The runc-compatible verbs: flags, arguments, output and exit codes as
+//! runc has them, so containerd's shim, podman and CRI-O work unchanged.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use nucleus_engine::lifecycle::{self, CreateOptions, RunOptions};
+use nucleus_engine::state::StateRoot;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; it waits for `start`
+    Create(CreateArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Create and start a container, and wait for it unless detached
+    Run(RunArgs),
+    /// Print the OCI state of a container
+    State { id: String },
+    /// Send a signal to a container's init (or all its processes)
+    Kill(KillArgs),
+    /// Delete a container
+    Delete(DeleteArgs),
+    /// List containers
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Write a default config.json
+    Spec(SpecArgs),
+    /// Print the features this runtime supports
+    Features,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Bundle directory (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is set
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Write the init's pid to this file
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility (no session keyring is created)
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass N extra file descriptors (3..3+N) to the container
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    create: CreateArgs,
+    /// Return once the workload has started
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal every process in the container
+    #[arg(short, long)]
+    all: bool,
+    id: String,
+    /// Signal name or number
+    #[arg(default_value = "SIGTERM")]
+    signal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Kill the container first if it is still running
+    #[arg(short, long)]
+    force: bool,
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format: table or json
+    #[arg(short, long, default_value = "table")]
+    format: String,
+    /// Print only ids
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Write a spec for a rootless container (user namespace)
+    #[arg(long)]
+    rootless: bool,
+    /// Where to write config.json
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+}
+
+/// Runs one verb; returns the process exit code.
+pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
+    let root = StateRoot::new(root);
+    match command {
+        Command::Create(a) => {
+            lifecycle::create(&root, &a.id, &create_options(&a)).with_context(|| format!("create `{}`", a.id))?;
+            Ok(0)
+        }
+        Command::Start { id } => {
+            lifecycle::start(&root, &id).with_context(|| format!("start `{id}`"))?;
+            Ok(0)
+        }
+        Command::Run(a) => {
+            let c = &a.create;
+            let opts = RunOptions {
+                bundle: &c.bundle,
+                console_socket: c.console_socket.as_deref(),
+                pid_file: c.pid_file.as_deref(),
+                no_pivot: c.no_pivot,
+                preserve_fds: c.preserve_fds,
+                detach: a.detach,
+                keep: a.keep,
+            };
+            Ok(lifecycle::run(&root, &c.id, &opts).with_context(|| format!("run `{}`", c.id))?)
+        }
+        Command::State { id } => {
+            let v = lifecycle::state(&root, &id).with_context(|| format!("state `{id}`"))?;
+            print_json(&v)?;
+            Ok(0)
+        }
+        Command::Kill(a) => {
+            let sig = nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
+            lifecycle::kill(&root, &a.id, sig, a.all).with_context(|| format!("kill `{}`", a.id))?;
+            Ok(0)
+        }
+        Command::Delete(a) => {
+            lifecycle::delete(&root, &a.id, a.force).with_context(|| format!("delete `{}`", a.id))?;
+            Ok(0)
+        }
+        Command::List(a) => list(&root, &a),
+        Command::Spec(a) => {
+            let path = a.bundle.join("config.json");
+            if path.exists() {
+                bail!("`{}` exists; remove it first", path.display());
+            }
+            let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+            let v = nucleus_engine::template::default_spec(a.rootless, uid, gid);
+            let text = serde_json::to_string_pretty(&v)?;
+            std::fs::write(&path, text + "\n").with_context(|| format!("write `{}`", path.display()))?;
+            Ok(0)
+        }
+        Command::Features => {
+            print_json(&nucleus_engine::features::features())?;
+            Ok(0)
+        }
+    }
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions<'_> {
+    CreateOptions {
+        bundle: &a.bundle,
+        console_socket: a.console_socket.as_deref(),
+        pid_file: a.pid_file.as_deref(),
+        no_pivot: a.no_pivot,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn list(root: &StateRoot, a: &ListArgs) -> Result<i32> {
+    let entries = lifecycle::list(root)?;
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for e in &entries {
+            writeln!(out, "{}", e.id)?;
+        }
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "json" => {
+            serde_json::to_writer(&mut out, &entries)?;
+            writeln!(out)?;
+        }
+        "table" => {
+            writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+            for e in &entries {
+                writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} {}", e.id, e.pid, e.status, e.bundle.display(), e.created, e.owner)?;
+            }
+        }
+        other => bail!("--format: invalid value `{other}` (expected table or json)"),
+    }
+    Ok(0)
+}

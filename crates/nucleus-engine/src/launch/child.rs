@@ -1,0 +1,217 @@
+//! The container's init between clone and execve.
+//!
+//! Role: child, inside the new namespaces, privileged (root on the host, or
+//! root in its own user namespace). It reads a plan the parent built and
+//! executes it in one fixed order; it never logs. Failures go to the parent
+//! as one `Error` frame naming the step, then the child exits.
+//!
+//! The engine is single-threaded when it clones (checked in `parent`), so
+//! the ordinary allocator is safe to use here.
+
+use super::sync::{self, Msg};
+use super::{StepContext, StepError};
+use crate::hooks::{self, HookKind};
+use crate::namespaces::NamespacePlan;
+use crate::process::{self, ProcessPlan};
+use crate::rootfs::{self, RootfsPlan};
+use crate::security::seccomp::SeccompProgram;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::Spec;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// How the init waits for the go-ahead to exec.
+#[derive(Debug)]
+pub(crate) enum WaitFor {
+    /// `create`: block opening `exec.fifo` for writing until `start` reads it.
+    Fifo(PathBuf),
+    /// `run`: a `Start` frame on the sync socket.
+    Socket,
+}
+
+/// Everything the child needs, built by the parent before clone.
+#[derive(Debug)]
+pub(crate) struct ChildPlan<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub rootfs: RootfsPlan<'a>,
+    pub namespaces: &'a NamespacePlan,
+    pub process: &'a ProcessPlan,
+    pub seccomp: Option<&'a SeccompProgram>,
+    pub wait: WaitFor,
+    pub console_socket: Option<BorrowedFd<'a>>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub runtime_hooks: bool,
+}
+
+/// Entry point of the child. Never returns.
+pub(crate) fn main(plan: &ChildPlan<'_>, sync_fd: OwnedFd) -> ! {
+    let sock = sync_fd.as_raw_fd();
+    let err = match run(plan, sock) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let text = format!("{}: {}", err.detail, err.errno.desc());
+    if sync::send(sock, Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
+        // No parent to tell (create has returned): the container's stderr is all that is left.
+        eprintln!("nucleus: {}: {}", err.step, text);
+    }
+    // SAFETY: _exit is async-signal-safe and skips atexit handlers and
+    // destructors that belong to the parent's copy of this process.
+    unsafe { libc::_exit(if err.step == "exec" { 127 } else { 1 }) }
+}
+
+enum Never {}
+
+fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: &str) -> String {
+    serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": plan.id,
+        "status": status,
+        "pid": pid,
+        "bundle": plan.rootfs.bundle,
+        "annotations": plan.spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
+}
+
+fn run(plan: &ChildPlan<'_>, sock: i32) -> Result<Never, StepError> {
+    // Not dumpable until execve: processes in the container cannot open
+    // /proc/<init>/exe (the runtime binary) or ptrace us (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
+    let _ = nix::sys::prctl::set_name(c"nucleus:[init]");
+    // The parent may block signals it forwards; the workload must not inherit that.
+    nucleus_sys::signal::reset_signals().step("init", || "reset signal dispositions".into())?;
+
+    // Sync 1: the parent has written our id maps and put us in our cgroups.
+    let go = sync::recv(sock).step("sync", || "wait for the parent".into())?;
+    let host_pid = match go {
+        Some(f) if f.msg == Msg::Go => f.value,
+        _ => return Err(StepError::new("sync", "parent went away before setup", Errno::EPIPE)),
+    };
+
+    for (flag, path) in &plan.namespaces.join {
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step("namespaces", || format!("open `{}`", path.display()))?;
+        setns(fd.as_fd(), *flag).step("namespaces", || format!("setns `{}`", path.display()))?;
+    }
+    if plan.namespaces.creates(CloneFlags::CLONE_NEWUSER) {
+        // Become root of the new user namespace now that the maps exist.
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("userns", || "setresgid 0".into())?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step("userns", || "setresuid 0".into())?;
+    }
+
+    let root = rootfs::prepare_root(&plan.rootfs)?;
+    rootfs::mount_all(&plan.rootfs, root.as_fd())?;
+    rootfs::ensure_cwd(root.as_fd(), &plan.process.cwd)?;
+
+    if plan.runtime_hooks {
+        sync::send(sock, Msg::RunRuntimeHooks, 0, "", None).step("sync", || "request runtime hooks".into())?;
+        match sync::recv(sock).step("sync", || "wait for runtime hooks".into())? {
+            Some(f) if f.msg == Msg::RuntimeHooksDone => {}
+            _ => return Err(StepError::new("sync", "parent went away during hooks", Errno::EPIPE)),
+        }
+    }
+    hooks::run_all(HookKind::CreateContainer, plan.spec, &hook_state(plan, host_pid, "creating"))
+        .map_err(|e| StepError::new("createContainer hooks", e.to_string(), Errno::EIO))?;
+
+    // Held across pivot_root: the fifo is on the host, and /proc/self/fd of
+    // the host's procfs lets us reopen it for writing later.
+    let fifo = match &plan.wait {
+        WaitFor::Fifo(path) => {
+            let fifo = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).step("init", || format!("open `{}`", path.display()))?;
+            let fds = open("/proc/self/fd", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .step("init", || "open /proc/self/fd".into())?;
+            Some((fifo, fds))
+        }
+        WaitFor::Socket => None,
+    };
+
+    rootfs::switch_root(root.as_fd(), plan.no_pivot)?;
+    drop(root);
+
+    if let Some(h) = plan.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).step("hostname", || format!("sethostname `{h}`"))?;
+    }
+    if let Some(d) = plan.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        nucleus_sys::uts::setdomainname(d).step("hostname", || format!("setdomainname `{d}`"))?;
+    }
+    write_sysctls(plan.spec)?;
+    rootfs::finish(plan.spec)?;
+
+    match (plan.process.terminal, plan.console_socket) {
+        (true, Some(sock)) => {
+            let size = plan.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| {
+                (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
+            });
+            crate::tty::setup_console(sock, size)?
+        }
+        (true, None) => return Err(StepError::new("console", "process.terminal is true but no console socket was given", Errno::EINVAL)),
+        (false, _) => {
+            nix::unistd::setsid().step("init", || "setsid".into())?;
+        }
+    }
+
+    nix::unistd::chdir(&plan.process.cwd).step("cwd", || format!("chdir `{}`", plan.process.cwd.display()))?;
+    process::apply_rlimits(plan.process)?;
+    process::apply_identity(plan.process)?;
+    // The cwd may only be reachable as the new user; check it still is.
+    nix::unistd::chdir(&plan.process.cwd).step("cwd", || format!("chdir `{}` as uid {}", plan.process.cwd.display(), plan.process.uid))?;
+    if plan.process.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    let exe = process::find_executable(plan.process)?;
+
+    // seccomp last: everything after it is a handful of syscalls.
+    let notify_fd = match plan.seccomp {
+        Some(p) => p.load().step("seccomp", || "load filter".into())?,
+        None => None,
+    };
+
+    sync::send(sock, Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
+    drop(notify_fd);
+
+    match (&plan.wait, fifo) {
+        (WaitFor::Fifo(_), Some((fifo, fds))) => wait_fifo(&fifo, &fds)?,
+        _ => match sync::recv(sock).step("sync", || "wait for start".into())? {
+            Some(f) if f.msg == Msg::Start => {}
+            _ => return Err(StepError::new("sync", "parent went away before start", Errno::EPIPE)),
+        },
+    }
+
+    hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, "running"))
+        .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
+
+    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
+    exec(&exe, plan.process)
+}
+
+fn wait_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<(), StepError> {
+    let name = fifo.as_raw_fd().to_string();
+    // Blocks until `start` opens the other end.
+    let w = openat(fds.as_fd(), Path::new(&name), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("start", || "open exec fifo".into())?;
+    nix::unistd::write(&w, b"0").step("start", || "write exec fifo".into())?;
+    Ok(())
+}
+
+fn write_sysctls(spec: &Spec) -> Result<(), StepError> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let mut keys: Vec<_> = map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, map[key].as_bytes()).step("sysctl", || format!("write `{}` to `{path}`", map[key]))?;
+    }
+    Ok(())
+}
+
+fn exec(exe: &CString, p: &ProcessPlan) -> Result<Never, StepError> {
+    let err = nix::unistd::execve(exe, &p.args, &p.env).unwrap_err();
+    Err(StepError::new("exec", format!("execve `{}`", exe.to_string_lossy()), err))
+}

@@ -1,0 +1,250 @@
+//! The runtime side of starting a container.
+//!
+//! Role: parent, on the host, privileged. Builds the whole plan, clones the
+//! init with its new namespaces, writes id maps, places it in its cgroups,
+//! runs the runtime-namespace hooks, and waits for the init to report ready.
+//! A `ChildGuard` kills and reaps the init if anything fails before then.
+
+use super::child::{self, ChildPlan, WaitFor};
+use super::sync::{self, Msg};
+use crate::error::{EngineError, Result};
+use crate::hooks::{self, HookKind};
+use crate::namespaces;
+use crate::process::ProcessPlan;
+use crate::rootfs::{self, RootfsPlan};
+use crate::security::seccomp::{self, SeccompProgram};
+use crate::userns;
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use nucleus_cgroups::Cgroup;
+use nucleus_sys::clone::{clone_fork, CloneResult};
+use oci_spec::runtime::Spec;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Whether the init waits on `exec.fifo` (create) or on the sync socket (run).
+#[derive(Debug)]
+pub(crate) enum LaunchMode {
+    Create { fifo: PathBuf },
+    Run,
+}
+
+/// Inputs to [`launch`].
+#[derive(Debug)]
+pub(crate) struct LaunchRequest<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub mode: LaunchMode,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+/// A container init that is set up and waiting to exec.
+#[derive(Debug)]
+pub(crate) struct Launched {
+    pub pid: Pid,
+    pub start_time: u64,
+    /// Parent end of the sync socket (run mode sends `Start` on it).
+    pub sync: OwnedFd,
+    guard: ChildGuard,
+}
+
+impl Launched {
+    /// The init is ours to keep: don't kill it on drop.
+    pub(crate) fn disarm(&mut self) {
+        self.guard.armed = false;
+    }
+}
+
+/// Kills and reaps the child on drop unless disarmed.
+#[derive(Debug)]
+struct ChildGuard {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    armed: bool,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = nucleus_sys::pidfd::pidfd_send_signal(fd.as_fd(), Signal::SIGKILL as i32);
+            }
+            None => {
+                let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            }
+        }
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+fn ensure_single_threaded() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
+    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).map(str::trim);
+    if threads != Some("1") {
+        return Err(EngineError::invalid(
+            "runtime",
+            threads.unwrap_or("?"),
+            "the engine must start containers from a single-threaded process",
+        ));
+    }
+    Ok(())
+}
+
+fn hook_state(req: &LaunchRequest<'_>, pid: Pid, status: &str) -> String {
+    serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": req.id,
+        "status": status,
+        "pid": pid.as_raw(),
+        "bundle": req.bundle,
+        "annotations": req.spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
+}
+
+/// Clones the init, drives it through setup, and returns once it is ready
+/// to exec. On error the init is killed and reaped.
+pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
+    let process_spec = req
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
+    let process = ProcessPlan::from_spec(process_spec)?;
+    let ns = namespaces::plan(req.spec)?;
+    if !ns.creates(CloneFlags::CLONE_NEWNS) && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS) {
+        return Err(EngineError::invalid("linux.namespaces", "[...]", "a mount namespace is required"));
+    }
+    let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let console = match req.console_socket {
+        Some(path) => Some(OwnedFd::from(
+            UnixStream::connect(path).map_err(|e| EngineError::io("connect to console socket", path, e))?,
+        )),
+        None => None,
+    };
+    if process.terminal && console.is_none() {
+        return Err(EngineError::invalid("process.terminal", "true", "a terminal needs --console-socket"));
+    }
+    let wait = match &req.mode {
+        LaunchMode::Create { fifo } => {
+            nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
+            WaitFor::Fifo(fifo.clone())
+        }
+        LaunchMode::Run => WaitFor::Socket,
+    };
+    let cgroups = rootfs::host_cgroup_hierarchies();
+    let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty() || !HookKind::CreateRuntime.of(req.spec).is_empty();
+    let plan = ChildPlan {
+        id: req.id,
+        spec: req.spec,
+        rootfs: RootfsPlan {
+            spec: req.spec,
+            rootfs: req.rootfs,
+            bundle: req.bundle,
+            in_userns: ns.creates(CloneFlags::CLONE_NEWUSER),
+            cgroups: &cgroups,
+        },
+        namespaces: &ns,
+        process: &process,
+        seccomp: seccomp.as_ref(),
+        wait,
+        console_socket: console.as_ref().map(|c| c.as_fd()),
+        no_pivot: req.no_pivot,
+        preserve_fds: req.preserve_fds,
+        runtime_hooks,
+    };
+    let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
+
+    ensure_single_threaded()?;
+    // SAFETY: ensure_single_threaded just checked this process has one
+    // thread, so the child may use the allocator and any libc function
+    // until it execs; the flags are namespace flags only (no CLONE_VM).
+    let cloned = unsafe { clone_fork(ns.create.bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
+    let pid = match cloned {
+        CloneResult::Child => {
+            drop(parent_sock);
+            child::main(&plan, child_sock)
+        }
+        CloneResult::Parent(pid) => pid,
+    };
+    drop(child_sock);
+    let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };
+    tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
+
+    if ns.creates(CloneFlags::CLONE_NEWUSER) {
+        let linux = req.spec.linux().as_ref();
+        let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+        let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+        userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
+    }
+    if let Some(cg) = req.cgroup {
+        cg.add_pid(pid.as_raw())?;
+        let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        res.set_devices(Some(crate::devices::cgroup_rules(req.spec)));
+        cg.apply(&res)?;
+    }
+    if let Some(adj) = process.oom_score_adj {
+        let path = format!("/proc/{}/oom_score_adj", pid.as_raw());
+        std::fs::write(&path, adj.to_string()).map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
+    }
+    let start_time = crate::state::proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
+
+    sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(pid.as_raw()), "", None).map_err(|e| child_gone(&mut guard, e))?;
+    loop {
+        let frame = sync::recv(parent_sock.as_raw_fd()).map_err(|e| child_gone(&mut guard, e))?;
+        let Some(frame) = frame else {
+            return Err(child_gone(&mut guard, Errno::EPIPE));
+        };
+        match frame.msg {
+            Msg::RunRuntimeHooks => {
+                let state = hook_state(&req, pid, "creating");
+                hooks::run_all(HookKind::Prestart, req.spec, &state)?;
+                hooks::run_all(HookKind::CreateRuntime, req.spec, &state)?;
+                sync::send(parent_sock.as_raw_fd(), Msg::RuntimeHooksDone, 0, "", None).map_err(|e| child_gone(&mut guard, e))?;
+            }
+            Msg::Ready => {
+                if let (Some(fd), Some(p)) = (frame.fd, seccomp.as_ref()) {
+                    if let Some(path) = p.listener_path() {
+                        let state = hook_state(&req, pid, "creating");
+                        seccomp::send_to_listener(path, &state, pid.as_raw(), p.listener_metadata(), fd.as_fd())?;
+                    }
+                }
+                break;
+            }
+            Msg::Error => {
+                let (step, detail) = frame.text.split_once('\0').unwrap_or(("init", frame.text.as_str()));
+                return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
+            }
+            other => {
+                return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {other:?}") });
+            }
+        }
+    }
+    Ok(Launched { pid, start_time, sync: parent_sock, guard: std::mem::replace(&mut guard, ChildGuard { pid, pidfd: None, armed: false }) })
+}
+
+/// The child closed the socket or the send failed: say how it ended.
+fn child_gone(guard: &mut ChildGuard, errno: Errno) -> EngineError {
+    let how = match waitpid(guard.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
+        _ => format!("stopped responding ({errno})"),
+    };
+    EngineError::Child { step: "sync".into(), detail: format!("container init {how} during setup") }
+}

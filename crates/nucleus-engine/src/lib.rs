@@ -1,0 +1,38 @@
+//! The nucleus engine: takes an OCI runtime spec, a bundle and a state
+//! directory, and turns them into an isolated process. It knows nothing of
+//! any command line; front ends translate their input into a spec and call
+//! the functions in [`lifecycle`].
+//!
+//! The start path is single-threaded by design: between clone and execve the
+//! child may then use the ordinary Rust runtime without the fork-safety
+//! hazards of a threaded parent. `launch` refuses to run in a process with
+//! more than one thread.
+//!
+//! `unsafe` is confined to `launch` (the clone call, the child's `_exit`,
+//! and adopting fds received over SCM_RIGHTS); everything else uses
+//! `nucleus-sys` and `nix`.
+
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod lifecycle;
+pub mod security;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod template;
+
+mod devices;
+mod launch;
+mod mount_options;
+mod namespaces;
+mod process;
+mod rootfs;
+mod safe_path;
+mod timefmt;
+mod tty;
+mod userns;
+
+pub use error::EngineError;
+pub use nucleus_cgroups as cgroups;
+pub use oci_spec;

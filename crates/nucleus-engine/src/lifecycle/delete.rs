@@ -1,0 +1,73 @@
+//! `delete`: remove a stopped (or, with `force`, any) container: kill what
+//! is left, remove its cgroups, run poststop hooks, remove its state.
+
+use super::kill::signal_init;
+use crate::error::{EngineError, Result};
+use crate::hooks::{self, HookKind};
+use crate::state::{StateRoot, Status};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Deletes container `id`.
+pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+    let dir = match root.open(id) {
+        Ok(d) => d,
+        Err(EngineError::NotFound { .. }) if force => {
+            // A create killed before writing state.json leaves only the directory.
+            let path = root.container_dir(id);
+            if path.is_dir() {
+                crate::state::validate_id(id)?;
+                std::fs::remove_dir_all(&path).map_err(|e| EngineError::io("remove state directory", &path, e))?;
+                return Ok(());
+            }
+            return Err(EngineError::NotFound { id: id.to_string() });
+        }
+        Err(e) => return Err(e),
+    };
+    let state = dir.load()?;
+    let status = dir.status(&state);
+    match status {
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "delete it without --force" })
+        }
+    }
+    if status != Status::Stopped {
+        if let Some(cg) = &state.cgroup {
+            cg.kill_all(libc::SIGKILL)?;
+            if status == Status::Paused {
+                cg.thaw()?;
+            }
+        }
+        signal_init(&state, libc::SIGKILL)?;
+        wait_for_exit(state.pid, Duration::from_secs(10))?;
+    }
+    if let Some(cg) = &state.cgroup {
+        cg.destroy()?;
+    }
+    if let Err(e) = hooks::run_all(HookKind::Poststop, &state.spec, &state.oci_state(Status::Stopped).to_string()) {
+        tracing::warn!(id, error = %e, "poststop hook failed");
+    }
+    dir.remove()?;
+    tracing::debug!(id, "container deleted");
+    Ok(())
+}
+
+/// Waits for `pid` to exit (or become a zombie), by pidfd.
+pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
+    let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else { return Ok(()) };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) => return Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(EngineError::sys("wait for the container init to exit", e)),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `run`: create and start in one go. In the foreground the runtime stays as
+//! the init's parent, forwards signals to it, and returns its exit code;
+//! detached, it returns once the workload has been executed.
+
+use super::delete::delete;
+use super::{new_state, prepare, write_pid_file};
+use crate::error::{EngineError, Result};
+use crate::hooks::{self, HookKind};
+use crate::launch::sync::{self, Msg};
+use crate::launch::{launch, LaunchMode, LaunchRequest};
+use crate::state::{StateRoot, Status};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitStatus};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+
+/// Options of `run`, as runc takes them.
+#[derive(Debug, Clone)]
+pub struct RunOptions<'a> {
+    pub bundle: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub detach: bool,
+    /// Keep the container's state after a foreground run exits.
+    pub keep: bool,
+}
+
+/// Signals a foreground `run` forwards to the container.
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+/// Runs container `id`. Returns the workload's exit status (128+N if it was
+/// killed by signal N); 0 when detached.
+pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    // Blocked before clone so no signal is lost; the child unblocks them.
+    let mut old_mask = SigSet::empty();
+    if !opts.detach {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
+            .map_err(|e| EngineError::sys("block signals", e))?;
+    }
+    let p = prepare(root, id, opts.bundle)?;
+    let mut launched = launch(LaunchRequest {
+        id,
+        spec: &p.spec,
+        bundle: &p.bundle,
+        rootfs: &p.rootfs,
+        mode: LaunchMode::Run,
+        console_socket: opts.console_socket,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        cgroup: p.reservation.cgroup.as_ref(),
+    })?;
+    let state = new_state(&p, id, &launched);
+    if let Some(d) = p.reservation.dir.as_ref() {
+        d.save(&state)?;
+    }
+    sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the container", e))?;
+    // End-of-file means execve succeeded (the child's end is close-on-exec).
+    match sync::recv(launched.sync.as_raw_fd()) {
+        Ok(None) => {}
+        Ok(Some(f)) if f.msg == Msg::Error => {
+            let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
+            return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
+        }
+        Ok(Some(f)) => return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
+        Err(e) => return Err(EngineError::sys("wait for the workload to start", e)),
+    }
+    if let Some(path) = opts.pid_file {
+        write_pid_file(path, state.pid)?;
+    }
+    if let Err(e) = hooks::run_all(HookKind::Poststart, &state.spec, &state.oci_state(Status::Running).to_string()) {
+        tracing::warn!(id, error = %e, "poststart hook failed");
+    }
+    launched.disarm();
+    let dir = p.reservation.disarm();
+    if opts.detach {
+        return Ok(0);
+    }
+    drop(dir);
+    let code = forward_until_exit(&forwarded, launched.pid)?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None).map_err(|e| EngineError::sys("restore signal mask", e))?;
+    if !opts.keep {
+        delete(root, id, true)?;
+    }
+    Ok(code)
+}
+
+fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| EngineError::sys("create signalfd", e))?;
+    let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+    loop {
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(EngineError::sys("wait for the container", e)),
+            Ok(_) => {}
+        }
+        if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            if let Ok(Some(info)) = sfd.read_signal() {
+                let sig = i32::try_from(info.ssi_signo).unwrap_or(libc::SIGTERM);
+                tracing::debug!(signal = sig, "forwarding signal to container");
+                let _ = nucleus_sys::pidfd::pidfd_send_signal(pidfd.as_fd(), sig);
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Ok(128 + sig as i32),
+                Ok(_) => continue,
+                Err(e) => Err(EngineError::sys("reap the container init", e)),
+            };
+        }
+    }
+}

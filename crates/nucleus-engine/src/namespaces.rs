@@ -1,0 +1,70 @@
+//! Which namespaces to create with clone flags and which to join by path.
+//! The decision is made in the parent; the child only executes it.
+
+use crate::error::{EngineError, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::path::PathBuf;
+
+/// The namespace plan for one container.
+#[derive(Debug, Clone)]
+pub(crate) struct NamespacePlan {
+    /// Flags for clone(2): namespaces to create.
+    pub create: CloneFlags,
+    /// Namespaces to join with setns(2), in the order they must be joined.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+}
+
+impl NamespacePlan {
+    pub(crate) fn creates(&self, flag: CloneFlags) -> bool {
+        self.create.contains(flag)
+    }
+}
+
+pub(crate) fn flag_of(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME (0x80) is not in nix's CloneFlags.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// Builds the plan from `linux.namespaces`.
+///
+/// Joining a user or pid namespace needs an intermediate process (the pid
+/// namespace of a process is fixed at fork, and the user namespace must be
+/// entered before any other is created); that is not supported yet and is
+/// refused rather than half-applied.
+pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
+    let mut out = NamespacePlan { create: CloneFlags::empty(), join: Vec::new() };
+    let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    for (i, ns) in list.into_iter().flatten().enumerate() {
+        let flag = flag_of(ns.typ());
+        match ns.path() {
+            None => out.create |= flag,
+            Some(path) => {
+                if matches!(ns.typ(), LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
+                    return Err(EngineError::invalid(
+                        format!("linux.namespaces[{i}].path"),
+                        path.display().to_string(),
+                        format!("joining an existing {} namespace is not supported yet", ns.typ()),
+                    ));
+                }
+                if !path.exists() {
+                    return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "no such namespace file"));
+                }
+                out.join.push((flag, path.clone()));
+            }
+        }
+    }
+    // The mount namespace is joined last: paths to the other namespace files
+    // must still resolve in the runtime's mount namespace.
+    out.join.sort_by_key(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
+    Ok(out)
+}

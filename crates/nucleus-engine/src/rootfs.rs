@@ -1,0 +1,314 @@
+//! The container's mount namespace: propagation, the rootfs bind, every
+//! `mounts[]` entry resolved safely inside the rootfs, devices, pivot_root,
+//! and the after-pivot steps (maskedPaths, readonlyPaths, read-only root).
+//! Runs in the child, in its new mount namespace, before the workload.
+
+use crate::devices;
+use crate::launch::{StepContext, StepError};
+use crate::mount_options::{self, MountOptions};
+use crate::safe_path::{create_in_root, fd_path, open_in_root, relative, Leaf};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fstat, makedev, Mode, SFlag};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+const NONE: Option<&str> = None;
+
+/// A cgroup hierarchy of the host, to mount inside the container for a
+/// `cgroup` mount: directory name under the mount point, fstype, options.
+#[derive(Debug, Clone)]
+pub(crate) struct CgroupHierarchy {
+    pub name: Option<String>,
+    pub fstype: &'static str,
+    pub options: String,
+}
+
+/// The host's cgroup hierarchies, read from /proc/self/mounts in the parent.
+pub(crate) fn host_cgroup_hierarchies() -> Vec<CgroupHierarchy> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return Vec::new() };
+    // cgroup /sys/fs/cgroup/memory cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0
+    // cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
+    let mut out = Vec::new();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let (dir, fstype, opts) = (f[1], f[2], f[3]);
+        if dir == "/sys/fs/cgroup" && fstype == "cgroup2" {
+            return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new() }];
+        }
+        let Some(name) = dir.strip_prefix("/sys/fs/cgroup/") else { continue };
+        match fstype {
+            "cgroup2" => out.push(CgroupHierarchy { name: Some(name.to_string()), fstype: "cgroup2", options: String::new() }),
+            "cgroup" => {
+                let ctrls: Vec<&str> = opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "noatime"))
+                    .collect();
+                out.push(CgroupHierarchy { name: Some(name.to_string()), fstype: "cgroup", options: ctrls.join(",") });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Everything the mount steps need, prepared by the parent.
+#[derive(Debug)]
+pub(crate) struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_userns: bool,
+    pub cgroups: &'a [CgroupHierarchy],
+}
+
+/// Makes the mount tree private to us and bind-mounts the rootfs onto itself
+/// (pivot_root needs a mount point). Returns an O_PATH fd on the new root.
+pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> {
+    // rslave first: nothing we mount may propagate back to the host's shared `/`.
+    mount(NONE, "/", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).step("rootfs", || "make / rslave".into())?;
+    let prop = root_propagation(plan.spec)?;
+    if let Some(p) = prop {
+        if !p.contains(MsFlags::MS_SHARED) {
+            mount(NONE, "/", NONE, p, NONE).step("rootfs", || "apply rootfsPropagation".into())?;
+        }
+    }
+    mount(Some(plan.rootfs), plan.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+        .step("rootfs", || format!("bind-mount `{}` onto itself", plan.rootfs.display()))?;
+    open(plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("rootfs", || format!("open `{}`", plan.rootfs.display()))
+}
+
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>, StepError> {
+    let Some(name) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()) else { return Ok(None) };
+    mount_options::propagation(&name)
+        .map(Some)
+        .ok_or_else(|| StepError::new("rootfs", format!("linux.rootfsPropagation: unknown value `{name}`"), Errno::EINVAL))
+}
+
+/// Performs every `mounts[]` entry in order, then creates devices.
+pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(), StepError> {
+    let mut dev_is_ours = false;
+    for (i, m) in plan.spec.mounts().iter().flatten().enumerate() {
+        let opts = mount_options::parse(m.options().as_deref().unwrap_or_default())
+            .map_err(|o| StepError::new("mounts", format!("mounts[{i}].options: unsupported option `{o}`"), Errno::EINVAL))?;
+        mount_one(plan, root, i, m, &opts)?;
+        if relative(m.destination()) == Path::new("dev") && !opts.bind {
+            dev_is_ours = true;
+        }
+    }
+    if dev_is_ours {
+        for dev in devices::default_devices() {
+            devices::create_node(root, &dev, plan.in_userns).map_err(|(d, e)| StepError::new("devices", d, e))?;
+        }
+        devices::create_symlinks(root).map_err(|(d, e)| StepError::new("devices", d, e))?;
+    }
+    let spec_devices = plan.spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+    for (i, d) in spec_devices.into_iter().flatten().enumerate() {
+        let node = devices::from_spec(d, i).map_err(|d| StepError::new("devices", d, Errno::EINVAL))?;
+        devices::create_node(root, &node, plan.in_userns).map_err(|(d, e)| StepError::new("devices", d, e))?;
+    }
+    Ok(())
+}
+
+fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, opts: &MountOptions) -> Result<(), StepError> {
+    let dest = m.destination();
+    let ctx = |what: &str| format!("mounts[{i}] ({what} on `{}`)", dest.display());
+    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "none" });
+    let is_bind = opts.bind || typ == "bind";
+    if is_bind {
+        let source = m.source().as_ref().ok_or_else(|| StepError::new("mounts", ctx("bind without source"), Errno::EINVAL))?;
+        let source = if source.is_absolute() { source.clone() } else { plan.bundle.join(source) };
+        let meta = std::fs::metadata(&source).step("mounts", || ctx(&format!("source `{}`", source.display())))?;
+        let leaf = if meta.is_dir() { Leaf::Directory } else { Leaf::File };
+        let target = create_in_root(root, dest, leaf).step("mounts", || ctx("resolve destination"))?;
+        check_target_kind(&target, leaf).map_err(|e| StepError::new("mounts", ctx("destination type differs from source"), e))?;
+        let target_path = fd_path(&target);
+        let rec = opts.flags & MsFlags::MS_REC;
+        mount(Some(&source), target_path.as_str(), NONE, MsFlags::MS_BIND | rec, NONE)
+            .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            // Re-open: the fd from before the mount still names the covered directory.
+            let mounted = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+            let flags = extra | locked_flags(&mounted, opts.cleared);
+            mount(NONE, fd_path(&mounted).as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, NONE)
+                .step("mounts", || ctx("remount bind with flags"))?;
+        }
+    } else {
+        let target = create_in_root(root, dest, Leaf::Directory).step("mounts", || ctx("resolve destination"))?;
+        check_target_kind(&target, Leaf::Directory).map_err(|e| StepError::new("mounts", ctx("destination is not a directory"), e))?;
+        let target_path = fd_path(&target);
+        let data = if opts.data.is_empty() { None } else { Some(opts.data.as_str()) };
+        match typ {
+            "cgroup" | "cgroup2" => mount_cgroups(plan, root, dest, opts).map_err(|e| StepError::new("mounts", ctx("cgroup"), e))?,
+            _ => {
+                let source = m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.to_string());
+                let flags = opts.flags & !MsFlags::MS_REMOUNT;
+                match mount(Some(source.as_str()), target_path.as_str(), Some(typ), flags, data) {
+                    Ok(()) => {}
+                    // sysfs needs a network namespace owned by our user namespace; fall back to a bind.
+                    Err(Errno::EPERM) if typ == "sysfs" && plan.in_userns => {
+                        mount(Some("/sys"), target_path.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+                            .step("mounts", || ctx("bind /sys"))?;
+                    }
+                    Err(e) => return Err(StepError::new("mounts", ctx(&format!("mount {typ}")), e)),
+                }
+            }
+        }
+    }
+    for p in &opts.propagation {
+        let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+        mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE).step("mounts", || ctx("set propagation"))?;
+    }
+    Ok(())
+}
+
+fn check_target_kind(fd: &OwnedFd, want: Leaf) -> Result<(), Errno> {
+    let st = fstat(fd.as_fd())?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    match (want, is_dir) {
+        (Leaf::Directory, true) | (Leaf::File, false) => Ok(()),
+        (Leaf::Directory, false) => Err(Errno::ENOTDIR),
+        (Leaf::File, true) => Err(Errno::EISDIR),
+    }
+}
+
+/// Flags already set on the mount that a bind remount must keep (the kernel
+/// refuses to clear locked flags), minus the ones the options clear.
+fn locked_flags(fd: &OwnedFd, cleared: MsFlags) -> MsFlags {
+    let Ok(st) = fstatvfs(fd.as_fd()) else { return MsFlags::empty() };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (st_flag, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(st_flag) {
+            out |= ms;
+        }
+    }
+    out & !cleared
+}
+
+/// A `cgroup` mount: cgroup2 directly on a v2 host; otherwise a tmpfs with
+/// one directory per hierarchy. Inside a cgroup namespace each shows the
+/// container's own cgroup as its root.
+fn mount_cgroups(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &MountOptions) -> Result<(), Errno> {
+    let flags = opts.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
+    let ro = opts.flags & MsFlags::MS_RDONLY;
+    let target_fd = open_in_root(root, dest)?;
+    let target = fd_path(&target_fd);
+    if let [CgroupHierarchy { name: None, .. }] = plan.cgroups {
+        return mount(Some("cgroup2"), target.as_str(), Some("cgroup2"), flags | ro, NONE);
+    }
+    mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some("mode=755"))?;
+    for h in plan.cgroups {
+        let Some(name) = &h.name else { continue };
+        let dir = create_in_root(root, &dest.join(name), Leaf::Directory)?;
+        let data = if h.options.is_empty() { None } else { Some(h.options.as_str()) };
+        mount(Some("cgroup"), fd_path(&dir).as_str(), Some(h.fstype), flags | ro, data)?;
+    }
+    if !ro.is_empty() {
+        let top = open_in_root(root, dest)?;
+        mount(NONE, fd_path(&top).as_str(), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | ro, NONE)?;
+    }
+    Ok(())
+}
+
+/// Creates `process.cwd` inside the rootfs if it is missing.
+pub(crate) fn ensure_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<(), StepError> {
+    create_in_root(root, cwd, Leaf::Directory).map(drop).step("rootfs", || format!("create process.cwd `{}`", cwd.display()))
+}
+
+/// Switches the root: pivot_root into the rootfs and detach the old root,
+/// or with `no_pivot`, move the rootfs over `/` and chroot.
+pub(crate) fn switch_root(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), StepError> {
+    fchdir(root).step("pivot_root", || "chdir into rootfs".into())?;
+    if no_pivot {
+        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE).step("pivot_root", || "move rootfs to /".into())?;
+        chroot(".").step("pivot_root", || "chroot".into())?;
+    } else {
+        // pivot_root(".", ".") stacks the old root on top of the new one;
+        // detaching "." then leaves only the new root.
+        pivot_root(".", ".").step("pivot_root", || "pivot_root".into())?;
+        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).step("pivot_root", || "make old root rslave".into())?;
+        umount2(".", MntFlags::MNT_DETACH).step("pivot_root", || "detach old root".into())?;
+    }
+    chdir("/").step("pivot_root", || "chdir /".into())
+}
+
+/// After pivot_root: readonlyPaths, maskedPaths, a read-only root, and the
+/// final root propagation.
+pub(crate) fn finish(spec: &Spec) -> Result<(), StepError> {
+    let linux = spec.linux().as_ref();
+    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step("rootfs", || "open /".into())?;
+    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        let target = match open_in_root(root.as_fd(), Path::new(path)) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(StepError::new("readonlyPaths", format!("open `{path}`"), e)),
+        };
+        let p = fd_path(&target);
+        mount(Some(p.as_str()), p.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+            .step("readonlyPaths", || format!("bind `{path}`"))?;
+        let mounted = open_in_root(root.as_fd(), Path::new(path)).step("readonlyPaths", || format!("reopen `{path}`"))?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&mounted, MsFlags::empty());
+        mount(NONE, fd_path(&mounted).as_str(), NONE, flags, NONE).step("readonlyPaths", || format!("remount `{path}` read-only"))?;
+    }
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    if masked.is_some_and(|m| !m.is_empty()) {
+        let null = verified_dev_null(root.as_fd())?;
+        for path in masked.into_iter().flatten() {
+            mask(root.as_fd(), &null, path)?;
+        }
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&root, MsFlags::empty());
+        mount(NONE, "/", NONE, flags, NONE).step("rootfs", || "remount / read-only".into())?;
+    }
+    if let Some(p) = root_propagation(spec)? {
+        mount(NONE, "/", NONE, p, NONE).step("rootfs", || "apply rootfsPropagation".into())?;
+    }
+    Ok(())
+}
+
+/// Opens the container's /dev/null and checks it really is the 1:3 char
+/// device, so a planted symlink or file can't redirect a masking bind mount.
+fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, StepError> {
+    let fd = open_in_root(root, Path::new("/dev/null")).step("maskedPaths", || "open /dev/null".into())?;
+    let st = fstat(fd.as_fd()).step("maskedPaths", || "stat /dev/null".into())?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_chr || st.st_rdev != makedev(1, 3) {
+        return Err(StepError::new("maskedPaths", "/dev/null in the container is not the null device", Errno::EPERM));
+    }
+    Ok(fd)
+}
+
+fn mask(root: BorrowedFd<'_>, null: &OwnedFd, path: &str) -> Result<(), StepError> {
+    let target = match open_in_root(root, Path::new(path)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(StepError::new("maskedPaths", format!("open `{path}`"), e)),
+    };
+    let st = fstat(target.as_fd()).step("maskedPaths", || format!("stat `{path}`"))?;
+    let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    let t = fd_path(&target);
+    if is_dir {
+        mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+    } else {
+        mount(Some(fd_path(null).as_str()), t.as_str(), NONE, MsFlags::MS_BIND, NONE)
+    }
+    .step("maskedPaths", || format!("mask `{path}`"))
+}

@@ -1,0 +1,136 @@
+//! Loading and validating `config.json`. Errors name the JSON field and the
+//! offending value. Nothing here touches the kernel.
+
+use crate::error::{EngineError, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The major version of the runtime spec this engine implements.
+pub const SUPPORTED_MAJOR: u64 = 1;
+/// The `ociVersion` nucleus reports and writes.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// Reads `<bundle>/config.json`.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec { path: path.clone(), source })?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|source| EngineError::ParseSpec { path, source })?;
+    Ok(spec)
+}
+
+/// Checks `ociVersion` is a 1.x release.
+pub fn check_version(version: &str) -> Result<()> {
+    let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+    let well_formed = version.split('.').count() >= 2;
+    match major {
+        Some(SUPPORTED_MAJOR) if well_formed => Ok(()),
+        _ => Err(EngineError::invalid(
+            "ociVersion",
+            version,
+            format!("unsupported runtime spec version; nucleus supports {SUPPORTED_MAJOR}.x"),
+        )),
+    }
+}
+
+/// Resolves `root.path` against the bundle and checks it is a directory.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec.root().as_ref().ok_or_else(|| EngineError::invalid("root", "null", "root is required"))?;
+    let path = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Ok(path),
+        Ok(_) => Err(EngineError::invalid("root.path", path.display().to_string(), "not a directory")),
+        Err(e) => Err(EngineError::invalid("root.path", path.display().to_string(), e.to_string())),
+    }
+}
+
+/// Cross-field checks done before any kernel object is created.
+pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
+    check_version(spec.version())?;
+    if needs_process {
+        let process = spec.process().as_ref().ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
+        let args = process.args().as_deref().unwrap_or_default();
+        if args.is_empty() || args[0].is_empty() {
+            return Err(EngineError::invalid("process.args", format!("{args:?}"), "must name a program"));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(EngineError::invalid("process.cwd", process.cwd().display().to_string(), "must be an absolute path"));
+        }
+        for (i, var) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+            if !var.contains('=') || var.contains('\0') {
+                return Err(EngineError::invalid(format!("process.env[{i}]"), var, "must be KEY=VALUE"));
+            }
+        }
+    }
+    let linux = spec.linux().as_ref();
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let mut seen = HashSet::new();
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !seen.insert(ns.typ()) {
+            return Err(EngineError::invalid(format!("linux.namespaces[{i}].type"), ns.typ().to_string(), "namespace listed twice"));
+        }
+        if let Some(path) = ns.path() {
+            if !path.is_absolute() {
+                return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "must be absolute"));
+            }
+        }
+    }
+    let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(EngineError::invalid("hostname", spec.hostname().clone().unwrap_or_default(), "setting a hostname needs a uts namespace"));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(EngineError::invalid("domainname", spec.domainname().clone().unwrap_or_default(), "setting a domainname needs a uts namespace"));
+    }
+    if let Some(linux) = linux {
+        let new_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if new_userns && !has_maps {
+            return Err(EngineError::invalid("linux.uidMappings", "[]", "a new user namespace needs uidMappings and gidMappings"));
+        }
+        if !new_userns && has_maps {
+            return Err(EngineError::invalid("linux.uidMappings", "[...]", "uidMappings need a new user namespace"));
+        }
+        for (key, _) in linux.sysctl().iter().flatten() {
+            if key.is_empty() || key.contains("..") || key.contains('/') && key.contains('.') || key.starts_with(['.', '/']) {
+                return Err(EngineError::invalid(format!("linux.sysctl.{key}"), key, "invalid sysctl name"));
+            }
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let dest = m.destination();
+        if dest.as_os_str().is_empty() {
+            return Err(EngineError::invalid(format!("mounts[{i}].destination"), "", "must not be empty"));
+        }
+        crate::mount_options::parse(m.options().as_deref().unwrap_or_default())
+            .map_err(|opt| EngineError::invalid(format!("mounts[{i}].options"), opt, "unsupported mount option"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_gate() {
+        assert!(check_version("1.0.2").is_ok());
+        assert!(check_version("1.2.0").is_ok());
+        assert!(check_version("1.0.2-dev").is_ok());
+        let err = check_version("2.0.0").unwrap_err().to_string();
+        assert!(err.contains("ociVersion") && err.contains("`2.0.0`"), "{err}");
+        assert!(check_version("0.1.0").is_err());
+        assert!(check_version("").is_err());
+        assert!(check_version("1").is_err());
+    }
+
+    #[test]
+    fn rejects_hostname_without_uts() {
+        let mut spec = Spec::default();
+        spec.set_version("1.0.2".into());
+        let linux = spec.linux_mut().as_mut().unwrap();
+        linux.set_namespaces(Some(vec![]));
+        let err = validate(&spec, true).unwrap_err().to_string();
+        assert!(err.starts_with("hostname:"), "{err}");
+    }
+}

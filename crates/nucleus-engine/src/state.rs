@@ -1,0 +1,334 @@
+//! The state directory: one directory per container under the root, holding
+//! `state.json` (written atomically), a lock file held by every mutating verb,
+//! and `exec.fifo` while the container waits in `created`.
+
+use crate::error::{EngineError, Result};
+use nix::fcntl::{Flock, FlockArg};
+use nucleus_cgroups::Cgroup;
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Longest container id accepted.
+pub const MAX_ID_LEN: usize = 1024;
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
+const FIFO_FILE: &str = "exec.fifo";
+
+/// The lifecycle status of a container, as the OCI state reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What nucleus records about a container between verbs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// Host pid of the container's init; 0 before it exists.
+    pub pid: i32,
+    /// `starttime` from /proc/<pid>/stat, so a reused pid is never mistaken for ours.
+    pub pid_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub annotations: HashMap<String, String>,
+    pub cgroup: Option<Cgroup>,
+    /// The spec as it was when the container was created.
+    pub spec: Spec,
+}
+
+impl ContainerState {
+    /// Whether the recorded init process is still alive (and not a zombie).
+    pub fn is_alive(&self) -> bool {
+        self.pid > 0 && matches!(proc_start_time(self.pid), Some((start, alive)) if alive && start == self.pid_start_time)
+    }
+
+    /// The OCI state JSON (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
+    pub fn oci_state(&self, status: Status) -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": crate::spec::OCI_VERSION,
+            "id": self.id,
+            "status": status,
+            "pid": if status == Status::Stopped { 0 } else { self.pid },
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        })
+    }
+}
+
+/// Reads `starttime` (field 22) of /proc/<pid>/stat and whether the process
+/// is alive (not a zombie or dead).
+pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, !matches!(state, "Z" | "X" | "x")))
+}
+
+/// Checks a container id: non-empty, bounded, and a single safe path component.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |reason| Err(EngineError::InvalidId { id: id.to_string(), reason });
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return bad("it is longer than 1024 bytes");
+    }
+    if id == "." || id == ".." {
+        return bad("it is a relative path component");
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+')) {
+        return bad("only letters, digits and `_ - . +` are allowed");
+    }
+    Ok(())
+}
+
+/// The root of all container state directories (`--root`).
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    root: PathBuf,
+}
+
+impl StateRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateRoot { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory for a new container and locks it.
+    /// Fails with `AlreadyExists` if the id is taken.
+    pub fn reserve(&self, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&self.root)
+            .map_err(|e| EngineError::io("create state root", &self.root, e))?;
+        let dir = self.root.join(id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(EngineError::AlreadyExists { id: id.to_string() })
+            }
+            Err(e) => return Err(EngineError::io("create state directory", &dir, e)),
+        }
+        match ContainerDir::lock(id, dir.clone()) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens and locks an existing container's directory.
+    pub fn open(&self, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        let dir = self.root.join(id);
+        if !dir.is_dir() {
+            return Err(EngineError::NotFound { id: id.to_string() });
+        }
+        let cdir = ContainerDir::lock(id, dir)?;
+        // A concurrent delete may have removed it while we waited for the lock.
+        if !cdir.state_path().exists() {
+            return Err(EngineError::NotFound { id: id.to_string() });
+        }
+        Ok(cdir)
+    }
+
+    /// Reads a container's state without taking its lock (for `state`/`list`).
+    pub fn peek(&self, id: &str) -> Result<ContainerState> {
+        validate_id(id)?;
+        let path = self.root.join(id).join(STATE_FILE);
+        read_state(&path).map_err(|e| match e {
+            EngineError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EngineError::NotFound { id: id.to_string() }
+            }
+            other => other,
+        })
+    }
+
+    /// Ids of all containers with a state file, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EngineError::io("read state root", &self.root, e)),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Whether `<root>/<id>` exists.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Current status of a container from its state and the live process.
+    pub fn status_of(&self, state: &ContainerState) -> Status {
+        status_of(&self.root.join(&state.id), state)
+    }
+}
+
+/// Status from recorded state plus what the kernel says now.
+pub fn status_of(dir: &Path, state: &ContainerState) -> Status {
+    if !state.is_alive() {
+        return Status::Stopped;
+    }
+    if dir.join(FIFO_FILE).exists() {
+        return Status::Created;
+    }
+    if let Some(cg) = &state.cgroup {
+        if cg.is_frozen().unwrap_or(false) {
+            return Status::Paused;
+        }
+    }
+    Status::Running
+}
+
+fn read_state(path: &Path) -> Result<ContainerState> {
+    let text = fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
+    serde_json::from_slice(&text).map_err(|source| EngineError::CorruptState { path: path.to_path_buf(), source })
+}
+
+/// A locked container state directory. The lock is released on drop.
+#[derive(Debug)]
+pub struct ContainerDir {
+    id: String,
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl ContainerDir {
+    fn lock(id: &str, dir: PathBuf) -> Result<Self> {
+        let lock_path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| EngineError::io("open lock file", &lock_path, e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| EngineError::io("lock", &lock_path, errno.into()))?;
+        Ok(ContainerDir { id: id.to_string(), dir, _lock: lock })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    pub fn fifo_path(&self) -> PathBuf {
+        self.dir.join(FIFO_FILE)
+    }
+
+    pub fn load(&self) -> Result<ContainerState> {
+        read_state(&self.state_path())
+    }
+
+    /// Writes state.json atomically: a temp file in the same directory, then rename.
+    pub fn save(&self, state: &ContainerState) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState { path: tmp.clone(), source })?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| EngineError::io("create", &tmp, e))?;
+        f.write_all(&data).map_err(|e| EngineError::io("write", &tmp, e))?;
+        fs::rename(&tmp, self.state_path()).map_err(|e| EngineError::io("rename into place", self.state_path(), e))
+    }
+
+    pub fn status(&self, state: &ContainerState) -> Status {
+        status_of(&self.dir, state)
+    }
+
+    /// Removes the directory and everything in it. The lock goes with it.
+    pub fn remove(self) -> Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io("remove state directory", &self.dir, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_rules() {
+        for ok in ["abc", "a-b_c.d+e", "0", &"x".repeat(1024)] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", &"x".repeat(1025), "a\0b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reserve_is_exclusive_and_removable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("state"));
+        let d = root.reserve("c1").unwrap();
+        assert!(matches!(root.reserve("c1"), Err(EngineError::AlreadyExists { .. })));
+        d.remove().unwrap();
+        assert!(root.ids().unwrap().is_empty());
+        assert!(matches!(root.open("c1"), Err(EngineError::NotFound { .. })));
+    }
+
+    #[test]
+    fn own_start_time_is_alive() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let (_, alive) = proc_start_time(pid).unwrap();
+        assert!(alive);
+        assert!(proc_start_time(i32::MAX).is_none());
+    }
+}

@@ -1,0 +1,14 @@
+//! Thin, rustix-style wrappers for the syscalls nucleus needs that `nix`
+//! does not offer. This is the only crate in the workspace with `unsafe`;
+//! every wrapper documents the C call it makes and the invariants it relies on.
+//! No policy lives here.
+
+pub mod clone;
+pub mod pidfd;
+pub mod fd;
+pub mod seccomp;
+pub mod tty;
+pub mod uts;
+pub mod signal;
+
+pub use nix::errno::Errno;
