@@ -35,12 +35,26 @@ pub(crate) fn flag_of(t: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+impl NamespacePlan {
+    /// Joining a user or pid namespace needs an intermediate process: the
+    /// pid namespace of a process is fixed when it is forked, and the user
+    /// namespace must be entered before any other namespace is created.
+    pub(crate) fn needs_intermediate(&self) -> bool {
+        self.join.iter().any(|(f, _)| is_early(*f))
+    }
+
+    /// Whether the init runs in a user namespace other than the host's.
+    pub(crate) fn in_userns(&self) -> bool {
+        self.creates(CloneFlags::CLONE_NEWUSER) || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    }
+}
+
+/// Namespaces the intermediate process joins before cloning the init.
+pub(crate) fn is_early(flag: CloneFlags) -> bool {
+    flag == CloneFlags::CLONE_NEWUSER || flag == CloneFlags::CLONE_NEWPID
+}
+
 /// Builds the plan from `linux.namespaces`.
-///
-/// Joining a user or pid namespace needs an intermediate process (the pid
-/// namespace of a process is fixed at fork, and the user namespace must be
-/// entered before any other is created); that is not supported yet and is
-/// refused rather than half-applied.
 pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
     let mut out = NamespacePlan { create: CloneFlags::empty(), join: Vec::new() };
     let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
@@ -49,13 +63,6 @@ pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
         match ns.path() {
             None => out.create |= flag,
             Some(path) => {
-                if matches!(ns.typ(), LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
-                    return Err(EngineError::invalid(
-                        format!("linux.namespaces[{i}].path"),
-                        path.display().to_string(),
-                        format!("joining an existing {} namespace is not supported yet", ns.typ()),
-                    ));
-                }
                 if !path.exists() {
                     return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "no such namespace file"));
                 }
@@ -63,8 +70,13 @@ pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
             }
         }
     }
-    // The mount namespace is joined last: paths to the other namespace files
-    // must still resolve in the runtime's mount namespace.
-    out.join.sort_by_key(|(f, _)| *f == CloneFlags::CLONE_NEWNS);
+    // User first (it grants the rights to join the rest), then pid; the
+    // mount namespace last, so the other namespace paths still resolve.
+    out.join.sort_by_key(|(f, _)| match *f {
+        CloneFlags::CLONE_NEWUSER => 0,
+        CloneFlags::CLONE_NEWPID => 1,
+        CloneFlags::CLONE_NEWNS => 3,
+        _ => 2,
+    });
     Ok(out)
 }

@@ -17,7 +17,7 @@ use crate::rootfs::{self, RootfsPlan};
 use crate::security::seccomp::SeccompProgram;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
-use nix::sched::{setns, CloneFlags};
+use nix::sched::setns;
 use nix::sys::stat::Mode;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Spec;
@@ -48,6 +48,31 @@ pub(crate) struct ChildPlan<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub runtime_hooks: bool,
+}
+
+/// Role: intermediate, on the host side of pid namespaces, privileged.
+/// Joins the user and pid namespaces given by path, clones the init as a
+/// sibling (CLONE_PARENT, so the runtime stays its parent), reports the
+/// init's pid on `pid_pipe` and exits.
+pub(crate) fn intermediate_main(plan: &ChildPlan<'_>, sync_fd: OwnedFd, pid_pipe: OwnedFd) -> ! {
+    let result = (|| -> Result<i32, Errno> {
+        for (flag, path) in plan.namespaces.join.iter().filter(|(f, _)| crate::namespaces::is_early(*f)) {
+            let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+            setns(fd.as_fd(), *flag)?;
+        }
+        let flags = plan.namespaces.create.bits() | libc::CLONE_PARENT;
+        // SAFETY: this process is a single-threaded fork of the runtime (it was
+        // checked before the first clone); flags hold no CLONE_VM.
+        match unsafe { nucleus_sys::clone::clone_fork(flags) }? {
+            nucleus_sys::clone::CloneResult::Child => main(plan, sync_fd),
+            nucleus_sys::clone::CloneResult::Parent(pid) => Ok(pid.as_raw()),
+        }
+    })();
+    let value = result.unwrap_or_else(|e| -(e as i32));
+    let _ = nix::unistd::write(&pid_pipe, &value.to_le_bytes());
+    // SAFETY: _exit skips the runtime's atexit handlers and destructors,
+    // which belong to the parent's copy of this process.
+    unsafe { libc::_exit(0) }
 }
 
 /// Entry point of the child. Never returns.
@@ -96,12 +121,12 @@ fn run(plan: &ChildPlan<'_>, sock: i32) -> Result<Never, StepError> {
         _ => return Err(StepError::new("sync", "parent went away before setup", Errno::EPIPE)),
     };
 
-    for (flag, path) in &plan.namespaces.join {
+    for (flag, path) in plan.namespaces.join.iter().filter(|(f, _)| !crate::namespaces::is_early(*f)) {
         let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step("namespaces", || format!("open `{}`", path.display()))?;
         setns(fd.as_fd(), *flag).step("namespaces", || format!("setns `{}`", path.display()))?;
     }
-    if plan.namespaces.creates(CloneFlags::CLONE_NEWUSER) {
-        // Become root of the new user namespace now that the maps exist.
+    if plan.namespaces.in_userns() {
+        // Become root of the user namespace now that the maps exist.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("userns", || "setresgid 0".into())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step("userns", || "setresuid 0".into())?;
     }

@@ -157,7 +157,7 @@ pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
             spec: req.spec,
             rootfs: req.rootfs,
             bundle: req.bundle,
-            in_userns: ns.creates(CloneFlags::CLONE_NEWUSER),
+            in_userns: ns.in_userns(),
             cgroups: &cgroups,
         },
         namespaces: &ns,
@@ -172,16 +172,42 @@ pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
     let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
-    // SAFETY: ensure_single_threaded just checked this process has one
-    // thread, so the child may use the allocator and any libc function
-    // until it execs; the flags are namespace flags only (no CLONE_VM).
-    let cloned = unsafe { clone_fork(ns.create.bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
-    let pid = match cloned {
-        CloneResult::Child => {
-            drop(parent_sock);
-            child::main(&plan, child_sock)
+    let pid = if ns.needs_intermediate() {
+        let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
+        // SAFETY: ensure_single_threaded just checked this process has one
+        // thread, so the child may allocate and call any libc function; flag 0
+        // is a plain fork.
+        let cloned = unsafe { clone_fork(0) }.map_err(|e| EngineError::sys("clone the intermediate process", e))?;
+        match cloned {
+            CloneResult::Child => {
+                drop(parent_sock);
+                drop(pid_r);
+                child::intermediate_main(&plan, child_sock, pid_w)
+            }
+            CloneResult::Parent(ipid) => {
+                drop(pid_w);
+                let mut buf = [0u8; 4];
+                let n = nix::unistd::read(&pid_r, &mut buf).map_err(|e| EngineError::sys("read init pid", e))?;
+                let _ = waitpid(ipid, None);
+                let raw = if n == 4 { i32::from_le_bytes(buf) } else { -libc::EPIPE };
+                if raw <= 0 {
+                    return Err(EngineError::sys("join user/pid namespaces and clone the init", Errno::from_raw(-raw)));
+                }
+                Pid::from_raw(raw)
+            }
         }
-        CloneResult::Parent(pid) => pid,
+    } else {
+        // SAFETY: ensure_single_threaded just checked this process has one
+        // thread, so the child may use the allocator and any libc function
+        // until it execs; the flags are namespace flags only (no CLONE_VM).
+        let cloned = unsafe { clone_fork(ns.create.bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
+        match cloned {
+            CloneResult::Child => {
+                drop(parent_sock);
+                child::main(&plan, child_sock)
+            }
+            CloneResult::Parent(pid) => pid,
+        }
     };
     drop(child_sock);
     let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };

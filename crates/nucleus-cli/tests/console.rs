@@ -1,0 +1,207 @@
+//! `process.terminal` with `--console-socket`: the runtime sends the pty master over a unix
+//! socket (SCM_RIGHTS) and the container's stdio is the pty.
+
+#[macro_use]
+mod common;
+
+use std::io::{ErrorKind, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Ctx, Out};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
+
+/// Accepts one connection, giving up early if `done()` says the runtime already exited.
+fn accept_until(
+    listener: &UnixListener,
+    deadline: Instant,
+    done: impl Fn() -> bool,
+) -> Option<UnixStream> {
+    listener.set_nonblocking(true).unwrap();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                return Some(stream);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if done() || Instant::now() > deadline {
+                    return None;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept on console socket: {e}"),
+        }
+    }
+}
+
+/// Receives the single fd the runtime passes with SCM_RIGHTS.
+fn recv_fd(stream: &UnixStream) -> OwnedFd {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on console socket");
+    for c in msg.cmsgs().expect("parse control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
+            // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("console socket message carried no SCM_RIGHTS fd");
+}
+
+/// Reads the pty master until the slave side is closed (EIO) or `timeout` passes.
+fn read_master(master: &mut std::fs::File, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            // Linux reports a hung-up pty master as EIO.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => panic!("read pty master: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+}
+
+/// `create --console-socket`, returning the create output and the received pty master.
+fn create_with_console(
+    ctx: &Ctx,
+    bundle: &common::Bundle,
+    id: &str,
+    sock: &Path,
+) -> (Out, Option<OwnedFd>) {
+    let listener = UnixListener::bind(sock).expect("bind console socket");
+    thread::scope(|s| {
+        let create =
+            s.spawn(|| ctx.create_with(bundle, id, &["--console-socket", sock.to_str().unwrap()]));
+        let deadline = Instant::now() + common::CMD_TIMEOUT;
+        let master = accept_until(&listener, deadline, || create.is_finished())
+            .map(|stream| recv_fd(&stream));
+        (create.join().expect("create thread"), master)
+    })
+}
+
+#[test]
+fn console_socket_receives_a_working_pty() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let bundle = ctx
+        .bundle()
+        .edit(|s| {
+            s["process"]["terminal"] = json!(true);
+            s["process"]["consoleSize"] = json!({ "height": 40, "width": 120 });
+        })
+        .with_sh("tty; stty size; test -t 0 && test -t 1 && echo all-tty; read line; echo \"got:$line\"; echo hello");
+    let id = ctx.id();
+    let sock = ctx.scratch("console").join("sock");
+
+    let (out, master) = create_with_console(&ctx, &bundle, &id, &sock);
+    out.assert_ok();
+    let master = master.unwrap_or_else(|| panic!("runtime never sent a pty master\n{out}"));
+    set_nonblocking(&master);
+    let mut master = std::fs::File::from(master);
+
+    ctx.start(&id);
+    master.write_all(b"ping\n").expect("write to pty master");
+    let text = read_master(&mut master, Duration::from_secs(20));
+
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert!(
+        // The terminal echoes "ping" back too, possibly before the process runs.
+        lines
+            .iter()
+            .any(|l| *l == "/dev/pts/0" || *l == "/dev/console"),
+        "tty is not the pty: {text:?}"
+    );
+    assert!(
+        lines.contains(&"40 120"),
+        "consoleSize not applied: {text:?}"
+    );
+    assert!(
+        lines.contains(&"all-tty"),
+        "stdin/stdout are not the terminal: {text:?}"
+    );
+    assert!(
+        lines.contains(&"got:ping"),
+        "input written to the master did not reach the process: {text:?}"
+    );
+    assert!(lines.contains(&"hello"), "{text:?}");
+
+    ctx.wait_status(&id, "stopped");
+    ctx.delete(&id);
+    ctx.finish();
+}
+
+#[test]
+fn terminal_without_console_socket_is_refused_on_create() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let bundle = ctx
+        .bundle()
+        .edit(|s| s["process"]["terminal"] = json!(true))
+        .with_args(&["true"]);
+    let id = ctx.id();
+    let out = ctx.create_with(&bundle, &id, &[]);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("console"),
+        "error should mention the console socket\n{out}"
+    );
+    assert!(
+        ctx.root_entries().is_empty(),
+        "failed create left state: {:?}",
+        ctx.root_entries()
+    );
+    ctx.finish();
+}
+
+#[test]
+fn console_socket_that_does_not_exist_fails_create() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let bundle = ctx
+        .bundle()
+        .edit(|s| s["process"]["terminal"] = json!(true))
+        .with_args(&["true"]);
+    let id = ctx.id();
+    let missing = ctx.scratch("console").join("nobody-listens");
+    let out = ctx.create_with(
+        &bundle,
+        &id,
+        &["--console-socket", missing.to_str().unwrap()],
+    );
+    out.assert_fail();
+    assert!(
+        ctx.root_entries().is_empty(),
+        "failed create left state: {:?}",
+        ctx.root_entries()
+    );
+    ctx.finish();
+}
