@@ -292,3 +292,51 @@ fn relative_bundle_path_is_reported_absolute() {
     ctx.rt(&["delete", "--force", &id]).assert_ok();
     ctx.finish();
 }
+
+#[test]
+fn log_format_json_records_the_error_as_json_lines() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let bundle = ctx
+        .bundle()
+        .with_args(&["true"])
+        .edit(|s| s["root"]["path"] = json!("no-such-rootfs"));
+    bundle.write();
+    let id = ctx.id();
+    let log = ctx.scratch("log").join("runtime.log");
+    let out = ctx.rt(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_refused_cleanly(&ctx, &out, &id);
+    let text = fs::read_to_string(&log).expect("--log file written");
+    // containerd's shim reads this file line by line.
+    assert!(
+        text.ends_with('\n'),
+        "log does not end with a newline: {text:?}"
+    );
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l:?}"))
+        })
+        .collect();
+    let error = entries
+        .iter()
+        .find(|e| e["level"] == "error")
+        .unwrap_or_else(|| panic!("no error entry in log: {text:?}"));
+    assert!(
+        error["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-rootfs")),
+        "{error}"
+    );
+    assert!(error["time"].is_string(), "{error}");
+    ctx.finish();
+}

@@ -174,7 +174,7 @@ fn kill_by_signal_number_and_name_reaches_the_process() {
         "container never started"
     );
 
-    ctx.kill(&id, "10"); // SIGUSR1 on x86_64
+    ctx.kill(&id, &libc::SIGUSR1.to_string());
     assert!(
         wait_until(Duration::from_secs(10), || {
             fs::read_to_string(host.join("log")).is_ok_and(|l| l.contains("usr1"))

@@ -43,3 +43,122 @@ pub(crate) fn setup_console(console_socket: BorrowedFd<'_>, size: Option<(u16, u
     nix::unistd::dup2_stderr(&slave).step("console", || "dup2 pty onto stderr".into())?;
     Ok(())
 }
+
+/// Restores the terminal attributes of stdin on drop.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enter() -> RawMode {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let Ok(orig) = tcgetattr(stdin.as_fd()) else { return RawMode(None) };
+        let mut raw = orig.clone();
+        cfmakeraw(&mut raw);
+        match tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw) {
+            Ok(()) => RawMode(Some(orig)),
+            Err(_) => RawMode(None),
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(orig) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, orig);
+        }
+    }
+}
+
+fn copy_window_size(master: BorrowedFd<'_>) {
+    if let Ok((rows, cols)) = nucleus_sys::tty::window_size(std::io::stdin().as_fd()) {
+        let _ = nucleus_sys::tty::set_window_size(master, rows, cols);
+    }
+}
+
+/// Foreground `run` with a terminal and no console socket: relay stdin to
+/// the pty and the pty to stdout (stdin in raw mode when it is a terminal),
+/// keep the window size in sync, forward other signals, and return the
+/// workload's exit code once it is reaped and its output drained.
+pub(crate) fn proxy_until_exit(
+    signals: &nix::sys::signal::SigSet,
+    pid: nix::unistd::Pid,
+    master: OwnedFd,
+) -> crate::error::Result<i32> {
+    use crate::error::EngineError;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| EngineError::sys("create signalfd", e))?;
+    let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+    let _raw = RawMode::enter();
+    copy_window_size(master.as_fd());
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut stdin_open = true;
+    let mut buf = [0u8; 8192];
+    let mut code = None;
+    loop {
+        let mut fds = vec![
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if code.is_some() { PollTimeout::ZERO } else { PollTimeout::NONE };
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(EngineError::sys("relay the terminal", e)),
+            Ok(_) => {}
+        }
+        let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let (m, s, p, i) = (ready(0), ready(1), ready(2), ready(3));
+        if m {
+            match nix::unistd::read(&master, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = write_all(stdout.as_fd(), &buf[..n]);
+                }
+                // EIO: every slave fd is closed.
+                _ => {
+                    if let Some(c) = code {
+                        return Ok(c);
+                    }
+                }
+            }
+        } else if let Some(c) = code {
+            return Ok(c);
+        }
+        if s {
+            if let Ok(Some(info)) = sfd.read_signal() {
+                let sig = i32::try_from(info.ssi_signo).unwrap_or(libc::SIGTERM);
+                if sig == libc::SIGWINCH {
+                    copy_window_size(master.as_fd());
+                } else {
+                    let _ = nucleus_sys::pidfd::pidfd_send_signal(pidfd.as_fd(), sig);
+                }
+            }
+        }
+        if i {
+            match nix::unistd::read(&stdin, &mut buf) {
+                Ok(n) if n > 0 => {
+                    let _ = write_all(master.as_fd(), &buf[..n]);
+                }
+                _ => stdin_open = false,
+            }
+        }
+        if p && code.is_none() {
+            code = crate::lifecycle::reap_init(pid)?;
+        }
+    }
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

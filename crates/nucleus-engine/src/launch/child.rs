@@ -77,13 +77,13 @@ pub(crate) fn intermediate_main(plan: &ChildPlan<'_>, sync_fd: OwnedFd, pid_pipe
 
 /// Entry point of the child. Never returns.
 pub(crate) fn main(plan: &ChildPlan<'_>, sync_fd: OwnedFd) -> ! {
-    let sock = sync_fd.as_raw_fd();
+    let sock = sync_fd.as_fd();
     let err = match run(plan, sock) {
         Ok(never) => match never {},
         Err(e) => e,
     };
     let text = format!("{}: {}", err.detail, err.errno.desc());
-    if sync::send(sock, Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
+    if sync::send(sock.as_raw_fd(), Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
         // No parent to tell (create has returned): the container's stderr is all that is left.
         eprintln!("nucleus: {}: {}", err.step, text);
     }
@@ -106,7 +106,7 @@ fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: &str) -> String {
     .to_string()
 }
 
-fn run(plan: &ChildPlan<'_>, sock: i32) -> Result<Never, StepError> {
+fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     // Not dumpable until execve: processes in the container cannot open
     // /proc/<init>/exe (the runtime binary) or ptrace us (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
@@ -136,7 +136,7 @@ fn run(plan: &ChildPlan<'_>, sock: i32) -> Result<Never, StepError> {
     rootfs::ensure_cwd(root.as_fd(), &plan.process.cwd)?;
 
     if plan.runtime_hooks {
-        sync::send(sock, Msg::RunRuntimeHooks, 0, "", None).step("sync", || "request runtime hooks".into())?;
+        sync::send(sock.as_raw_fd(), Msg::RunRuntimeHooks, 0, "", None).step("sync", || "request runtime hooks".into())?;
         match sync::recv(sock).step("sync", || "wait for runtime hooks".into())? {
             Some(f) if f.msg == Msg::RuntimeHooksDone => {}
             _ => return Err(StepError::new("sync", "parent went away during hooks", Errno::EPIPE)),
@@ -198,7 +198,7 @@ fn run(plan: &ChildPlan<'_>, sock: i32) -> Result<Never, StepError> {
         None => None,
     };
 
-    sync::send(sock, Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
+    sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
     drop(notify_fd);
 
     match (&plan.wait, fifo) {

@@ -42,6 +42,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub rootfs: &'a Path,
     pub mode: LaunchMode,
     pub console_socket: Option<&'a Path>,
+    /// A connected socket to send the pty master to, instead of a path.
+    pub console_fd: Option<OwnedFd>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub cgroup: Option<&'a Cgroup>,
@@ -116,7 +118,7 @@ fn hook_state(req: &LaunchRequest<'_>, pid: Pid, status: &str) -> String {
 
 /// Clones the init, drives it through setup, and returns once it is ready
 /// to exec. On error the init is killed and reaped.
-pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
+pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
     let process_spec = req
         .spec
         .process()
@@ -131,11 +133,12 @@ pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
         Some(profile) => Some(seccomp::compile(profile)?),
         None => None,
     };
-    let console = match req.console_socket {
-        Some(path) => Some(OwnedFd::from(
+    let console = match (req.console_socket, req.console_fd.take()) {
+        (_, Some(fd)) => Some(fd),
+        (Some(path), None) => Some(OwnedFd::from(
             UnixStream::connect(path).map_err(|e| EngineError::io("connect to console socket", path, e))?,
         )),
-        None => None,
+        (None, None) => None,
     };
     if process.terminal && console.is_none() {
         return Err(EngineError::invalid("process.terminal", "true", "a terminal needs --console-socket"));
@@ -233,7 +236,7 @@ pub(crate) fn launch(req: LaunchRequest<'_>) -> Result<Launched> {
 
     sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(pid.as_raw()), "", None).map_err(|e| child_gone(&mut guard, e))?;
     loop {
-        let frame = sync::recv(parent_sock.as_raw_fd()).map_err(|e| child_gone(&mut guard, e))?;
+        let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;
         let Some(frame) = frame else {
             return Err(child_gone(&mut guard, Errno::EPIPE));
         };

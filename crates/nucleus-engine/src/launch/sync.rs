@@ -3,13 +3,10 @@
 //! with one file descriptor attached. The child end is close-on-exec, so the
 //! parent reads end-of-file exactly when the workload has been executed.
 
-use nix::cmsg_space;
 use nix::errno::Errno;
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use std::io::IoSlice;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 const MAX_FRAME: usize = 4096;
 
@@ -85,29 +82,9 @@ pub(crate) fn send(sock: RawFd, msg: Msg, value: i64, text: &str, fd: Option<Raw
 }
 
 /// Receives a frame; `Ok(None)` on end-of-file.
-pub(crate) fn recv(sock: RawFd) -> Result<Option<Frame>, Errno> {
+pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Option<Frame>, Errno> {
     let mut buf = [0u8; MAX_FRAME];
-    let mut cmsg = cmsg_space!([RawFd; 1]);
-    let (n, fd) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-            Ok(r) => {
-                let mut fd = None;
-                for c in r.cmsgs()? {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        for raw in fds {
-                            // SAFETY: SCM_RIGHTS just installed `raw` in our fd table; nothing else owns it.
-                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                            fd.get_or_insert(owned);
-                        }
-                    }
-                }
-                break (r.bytes, fd);
-            }
-        }
-    };
+    let (n, fd) = nucleus_sys::fd::recv_with_fd(sock, &mut buf)?;
     if n == 0 {
         return Ok(None);
     }
@@ -126,17 +103,17 @@ pub(crate) fn recv(sock: RawFd) -> Result<Option<Frame>, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
 
     #[test]
     fn round_trip_with_fd() {
         let (a, b) = pair().unwrap();
         let (r, _w) = nix::unistd::pipe().unwrap();
         send(a.as_raw_fd(), Msg::Ready, -5, "hello", Some(r.as_raw_fd())).unwrap();
-        let f = recv(b.as_raw_fd()).unwrap().unwrap();
+        let f = recv(b.as_fd()).unwrap().unwrap();
         assert_eq!((f.msg, f.value, f.text.as_str()), (Msg::Ready, -5, "hello"));
         assert!(f.fd.is_some());
         drop(a);
-        assert!(recv(b.as_raw_fd()).unwrap().is_none());
+        assert!(recv(b.as_fd()).unwrap().is_none());
     }
 }

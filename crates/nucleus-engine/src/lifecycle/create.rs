@@ -27,6 +27,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
         rootfs: &p.rootfs,
         mode: LaunchMode::Create { fifo: dir },
         console_socket: opts.console_socket,
+        console_fd: None,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),

@@ -13,6 +13,7 @@ pub use delete::delete;
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub use run::{run, RunOptions};
+pub(crate) use run::reap as reap_init;
 pub use start::start;
 
 use crate::error::{EngineError, Result};

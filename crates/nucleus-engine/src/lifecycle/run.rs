@@ -54,7 +54,23 @@ pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
             .map_err(|e| EngineError::sys("block signals", e))?;
     }
+    let result = run_blocked(root, id, opts, &forwarded);
+    if !opts.detach {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    }
+    result
+}
+
+fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &SigSet) -> Result<i32> {
     let p = prepare(root, id, opts.bundle)?;
+    let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    // A foreground run with a terminal and no console socket proxies the pty itself.
+    let (console_ours, console_fd) = if terminal && opts.console_socket.is_none() && !opts.detach {
+        let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|e| EngineError::io("create console socket pair", "socketpair", e))?;
+        (Some(a), Some(std::os::fd::OwnedFd::from(b)))
+    } else {
+        (None, None)
+    };
     let mut launched = launch(LaunchRequest {
         id,
         spec: &p.spec,
@@ -62,6 +78,7 @@ pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
         rootfs: &p.rootfs,
         mode: LaunchMode::Run,
         console_socket: opts.console_socket,
+        console_fd,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),
@@ -72,7 +89,7 @@ pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
     }
     sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the container", e))?;
     // End-of-file means execve succeeded (the child's end is close-on-exec).
-    match sync::recv(launched.sync.as_raw_fd()) {
+    match sync::recv(launched.sync.as_fd()) {
         Ok(None) => {}
         Ok(Some(f)) if f.msg == Msg::Error => {
             let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
@@ -93,12 +110,32 @@ pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
         return Ok(0);
     }
     drop(dir);
-    let code = forward_until_exit(&forwarded, launched.pid)?;
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None).map_err(|e| EngineError::sys("restore signal mask", e))?;
+    let master = match &console_ours {
+        Some(sock) => {
+            let mut buf = [0u8; 64];
+            let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
+            Some(fd.ok_or_else(|| EngineError::sys("receive the pty master", nix::errno::Errno::EPROTO))?)
+        }
+        None => None,
+    };
+    let code = match master {
+        Some(m) => crate::tty::proxy_until_exit(forwarded, launched.pid, m)?,
+        None => forward_until_exit(forwarded, launched.pid)?,
+    };
     if !opts.keep {
         delete(root, id, true)?;
     }
     Ok(code)
+}
+
+/// Reaps the init once its pidfd is readable: exit code or 128+signal.
+pub(crate) fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
+    match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some(code)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(128 + sig as i32)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(EngineError::sys("reap the container init", e)),
+    }
 }
 
 fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
@@ -119,12 +156,9 @@ fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
             }
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => Ok(128 + sig as i32),
-                Ok(_) => continue,
-                Err(e) => Err(EngineError::sys("reap the container init", e)),
-            };
+            if let Some(code) = reap(pid)? {
+                return Ok(code);
+            }
         }
     }
 }
