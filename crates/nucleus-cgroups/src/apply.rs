@@ -68,19 +68,123 @@ impl Cgroup {
 
     /// The controller's directory and naming. An absent controller gets
     /// `dir: None` with the naming of the host's main hierarchy.
-    fn ctl(&self, v1_name: &'static str, v2_name: &'static str) -> Result<(Ver, Ctl<'_>), CgroupError> {
+    fn ctl(
+        &self,
+        v1_name: &'static str,
+        v2_name: &'static str,
+    ) -> Result<(Ver, Ctl<'_>), CgroupError> {
         match self.place(v1_name, v2_name) {
-            Some(Place::V1(p)) => Ok((Ver::V1, Ctl { name: v1_name, dir: Some(p) })),
+            Some(Place::V1(p)) => Ok((
+                Ver::V1,
+                Ctl {
+                    name: v1_name,
+                    dir: Some(p),
+                },
+            )),
             Some(Place::V2(p)) => {
                 // Available on the host but maybe not enabled for this leaf.
                 let enabled = match fs::read_opt(p, "cgroup.controllers")? {
                     Some(list) => list.split_whitespace().any(|c| c == v2_name),
                     None => true,
                 };
-                Ok((Ver::V2, Ctl { name: v2_name, dir: enabled.then_some(p) }))
+                Ok((
+                    Ver::V2,
+                    Ctl {
+                        name: v2_name,
+                        dir: enabled.then_some(p),
+                    },
+                ))
             }
-            None if self.v1.is_empty() => Ok((Ver::V2, Ctl { name: v2_name, dir: None })),
-            None => Ok((Ver::V1, Ctl { name: v1_name, dir: None })),
+            None if self.v1.is_empty() => Ok((
+                Ver::V2,
+                Ctl {
+                    name: v2_name,
+                    dir: None,
+                },
+            )),
+            None => Ok((
+                Ver::V1,
+                Ctl {
+                    name: v1_name,
+                    dir: None,
+                },
+            )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::detect::tests::fixture;
+    use crate::v1::testing::{files, read};
+    use crate::{Cgroup, Host, Mode};
+    use oci_spec::runtime::LinuxResources;
+
+    fn setup(mode: Mode) -> (tempfile::TempDir, Cgroup) {
+        let d = tempfile::tempdir().unwrap();
+        let (mi, pc) = fixture(d.path(), mode);
+        let cg = Cgroup::resolve(&Host::detect_from(&mi, &pc).unwrap(), None, "abc").unwrap();
+        cg.create().unwrap();
+        (d, cg)
+    }
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn hybrid_routes_memory_to_v1_and_hugetlb_to_v2() {
+        let (_d, cg) = setup(Mode::Hybrid);
+        let mem = cg.v1_dir("memory").unwrap();
+        files(mem, &[("memory.limit_in_bytes", "")]);
+        let v2 = cg.v2_dir().unwrap();
+        files(
+            v2,
+            &[
+                ("cgroup.controllers", "hugetlb"),
+                ("hugetlb.2MB.max", "max"),
+            ],
+        );
+        cg.apply(&res(
+            r#"{"memory":{"limit":4096},"hugepageLimits":[{"pageSize":"2MB","limit":2097152}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(read(mem, "memory.limit_in_bytes"), "4096");
+        assert_eq!(read(v2, "hugetlb.2MB.max"), "2097152");
+    }
+
+    #[test]
+    fn controller_not_enabled_in_leaf_is_an_error() {
+        let (_d, cg) = setup(Mode::V2);
+        files(
+            cg.v2_dir().unwrap(),
+            &[("cgroup.controllers", "memory"), ("pids.max", "max")],
+        );
+        let err = cg
+            .apply(&res(r#"{"pids":{"limit":5}}"#))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "controller `pids` is not available on this host: cannot write `5` to `pids.max`"
+        );
+    }
+
+    #[test]
+    fn v2_devices_and_v1_unified() {
+        let (_d, cg) = setup(Mode::V2);
+        cg.apply(&res(r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3}]}"#))
+            .unwrap();
+        assert!(cg
+            .apply(&res(
+                r#"{"devices":[{"allow":false,"type":"c","major":1,"minor":3}]}"#
+            ))
+            .is_err());
+        let (_d, cg) = setup(Mode::V1);
+        let err = cg
+            .apply(&res(r#"{"unified":{"memory.high":"1"}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not supported on cgroup v1"), "{err}");
     }
 }

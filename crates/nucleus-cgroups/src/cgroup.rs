@@ -32,7 +32,12 @@ impl CgroupDir {
             .skip(1)
             .take_while(|a| a.starts_with(mountpoint) && *a != mountpoint && !a.exists())
             .count();
-        CgroupDir { controllers, path, mountpoint: mountpoint.to_owned(), new_ancestors }
+        CgroupDir {
+            controllers,
+            path,
+            mountpoint: mountpoint.to_owned(),
+            new_ancestors,
+        }
     }
 
     pub(crate) fn has(&self, controller: &str) -> bool {
@@ -62,7 +67,11 @@ impl Cgroup {
     /// and container `id` on `host`. Absolute paths start at each hierarchy's
     /// root; relative paths and `None` (`nucleus-<id>`) start at the caller's
     /// own cgroup; `slice:prefix:name` maps to `<slices>/<prefix>-<name>.scope`.
-    pub fn resolve(host: &Host, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup, CgroupError> {
+    pub fn resolve(
+        host: &Host,
+        cgroups_path: Option<&str>,
+        id: &str,
+    ) -> Result<Cgroup, CgroupError> {
         let (anchor, rel) = path::parse(cgroups_path, id)?;
         let base = |mountpoint: &Path, own: &Path| match anchor {
             Anchor::Root => mountpoint.to_owned(),
@@ -71,11 +80,23 @@ impl Cgroup {
         let v1 = host
             .v1_hierarchies()
             .iter()
-            .map(|h| CgroupDir::new(h.controllers.clone(), &h.mountpoint, &base(&h.mountpoint, &h.own_dir), &rel))
+            .map(|h| {
+                CgroupDir::new(
+                    h.controllers.clone(),
+                    &h.mountpoint,
+                    &base(&h.mountpoint, &h.own_dir),
+                    &rel,
+                )
+            })
             .collect();
-        let v2 = host
-            .v2_hierarchy()
-            .map(|h| CgroupDir::new(h.controllers.clone(), &h.mountpoint, &base(&h.mountpoint, &h.own_dir), &rel));
+        let v2 = host.v2_hierarchy().map(|h| {
+            CgroupDir::new(
+                h.controllers.clone(),
+                &h.mountpoint,
+                &base(&h.mountpoint, &h.own_dir),
+                &rel,
+            )
+        });
         Ok(Cgroup { v1, v2 })
     }
 
@@ -91,7 +112,10 @@ impl Cgroup {
 
     /// The v1 directory serving `controller`, if any.
     pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
-        self.v1.iter().find(|d| d.has(controller)).map(|d| d.path.as_path())
+        self.v1
+            .iter()
+            .find(|d| d.has(controller))
+            .map(|d| d.path.as_path())
     }
 
     /// Picks the hierarchy serving a controller: v1 if mounted there, else
@@ -100,7 +124,10 @@ impl Cgroup {
         if let Some(p) = self.v1_dir(v1_name) {
             return Some(Place::V1(p));
         }
-        self.v2.as_ref().filter(|d| d.has(v2_name)).map(|d| Place::V2(d.path.as_path()))
+        self.v2
+            .as_ref()
+            .filter(|d| d.has(v2_name))
+            .map(|d| Place::V2(d.path.as_path()))
     }
 
     /// Creates every directory (mkdir -p); idempotent. On v1 cpuset, empty
@@ -189,7 +216,12 @@ fn mkdir_all(path: &Path) -> Result<(), CgroupError> {
         match std::fs::create_dir_all(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
-            Err(source) => return Err(CgroupError::CreateDir { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(CgroupError::CreateDir {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
     }
     Err(CgroupError::CreateDir {
@@ -203,11 +235,19 @@ pub(crate) fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CgroupError::ListDir { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(CgroupError::ListDir {
+                path: dir.to_owned(),
+                source,
+            })
+        }
     };
     let mut out = Vec::new();
     for e in entries {
-        let e = e.map_err(|source| CgroupError::ListDir { path: dir.to_owned(), source })?;
+        let e = e.map_err(|source| CgroupError::ListDir {
+            path: dir.to_owned(),
+            source,
+        })?;
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             out.push(e.path());
         }
@@ -218,7 +258,9 @@ pub(crate) fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
     match fs::read_procs(dir) {
         Ok(p) => out.extend(p),
-        Err(CgroupError::ReadFile { source, .. }) if source.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(CgroupError::ReadFile { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            return Ok(())
+        }
         Err(e) => return Err(e),
     }
     for child in child_dirs(dir)? {
@@ -244,15 +286,27 @@ mod tests {
     fn resolves_relative_per_hierarchy_and_absolute_from_root() {
         let (d, h) = host(Mode::Hybrid);
         let cg = Cgroup::resolve(&h, None, "abc").unwrap();
-        assert_eq!(cg.v1_dir("memory").unwrap(), d.path().join("cgroup/memory/user.slice/me/nucleus-abc"));
-        assert_eq!(cg.v2_dir().unwrap(), d.path().join("cgroup/unified/user.slice/me/nucleus-abc"));
+        assert_eq!(
+            cg.v1_dir("memory").unwrap(),
+            d.path().join("cgroup/memory/user.slice/me/nucleus-abc")
+        );
+        assert_eq!(
+            cg.v2_dir().unwrap(),
+            d.path().join("cgroup/unified/user.slice/me/nucleus-abc")
+        );
         // user.slice/me does not exist in the fixture: both are ours.
         assert_eq!(cg.v2.as_ref().unwrap().new_ancestors, 2);
 
         let cg = Cgroup::resolve(&h, Some("/pods/abc"), "abc").unwrap();
-        assert_eq!(cg.v1_dir("cpuacct").unwrap(), d.path().join("cgroup/cpu,cpuacct/pods/abc"));
+        assert_eq!(
+            cg.v1_dir("cpuacct").unwrap(),
+            d.path().join("cgroup/cpu,cpuacct/pods/abc")
+        );
         let cg = Cgroup::resolve(&h, Some("system.slice:nucleus:abc"), "abc").unwrap();
-        assert_eq!(cg.v1_dir("pids").unwrap(), d.path().join("cgroup/pids/system.slice/nucleus-abc.scope"));
+        assert_eq!(
+            cg.v1_dir("pids").unwrap(),
+            d.path().join("cgroup/pids/system.slice/nucleus-abc.scope")
+        );
     }
 
     #[test]

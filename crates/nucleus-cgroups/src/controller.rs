@@ -14,7 +14,10 @@ pub(crate) struct Ctl<'a> {
 impl<'a> Ctl<'a> {
     #[cfg(test)]
     pub(crate) fn at(name: &'static str, dir: &'a Path) -> Ctl<'a> {
-        Ctl { name, dir: Some(dir) }
+        Ctl {
+            name,
+            dir: Some(dir),
+        }
     }
 
     /// The directory, or `ControllerUnavailable` for `file` and `value`.
@@ -38,7 +41,11 @@ impl<'a> Ctl<'a> {
     /// The first of `files` that exists, else the first one (so that the
     /// write fails naming it).
     pub fn pick<'f>(&self, files: &[&'f str]) -> &'f str {
-        files.iter().copied().find(|f| self.has_file(f)).unwrap_or(files[0])
+        files
+            .iter()
+            .copied()
+            .find(|f| self.has_file(f))
+            .unwrap_or(files[0])
     }
 }
 
@@ -48,8 +55,14 @@ mod tests {
 
     #[test]
     fn absent_controller_names_controller_file_and_value() {
-        let ctl = Ctl { name: "hugetlb", dir: None };
-        let err = ctl.write("hugetlb.2MB.max", "4194304").unwrap_err().to_string();
+        let ctl = Ctl {
+            name: "hugetlb",
+            dir: None,
+        };
+        let err = ctl
+            .write("hugetlb.2MB.max", "4194304")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "controller `hugetlb` is not available on this host: cannot write `4194304` to `hugetlb.2MB.max`"

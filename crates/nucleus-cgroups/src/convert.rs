@@ -53,7 +53,9 @@ pub fn swap_to_v2(swap: i64, limit: Option<i64>) -> Result<i64, CgroupError> {
         return bad("a swap limit needs a positive memory limit");
     }
     if swap < limit {
-        return bad(&format!("memory+swap must be >= the memory limit `{limit}`"));
+        return bad(&format!(
+            "memory+swap must be >= the memory limit `{limit}`"
+        ));
     }
     Ok(swap - limit)
 }

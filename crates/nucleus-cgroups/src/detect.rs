@@ -60,7 +60,10 @@ impl Host {
     /// Detects the layout from `/proc/self/mountinfo` and `/proc/self/cgroup`,
     /// and checks each chosen mount point's statfs magic.
     pub fn detect() -> Result<Host, CgroupError> {
-        let host = Self::detect_from(Path::new("/proc/self/mountinfo"), Path::new("/proc/self/cgroup"))?;
+        let host = Self::detect_from(
+            Path::new("/proc/self/mountinfo"),
+            Path::new("/proc/self/cgroup"),
+        )?;
         host.check_magic()?;
         Ok(host)
     }
@@ -68,14 +71,21 @@ impl Host {
     /// Detects the layout from the given files (fixtures in tests).
     pub fn detect_from(mountinfo: &Path, proc_self_cgroup: &Path) -> Result<Host, CgroupError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| CgroupError::ReadFile { path: p.to_owned(), source })
+            std::fs::read_to_string(p).map_err(|source| CgroupError::ReadFile {
+                path: p.to_owned(),
+                source,
+            })
         };
         let mounts = parse_mountinfo(&read(mountinfo)?);
         let own = parse_proc_cgroup(&read(proc_self_cgroup)?);
         let own_path = |key: &str| -> Result<&str, CgroupError> {
-            own.iter().find(|(k, _)| k == key).map(|(_, p)| p.as_str()).ok_or_else(|| {
-                CgroupError::DetectOwnCgroup { proc_cgroup: proc_self_cgroup.to_owned(), hierarchy: key.to_owned() }
-            })
+            own.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, p)| p.as_str())
+                .ok_or_else(|| CgroupError::DetectOwnCgroup {
+                    proc_cgroup: proc_self_cgroup.to_owned(),
+                    hierarchy: key.to_owned(),
+                })
         };
 
         let mut v1: Vec<V1Hierarchy> = Vec::new();
@@ -93,7 +103,11 @@ impl Host {
                 continue;
             }
             let own_dir = join_below(&m.mountpoint, &m.root, own_path(key)?);
-            v1.push(V1Hierarchy { controllers, mountpoint: m.mountpoint.clone(), own_dir });
+            v1.push(V1Hierarchy {
+                controllers,
+                mountpoint: m.mountpoint.clone(),
+                own_dir,
+            });
         }
 
         let v2_mount = mounts
@@ -109,7 +123,11 @@ impl Host {
                 let own_dir = join_below(&m.mountpoint, &m.root, own_path("")?);
                 let file = m.mountpoint.join("cgroup.controllers");
                 let controllers = read(&file)?.split_whitespace().map(str::to_owned).collect();
-                Some(V2Hierarchy { mountpoint: m.mountpoint.clone(), own_dir, controllers })
+                Some(V2Hierarchy {
+                    mountpoint: m.mountpoint.clone(),
+                    own_dir,
+                    controllers,
+                })
             }
             None => None,
         };
@@ -118,7 +136,11 @@ impl Host {
             (false, false) => Mode::V1,
             (true, true) => Mode::V2,
             (false, true) => Mode::Hybrid,
-            (true, false) => return Err(CgroupError::DetectNoCgroupFs { mountinfo: mountinfo.to_owned() }),
+            (true, false) => {
+                return Err(CgroupError::DetectNoCgroupFs {
+                    mountinfo: mountinfo.to_owned(),
+                })
+            }
         };
         tracing::debug!(?mode, v1 = v1.len(), v2 = ?v2.as_ref().map(|h| &h.mountpoint), "detected cgroup layout");
         Ok(Host { mode, v1, v2 })
@@ -141,16 +163,27 @@ impl Host {
 
     /// True if `controller` (a v1 or v2 name) is usable on either hierarchy.
     pub fn has_controller(&self, controller: &str) -> bool {
-        self.v1.iter().any(|h| h.controllers.iter().any(|c| c == controller))
-            || self.v2.as_ref().is_some_and(|h| h.controllers.iter().any(|c| c == controller))
+        self.v1
+            .iter()
+            .any(|h| h.controllers.iter().any(|c| c == controller))
+            || self
+                .v2
+                .as_ref()
+                .is_some_and(|h| h.controllers.iter().any(|c| c == controller))
     }
 
     fn check_magic(&self) -> Result<(), CgroupError> {
         use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
         let check = |path: &Path, magic, fstype| match statfs(path) {
             Ok(s) if s.filesystem_type() == magic => Ok(()),
-            Ok(_) => Err(CgroupError::DetectFsMagic { path: path.to_owned(), fstype }),
-            Err(e) => Err(CgroupError::ReadFile { path: path.to_owned(), source: e.into() }),
+            Ok(_) => Err(CgroupError::DetectFsMagic {
+                path: path.to_owned(),
+                fstype,
+            }),
+            Err(e) => Err(CgroupError::ReadFile {
+                path: path.to_owned(),
+                source: e.into(),
+            }),
         };
         for h in &self.v1 {
             check(&h.mountpoint, CGROUP_SUPER_MAGIC, "cgroup")?;
@@ -204,9 +237,14 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let oct = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         if let (b'\\', Some(d)) = (b[i], oct) {
-            out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')));
+            out.push(
+                d.iter()
+                    .fold(0u8, |acc, c| acc.wrapping_mul(8).wrapping_add(c - b'0')),
+            );
             i += 4;
             continue;
         }
@@ -239,22 +277,48 @@ pub(crate) mod tests {
         let mut mi = String::from("23 1 0:21 / /proc rw - proc proc rw\n");
         let mut pc = String::new();
         if mode != Mode::V2 {
-            for (i, c) in ["cpu,cpuacct", "memory", "pids", "name=systemd", "cpuset", "freezer", "devices", "blkio"]
-                .iter()
-                .enumerate()
+            for (i, c) in [
+                "cpu,cpuacct",
+                "memory",
+                "pids",
+                "name=systemd",
+                "cpuset",
+                "freezer",
+                "devices",
+                "blkio",
+            ]
+            .iter()
+            .enumerate()
             {
                 let dir = cg.join(c.trim_start_matches("name="));
                 fs::create_dir_all(&dir).unwrap();
-                mi += &format!("{} 31 0:{} / {} rw,relatime - cgroup cgroup rw,{}\n", 32 + i, 29 + i, dir.display(), c);
+                mi += &format!(
+                    "{} 31 0:{} / {} rw,relatime - cgroup cgroup rw,{}\n",
+                    32 + i,
+                    29 + i,
+                    dir.display(),
+                    c
+                );
                 pc += &format!("{}:{}:/user.slice/me\n", 9 - i, c);
             }
         }
         if mode != Mode::V1 {
-            let dir = if mode == Mode::V2 { cg.clone() } else { cg.join("unified") };
+            let dir = if mode == Mode::V2 {
+                cg.clone()
+            } else {
+                cg.join("unified")
+            };
             fs::create_dir_all(&dir).unwrap();
-            let ctrls = if mode == Mode::V2 { "cpuset cpu io memory hugetlb pids" } else { "hugetlb" };
+            let ctrls = if mode == Mode::V2 {
+                "cpuset cpu io memory hugetlb pids"
+            } else {
+                "hugetlb"
+            };
             fs::write(dir.join("cgroup.controllers"), ctrls).unwrap();
-            mi += &format!("41 31 0:38 / {} rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n", dir.display());
+            mi += &format!(
+                "41 31 0:38 / {} rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n",
+                dir.display()
+            );
             pc += "0::/user.slice/me\n";
         }
         let (mip, pcp) = (root.join("mountinfo"), root.join("proc_cgroup"));
@@ -280,9 +344,16 @@ pub(crate) mod tests {
         let d = tempfile::tempdir().unwrap();
         let (mi, pc) = fixture(d.path(), Mode::Hybrid);
         let host = Host::detect_from(&mi, &pc).unwrap();
-        let cpu = host.v1_hierarchies().iter().find(|h| h.controllers.contains(&"cpu".into())).unwrap();
+        let cpu = host
+            .v1_hierarchies()
+            .iter()
+            .find(|h| h.controllers.contains(&"cpu".into()))
+            .unwrap();
         assert_eq!(cpu.controllers, ["cpu", "cpuacct"]);
-        assert_eq!(cpu.own_dir, d.path().join("cgroup/cpu,cpuacct/user.slice/me"));
+        assert_eq!(
+            cpu.own_dir,
+            d.path().join("cgroup/cpu,cpuacct/user.slice/me")
+        );
         let v2 = host.v2_hierarchy().unwrap();
         assert_eq!(v2.own_dir, d.path().join("cgroup/unified/user.slice/me"));
         assert_eq!(v2.controllers, ["hugetlb"]);
@@ -293,11 +364,18 @@ pub(crate) mod tests {
         let d = tempfile::tempdir().unwrap();
         let mi = d.path().join("mi");
         let pc = d.path().join("pc");
-        fs::write(&mi, "1 0 0:1 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n").unwrap();
+        fs::write(
+            &mi,
+            "1 0 0:1 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+        )
+        .unwrap();
         fs::write(&pc, "4:memory:/docker/abc/inner\n").unwrap();
         let host = Host::detect_from(&mi, &pc).unwrap();
         assert_eq!(host.mode(), Mode::V1);
-        assert_eq!(host.v1_hierarchies()[0].own_dir, Path::new("/sys/fs/cgroup/memory/inner"));
+        assert_eq!(
+            host.v1_hierarchies()[0].own_dir,
+            Path::new("/sys/fs/cgroup/memory/inner")
+        );
     }
 
     #[test]
@@ -306,7 +384,9 @@ pub(crate) mod tests {
         let mi = d.path().join("mi");
         fs::write(&mi, "23 1 0:21 / /proc rw - proc proc rw\n").unwrap();
         fs::write(d.path().join("pc"), "0::/\n").unwrap();
-        let err = Host::detect_from(&mi, &d.path().join("pc")).unwrap_err().to_string();
+        let err = Host::detect_from(&mi, &d.path().join("pc"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("no cgroup filesystem found in `"), "{err}");
     }
 

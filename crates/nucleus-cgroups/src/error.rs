@@ -13,11 +13,19 @@ pub enum CgroupError {
 
     /// A cgroup file could not be written.
     #[error("failed to write `{value}` to `{path}`: {source}")]
-    WriteFile { path: PathBuf, value: String, source: io::Error },
+    WriteFile {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
 
     /// A cgroup file held something we could not parse.
     #[error("failed to parse `{value}` read from `{path}`: {reason}")]
-    ParseFile { path: PathBuf, value: String, reason: String },
+    ParseFile {
+        path: PathBuf,
+        value: String,
+        reason: String,
+    },
 
     /// A cgroup directory could not be created.
     #[error("failed to create cgroup directory `{path}`: {source}")]
@@ -41,7 +49,10 @@ pub enum CgroupError {
 
     /// The caller's own cgroup is missing for a mounted hierarchy.
     #[error("`{proc_cgroup}` has no entry for the `{hierarchy}` hierarchy")]
-    DetectOwnCgroup { proc_cgroup: PathBuf, hierarchy: String },
+    DetectOwnCgroup {
+        proc_cgroup: PathBuf,
+        hierarchy: String,
+    },
 
     /// `linux.cgroupsPath` or the container id cannot be used.
     #[error("invalid cgroups path `{path}`: {reason}")]
@@ -49,19 +60,36 @@ pub enum CgroupError {
 
     /// The host has no hierarchy offering this controller.
     #[error("controller `{controller}` is not available on this host: cannot write `{value}` to `{file}`")]
-    ControllerUnavailable { controller: String, file: String, value: String },
+    ControllerUnavailable {
+        controller: String,
+        file: String,
+        value: String,
+    },
 
     /// A resource the host's cgroup version cannot express.
     #[error("`{field}` = `{value}` is not supported on cgroup {version}: {reason}")]
-    Unsupported { field: &'static str, value: String, version: &'static str, reason: &'static str },
+    Unsupported {
+        field: &'static str,
+        value: String,
+        version: &'static str,
+        reason: &'static str,
+    },
 
     /// A resource value outside what the kernel accepts.
     #[error("invalid value `{value}` for `{field}`: {reason}")]
-    InvalidValue { field: &'static str, value: String, reason: String },
+    InvalidValue {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
 
     /// `checkBeforeUpdate` refused a memory limit under current usage.
     #[error("memory limit `{limit}` is lower than current usage `{usage}` of `{path}`")]
-    MemoryBelowUsage { path: PathBuf, limit: i64, usage: u64 },
+    MemoryBelowUsage {
+        path: PathBuf,
+        limit: i64,
+        usage: u64,
+    },
 
     /// A device rule that cgroup v2 cannot enforce without a BPF program.
     #[error("device rule `{rule}` cannot be enforced on cgroup v2: BPF device programs are not supported yet")]
@@ -69,13 +97,25 @@ pub enum CgroupError {
 
     /// Freezing or thawing did not settle in time.
     #[error("timed out after {millis}ms waiting for `{path}` to become `{state}`")]
-    FreezeTimeout { path: PathBuf, state: &'static str, millis: u128 },
+    FreezeTimeout {
+        path: PathBuf,
+        state: &'static str,
+        millis: u128,
+    },
 
     /// A signal could not be delivered.
     #[error("failed to send signal {signal} to pid {pid}: {source}")]
-    Signal { pid: i32, signal: i32, source: nix::errno::Errno },
+    Signal {
+        pid: i32,
+        signal: i32,
+        source: nix::errno::Errno,
+    },
 
     /// Processes were still alive when the cgroup had to be removed.
     #[error("cgroup `{path}` still has processes {pids:?} after {millis}ms")]
-    DestroyBusy { path: PathBuf, pids: Vec<i32>, millis: u128 },
+    DestroyBusy {
+        path: PathBuf,
+        pids: Vec<i32>,
+        millis: u128,
+    },
 }

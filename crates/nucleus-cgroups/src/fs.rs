@@ -15,7 +15,11 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupErr
         .truncate(true)
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|source| CgroupError::WriteFile { path, value: value.to_owned(), source })
+        .map_err(|source| CgroupError::WriteFile {
+            path,
+            value: value.to_owned(),
+            source,
+        })
 }
 
 /// Reads `dir/file`, trimmed.
@@ -31,7 +35,9 @@ pub(crate) fn read(dir: &Path, file: &str) -> Result<String, CgroupError> {
 pub(crate) fn read_opt(dir: &Path, file: &str) -> Result<Option<String>, CgroupError> {
     match read(dir, file) {
         Ok(s) => Ok(Some(s)),
-        Err(CgroupError::ReadFile { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+        Err(CgroupError::ReadFile { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -41,11 +47,13 @@ pub(crate) fn parse_u64(path: &Path, value: &str) -> Result<u64, CgroupError> {
     if value == "max" || value == "-1" {
         return Ok(u64::MAX);
     }
-    value.parse().map_err(|e: std::num::ParseIntError| CgroupError::ParseFile {
-        path: path.to_owned(),
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
+    value
+        .parse()
+        .map_err(|e: std::num::ParseIntError| CgroupError::ParseFile {
+            path: path.to_owned(),
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// Reads a single-number file; missing file is `None`.
@@ -80,11 +88,12 @@ pub(crate) fn read_procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let text = read(dir, "cgroup.procs")?;
     text.split_whitespace()
         .map(|p| {
-            p.parse().map_err(|e: std::num::ParseIntError| CgroupError::ParseFile {
-                path: path.clone(),
-                value: p.to_owned(),
-                reason: e.to_string(),
-            })
+            p.parse()
+                .map_err(|e: std::num::ParseIntError| CgroupError::ParseFile {
+                    path: path.clone(),
+                    value: p.to_owned(),
+                    reason: e.to_string(),
+                })
         })
         .collect()
 }

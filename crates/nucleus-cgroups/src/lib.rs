@@ -24,5 +24,6 @@ pub use convert::{blkio_weight_to_io, shares_to_weight, swap_to_v2, weight_to_sh
 pub use detect::{Host, Mode, V1Hierarchy, V2Hierarchy};
 pub use error::CgroupError;
 pub use stats::{
-    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats, Stats, Throttling,
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
 };

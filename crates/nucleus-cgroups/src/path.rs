@@ -16,7 +16,10 @@ pub(crate) enum Anchor {
 
 /// Resolves `cgroups_path` for container `id` to an anchor and a
 /// normalized relative path with at least one component.
-pub(crate) fn parse(cgroups_path: Option<&str>, id: &str) -> Result<(Anchor, PathBuf), CgroupError> {
+pub(crate) fn parse(
+    cgroups_path: Option<&str>,
+    id: &str,
+) -> Result<(Anchor, PathBuf), CgroupError> {
     validate_id(id)?;
     let Some(raw) = cgroups_path.filter(|p| !p.is_empty()) else {
         return Ok((Anchor::Own, PathBuf::from(format!("nucleus-{id}"))));
@@ -25,12 +28,21 @@ pub(crate) fn parse(cgroups_path: Option<&str>, id: &str) -> Result<(Anchor, Pat
         tracing::info!(cgroups_path = raw, path = %path.display(), "systemd cgroup path mapped to cgroupfs; no systemd manager is used");
         return Ok((Anchor::Root, path));
     }
-    let anchor = if raw.starts_with('/') { Anchor::Root } else { Anchor::Own };
+    let anchor = if raw.starts_with('/') {
+        Anchor::Root
+    } else {
+        Anchor::Own
+    };
     Ok((anchor, normalize(raw)?))
 }
 
 fn validate_id(id: &str) -> Result<(), CgroupError> {
-    let bad = |reason| Err(CgroupError::ResolvePath { path: id.to_owned(), reason });
+    let bad = |reason| {
+        Err(CgroupError::ResolvePath {
+            path: id.to_owned(),
+            reason,
+        })
+    };
     if id.is_empty() || id.len() > 1024 {
         return bad("container id must be 1 to 1024 bytes");
     }
@@ -43,7 +55,12 @@ fn validate_id(id: &str) -> Result<(), CgroupError> {
 /// Drops `.` and empty components; refuses `..` so a path cannot escape
 /// its anchor, and refuses a path naming the anchor itself.
 fn normalize(raw: &str) -> Result<PathBuf, CgroupError> {
-    let bad = |reason| Err(CgroupError::ResolvePath { path: raw.to_owned(), reason });
+    let bad = |reason| {
+        Err(CgroupError::ResolvePath {
+            path: raw.to_owned(),
+            reason,
+        })
+    };
     if raw.contains('\0') {
         return bad("contains a NUL byte");
     }
@@ -67,13 +84,26 @@ fn systemd_path(raw: &str) -> Result<Option<PathBuf>, CgroupError> {
     if raw.starts_with('/') || raw.matches(':').count() != 2 {
         return Ok(None);
     }
-    let bad = |reason| Err(CgroupError::ResolvePath { path: raw.to_owned(), reason });
+    let bad = |reason| {
+        Err(CgroupError::ResolvePath {
+            path: raw.to_owned(),
+            reason,
+        })
+    };
     let mut parts = raw.splitn(3, ':');
-    let (slice, prefix, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (slice, prefix, name) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
     if name.is_empty() || [slice, prefix, name].iter().any(|p| p.contains('/')) {
         return bad("systemd form must be `slice:prefix:name` without `/`");
     }
-    let slice = if slice.is_empty() { "system.slice" } else { slice };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
     let mut path = match expand_slice(slice) {
         Some(p) => p,
         None => return bad("slice must end in `.slice` and have no empty `-` parts"),
@@ -85,7 +115,11 @@ fn systemd_path(raw: &str) -> Result<Option<PathBuf>, CgroupError> {
             None => return bad("slice must end in `.slice` and have no empty `-` parts"),
         }
     }
-    path.push(if prefix.is_empty() { format!("{name}.scope") } else { format!("{prefix}-{name}.scope") });
+    path.push(if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    });
     Ok(Some(path))
 }
 
@@ -128,28 +162,51 @@ mod tests {
 
     #[test]
     fn absolute_is_below_root() {
-        assert_eq!(ok(Some("/kubepods//pod1/abc")), (Anchor::Root, "kubepods/pod1/abc".into()));
+        assert_eq!(
+            ok(Some("/kubepods//pod1/abc")),
+            (Anchor::Root, "kubepods/pod1/abc".into())
+        );
     }
 
     #[test]
     fn systemd_form_maps_to_scope() {
-        assert_eq!(ok(Some("system.slice:nucleus:abc")), (Anchor::Root, "system.slice/nucleus-abc.scope".into()));
+        assert_eq!(
+            ok(Some("system.slice:nucleus:abc")),
+            (Anchor::Root, "system.slice/nucleus-abc.scope".into())
+        );
         assert_eq!(
             ok(Some("machine-test-x.slice:nucleus:abc")),
-            (Anchor::Root, "machine.slice/machine-test.slice/machine-test-x.slice/nucleus-abc.scope".into())
+            (
+                Anchor::Root,
+                "machine.slice/machine-test.slice/machine-test-x.slice/nucleus-abc.scope".into()
+            )
         );
-        assert_eq!(ok(Some(":nucleus:abc")), (Anchor::Root, "system.slice/nucleus-abc.scope".into()));
+        assert_eq!(
+            ok(Some(":nucleus:abc")),
+            (Anchor::Root, "system.slice/nucleus-abc.scope".into())
+        );
         assert_eq!(ok(Some("-.slice::abc")), (Anchor::Root, "abc.scope".into()));
-        assert_eq!(ok(Some("user.slice:x:my-app.slice")), (Anchor::Root, "my.slice/my-app.slice".into()));
+        assert_eq!(
+            ok(Some("user.slice:x:my-app.slice")),
+            (Anchor::Root, "my.slice/my-app.slice".into())
+        );
     }
 
     #[test]
     fn rejects_escapes_and_bad_ids() {
-        for (p, id) in [(Some("/a/../b"), "abc"), (Some("/"), "abc"), (None, "a/b"), (None, ".."), (None, "")] {
+        for (p, id) in [
+            (Some("/a/../b"), "abc"),
+            (Some("/"), "abc"),
+            (None, "a/b"),
+            (None, ".."),
+            (None, ""),
+        ] {
             let err = parse(p, id).unwrap_err().to_string();
             assert!(err.starts_with("invalid cgroups path `"), "{err}");
         }
-        let err = parse(Some("bad:nucleus:abc"), "abc").unwrap_err().to_string();
+        let err = parse(Some("bad:nucleus:abc"), "abc")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must end in `.slice`"), "{err}");
     }
 }

@@ -163,7 +163,12 @@ mod tests {
     #[test]
     fn serializes_in_runc_shape() {
         let mut s = Stats::default();
-        s.memory.usage = MemoryEntry { limit: 10, usage: 5, max: 6, failcnt: 0 };
+        s.memory.usage = MemoryEntry {
+            limit: 10,
+            usage: 5,
+            max: 6,
+            failcnt: 0,
+        };
         s.cpu.throttling.throttled_periods = 2;
         s.hugetlb.insert("2MB".into(), HugetlbStats::default());
         let v = serde_json::to_value(&s).unwrap();

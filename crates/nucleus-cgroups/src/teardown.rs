@@ -19,20 +19,28 @@ impl Cgroup {
     /// forked meanwhile escapes, and thawed after unless it was frozen
     /// before.
     pub fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
-        let sig = Signal::try_from(signal).map_err(|source| CgroupError::Signal { pid: 0, signal, source })?;
-        if sig == Signal::SIGKILL {
-            if let Some(d) = self.v2.as_ref().filter(|d| fs::exists(&d.path, "cgroup.kill")) {
-                return fs::write(&d.path, "cgroup.kill", "1");
-            }
-        }
-        let frozen_before = self.freezer().is_ok() && self.is_frozen()?;
-        let freeze = self.freezer().is_ok() && !frozen_before;
+        let sig = Signal::try_from(signal).map_err(|source| CgroupError::Signal {
+            pid: 0,
+            signal,
+            source,
+        })?;
+        let kill_file = self
+            .v2
+            .as_ref()
+            .filter(|d| sig == Signal::SIGKILL && fs::exists(&d.path, "cgroup.kill"));
+        let has_freezer = self.freezer().is_ok();
+        let frozen_before = has_freezer && self.is_frozen()?;
+        let freeze = has_freezer && !frozen_before && kill_file.is_none();
         if freeze {
             self.freeze()?;
         }
-        let result = self.signal_each(sig);
-        if freeze || (frozen_before && sig == Signal::SIGKILL && matches!(self.freezer(), Ok(Place::V1(_)))) {
-            // v1-frozen tasks only die once thawed.
+        let result = match kill_file {
+            Some(d) => fs::write(&d.path, "cgroup.kill", "1"),
+            None => self.signal_each(sig),
+        };
+        // A SIGKILLed task frozen by the v1 freezer only dies once thawed.
+        let v1_frozen = frozen_before && matches!(self.freezer(), Ok(Place::V1(_)));
+        if freeze || (v1_frozen && sig == Signal::SIGKILL) {
             self.thaw()?;
         }
         result
@@ -42,7 +50,13 @@ impl Cgroup {
         for pid in self.pids()? {
             match kill(Pid::from_raw(pid), sig) {
                 Ok(()) | Err(Errno::ESRCH) => {}
-                Err(source) => return Err(CgroupError::Signal { pid, signal: sig as i32, source }),
+                Err(source) => {
+                    return Err(CgroupError::Signal {
+                        pid,
+                        signal: sig as i32,
+                        source,
+                    })
+                }
             }
         }
         Ok(())
@@ -61,8 +75,16 @@ impl Cgroup {
                 break;
             }
             if start.elapsed() > DESTROY_TIMEOUT {
-                let path = self.dirs().next().map(|d| d.path.clone()).unwrap_or_default();
-                return Err(CgroupError::DestroyBusy { path, pids, millis: DESTROY_TIMEOUT.as_millis() });
+                let path = self
+                    .dirs()
+                    .next()
+                    .map(|d| d.path.clone())
+                    .unwrap_or_default();
+                return Err(CgroupError::DestroyBusy {
+                    path,
+                    pids,
+                    millis: DESTROY_TIMEOUT.as_millis(),
+                });
             }
             self.kill_all(libc::SIGKILL)?;
             std::thread::sleep(pause);
@@ -84,7 +106,12 @@ fn remove_dir(d: &CgroupDir, start: Instant) -> Result<(), CgroupError> {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             // Shared with another cgroup that still lives: leave it to that one.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => break,
-            Err(source) => return Err(CgroupError::RemoveDir { path: ancestor.to_owned(), source }),
+            Err(source) => {
+                return Err(CgroupError::RemoveDir {
+                    path: ancestor.to_owned(),
+                    source,
+                })
+            }
         }
     }
     Ok(())
@@ -100,10 +127,17 @@ fn remove_tree(dir: &Path, start: Instant) -> Result<(), CgroupError> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < DESTROY_TIMEOUT => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < DESTROY_TIMEOUT =>
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(source) => return Err(CgroupError::RemoveDir { path: dir.to_owned(), source }),
+            Err(source) => {
+                return Err(CgroupError::RemoveDir {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
         }
     }
 }

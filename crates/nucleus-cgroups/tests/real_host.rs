@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique_id() -> String {
-    format!("test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Returns the host, or prints why the test is skipped.
@@ -36,7 +40,11 @@ fn require_root() -> Option<Host> {
 fn host_view(keep: impl Fn(&str) -> bool) -> (tempfile::TempDir, Host) {
     let d = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let kept: String = text.lines().filter(|l| keep(l)).map(|l| format!("{l}\n")).collect();
+    let kept: String = text
+        .lines()
+        .filter(|l| keep(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let mi = d.path().join("mountinfo");
     std::fs::write(&mi, kept).unwrap();
     let host = Host::detect_from(&mi, Path::new("/proc/self/cgroup")).unwrap();
@@ -99,35 +107,52 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Bounded: a child left frozen by a failed test is leaked, not waited on forever.
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
 fn read(dir: &Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join(file)).unwrap().trim().to_owned()
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn proc_state(pid: i32) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("State:")).unwrap_or("").trim().to_owned()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Waits until the cgroup holds `n` processes (the shell and its children).
+/// Waits until the cgroup holds exactly `n` processes (the shell and its
+/// children, once the `$(...)` helpers are gone).
 fn wait_pids(cg: &Cgroup, n: usize) -> Vec<i32> {
     let mut pids = Vec::new();
     wait_until(&format!("{n} pids"), || {
         pids = cg.pids().unwrap();
-        pids.len() >= n
+        pids.len() == n
     });
     pids
 }
@@ -200,6 +225,12 @@ fn limits_are_written_to_the_real_files() {
             assert_eq!(read(cpu, "cpu.shares"), "512");
             assert_eq!(read(cpu, "cpu.cfs_quota_us"), "50000");
             assert_eq!(read(cg.v1_dir("cpuset").unwrap(), "cpuset.cpus"), "0");
+            if let Some(dev) = cg.v1_dir("devices") {
+                let rules = r#"{"devices":[{"allow":false,"access":"rwm"},
+                                {"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}]}"#;
+                cg.apply(&serde_json::from_str(rules).unwrap()).unwrap();
+                assert_eq!(read(dev, "devices.list"), "c 1:3 rw");
+            }
         }
         (None, Some(u)) => {
             assert_eq!(read(u, "memory.max"), "67108864");
@@ -215,7 +246,10 @@ fn limits_are_written_to_the_real_files() {
 #[test]
 fn hugetlb_and_unified_use_the_v2_dir() {
     let Some(host) = require_root() else { return };
-    if !host.v2_hierarchy().is_some_and(|h| h.controllers.iter().any(|c| c == "hugetlb")) {
+    if !host
+        .v2_hierarchy()
+        .is_some_and(|h| h.controllers.iter().any(|c| c == "hugetlb"))
+    {
         println!("skipped: no hugetlb controller on cgroup2");
         return;
     }
@@ -246,7 +280,8 @@ fn process_lifecycle_on_the_full_host() {
     let cg = Cgroup::resolve(&host, None, &id).unwrap();
     let guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
-    cg.apply(&serde_json::from_str(r#"{"pids":{"limit":16}}"#).unwrap()).unwrap();
+    cg.apply(&serde_json::from_str(r#"{"pids":{"limit":16}}"#).unwrap())
+        .unwrap();
 
     let mut p = Proc::sleeper();
     cg.add_pid(p.pid()).unwrap();
@@ -255,7 +290,10 @@ fn process_lifecycle_on_the_full_host() {
     assert!(pids.contains(&p.pid()), "{pids:?}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap();
     // Every hierarchy line names our leaf.
-    assert!(own.lines().all(|l| l.ends_with(&format!("/nucleus-{id}"))), "{own}");
+    assert!(
+        own.lines().all(|l| l.ends_with(&format!("/nucleus-{id}"))),
+        "{own}"
+    );
 
     let stats = cg.stats().unwrap();
     assert!(stats.memory.usage.usage > 0, "{stats:?}");
@@ -267,7 +305,10 @@ fn process_lifecycle_on_the_full_host() {
     // SIGTERM takes the freeze + signal-each path on every host.
     cg.kill_all(libc::SIGTERM).unwrap();
     let status = p.child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGTERM));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM)
+    );
     assert!(!cg.is_frozen().unwrap());
     drop(guard);
     assert_gone(&all_dirs(&cg));
@@ -277,16 +318,21 @@ fn process_lifecycle_on_the_full_host() {
 fn freeze_and_thaw_on_the_full_host() {
     let Some(host) = require_root() else { return };
     let cg = Cgroup::resolve(&host, None, &unique_id()).unwrap();
+    let mut p = Proc::spinner();
+    // Declared after `p`, so dropped first: it thaws and kills.
     let _guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
-    let mut p = Proc::spinner();
     cg.add_pid(p.pid()).unwrap();
     p.release();
     check_freeze_thaw(&cg, p.pid());
     // destroy() of a frozen cgroup still kills and removes it.
     cg.freeze().unwrap();
     cg.destroy().unwrap();
-    let _ = p.child.wait();
+    let status = p.child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
     assert_gone(&all_dirs(&cg));
 }
 
@@ -301,12 +347,12 @@ fn v2_dir_freeze_kill_and_procs() {
     let (_tmp, v2_host) = host_view(is_v2_line);
     assert_eq!(v2_host.mode(), Mode::V2);
     let cg = Cgroup::resolve(&v2_host, None, &unique_id()).unwrap();
+    let mut p = Proc::spinner();
     let guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
     assert!(cg.v1.is_empty());
     let dir = cg.v2_dir().unwrap().to_owned();
 
-    let mut p = Proc::spinner();
     cg.add_pid(p.pid()).unwrap();
     p.release();
     assert_eq!(cg.pids().unwrap(), [p.pid()]);
@@ -316,7 +362,10 @@ fn v2_dir_freeze_kill_and_procs() {
     // SIGKILL goes through cgroup.kill when the kernel has it.
     cg.kill_all(libc::SIGKILL).unwrap();
     let status = p.child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
     wait_until("empty cgroup", || cg.pids().unwrap().is_empty());
     assert!(cg.stats().unwrap().cpu.usage.total > 0);
     drop(guard);
@@ -338,8 +387,13 @@ fn absent_controller_is_an_error_on_a_v2_only_view() {
     let cg = Cgroup::resolve(&v2_host, None, &unique_id()).unwrap();
     let _guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
-    let err = cg.apply(&serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap()).unwrap_err();
-    assert!(matches!(err, CgroupError::ControllerUnavailable { .. }), "{err}");
+    let err = cg
+        .apply(&serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, CgroupError::ControllerUnavailable { .. }),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "controller `memory` is not available on this host: cannot write `1048576` to `memory.max`"
@@ -356,10 +410,16 @@ fn memory_limit_below_usage_is_an_error() {
     cg.add_pid(p.pid()).unwrap();
     p.release();
     wait_pids(&cg, 2);
-    wait_until("memory charged", || cg.stats().unwrap().memory.usage.usage > 4_000_000);
-    let res = serde_json::from_str(r#"{"memory":{"limit":1048576,"checkBeforeUpdate":true}}"#).unwrap();
+    wait_until("memory charged", || {
+        cg.stats().unwrap().memory.usage.usage > 4_000_000
+    });
+    let res =
+        serde_json::from_str(r#"{"memory":{"limit":1048576,"checkBeforeUpdate":true}}"#).unwrap();
     let err = cg.apply(&res).unwrap_err().to_string();
-    assert!(err.starts_with("memory limit `1048576` is lower than current usage `"), "{err}");
+    assert!(
+        err.starts_with("memory limit `1048576` is lower than current usage `"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -370,7 +430,10 @@ fn destroy_removes_created_ancestors_and_is_idempotent() {
     let cg = Cgroup::resolve(&host, Some(&format!("{base}/a/b")), &id).unwrap();
     let guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
-    let bases: Vec<PathBuf> = cg.dirs().map(|d| d.path.parent().unwrap().parent().unwrap().to_owned()).collect();
+    let bases: Vec<PathBuf> = cg
+        .dirs()
+        .map(|d| d.path.parent().unwrap().parent().unwrap().to_owned())
+        .collect();
     assert!(bases.iter().all(|b| b.ends_with(&base) && b.is_dir()));
     // A child directory made by the workload is removed too.
     std::fs::create_dir(cg.dirs().next().unwrap().path.join("inner")).unwrap();
@@ -390,7 +453,9 @@ fn systemd_form_maps_to_a_scope_below_the_root() {
     let guard = CgroupGuard(cg.clone());
     cg.create().unwrap();
     for d in cg.dirs() {
-        let expect = d.mountpoint.join(format!("nucleustest.slice/{slice}.slice/nt-{id}.scope"));
+        let expect = d
+            .mountpoint
+            .join(format!("nucleustest.slice/{slice}.slice/nt-{id}.scope"));
         assert_eq!(d.path, expect);
         assert!(expect.is_dir());
     }
@@ -398,6 +463,9 @@ fn systemd_form_maps_to_a_scope_below_the_root() {
     // Our slice was created by us, so it is gone; `nucleustest.slice` may be
     // shared with a concurrent run.
     for d in cg.dirs() {
-        assert!(!d.mountpoint.join(format!("nucleustest.slice/{slice}.slice")).exists());
+        assert!(!d
+            .mountpoint
+            .join(format!("nucleustest.slice/{slice}.slice"))
+            .exists());
     }
 }

@@ -129,7 +129,17 @@ impl Write for SharedFile {
 /// Reports a command's failure: to stderr always, and to the log file too
 /// when there is one (the shim reads the last error from it).
 pub fn report(err: &anyhow::Error, has_log_file: bool) {
-    let msg = format!("{err:#}");
+    // Engine errors already quote their cause; skip causes said once already.
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
     if has_log_file {
         tracing::error!("{msg}");
     }

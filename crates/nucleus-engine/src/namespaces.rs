@@ -43,6 +43,13 @@ impl NamespacePlan {
         self.join.iter().any(|(f, _)| is_early(*f))
     }
 
+    /// Flags for the clone that creates the init. The cgroup namespace is
+    /// left out: the init unshares it once the parent has put it in its
+    /// cgroups, so the namespace's root is the container's own cgroup.
+    pub(crate) fn clone_flags(&self) -> CloneFlags {
+        self.create & !CloneFlags::CLONE_NEWCGROUP
+    }
+
     /// Whether the init runs in a user namespace other than the host's.
     pub(crate) fn in_userns(&self) -> bool {
         self.creates(CloneFlags::CLONE_NEWUSER) || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)

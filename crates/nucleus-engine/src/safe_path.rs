@@ -51,6 +51,16 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd,
 /// Opens `path` inside `root`, creating missing directories (mode 0755) and,
 /// if `leaf` is `File`, an empty file at the end. Returns an O_PATH fd.
 pub(crate) fn create_in_root(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> Result<OwnedFd, Errno> {
+    create_in_root_depth(root, path, leaf, 0)
+}
+
+/// Symlinks followed while creating, as the kernel's own limit.
+const MAX_SYMLINKS: u32 = 40;
+
+fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u32) -> Result<OwnedFd, Errno> {
+    if depth > MAX_SYMLINKS {
+        return Err(Errno::ELOOP);
+    }
     match open_in_root(root, path) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
@@ -69,6 +79,15 @@ pub(crate) fn create_in_root(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> R
                 } else {
                     openat2(root, &prefix, how(OFlag::O_PATH | OFlag::O_DIRECTORY))?
                 };
+                // A dangling symlink: create its target instead, re-rooted.
+                if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), comp.as_os_str()) {
+                    let base = if Path::new(&target).is_absolute() { PathBuf::from("/") } else { Path::new("/").join(&prefix) };
+                    let mut redirected = base.join(&target);
+                    for rest in &comps[i + 1..] {
+                        redirected.push(rest);
+                    }
+                    return create_in_root_depth(root, &redirected, leaf, depth + 1);
+                }
                 let is_last = i + 1 == comps.len();
                 let made = if is_last && leaf == Leaf::File {
                     create_file_at(parent.as_fd(), comp.as_os_str())

@@ -50,8 +50,15 @@ mod tests {
     #[test]
     fn writes_every_cpu_field() {
         let d = tempfile::tempdir().unwrap();
-        let names = ["cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.cfs_burst_us",
-                     "cpu.rt_period_us", "cpu.rt_runtime_us", "cpu.idle"];
+        let names = [
+            "cpu.shares",
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us",
+            "cpu.cfs_burst_us",
+            "cpu.rt_period_us",
+            "cpu.rt_runtime_us",
+            "cpu.idle",
+        ];
         files(d.path(), &names.map(|n| (n, "")));
         let cpu: LinuxCpu = serde_json::from_str(
             r#"{"shares":512,"quota":-5,"period":50000,"burst":1000,"realtimePeriod":1000000,"realtimeRuntime":950000,"idle":1}"#,
@@ -59,6 +66,9 @@ mod tests {
         .unwrap();
         apply(Ctl::at("cpu", d.path()), &cpu).unwrap();
         let got: Vec<String> = names.iter().map(|n| read(d.path(), n)).collect();
-        assert_eq!(got, ["512", "50000", "-1", "1000", "1000000", "950000", "1"]);
+        assert_eq!(
+            got,
+            ["512", "50000", "-1", "1000", "1000000", "950000", "1"]
+        );
     }
 }

@@ -18,8 +18,10 @@ pub(crate) fn apply(ctl: Ctl, cpus: Option<&str>, mems: Option<&str>) -> Result<
 /// Top-down from below `mountpoint` to `leaf`: copies the parent's
 /// `cpuset.cpus`/`cpuset.mems` into any directory where they are empty.
 pub(crate) fn fill_from_parents(mountpoint: &Path, leaf: &Path) -> Result<(), CgroupError> {
-    let mut chain: Vec<&Path> =
-        leaf.ancestors().take_while(|a| a.starts_with(mountpoint) && *a != mountpoint).collect();
+    let mut chain: Vec<&Path> = leaf
+        .ancestors()
+        .take_while(|a| a.starts_with(mountpoint) && *a != mountpoint)
+        .collect();
     chain.reverse();
     for dir in chain {
         let Some(parent) = dir.parent() else { continue };
@@ -43,7 +45,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("a/b"));
         std::fs::create_dir_all(&b).unwrap();
-        files(d.path(), &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")]);
+        files(
+            d.path(),
+            &[("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")],
+        );
         files(&a, &[("cpuset.cpus", "\n"), ("cpuset.mems", "0\n")]);
         files(&b, &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
         fill_from_parents(d.path(), &b).unwrap();

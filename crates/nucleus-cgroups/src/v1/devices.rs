@@ -11,7 +11,14 @@ pub(crate) fn apply(ctl: Ctl, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupE
             tracing::debug!(?r, "fifo rule needs no device cgroup entry");
             continue;
         };
-        ctl.write(if r.allow() { "devices.allow" } else { "devices.deny" }, &line)?;
+        ctl.write(
+            if r.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            &line,
+        )?;
     }
     Ok(())
 }
@@ -41,8 +48,15 @@ pub(crate) fn rule_line(r: &LinuxDeviceCgroup) -> Result<Option<String>, CgroupE
             })
         }
     };
-    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_owned(), |n| n.to_string());
-    Ok(Some(format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))))
+    let num = |n: Option<i64>| {
+        n.filter(|n| *n >= 0)
+            .map_or("*".to_owned(), |n| n.to_string())
+    };
+    Ok(Some(format!(
+        "{typ} {}:{} {access}",
+        num(r.major()),
+        num(r.minor())
+    )))
 }
 
 #[cfg(test)]
@@ -57,9 +71,18 @@ mod tests {
     #[test]
     fn formats_rules() {
         let line = |j| rule_line(&rule(j)).unwrap();
-        assert_eq!(line(r#"{"allow":false,"access":"rwm"}"#).unwrap(), "a *:* rwm");
-        assert_eq!(line(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#).unwrap(), "c 1:3 rw");
-        assert_eq!(line(r#"{"allow":true,"type":"b","major":8}"#).unwrap(), "b 8:* rwm");
+        assert_eq!(
+            line(r#"{"allow":false,"access":"rwm"}"#).unwrap(),
+            "a *:* rwm"
+        );
+        assert_eq!(
+            line(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#).unwrap(),
+            "c 1:3 rw"
+        );
+        assert_eq!(
+            line(r#"{"allow":true,"type":"b","major":8}"#).unwrap(),
+            "b 8:* rwm"
+        );
         assert_eq!(line(r#"{"allow":true,"type":"p"}"#), None);
         assert!(rule_line(&rule(r#"{"allow":true,"access":"rx"}"#)).is_err());
     }

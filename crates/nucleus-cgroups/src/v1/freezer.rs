@@ -32,9 +32,15 @@ fn set(dir: &Path, state: &'static str) -> Result<(), CgroupError> {
         if start.elapsed() > TIMEOUT {
             if state == "FROZEN" {
                 // Leave the cgroup usable rather than half frozen.
-                let _ = fs::write(dir, STATE, "THAWED");
+                if let Err(e) = fs::write(dir, STATE, "THAWED") {
+                    tracing::warn!(error = %e, "failed to thaw after freeze timeout");
+                }
             }
-            return Err(CgroupError::FreezeTimeout { path: dir.join(STATE), state, millis: TIMEOUT.as_millis() });
+            return Err(CgroupError::FreezeTimeout {
+                path: dir.join(STATE),
+                state,
+                millis: TIMEOUT.as_millis(),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));

@@ -11,7 +11,10 @@ const MEMSW: &str = "memory.memsw.limit_in_bytes";
 pub(crate) fn apply(ctl: Ctl, mem: &LinuxMemory) -> Result<(), CgroupError> {
     if let Some(k) = mem.kernel() {
         // As runc: kernel memory limits are deprecated upstream.
-        tracing::warn!(value = k, "linux.resources.memory.kernel is ignored: kernel memory limits are deprecated");
+        tracing::warn!(
+            value = k,
+            "linux.resources.memory.kernel is ignored: kernel memory limits are deprecated"
+        );
     }
     if let Some(t) = mem.kernel_tcp() {
         ctl.write("memory.kmem.tcp.limit_in_bytes", &t.to_string())?;
@@ -45,7 +48,11 @@ pub(crate) fn check_usage_in(ctl: Ctl, file: &str, limit: i64) -> Result<(), Cgr
     let dir = ctl.dir_for(file, &limit.to_string())?;
     let usage = fs::read_u64_opt(dir, file)?.unwrap_or(0);
     if limit > 0 && usage > limit.unsigned_abs() {
-        return Err(CgroupError::MemoryBelowUsage { path: dir.join(file), limit, usage });
+        return Err(CgroupError::MemoryBelowUsage {
+            path: dir.join(file),
+            limit,
+            usage,
+        });
     }
     Ok(())
 }
@@ -101,23 +108,28 @@ mod tests {
     }
 
     fn fresh(dir: &std::path::Path) {
-        files(dir, &[
-            (LIMIT, "9223372036854771712\n"),
-            (MEMSW, "9223372036854771712\n"),
-            ("memory.usage_in_bytes", "5000\n"),
-            ("memory.soft_limit_in_bytes", ""),
-            ("memory.swappiness", "60"),
-            ("memory.oom_control", "oom_kill_disable 0"),
-            ("memory.kmem.tcp.limit_in_bytes", ""),
-        ]);
+        files(
+            dir,
+            &[
+                (LIMIT, "9223372036854771712\n"),
+                (MEMSW, "9223372036854771712\n"),
+                ("memory.usage_in_bytes", "5000\n"),
+                ("memory.soft_limit_in_bytes", ""),
+                ("memory.swappiness", "60"),
+                ("memory.oom_control", "oom_kill_disable 0"),
+                ("memory.kmem.tcp.limit_in_bytes", ""),
+            ],
+        );
     }
 
     #[test]
     fn writes_every_memory_field() {
         let d = tempfile::tempdir().unwrap();
         fresh(d.path());
-        let m = mem(r#"{"limit":1048576,"swap":2097152,"reservation":524288,"swappiness":10,
-                      "disableOOMKiller":true,"kernel":1,"kernelTCP":4096}"#);
+        let m = mem(
+            r#"{"limit":1048576,"swap":2097152,"reservation":524288,"swappiness":10,
+                      "disableOOMKiller":true,"kernel":1,"kernelTCP":4096}"#,
+        );
         apply(Ctl::at("memory", d.path()), &m).unwrap();
         assert_eq!(read(d.path(), LIMIT), "1048576");
         assert_eq!(read(d.path(), MEMSW), "2097152");
@@ -141,19 +153,39 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fresh(d.path());
         let ctl = Ctl::at("memory", d.path());
-        let err = apply(ctl, &mem(r#"{"limit":100,"swap":50}"#)).unwrap_err().to_string();
-        assert!(err.contains("memory+swap must be >= the memory limit `100`"), "{err}");
-        let err = apply(ctl, &mem(r#"{"swappiness":101}"#)).unwrap_err().to_string();
-        assert!(err.starts_with("invalid value `101` for `linux.resources.memory.swappiness`"), "{err}");
-        let err = apply(ctl, &mem(r#"{"limit":4000,"checkBeforeUpdate":true}"#)).unwrap_err().to_string();
-        assert!(err.starts_with("memory limit `4000` is lower than current usage `5000` of `"), "{err}");
+        let err = apply(ctl, &mem(r#"{"limit":100,"swap":50}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory+swap must be >= the memory limit `100`"),
+            "{err}"
+        );
+        let err = apply(ctl, &mem(r#"{"swappiness":101}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid value `101` for `linux.resources.memory.swappiness`"),
+            "{err}"
+        );
+        let err = apply(ctl, &mem(r#"{"limit":4000,"checkBeforeUpdate":true}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("memory limit `4000` is lower than current usage `5000` of `"),
+            "{err}"
+        );
         apply(ctl, &mem(r#"{"limit":6000,"checkBeforeUpdate":true}"#)).unwrap();
     }
 
     #[test]
     fn absent_controller_is_an_error() {
-        let ctl = Ctl { name: "memory", dir: None };
-        let err = apply(ctl, &mem(r#"{"limit":100}"#)).unwrap_err().to_string();
+        let ctl = Ctl {
+            name: "memory",
+            dir: None,
+        };
+        let err = apply(ctl, &mem(r#"{"limit":100}"#))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "controller `memory` is not available on this host: cannot write `100` to `memory.limit_in_bytes`");
     }
 }

@@ -2,14 +2,18 @@
 //! and hugetlb files into `Stats` sections.
 
 use crate::fs;
-use crate::stats::{BlkioEntry, BlkioStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats, Throttling};
+use crate::stats::{
+    BlkioEntry, BlkioStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats, Throttling,
+};
 use crate::CgroupError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub(crate) fn memory(dir: &Path) -> Result<MemoryStats, CgroupError> {
     let entry = |prefix: &str| -> Result<MemoryEntry, CgroupError> {
-        let get = |f: &str| fs::read_u64_opt(dir, &format!("{prefix}.{f}")).map(Option::unwrap_or_default);
+        let get = |f: &str| {
+            fs::read_u64_opt(dir, &format!("{prefix}.{f}")).map(Option::unwrap_or_default)
+        };
         Ok(MemoryEntry {
             limit: get("limit_in_bytes")?,
             usage: get("usage_in_bytes")?,
@@ -19,12 +23,19 @@ pub(crate) fn memory(dir: &Path) -> Result<MemoryStats, CgroupError> {
     };
     let raw = fs::read_keyed(dir, "memory.stat")?;
     Ok(MemoryStats {
-        cache: raw.get("total_cache").or(raw.get("cache")).copied().unwrap_or(0),
+        cache: raw
+            .get("total_cache")
+            .or(raw.get("cache"))
+            .copied()
+            .unwrap_or(0),
         usage: entry("memory")?,
         swap: entry("memory.memsw")?,
         kernel: entry("memory.kmem")?,
         kernel_tcp: entry("memory.kmem.tcp")?,
-        oom_kill: fs::read_keyed(dir, "memory.oom_control")?.get("oom_kill").copied().unwrap_or(0),
+        oom_kill: fs::read_keyed(dir, "memory.oom_control")?
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0),
         raw,
     })
 }
@@ -32,7 +43,9 @@ pub(crate) fn memory(dir: &Path) -> Result<MemoryStats, CgroupError> {
 pub(crate) fn cpu_usage(dir: &Path) -> Result<CpuUsage, CgroupError> {
     let list = |f: &str| -> Result<Vec<u64>, CgroupError> {
         let text = fs::read_opt(dir, f)?.unwrap_or_default();
-        text.split_whitespace().map(|v| fs::parse_u64(&dir.join(f), v)).collect()
+        text.split_whitespace()
+            .map(|v| fs::parse_u64(&dir.join(f), v))
+            .collect()
     };
     let one = |f: &str| fs::read_u64_opt(dir, f);
     let (user, kernel) = match (one("cpuacct.usage_user")?, one("cpuacct.usage_sys")?) {
@@ -41,7 +54,10 @@ pub(crate) fn cpu_usage(dir: &Path) -> Result<CpuUsage, CgroupError> {
             // Older kernels: cpuacct.stat in USER_HZ ticks.
             let st = fs::read_keyed(dir, "cpuacct.stat")?;
             let ns = 1_000_000_000 / clock_ticks();
-            (st.get("user").copied().unwrap_or(0) * ns, st.get("system").copied().unwrap_or(0) * ns)
+            (
+                st.get("user").copied().unwrap_or(0) * ns,
+                st.get("system").copied().unwrap_or(0) * ns,
+            )
         }
     };
     Ok(CpuUsage {
@@ -73,8 +89,13 @@ pub(crate) fn throttling(dir: &Path) -> Result<Throttling, CgroupError> {
 
 /// Same files on v1 and v2; an unlimited `pids.max` reports 0.
 pub(crate) fn pids(dir: &Path) -> Result<PidsStats, CgroupError> {
-    let limit = fs::read_u64_opt(dir, "pids.max")?.filter(|l| *l != u64::MAX).unwrap_or(0);
-    Ok(PidsStats { current: fs::read_u64_opt(dir, "pids.current")?.unwrap_or(0), limit })
+    let limit = fs::read_u64_opt(dir, "pids.max")?
+        .filter(|l| *l != u64::MAX)
+        .unwrap_or(0);
+    Ok(PidsStats {
+        current: fs::read_u64_opt(dir, "pids.current")?.unwrap_or(0),
+        limit,
+    })
 }
 
 /// CFQ files if present, else BFQ, else the throttle layer's.
@@ -112,8 +133,14 @@ fn parse_blkio(text: &str) -> Vec<BlkioEntry> {
 pub(crate) fn hugetlb(dir: &Path) -> Result<BTreeMap<String, HugetlbStats>, CgroupError> {
     let mut out = BTreeMap::new();
     for size in page_sizes(dir, ".usage_in_bytes")? {
-        let get = |f: &str| fs::read_u64_opt(dir, &format!("hugetlb.{size}.{f}")).map(Option::unwrap_or_default);
-        let s = HugetlbStats { usage: get("usage_in_bytes")?, max: get("max_usage_in_bytes")?, failcnt: get("failcnt")? };
+        let get = |f: &str| {
+            fs::read_u64_opt(dir, &format!("hugetlb.{size}.{f}")).map(Option::unwrap_or_default)
+        };
+        let s = HugetlbStats {
+            usage: get("usage_in_bytes")?,
+            max: get("max_usage_in_bytes")?,
+            failcnt: get("failcnt")?,
+        };
         out.insert(size, s);
     }
     Ok(out)
@@ -121,7 +148,10 @@ pub(crate) fn hugetlb(dir: &Path) -> Result<BTreeMap<String, HugetlbStats>, Cgro
 
 /// Page sizes offered in `dir`, from file names `hugetlb.<size><suffix>`.
 pub(crate) fn page_sizes(dir: &Path, suffix: &str) -> Result<Vec<String>, CgroupError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| CgroupError::ListDir { path: dir.to_owned(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| CgroupError::ListDir {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut sizes: Vec<String> = entries
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
@@ -141,30 +171,60 @@ mod tests {
     #[test]
     fn reads_v1_files() {
         let d = tempfile::tempdir().unwrap();
-        files(d.path(), &[
-            ("memory.usage_in_bytes", "100"),
-            ("memory.limit_in_bytes", "9223372036854771712"),
-            ("memory.max_usage_in_bytes", "150"),
-            ("memory.failcnt", "3"),
-            ("memory.stat", "cache 7\ntotal_cache 8\n"),
-            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
-            ("cpuacct.usage", "1000"),
-            ("cpuacct.usage_percpu", "600 400 \n"),
-            ("cpuacct.stat", "user 1\nsystem 2\n"),
-            ("cpu.stat", "nr_periods 5\nnr_throttled 1\nthrottled_time 99\n"),
-            ("pids.current", "3"),
-            ("pids.max", "max"),
-            ("blkio.throttle.io_service_bytes_recursive", "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n"),
-            ("hugetlb.2MB.usage_in_bytes", "0"),
-            ("hugetlb.2MB.failcnt", "4"),
-            ("hugetlb.2MB.limit_in_bytes", "0"),
-        ]);
+        files(
+            d.path(),
+            &[
+                ("memory.usage_in_bytes", "100"),
+                ("memory.limit_in_bytes", "9223372036854771712"),
+                ("memory.max_usage_in_bytes", "150"),
+                ("memory.failcnt", "3"),
+                ("memory.stat", "cache 7\ntotal_cache 8\n"),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+                ),
+                ("cpuacct.usage", "1000"),
+                ("cpuacct.usage_percpu", "600 400 \n"),
+                ("cpuacct.stat", "user 1\nsystem 2\n"),
+                (
+                    "cpu.stat",
+                    "nr_periods 5\nnr_throttled 1\nthrottled_time 99\n",
+                ),
+                ("pids.current", "3"),
+                ("pids.max", "max"),
+                (
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n",
+                ),
+                ("hugetlb.2MB.usage_in_bytes", "0"),
+                ("hugetlb.2MB.failcnt", "4"),
+                ("hugetlb.2MB.limit_in_bytes", "0"),
+            ],
+        );
         let m = memory(d.path()).unwrap();
-        assert_eq!((m.usage.usage, m.usage.max, m.usage.failcnt, m.cache, m.oom_kill), (100, 150, 3, 8, 2));
+        assert_eq!(
+            (
+                m.usage.usage,
+                m.usage.max,
+                m.usage.failcnt,
+                m.cache,
+                m.oom_kill
+            ),
+            (100, 150, 3, 8, 2)
+        );
         let c = cpu_usage(d.path()).unwrap();
-        assert_eq!((c.total, c.percpu.clone(), c.user > 0, c.kernel > c.user), (1000, vec![600, 400], true, true));
+        assert_eq!(
+            (c.total, c.percpu.clone(), c.user > 0, c.kernel > c.user),
+            (1000, vec![600, 400], true, true)
+        );
         assert_eq!(throttling(d.path()).unwrap().throttled_time, 99);
-        assert_eq!(pids(d.path()).unwrap(), PidsStats { current: 3, limit: 0 });
+        assert_eq!(
+            pids(d.path()).unwrap(),
+            PidsStats {
+                current: 3,
+                limit: 0
+            }
+        );
         let b = blkio(d.path()).unwrap();
         assert_eq!(b.io_service_bytes_recursive.len(), 2);
         assert_eq!(b.io_service_bytes_recursive[0].op, "Read");

@@ -28,7 +28,9 @@ pub(crate) fn check(rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
             continue;
         }
         let rule = rule_line(r)?.unwrap_or_else(|| format!("{r:?}"));
-        return Err(CgroupError::DevicesUnenforceable { rule: format!("deny {rule}") });
+        return Err(CgroupError::DevicesUnenforceable {
+            rule: format!("deny {rule}"),
+        });
     }
     if rules.first().is_some_and(deny_all) {
         tracing::warn!("device cgroup rules are not enforced on cgroup v2 (no BPF program yet)");
@@ -54,9 +56,11 @@ mod tests {
 
     #[test]
     fn specific_deny_is_an_error() {
-        let err = check(&rules(r#"[{"allow":true},{"allow":false,"type":"b","major":8,"minor":0,"access":"w"}]"#))
-            .unwrap_err()
-            .to_string();
+        let err = check(&rules(
+            r#"[{"allow":true},{"allow":false,"type":"b","major":8,"minor":0,"access":"w"}]"#,
+        ))
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "device rule `deny b 8:0 w` cannot be enforced on cgroup v2: BPF device programs are not supported yet"

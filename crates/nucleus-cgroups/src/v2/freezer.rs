@@ -33,7 +33,11 @@ fn set(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
                 }
             }
             let state = if frozen { "frozen 1" } else { "frozen 0" };
-            return Err(CgroupError::FreezeTimeout { path: dir.join("cgroup.events"), state, millis: TIMEOUT.as_millis() });
+            return Err(CgroupError::FreezeTimeout {
+                path: dir.join("cgroup.events"),
+                state,
+                millis: TIMEOUT.as_millis(),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));
@@ -49,7 +53,13 @@ mod tests {
     #[test]
     fn reads_frozen_from_events() {
         let d = tempfile::tempdir().unwrap();
-        files(d.path(), &[("cgroup.freeze", "0"), ("cgroup.events", "populated 1\nfrozen 1\n")]);
+        files(
+            d.path(),
+            &[
+                ("cgroup.freeze", "0"),
+                ("cgroup.events", "populated 1\nfrozen 1\n"),
+            ],
+        );
         freeze(d.path()).unwrap();
         assert!(is_frozen(d.path()).unwrap());
     }

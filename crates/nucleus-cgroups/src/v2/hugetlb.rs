@@ -23,10 +23,14 @@ mod tests {
     fn writes_max() {
         let d = tempfile::tempdir().unwrap();
         files(d.path(), &[("hugetlb.2MB.max", "max")]);
-        let l: Vec<LinuxHugepageLimit> = serde_json::from_str(r#"[{"pageSize":"2MB","limit":-1}]"#).unwrap();
+        let l: Vec<LinuxHugepageLimit> =
+            serde_json::from_str(r#"[{"pageSize":"2MB","limit":-1}]"#).unwrap();
         apply(Ctl::at("hugetlb", d.path()), &l).unwrap();
         assert_eq!(read(d.path(), "hugetlb.2MB.max"), "max");
-        let absent = Ctl { name: "hugetlb", dir: None };
+        let absent = Ctl {
+            name: "hugetlb",
+            dir: None,
+        };
         let err = apply(absent, &l).unwrap_err().to_string();
         assert_eq!(err, "controller `hugetlb` is not available on this host: cannot write `max` to `hugetlb.2MB.max`");
     }

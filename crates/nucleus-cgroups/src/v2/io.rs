@@ -9,21 +9,42 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 
 pub(crate) fn apply(ctl: Ctl, bio: &LinuxBlockIo) -> Result<(), CgroupError> {
     if let Some(w) = bio.leaf_weight() {
-        return Err(unsupported("linux.resources.blockIO.leafWeight", w.to_string(), "no leaf weights"));
+        return Err(unsupported(
+            "linux.resources.blockIO.leafWeight",
+            w.to_string(),
+            "no leaf weights",
+        ));
     }
     // BFQ takes the v1 range (1..=1000) as is; io.weight is 1..=10000.
     let (file, bfq) = match ctl.pick(&["io.weight", "io.bfq.weight"]) {
         "io.bfq.weight" => ("io.bfq.weight", true),
         f => (f, false),
     };
-    let scale = |w: u16| if bfq { u64::from(w) } else { blkio_weight_to_io(w) };
+    let scale = |w: u16| {
+        if bfq {
+            u64::from(w)
+        } else {
+            blkio_weight_to_io(w)
+        }
+    };
     if let Some(w) = bio.weight() {
         let v = scale(w);
-        ctl.write(file, &if bfq { v.to_string() } else { format!("default {v}") })?;
+        ctl.write(
+            file,
+            &if bfq {
+                v.to_string()
+            } else {
+                format!("default {v}")
+            },
+        )?;
     }
     for d in bio.weight_device().iter().flatten() {
         if let Some(w) = d.leaf_weight() {
-            return Err(unsupported("linux.resources.blockIO.weightDevice.leafWeight", w.to_string(), "no leaf weights"));
+            return Err(unsupported(
+                "linux.resources.blockIO.weightDevice.leafWeight",
+                w.to_string(),
+                "no leaf weights",
+            ));
         }
         if let Some(w) = d.weight() {
             ctl.write(file, &format!("{}:{} {}", d.major(), d.minor(), scale(w)))?;
@@ -37,8 +58,15 @@ pub(crate) fn apply(ctl: Ctl, bio: &LinuxBlockIo) -> Result<(), CgroupError> {
     ];
     for (key, devs) in throttles {
         for d in devs.iter().flatten() {
-            let rate = if d.rate() == 0 { "max".to_owned() } else { d.rate().to_string() };
-            ctl.write("io.max", &format!("{}:{} {key}={rate}", d.major(), d.minor()))?;
+            let rate = if d.rate() == 0 {
+                "max".to_owned()
+            } else {
+                d.rate().to_string()
+            };
+            ctl.write(
+                "io.max",
+                &format!("{}:{} {key}={rate}", d.major(), d.minor()),
+            )?;
         }
     }
     Ok(())
@@ -53,8 +81,10 @@ mod tests {
     fn writes_weight_and_max() {
         let d = tempfile::tempdir().unwrap();
         files(d.path(), &[("io.weight", "default 100"), ("io.max", "")]);
-        let bio: LinuxBlockIo =
-            serde_json::from_str(r#"{"weight":500,"throttleWriteBpsDevice":[{"major":8,"minor":0,"rate":0}]}"#).unwrap();
+        let bio: LinuxBlockIo = serde_json::from_str(
+            r#"{"weight":500,"throttleWriteBpsDevice":[{"major":8,"minor":0,"rate":0}]}"#,
+        )
+        .unwrap();
         apply(Ctl::at("io", d.path()), &bio).unwrap();
         assert_eq!(read(d.path(), "io.weight"), "default 4950");
         assert_eq!(read(d.path(), "io.max"), "8:0 wbps=max");
@@ -64,7 +94,9 @@ mod tests {
     fn bfq_weight_and_leaf_weight() {
         let d = tempfile::tempdir().unwrap();
         files(d.path(), &[("io.bfq.weight", "")]);
-        let bio: LinuxBlockIo = serde_json::from_str(r#"{"weightDevice":[{"major":8,"minor":0,"weight":300}]}"#).unwrap();
+        let bio: LinuxBlockIo =
+            serde_json::from_str(r#"{"weightDevice":[{"major":8,"minor":0,"weight":300}]}"#)
+                .unwrap();
         apply(Ctl::at("io", d.path()), &bio).unwrap();
         assert_eq!(read(d.path(), "io.bfq.weight"), "8:0 300");
         let bio: LinuxBlockIo = serde_json::from_str(r#"{"leafWeight":300}"#).unwrap();

@@ -12,10 +12,18 @@ pub(crate) fn apply(ctl: Ctl, mem: &LinuxMemory) -> Result<(), CgroupError> {
         tracing::warn!("linux.resources.memory.kernel and kernelTCP are ignored: cgroup v2 has no kernel memory limit");
     }
     if let Some(s) = mem.swappiness() {
-        return Err(unsupported("linux.resources.memory.swappiness", s.to_string(), "no per-cgroup swappiness"));
+        return Err(unsupported(
+            "linux.resources.memory.swappiness",
+            s.to_string(),
+            "no per-cgroup swappiness",
+        ));
     }
     if mem.disable_oom_killer() == Some(true) {
-        return Err(unsupported("linux.resources.memory.disableOOMKiller", "true".into(), "the OOM killer cannot be disabled"));
+        return Err(unsupported(
+            "linux.resources.memory.disableOOMKiller",
+            "true".into(),
+            "the OOM killer cannot be disabled",
+        ));
     }
     let limit = mem.limit().filter(|l| *l != 0);
     if let (Some(l), Some(true)) = (limit, mem.check_before_update()) {
@@ -39,7 +47,12 @@ pub(crate) fn apply(ctl: Ctl, mem: &LinuxMemory) -> Result<(), CgroupError> {
 }
 
 pub(crate) fn unsupported(field: &'static str, value: String, reason: &'static str) -> CgroupError {
-    CgroupError::Unsupported { field, value, version: "v2", reason }
+    CgroupError::Unsupported {
+        field,
+        value,
+        version: "v2",
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -54,9 +67,21 @@ mod tests {
     #[test]
     fn writes_limit_swap_and_low() {
         let d = tempfile::tempdir().unwrap();
-        files(d.path(), &[("memory.max", "max"), ("memory.swap.max", "max"), ("memory.low", "0"), ("memory.current", "10")]);
+        files(
+            d.path(),
+            &[
+                ("memory.max", "max"),
+                ("memory.swap.max", "max"),
+                ("memory.low", "0"),
+                ("memory.current", "10"),
+            ],
+        );
         let ctl = Ctl::at("memory", d.path());
-        apply(ctl, &mem(r#"{"limit":1000,"swap":3000,"reservation":500,"checkBeforeUpdate":true}"#)).unwrap();
+        apply(
+            ctl,
+            &mem(r#"{"limit":1000,"swap":3000,"reservation":500,"checkBeforeUpdate":true}"#),
+        )
+        .unwrap();
         assert_eq!(read(d.path(), "memory.max"), "1000");
         assert_eq!(read(d.path(), "memory.swap.max"), "2000");
         assert_eq!(read(d.path(), "memory.low"), "500");
@@ -69,7 +94,9 @@ mod tests {
     fn v1_only_knobs_are_errors() {
         let d = tempfile::tempdir().unwrap();
         let ctl = Ctl::at("memory", d.path());
-        let err = apply(ctl, &mem(r#"{"swappiness":10}"#)).unwrap_err().to_string();
+        let err = apply(ctl, &mem(r#"{"swappiness":10}"#))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "`linux.resources.memory.swappiness` = `10` is not supported on cgroup v2: no per-cgroup swappiness");
         assert!(apply(ctl, &mem(r#"{"disableOOMKiller":true}"#)).is_err());
         apply(ctl, &mem(r#"{"disableOOMKiller":false}"#)).unwrap();

@@ -18,11 +18,20 @@ use std::path::Path;
 /// processes refuses (EBUSY, "no internal processes"); the controller then
 /// stays missing from the leaf and `apply` reports it if a value needs it.
 pub(crate) fn enable_controllers(mountpoint: &Path, leaf: &Path, controllers: &[String]) {
-    let mut chain: Vec<&Path> = leaf.ancestors().skip(1).take_while(|a| a.starts_with(mountpoint)).collect();
+    let mut chain: Vec<&Path> = leaf
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(mountpoint))
+        .collect();
     chain.reverse();
     for dir in chain {
-        let Ok(Some(available)) = fs::read_opt(dir, "cgroup.controllers") else { return };
-        let enabled = fs::read_opt(dir, "cgroup.subtree_control").ok().flatten().unwrap_or_default();
+        let Ok(Some(available)) = fs::read_opt(dir, "cgroup.controllers") else {
+            return;
+        };
+        let enabled = fs::read_opt(dir, "cgroup.subtree_control")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         for c in controllers {
             let listed = |list: &str| list.split_whitespace().any(|x| x == c);
             if !listed(&available) || listed(&enabled) {
@@ -45,8 +54,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         std::fs::create_dir_all(a.join("leaf")).unwrap();
-        files(d.path(), &[("cgroup.controllers", "cpu memory"), ("cgroup.subtree_control", "cpu")]);
-        files(&a, &[("cgroup.controllers", "cpu"), ("cgroup.subtree_control", "")]);
+        files(
+            d.path(),
+            &[
+                ("cgroup.controllers", "cpu memory"),
+                ("cgroup.subtree_control", "cpu"),
+            ],
+        );
+        files(
+            &a,
+            &[
+                ("cgroup.controllers", "cpu"),
+                ("cgroup.subtree_control", ""),
+            ],
+        );
         let ctrls = ["cpu".to_owned(), "memory".to_owned()];
         enable_controllers(d.path(), &a.join("leaf"), &ctrls);
         // Fake files keep only the last write.

@@ -2,7 +2,9 @@
 //! into `Stats` sections. pids shares v1's reader.
 
 use crate::fs;
-use crate::stats::{BlkioEntry, BlkioStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, Throttling};
+use crate::stats::{
+    BlkioEntry, BlkioStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, Throttling,
+};
 use crate::CgroupError;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +15,10 @@ pub(crate) fn memory(dir: &Path) -> Result<MemoryStats, CgroupError> {
     let swap_events = fs::read_keyed(dir, "memory.swap.events")?;
     let raw = fs::read_keyed(dir, "memory.stat")?;
     let (usage, limit) = (one("memory.current")?, one("memory.max")?);
-    let (swap, swap_max) = (one("memory.swap.current")?, fs::read_u64_opt(dir, "memory.swap.max")?);
+    let (swap, swap_max) = (
+        one("memory.swap.current")?,
+        fs::read_u64_opt(dir, "memory.swap.max")?,
+    );
     Ok(MemoryStats {
         cache: raw.get("file").copied().unwrap_or(0),
         usage: MemoryEntry {
@@ -40,7 +45,12 @@ pub(crate) fn memory(dir: &Path) -> Result<MemoryStats, CgroupError> {
 pub(crate) fn cpu_usage(dir: &Path) -> Result<CpuUsage, CgroupError> {
     let st = fs::read_keyed(dir, "cpu.stat")?;
     let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1000;
-    Ok(CpuUsage { total: ns("usage_usec"), kernel: ns("system_usec"), user: ns("user_usec"), ..Default::default() })
+    Ok(CpuUsage {
+        total: ns("usage_usec"),
+        kernel: ns("system_usec"),
+        user: ns("user_usec"),
+        ..Default::default()
+    })
 }
 
 pub(crate) fn throttling(dir: &Path) -> Result<Throttling, CgroupError> {
@@ -59,12 +69,18 @@ pub(crate) fn io(dir: &Path) -> Result<BlkioStats, CgroupError> {
     let mut out = BlkioStats::default();
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let Some((Ok(major), Ok(minor))) = it.next().and_then(|d| d.split_once(':')).map(|(a, b)| (a.parse(), b.parse()))
+        let Some((Ok(major), Ok(minor))) = it
+            .next()
+            .and_then(|d| d.split_once(':'))
+            .map(|(a, b)| (a.parse(), b.parse()))
         else {
             continue;
         };
         for kv in it {
-            let Some((k, Ok(value))) = kv.split_once('=').map(|(k, v)| (k, v.parse::<u64>())) else { continue };
+            let Some((k, Ok(value))) = kv.split_once('=').map(|(k, v)| (k, v.parse::<u64>()))
+            else {
+                continue;
+            };
             let (list, op) = match k {
                 "rbytes" => (&mut out.io_service_bytes_recursive, "Read"),
                 "wbytes" => (&mut out.io_service_bytes_recursive, "Write"),
@@ -74,7 +90,12 @@ pub(crate) fn io(dir: &Path) -> Result<BlkioStats, CgroupError> {
                 "dios" => (&mut out.io_serviced_recursive, "Discard"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.to_owned(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_owned(),
+                value,
+            });
         }
     }
     Ok(out)
@@ -84,8 +105,18 @@ pub(crate) fn hugetlb(dir: &Path) -> Result<BTreeMap<String, HugetlbStats>, Cgro
     let mut out = BTreeMap::new();
     for size in crate::v1::stats::page_sizes(dir, ".current")? {
         let usage = fs::read_u64_opt(dir, &format!("hugetlb.{size}.current"))?.unwrap_or(0);
-        let failcnt = fs::read_keyed(dir, &format!("hugetlb.{size}.events"))?.get("max").copied().unwrap_or(0);
-        out.insert(size, HugetlbStats { usage, max: 0, failcnt });
+        let failcnt = fs::read_keyed(dir, &format!("hugetlb.{size}.events"))?
+            .get("max")
+            .copied()
+            .unwrap_or(0);
+        out.insert(
+            size,
+            HugetlbStats {
+                usage,
+                max: 0,
+                failcnt,
+            },
+        );
     }
     Ok(out)
 }
@@ -112,8 +143,14 @@ mod tests {
             ("hugetlb.2MB.events", "max 3\n"),
         ]);
         let m = memory(d.path()).unwrap();
-        assert_eq!((m.usage.usage, m.usage.limit, m.usage.max, m.usage.failcnt), (100, u64::MAX, 120, 2));
-        assert_eq!((m.swap.usage, m.swap.limit, m.cache, m.oom_kill), (105, u64::MAX, 20, 1));
+        assert_eq!(
+            (m.usage.usage, m.usage.limit, m.usage.max, m.usage.failcnt),
+            (100, u64::MAX, 120, 2)
+        );
+        assert_eq!(
+            (m.swap.usage, m.swap.limit, m.cache, m.oom_kill),
+            (105, u64::MAX, 20, 1)
+        );
         assert_eq!(cpu_usage(d.path()).unwrap().total, 10_000);
         assert_eq!(throttling(d.path()).unwrap().throttled_time, 7000);
         let b = io(d.path()).unwrap();

@@ -5,7 +5,10 @@ use crate::cgroup::CgroupDir;
 use crate::{fs, CgroupError};
 use std::collections::HashMap;
 
-pub(crate) fn apply(v2: Option<&CgroupDir>, unified: &HashMap<String, String>) -> Result<(), CgroupError> {
+pub(crate) fn apply(
+    v2: Option<&CgroupDir>,
+    unified: &HashMap<String, String>,
+) -> Result<(), CgroupError> {
     let mut keys: Vec<&String> = unified.keys().collect();
     keys.sort();
     for key in keys {
@@ -47,26 +50,40 @@ mod tests {
     use crate::v1::testing::{files, read};
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn writes_keys_and_checks_controller() {
         let d = tempfile::tempdir().unwrap();
-        files(d.path(), &[("memory.high", "max"), ("cgroup.max.depth", "max")]);
+        files(
+            d.path(),
+            &[("memory.high", "max"), ("cgroup.max.depth", "max")],
+        );
         let dir = CgroupDir {
             controllers: vec!["memory".into()],
             path: d.path().to_owned(),
             mountpoint: d.path().to_owned(),
             new_ancestors: 0,
         };
-        apply(Some(&dir), &map(&[("memory.high", "1000"), ("cgroup.max.depth", "3")])).unwrap();
+        apply(
+            Some(&dir),
+            &map(&[("memory.high", "1000"), ("cgroup.max.depth", "3")]),
+        )
+        .unwrap();
         assert_eq!(read(d.path(), "memory.high"), "1000");
         assert_eq!(read(d.path(), "cgroup.max.depth"), "3");
-        let err = apply(Some(&dir), &map(&[("io.max", "8:0 rbps=1")])).unwrap_err().to_string();
+        let err = apply(Some(&dir), &map(&[("io.max", "8:0 rbps=1")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("controller `io` is not available"), "{err}");
         assert!(apply(Some(&dir), &map(&[("../x.y", "1")])).is_err());
-        let err = apply(None, &map(&[("memory.high", "1")])).unwrap_err().to_string();
+        let err = apply(None, &map(&[("memory.high", "1")]))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "`linux.resources.unified` = `memory.high=1` is not supported on cgroup v1: unified keys need a cgroup2 hierarchy");
     }
 }

@@ -17,7 +17,7 @@ use crate::rootfs::{self, RootfsPlan};
 use crate::security::seccomp::SeccompProgram;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
-use nix::sched::setns;
+use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Spec;
@@ -60,7 +60,7 @@ pub(crate) fn intermediate_main(plan: &ChildPlan<'_>, sync_fd: OwnedFd, pid_pipe
             let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             setns(fd.as_fd(), *flag)?;
         }
-        let flags = plan.namespaces.create.bits() | libc::CLONE_PARENT;
+        let flags = plan.namespaces.clone_flags().bits() | libc::CLONE_PARENT;
         // SAFETY: this process is a single-threaded fork of the runtime (it was
         // checked before the first clone); flags hold no CLONE_VM.
         match unsafe { nucleus_sys::clone::clone_fork(flags) }? {
@@ -121,6 +121,10 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         _ => return Err(StepError::new("sync", "parent went away before setup", Errno::EPIPE)),
     };
 
+    if plan.namespaces.creates(CloneFlags::CLONE_NEWCGROUP) {
+        // Only now are we in our cgroups, so the new namespace is rooted there.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).step("namespaces", || "unshare cgroup namespace".into())?;
+    }
     for (flag, path) in plan.namespaces.join.iter().filter(|(f, _)| !crate::namespaces::is_early(*f)) {
         let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step("namespaces", || format!("open `{}`", path.display()))?;
         setns(fd.as_fd(), *flag).step("namespaces", || format!("setns `{}`", path.display()))?;
@@ -201,28 +205,30 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
     drop(notify_fd);
 
-    match (&plan.wait, fifo) {
-        (WaitFor::Fifo(_), Some((fifo, fds))) => wait_fifo(&fifo, &fds)?,
+    let started = match (&plan.wait, fifo) {
+        (WaitFor::Fifo(_), Some((fifo, fds))) => Some(open_fifo(&fifo, &fds)?),
         _ => match sync::recv(sock).step("sync", || "wait for start".into())? {
-            Some(f) if f.msg == Msg::Start => {}
+            Some(f) if f.msg == Msg::Start => None,
             _ => return Err(StepError::new("sync", "parent went away before start", Errno::EPIPE)),
         },
-    }
+    };
 
     hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, "running"))
         .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
+    if let Some(w) = &started {
+        // `start` reads this byte, then waits for EOF: our close-on-exec
+        // write end closes exactly when execve succeeds.
+        nix::unistd::write(w, b"0").step("start", || "write exec fifo".into())?;
+    }
 
     nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
     exec(&exe, plan.process)
 }
 
-fn wait_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<(), StepError> {
+fn open_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<OwnedFd, StepError> {
     let name = fifo.as_raw_fd().to_string();
     // Blocks until `start` opens the other end.
-    let w = openat(fds.as_fd(), Path::new(&name), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("start", || "open exec fifo".into())?;
-    nix::unistd::write(&w, b"0").step("start", || "write exec fifo".into())?;
-    Ok(())
+    openat(fds.as_fd(), Path::new(&name), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).step("start", || "open exec fifo".into())
 }
 
 fn write_sysctls(spec: &Spec) -> Result<(), StepError> {

@@ -203,7 +203,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         // SAFETY: ensure_single_threaded just checked this process has one
         // thread, so the child may use the allocator and any libc function
         // until it execs; the flags are namespace flags only (no CLONE_VM).
-        let cloned = unsafe { clone_fork(ns.create.bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
+        let cloned = unsafe { clone_fork(ns.clone_flags().bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
         match cloned {
             CloneResult::Child => {
                 drop(parent_sock);
