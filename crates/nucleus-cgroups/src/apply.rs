@@ -60,6 +60,27 @@ impl Cgroup {
                 (Ver::V2, ctl) => v2::hugetlb::apply(ctl, limits)?,
             }
         }
+        if let Some(net) = res.network() {
+            if self.v1.is_empty() {
+                let value = format!("{net:?}");
+                return Err(CgroupError::Unsupported {
+                    field: "linux.resources.network",
+                    value,
+                    version: "v2",
+                    reason: "net_cls and net_prio exist only on v1",
+                });
+            }
+            let ctl = |name| Ctl {
+                name,
+                dir: self.v1_dir(name),
+            };
+            v1::net::apply(ctl("net_cls"), ctl("net_prio"), net)?;
+        }
+        if let Some(rdma) = res.rdma() {
+            // Same file on v1 and v2.
+            let (_, ctl) = self.ctl("rdma", "rdma")?;
+            crate::rdma::apply(ctl, rdma)?;
+        }
         if let Some(unified) = res.unified() {
             v2::unified::apply(self.v2.as_ref(), unified)?;
         }

@@ -14,6 +14,7 @@ mod detect;
 mod error;
 mod fs;
 mod path;
+mod rdma;
 mod stats;
 mod teardown;
 mod v1;

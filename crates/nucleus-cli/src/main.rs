@@ -4,6 +4,7 @@
 
 mod logging;
 mod oci;
+mod resources;
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;

@@ -29,6 +29,8 @@ pub enum Command {
     Spec(SpecArgs),
     /// Print the features this runtime supports
     Features,
+    #[command(flatten)]
+    Resources(crate::resources::ResourceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +158,7 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             std::fs::write(&path, text + "\n").with_context(|| format!("write `{}`", path.display()))?;
             Ok(0)
         }
+        Command::Resources(c) => crate::resources::dispatch(&root, c),
         Command::Features => {
             print_json(&nucleus_engine::features::features())?;
             Ok(0)

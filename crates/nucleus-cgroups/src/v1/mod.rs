@@ -8,6 +8,7 @@ pub(crate) mod devices;
 pub(crate) mod freezer;
 pub(crate) mod hugetlb;
 pub(crate) mod memory;
+pub(crate) mod net;
 pub(crate) mod pids;
 pub(crate) mod stats;
 

@@ -78,21 +78,13 @@ pub(crate) fn intermediate_main(plan: &ChildPlan<'_>, sync_fd: OwnedFd, pid_pipe
 /// Entry point of the child. Never returns.
 pub(crate) fn main(plan: &ChildPlan<'_>, sync_fd: OwnedFd) -> ! {
     let sock = sync_fd.as_fd();
-    let err = match run(plan, sock) {
+    match run(plan, sock) {
         Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let text = format!("{}: {}", err.detail, err.errno.desc());
-    if sync::send(sock.as_raw_fd(), Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
-        // No parent to tell (create has returned): the container's stderr is all that is left.
-        eprintln!("nucleus: {}: {}", err.step, text);
+        Err(e) => fail(sock, e),
     }
-    // SAFETY: _exit is async-signal-safe and skips atexit handlers and
-    // destructors that belong to the parent's copy of this process.
-    unsafe { libc::_exit(if err.step == "exec" { 127 } else { 1 }) }
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: &str) -> String {
     serde_json::json!({
@@ -186,31 +178,14 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         }
     }
 
-    nix::unistd::chdir(&plan.process.cwd).step("cwd", || format!("chdir `{}`", plan.process.cwd.display()))?;
-    process::apply_rlimits(plan.process)?;
-    process::apply_identity(plan.process)?;
-    // The cwd may only be reachable as the new user; check it still is.
-    nix::unistd::chdir(&plan.process.cwd).step("cwd", || format!("chdir `{}` as uid {}", plan.process.cwd.display(), plan.process.uid))?;
-    if plan.process.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
-    }
-    let exe = process::find_executable(plan.process)?;
-
-    // seccomp last: everything after it is a handful of syscalls.
-    let notify_fd = match plan.seccomp {
-        Some(p) => p.load().step("seccomp", || "load filter".into())?,
-        None => None,
-    };
-
-    sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
-    drop(notify_fd);
+    let exe = restrict_and_report_ready(plan.process, plan.seccomp, sock)?;
 
     let started = match (&plan.wait, fifo) {
         (WaitFor::Fifo(_), Some((fifo, fds))) => Some(open_fifo(&fifo, &fds)?),
-        _ => match sync::recv(sock).step("sync", || "wait for start".into())? {
-            Some(f) if f.msg == Msg::Start => None,
-            _ => return Err(StepError::new("sync", "parent went away before start", Errno::EPIPE)),
-        },
+        _ => {
+            wait_for_start(sock)?;
+            None
+        }
     };
 
     hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, "running"))
@@ -223,6 +198,52 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
 
     nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
     exec(&exe, plan.process)
+}
+
+/// The tail shared by the init and exec'd processes: cwd, rlimits, user and
+/// capabilities, no_new_privs, the executable check, seccomp (last), then
+/// READY to the parent (with the seccomp notify fd, if any).
+pub(crate) fn restrict_and_report_ready(
+    process: &ProcessPlan,
+    seccomp: Option<&SeccompProgram>,
+    sock: BorrowedFd<'_>,
+) -> Result<CString, StepError> {
+    nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
+    process::apply_rlimits(process)?;
+    process::apply_identity(process)?;
+    // The cwd may only be reachable as the new user; check it still is.
+    nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}` as uid {}", process.cwd.display(), process.uid))?;
+    if process.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    let exe = process::find_executable(process)?;
+    // seccomp last: everything after it is a handful of syscalls.
+    let notify_fd = match seccomp {
+        Some(p) => p.load().step("seccomp", || "load filter".into())?,
+        None => None,
+    };
+    sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
+    Ok(exe)
+}
+
+/// Waits for the parent's `Start` frame (run and exec modes).
+pub(crate) fn wait_for_start(sock: BorrowedFd<'_>) -> Result<(), StepError> {
+    match sync::recv(sock).step("sync", || "wait for start".into())? {
+        Some(f) if f.msg == Msg::Start => Ok(()),
+        _ => Err(StepError::new("sync", "parent went away before start", Errno::EPIPE)),
+    }
+}
+
+/// Reports a failed step to the parent (or, if it is gone, on stderr) and exits.
+pub(crate) fn fail(sock: BorrowedFd<'_>, err: StepError) -> ! {
+    let text = format!("{}: {}", err.detail, err.errno.desc());
+    if sync::send(sock.as_raw_fd(), Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
+        // No parent to tell (create has returned): the container's stderr is all that is left.
+        eprintln!("nucleus: {}: {}", err.step, text);
+    }
+    // SAFETY: _exit is async-signal-safe and skips atexit handlers and
+    // destructors that belong to the parent's copy of this process.
+    unsafe { libc::_exit(if err.step == "exec" { 127 } else { 1 }) }
 }
 
 fn open_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<OwnedFd, StepError> {
@@ -242,7 +263,7 @@ fn write_sysctls(spec: &Spec) -> Result<(), StepError> {
     Ok(())
 }
 
-fn exec(exe: &CString, p: &ProcessPlan) -> Result<Never, StepError> {
+pub(crate) fn exec(exe: &CString, p: &ProcessPlan) -> Result<Never, StepError> {
     let err = nix::unistd::execve(exe, &p.args, &p.env).unwrap_err();
     Err(StepError::new("exec", format!("execve `{}`", exe.to_string_lossy()), err))
 }

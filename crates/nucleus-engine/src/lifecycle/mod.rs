@@ -7,6 +7,7 @@ mod kill;
 mod query;
 mod run;
 mod start;
+pub mod resources;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;

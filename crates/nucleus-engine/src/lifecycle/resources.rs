@@ -1,0 +1,1 @@
+//! Resource verbs on a live container: pause, resume, update, events, ps.
