@@ -16,6 +16,8 @@ pub enum Command {
     Start { id: String },
     /// Create and start a container, and wait for it unless detached
     Run(RunArgs),
+    /// Run a process inside a running container
+    Exec(ExecArgs),
     /// Print the OCI state of a container
     State { id: String },
     /// Send a signal to a container's init (or all its processes)
@@ -66,6 +68,56 @@ pub struct RunArgs {
     /// Keep the container's state after it exits
     #[arg(long)]
     keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master when --tty is set
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Working directory inside the container
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=VALUE)
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// User as uid[:gid]
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional gids
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// A process.json describing the whole process
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the process's pid to this file
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (SELinux is not supported)
+    #[arg(long)]
+    process_label: Option<String>,
+    /// Accepted for runc compatibility (AppArmor is not supported)
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    no_new_privs: bool,
+    /// Add a capability (repeatable)
+    #[arg(short, long = "cap")]
+    cap: Vec<String>,
+    /// Pass N extra file descriptors (3..3+N)
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +184,17 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             };
             Ok(lifecycle::run(&root, &c.id, &opts).with_context(|| format!("run `{}`", c.id))?)
         }
+        Command::Exec(a) => {
+            let process = exec_process(&root, &a)?;
+            let opts = nucleus_engine::lifecycle::ExecOptions {
+                process,
+                console_socket: a.console_socket.as_deref(),
+                pid_file: a.pid_file.as_deref(),
+                detach: a.detach,
+                preserve_fds: a.preserve_fds,
+            };
+            Ok(lifecycle::exec(&root, &a.id, &opts).with_context(|| format!("exec in `{}`", a.id))?)
+        }
         Command::State { id } => {
             let v = lifecycle::state(&root, &id).with_context(|| format!("state `{id}`"))?;
             print_json(&v)?;
@@ -164,6 +227,70 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The exec'd process: `--process` as given, or the container's own process
+/// with the command line's args, env, cwd, user and capabilities applied.
+fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+    use oci_spec::runtime::{Capability, Process};
+    use std::str::FromStr;
+    if let Some(path) = &a.process {
+        let text = std::fs::read(path).with_context(|| format!("--process: read `{}`", path.display()))?;
+        let p: Process = serde_json::from_slice(&text).with_context(|| format!("--process: `{}` is not a valid process", path.display()))?;
+        return Ok(p);
+    }
+    if a.command.is_empty() {
+        bail!("exec needs a command (or --process)");
+    }
+    let mut p = lifecycle::container_process(root, &a.id).with_context(|| format!("exec in `{}`", a.id))?;
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &a.env {
+        let Some((key, _)) = kv.split_once('=') else { bail!("--env: `{kv}` is not KEY=VALUE") };
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &a.user {
+        let (uid, gid) = match user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (user.as_str(), None),
+        };
+        let uid: u32 = uid.parse().map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?;
+        p.user_mut().set_uid(uid);
+        if let Some(g) = gid {
+            p.user_mut().set_gid(g.parse().map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?);
+        }
+    }
+    if !a.additional_gids.is_empty() {
+        p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &a.cap {
+            let upper = name.to_ascii_uppercase();
+            let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+            let cap = Capability::from_str(bare).map_err(|_| anyhow::anyhow!("--cap: unknown capability `{name}`"))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            let (b, e, pm) = (add(caps.bounding()), add(caps.effective()), add(caps.permitted()));
+            caps.set_bounding(b);
+            caps.set_effective(e);
+            caps.set_permitted(pm);
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
 }
 
 fn create_options(a: &CreateArgs) -> CreateOptions<'_> {

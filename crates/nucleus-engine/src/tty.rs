@@ -16,7 +16,7 @@ use std::path::Path;
 /// Creates the pty, sends the master over `console_socket`, binds the slave
 /// over /dev/console and makes it the controlling terminal and fds 0-2.
 /// Runs after pivot_root, so /dev/ptmx is the container's.
-pub(crate) fn setup_console(console_socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result<(), StepError> {
+pub(crate) fn setup_console(console_socket: BorrowedFd<'_>, size: Option<(u16, u16)>, bind_console: bool) -> Result<(), StepError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).step("console", || "open /dev/ptmx".into())?;
     grantpt(&master).step("console", || "grantpt".into())?;
     unlockpt(&master).step("console", || "unlockpt".into())?;
@@ -26,10 +26,12 @@ pub(crate) fn setup_console(console_socket: BorrowedFd<'_>, size: Option<(u16, u
     }
     let slave: OwnedFd =
         open(Path::new(&name), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()).step("console", || format!("open `{name}`"))?;
-    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step("console", || "open /".into())?;
-    if let Ok(console) = create_in_root(root.as_fd(), Path::new("/dev/console"), Leaf::File) {
-        mount(Some(name.as_str()), fd_path(&console).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .step("console", || "bind pty over /dev/console".into())?;
+    if bind_console {
+        let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step("console", || "open /".into())?;
+        if let Ok(console) = create_in_root(root.as_fd(), Path::new("/dev/console"), Leaf::File) {
+            mount(Some(name.as_str()), fd_path(&console).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .step("console", || "bind pty over /dev/console".into())?;
+        }
     }
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(b"/dev/ptmx")];

@@ -170,7 +170,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
             let size = plan.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| {
                 (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
             });
-            crate::tty::setup_console(sock, size)?
+            crate::tty::setup_console(sock, size, true)?
         }
         (true, None) => return Err(StepError::new("console", "process.terminal is true but no console socket was given", Errno::EINVAL)),
         (false, _) => {

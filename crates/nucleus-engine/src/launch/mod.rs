@@ -2,6 +2,7 @@
 //! child side (`child`) and the socket between them (`sync`).
 
 pub(crate) mod child;
+pub(crate) mod exec;
 pub(crate) mod parent;
 pub(crate) mod sync;
 

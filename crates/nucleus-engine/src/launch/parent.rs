@@ -56,7 +56,7 @@ pub(crate) struct Launched {
     pub start_time: u64,
     /// Parent end of the sync socket (run mode sends `Start` on it).
     pub sync: OwnedFd,
-    guard: ChildGuard,
+    pub(super) guard: ChildGuard,
 }
 
 impl Launched {
@@ -68,10 +68,10 @@ impl Launched {
 
 /// Kills and reaps the child on drop unless disarmed.
 #[derive(Debug)]
-struct ChildGuard {
-    pid: Pid,
-    pidfd: Option<OwnedFd>,
-    armed: bool,
+pub(super) struct ChildGuard {
+    pub(super) pid: Pid,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) armed: bool,
 }
 
 impl Drop for ChildGuard {
@@ -91,7 +91,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn ensure_single_threaded() -> Result<()> {
+pub(super) fn ensure_single_threaded() -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
     let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).map(str::trim);
     if threads != Some("1") {
@@ -269,7 +269,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
 }
 
 /// The child closed the socket or the send failed: say how it ended.
-fn child_gone(guard: &mut ChildGuard, errno: Errno) -> EngineError {
+pub(super) fn child_gone(guard: &mut ChildGuard, errno: Errno) -> EngineError {
     let how = match waitpid(guard.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
         Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),

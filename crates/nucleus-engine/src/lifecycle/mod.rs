@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod query;
 mod run;
@@ -11,6 +12,7 @@ pub mod resources;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub use run::{run, RunOptions};

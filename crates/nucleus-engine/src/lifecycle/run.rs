@@ -30,7 +30,7 @@ pub struct RunOptions<'a> {
 }
 
 /// Signals a foreground `run` forwards to the container.
-const FORWARDED: [Signal; 8] = [
+pub(crate) const FORWARDED: [Signal; 8] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -138,7 +138,7 @@ pub(crate) fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
     }
 }
 
-fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
+pub(crate) fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
     let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| EngineError::sys("create signalfd", e))?;
     let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
     loop {

@@ -1,0 +1,100 @@
+//! `exec`: run another process in a running container and return its exit
+//! code (or, detached, return once it has been executed).
+
+use super::run::{forward_until_exit, FORWARDED};
+use super::write_pid_file;
+use crate::error::{EngineError, Result};
+use crate::launch::exec::{launch_exec, ExecRequest};
+use crate::launch::sync::{self, Msg};
+use crate::state::{StateRoot, Status};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use oci_spec::runtime::Process;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+/// Options of `exec`, as runc takes them.
+#[derive(Debug, Clone)]
+pub struct ExecOptions<'a> {
+    /// The process to run (from `--process`, or built from the container's
+    /// own process plus the command line).
+    pub process: Process,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// The container's own process, as a base for building an exec process.
+pub fn container_process(root: &StateRoot, id: &str) -> Result<Process> {
+    let st = root.peek(id)?;
+    Ok(st.spec.process().clone().unwrap_or_default())
+}
+
+/// Executes `opts.process` inside container `id`.
+pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
+    let st = root.peek(id)?;
+    let status = root.status_of(&st);
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "exec into it" });
+    }
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut old_mask = SigSet::empty();
+    if !opts.detach {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
+            .map_err(|e| EngineError::sys("block signals", e))?;
+    }
+    let result = (|| {
+        let terminal = opts.process.terminal().unwrap_or(false);
+        let (console_ours, console_fd) = if terminal && opts.console_socket.is_none() && !opts.detach {
+            let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|e| EngineError::io("create console socket pair", "socketpair", e))?;
+            (Some(a), Some(OwnedFd::from(b)))
+        } else {
+            (None, None)
+        };
+        let mut launched = launch_exec(ExecRequest {
+            init_pid: st.pid,
+            spec: &st.spec,
+            cgroup: st.cgroup.as_ref(),
+            process: &opts.process,
+            console_socket: opts.console_socket,
+            console_fd,
+            preserve_fds: opts.preserve_fds,
+        })?;
+        sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the exec process", e))?;
+        match sync::recv(launched.sync.as_fd()) {
+            Ok(None) => {}
+            Ok(Some(f)) if f.msg == Msg::Error => {
+                let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
+                return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
+            }
+            Ok(Some(f)) => return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
+            Err(e) => return Err(EngineError::sys("wait for the exec process to start", e)),
+        }
+        if let Some(path) = opts.pid_file {
+            write_pid_file(path, launched.pid.as_raw())?;
+        }
+        launched.disarm();
+        if opts.detach {
+            return Ok(0);
+        }
+        let master = match &console_ours {
+            Some(sock) => {
+                let mut buf = [0u8; 64];
+                let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
+                Some(fd.ok_or_else(|| EngineError::sys("receive the pty master", nix::errno::Errno::EPROTO))?)
+            }
+            None => None,
+        };
+        match master {
+            Some(m) => crate::tty::proxy_until_exit(&forwarded, launched.pid, m),
+            None => forward_until_exit(&forwarded, launched.pid),
+        }
+    })();
+    if !opts.detach {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    }
+    result
+}
