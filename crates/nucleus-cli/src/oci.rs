@@ -168,6 +168,7 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Start { id } => {
+            let id = resolve(&root, &id);
             lifecycle::start(&root, &id).with_context(|| format!("start `{id}`"))?;
             Ok(0)
         }
@@ -184,7 +185,8 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             };
             Ok(lifecycle::run(&root, &c.id, &opts).with_context(|| format!("run `{}`", c.id))?)
         }
-        Command::Exec(a) => {
+        Command::Exec(mut a) => {
+            a.id = resolve(&root, &a.id);
             let process = exec_process(&root, &a)?;
             let opts = nucleus_engine::lifecycle::ExecOptions {
                 process,
@@ -196,16 +198,19 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             Ok(lifecycle::exec(&root, &a.id, &opts).with_context(|| format!("exec in `{}`", a.id))?)
         }
         Command::State { id } => {
+            let id = resolve(&root, &id);
             let v = lifecycle::state(&root, &id).with_context(|| format!("state `{id}`"))?;
             print_json(&v)?;
             Ok(0)
         }
-        Command::Kill(a) => {
+        Command::Kill(mut a) => {
+            a.id = resolve(&root, &a.id);
             let sig = nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
             lifecycle::kill(&root, &a.id, sig, a.all).with_context(|| format!("kill `{}`", a.id))?;
             Ok(0)
         }
-        Command::Delete(a) => {
+        Command::Delete(mut a) => {
+            a.id = resolve(&root, &a.id);
             lifecycle::delete(&root, &a.id, a.force).with_context(|| format!("delete `{}`", a.id))?;
             Ok(0)
         }
@@ -227,6 +232,12 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Every verb finds a container by exact id, then name, then unique id
+/// prefix; an unresolved query is passed on so the verb reports it.
+pub fn resolve(root: &StateRoot, query: &str) -> String {
+    root.resolve(query).unwrap_or_else(|_| query.to_string())
 }
 
 /// The exec'd process: `--process` as given, or the container's own process

@@ -13,6 +13,9 @@ pub enum EngineError {
     #[error("container `{id}` already exists")]
     AlreadyExists { id: String },
 
+    #[error("the name `{name}` is already in use")]
+    NameInUse { name: String },
+
     #[error("container `{id}` does not exist")]
     NotFound { id: String },
 

@@ -19,6 +19,12 @@ pub const MAX_ID_LEN: usize = 1024;
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 const FIFO_FILE: &str = "exec.fifo";
+const NAMES_DIR: &str = ".names";
+
+/// Annotation holding a container's human-readable name (front ends set it).
+pub const NAME_ANNOTATION: &str = "org.nucleus.name";
+/// Annotation naming a bundle directory the runtime made and must remove on delete.
+pub const OWNED_BUNDLE_ANNOTATION: &str = "org.nucleus.owned-bundle";
 
 /// The lifecycle status of a container, as the OCI state reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +107,8 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.len() > MAX_ID_LEN {
         return bad("it is longer than 1024 bytes");
     }
-    if id == "." || id == ".." {
-        return bad("it is a relative path component");
+    if id.starts_with('.') {
+        return bad("it starts with `.` (reserved for the runtime's own entries)");
     }
     if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+')) {
         return bad("only letters, digits and `_ - . +` are allowed");
@@ -192,6 +198,66 @@ impl StateRoot {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Finds a container by exact id, then by name, then by unique id prefix.
+    pub fn resolve(&self, query: &str) -> Result<String> {
+        if validate_id(query).is_ok() && self.root.join(query).join(STATE_FILE).exists() {
+            return Ok(query.to_string());
+        }
+        if let Some(id) = self.name_owner(query) {
+            return Ok(id);
+        }
+        let ids = self.ids()?;
+        let matches: Vec<&String> = ids.iter().filter(|id| !query.is_empty() && id.starts_with(query)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(EngineError::NotFound { id: query.to_string() }),
+            _ => Err(EngineError::InvalidId { id: query.to_string(), reason: "it is a prefix of more than one container id" }),
+        }
+    }
+
+    fn name_path(&self, name: &str) -> Result<PathBuf> {
+        validate_id(name).map_err(|_| EngineError::InvalidId { id: name.to_string(), reason: "names follow the same rules as ids" })?;
+        Ok(self.root.join(NAMES_DIR).join(name))
+    }
+
+    /// The id owning `name`, if the name is taken by a container that still exists.
+    pub fn name_owner(&self, name: &str) -> Option<String> {
+        let id = fs::read_to_string(self.name_path(name).ok()?).ok()?;
+        self.root.join(&id).is_dir().then_some(id)
+    }
+
+    /// Reserves `name` for container `id`. Names are unique: creation is
+    /// O_EXCL, so of two concurrent claims exactly one wins. A name left by a
+    /// container that no longer exists is taken over.
+    pub fn claim_name(&self, name: &str, id: &str) -> Result<()> {
+        let path = self.name_path(name)?;
+        let dir = self.root.join(NAMES_DIR);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut f) => return f.write_all(id.as_bytes()).map_err(|e| EngineError::io("write", &path, e)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if self.name_owner(name).is_some() {
+                        return Err(EngineError::NameInUse { name: name.to_string() });
+                    }
+                    // Stale: its container is gone. Remove and retry once.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(EngineError::io("create", &path, e)),
+            }
+        }
+        Err(EngineError::NameInUse { name: name.to_string() })
+    }
+
+    /// Releases `name` if it still belongs to `id`.
+    pub fn release_name(&self, name: &str, id: &str) {
+        if let Ok(path) = self.name_path(name) {
+            if fs::read_to_string(&path).is_ok_and(|owner| owner == id) {
+                let _ = fs::remove_file(&path);
+            }
+        }
     }
 
     /// Whether `<root>/<id>` exists.
@@ -308,7 +374,7 @@ mod tests {
         for ok in ["abc", "a-b_c.d+e", "0", &"x".repeat(1024)] {
             assert!(validate_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", &"x".repeat(1025), "a\0b"] {
+        for bad in ["", ".", "..", ".names", "a/b", "../x", "a b", &"x".repeat(1025), "a\0b"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }
@@ -322,6 +388,22 @@ mod tests {
         d.remove().unwrap();
         assert!(root.ids().unwrap().is_empty());
         assert!(matches!(root.open("c1"), Err(EngineError::NotFound { .. })));
+    }
+
+    #[test]
+    fn names_are_unique_and_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("state"));
+        let d = root.reserve("abc123").unwrap();
+        std::fs::write(d.state_path(), "{}").unwrap();
+        root.claim_name("web", "abc123").unwrap();
+        assert!(matches!(root.claim_name("web", "other"), Err(EngineError::NameInUse { .. })));
+        assert_eq!(root.resolve("web").unwrap(), "abc123");
+        assert_eq!(root.resolve("abc").unwrap(), "abc123");
+        assert_eq!(root.resolve("abc123").unwrap(), "abc123");
+        assert!(root.resolve("zzz").is_err());
+        root.release_name("web", "abc123");
+        assert!(root.name_owner("web").is_none());
     }
 
     #[test]

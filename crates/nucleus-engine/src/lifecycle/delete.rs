@@ -52,6 +52,12 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
         tracing::warn!(id, error = %e, "poststop hook failed");
     }
     dir.remove()?;
+    if let Some(name) = state.annotations.get(crate::state::NAME_ANNOTATION) {
+        root.release_name(name, id);
+    }
+    if let Some(bundle) = state.annotations.get(crate::state::OWNED_BUNDLE_ANNOTATION) {
+        remove_owned_bundle(root, std::path::Path::new(bundle));
+    }
     tracing::debug!(id, "container deleted");
     Ok(())
 }
@@ -68,6 +74,16 @@ pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
             Ok(_) => return Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(EngineError::sys("wait for the container init to exit", e)),
+        }
+    }
+}
+
+/// Removes a bundle the runtime generated, only if it lies under the state root.
+fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
+    let (Ok(bundle), Ok(base)) = (std::fs::canonicalize(bundle), std::fs::canonicalize(root.path())) else { return };
+    if bundle.starts_with(&base) && bundle != base {
+        if let Err(e) = std::fs::remove_dir_all(&bundle) {
+            tracing::warn!(path = %bundle.display(), error = %e, "cannot remove generated bundle");
         }
     }
 }

@@ -15,7 +15,7 @@ pub use delete::delete;
 pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
-pub use run::{run, RunOptions};
+pub use run::{run, spawn, RunOptions, Spawned};
 pub(crate) use run::reap as reap_init;
 pub use start::start;
 

@@ -62,6 +62,40 @@ pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
 }
 
 fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &SigSet) -> Result<i32> {
+    let spawned = spawn(root, id, opts)?;
+    if opts.detach {
+        return Ok(0);
+    }
+    let code = match spawned.pty_master {
+        Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m)?,
+        None => forward_until_exit(forwarded, spawned.pid)?,
+    };
+    if !opts.keep {
+        delete(root, id, true)?;
+    }
+    Ok(code)
+}
+
+/// A started container whose init is a child of this process. The caller
+/// relays its I/O, reaps it (`reap`) and deletes it; this is what a
+/// foreground `run` or a per-container monitor builds on.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: nix::unistd::Pid,
+    /// The pty master, when the process has a terminal and no console socket was given.
+    pub pty_master: Option<std::os::fd::OwnedFd>,
+}
+
+impl Spawned {
+    /// Reaps the init if it has exited: exit code, or 128+N if killed by signal N.
+    pub fn reap(&self) -> Result<Option<i32>> {
+        reap(self.pid)
+    }
+}
+
+/// Creates and starts container `id` and returns once the workload has
+/// been executed. The init inherits this process's stdin, stdout and stderr.
+pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
     let p = prepare(root, id, opts.bundle)?;
     let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     // A foreground run with a terminal and no console socket proxies the pty itself.
@@ -105,12 +139,8 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
         tracing::warn!(id, error = %e, "poststart hook failed");
     }
     launched.disarm();
-    let dir = p.reservation.disarm();
-    if opts.detach {
-        return Ok(0);
-    }
-    drop(dir);
-    let master = match &console_ours {
+    p.reservation.disarm();
+    let pty_master = match &console_ours {
         Some(sock) => {
             let mut buf = [0u8; 64];
             let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
@@ -118,18 +148,11 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
         }
         None => None,
     };
-    let code = match master {
-        Some(m) => crate::tty::proxy_until_exit(forwarded, launched.pid, m)?,
-        None => forward_until_exit(forwarded, launched.pid)?,
-    };
-    if !opts.keep {
-        delete(root, id, true)?;
-    }
-    Ok(code)
+    Ok(Spawned { pid: launched.pid, pty_master })
 }
 
 /// Reaps the init once its pidfd is readable: exit code or 128+signal.
-pub(crate) fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
+pub fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
     match waitpid(pid, None) {
         Ok(WaitStatus::Exited(_, code)) => Ok(Some(code)),
         Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(128 + sig as i32)),
