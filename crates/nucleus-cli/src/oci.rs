@@ -182,6 +182,7 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
                 preserve_fds: c.preserve_fds,
                 detach: a.detach,
                 keep: a.keep,
+                timeout: None,
             };
             Ok(lifecycle::run(&root, &c.id, &opts).with_context(|| format!("run `{}`", c.id))?)
         }

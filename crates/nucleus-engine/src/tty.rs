@@ -85,6 +85,7 @@ pub(crate) fn proxy_until_exit(
     signals: &nix::sys::signal::SigSet,
     pid: nix::unistd::Pid,
     master: OwnedFd,
+    deadline: Option<std::time::Instant>,
 ) -> crate::error::Result<i32> {
     use crate::error::EngineError;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -98,6 +99,7 @@ pub(crate) fn proxy_until_exit(
     let mut stdin_open = true;
     let mut buf = [0u8; 8192];
     let mut code = None;
+    let mut killed = false;
     loop {
         let mut fds = vec![
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
@@ -107,7 +109,7 @@ pub(crate) fn proxy_until_exit(
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        let timeout = if code.is_some() { PollTimeout::ZERO } else { PollTimeout::NONE };
+        let timeout = if code.is_some() { PollTimeout::ZERO } else { crate::lifecycle::poll_timeout(deadline, pidfd.as_fd(), &mut killed) };
         match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(EngineError::sys("relay the terminal", e)),

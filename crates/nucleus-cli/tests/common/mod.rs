@@ -980,3 +980,76 @@ pub fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
     }
     dirs
 }
+
+// ---------------------------------------------------------------------------------------
+// sysprobe: a static helper that makes one raw syscall (for seccomp and exec tests)
+// ---------------------------------------------------------------------------------------
+
+/// C source of `/bin/sysprobe NR [ARG...]`: calls syscall NR with up to six arguments and
+/// prints `ret=R errno=E` (E is 0 on success). An ARG is an integer (decimal, 0x hex, or
+/// negative) or `s:TEXT`, a pointer to the string TEXT.
+const SYSPROBE_C: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    long a[6] = {0};
+    if (argc < 2 || argc > 8) { fprintf(stderr, "usage: sysprobe NR [ARG...]\n"); return 2; }
+    long nr = strtol(argv[1], NULL, 0);
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        if (s[0] == 's' && s[1] == ':') a[i - 2] = (long)(s + 2);
+        else if (s[0] == '-') a[i - 2] = strtol(s, NULL, 0);
+        else a[i - 2] = (long)strtoul(s, NULL, 0);
+    }
+    errno = 0;
+    long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    printf("ret=%ld errno=%d\n", r, r == -1 ? errno : 0);
+    return 0;
+}
+"#;
+
+/// Compiles sysprobe statically with the host's `cc` into `rootfs/bin/sysprobe`.
+/// Returns why it cannot (no compiler) so the caller can skip; panics if compiling fails.
+pub fn install_sysprobe(rootfs: &Path) -> Result<(), String> {
+    let cc = ["cc", "gcc"]
+        .into_iter()
+        .find(|cc| {
+            Command::new(cc)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .ok_or_else(|| "needs a C compiler (cc) with static libc for sysprobe".to_string())?;
+    let src = rootfs.join("sysprobe.c");
+    fs::write(&src, SYSPROBE_C).expect("write sysprobe.c");
+    let out = Command::new(cc)
+        .args(["-static", "-O2", "-o"])
+        .arg(rootfs.join("bin/sysprobe"))
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
+    fs::remove_file(&src).expect("remove sysprobe.c");
+    assert!(
+        out.status.success(),
+        "compiling sysprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Parses sysprobe's `ret=R errno=E` line into (R, E).
+#[track_caller]
+pub fn parse_probe(line: &str) -> (i64, i32) {
+    let line = line.trim();
+    let parsed = line.strip_prefix("ret=").and_then(|rest| {
+        let (ret, errno) = rest.split_once(" errno=")?;
+        Some((ret.parse().ok()?, errno.parse().ok()?))
+    });
+    parsed.unwrap_or_else(|| panic!("not a sysprobe line: {line:?}"))
+}

@@ -89,8 +89,8 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             None => None,
         };
         match master {
-            Some(m) => crate::tty::proxy_until_exit(&forwarded, launched.pid, m),
-            None => forward_until_exit(&forwarded, launched.pid),
+            Some(m) => crate::tty::proxy_until_exit(&forwarded, launched.pid, m, None),
+            None => forward_until_exit(&forwarded, launched.pid, None),
         }
     })();
     if !opts.detach {

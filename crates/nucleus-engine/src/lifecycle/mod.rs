@@ -16,7 +16,7 @@ pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub use run::{run, spawn, RunOptions, Spawned};
-pub(crate) use run::reap as reap_init;
+pub(crate) use run::{poll_timeout, reap as reap_init};
 pub use start::start;
 
 use crate::error::{EngineError, Result};

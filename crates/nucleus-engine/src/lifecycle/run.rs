@@ -27,6 +27,8 @@ pub struct RunOptions<'a> {
     pub detach: bool,
     /// Keep the container's state after a foreground run exits.
     pub keep: bool,
+    /// Kill the container after this long (foreground only).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Signals a foreground `run` forwards to the container.
@@ -66,9 +68,10 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
     if opts.detach {
         return Ok(0);
     }
+    let deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let code = match spawned.pty_master {
-        Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m)?,
-        None => forward_until_exit(forwarded, spawned.pid)?,
+        Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m, deadline)?,
+        None => forward_until_exit(forwarded, spawned.pid, deadline)?,
     };
     if !opts.keep {
         delete(root, id, true)?;
@@ -161,12 +164,29 @@ pub fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
     }
 }
 
-pub(crate) fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid) -> Result<i32> {
+/// How long to block in poll before `deadline`; kills the init once it has passed.
+pub(crate) fn poll_timeout(deadline: Option<std::time::Instant>, pidfd: std::os::fd::BorrowedFd<'_>, killed: &mut bool) -> PollTimeout {
+    let Some(deadline) = deadline else { return PollTimeout::NONE };
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        if !*killed {
+            tracing::warn!("timeout reached: killing the container");
+            let _ = nucleus_sys::pidfd::pidfd_send_signal(pidfd, libc::SIGKILL);
+            *killed = true;
+        }
+        return PollTimeout::NONE;
+    }
+    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+}
+
+pub(crate) fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid, deadline: Option<std::time::Instant>) -> Result<i32> {
     let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| EngineError::sys("create signalfd", e))?;
     let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+    let mut killed = false;
     loop {
+        let timeout = poll_timeout(deadline, pidfd.as_fd(), &mut killed);
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(EngineError::sys("wait for the container", e)),
             Ok(_) => {}
