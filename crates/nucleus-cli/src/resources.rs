@@ -154,6 +154,9 @@ fn events(root: &StateRoot, a: &EventsArgs) -> Result<i32> {
         return Ok(0);
     }
     let interval = parse_duration(&a.interval).with_context(|| format!("--interval: invalid value `{}`", a.interval))?;
+    if interval.is_zero() {
+        bail!("--interval: invalid value `{}`: must be greater than 0", a.interval);
+    }
     let mut sink = |e: &engine::Event| -> std::io::Result<()> {
         serde_json::to_writer(&mut out, e)?;
         writeln!(out)?;
@@ -166,6 +169,9 @@ fn events(root: &StateRoot, a: &EventsArgs) -> Result<i32> {
 /// The resources `update` asks for: the `-r` file as is, else the flags.
 fn update_delta(a: &UpdateArgs) -> Result<LinuxResources> {
     if let Some(path) = &a.resources {
+        if update_flags_given(a) {
+            tracing::warn!("--resources is given: the other update flags are ignored");
+        }
         let text = if path.as_os_str() == "-" {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).context("--resources: read stdin")?;
@@ -226,6 +232,14 @@ fn update_delta(a: &UpdateArgs) -> Result<LinuxResources> {
     }
     let text = Value::Object(res).to_string();
     serde_json::from_str(&text).with_context(|| format!("update flags give invalid resources `{text}`"))
+}
+
+/// True if any resource flag besides `--resources` is set.
+fn update_flags_given(a: &UpdateArgs) -> bool {
+    let strings = [&a.cpuset_cpus, &a.cpuset_mems, &a.memory, &a.memory_reservation, &a.memory_swap, &a.kernel_memory, &a.kernel_memory_tcp];
+    let signed = [a.cpu_quota, a.cpu_rt_runtime, a.cpu_idle, a.pids_limit];
+    let unsigned = [a.cpu_period, a.cpu_burst, a.cpu_rt_period, a.cpu_share];
+    a.blkio_weight.is_some() || strings.iter().any(|s| s.is_some()) || signed.iter().any(Option::is_some) || unsigned.iter().any(Option::is_some)
 }
 
 /// A byte count as runc's memory flags take it: `-1` (unlimited), or a

@@ -52,6 +52,9 @@ pub enum EngineError {
     #[error("{0}")]
     Seccomp(#[from] crate::security::seccomp::SeccompError),
 
+    #[error("{0}")]
+    Policy(#[from] crate::security::PolicyError),
+
     #[error("{primary}; cleanup also failed: {cleanup}")]
     WithCleanup { primary: Box<EngineError>, cleanup: Box<EngineError> },
 }

@@ -6,6 +6,26 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+/// Annotation that turns unapplicable protections into warnings (opt-in).
+pub const ALLOW_DEGRADED_ANNOTATION: &str = "org.nucleus.allow-degraded-security";
+
+/// Whether the spec opts in to degraded security.
+pub fn allows_degraded(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION)).is_some_and(|v| v == "true")
+}
+
+/// The Landlock policy the spec carries, checked against the kernel.
+/// Fails closed unless the spec allows degraded security.
+pub fn landlock_policy(spec: &Spec) -> Result<Option<crate::security::landlock::LandlockPolicy>> {
+    let Some(policy) = crate::security::landlock::policy_from_annotations(spec.annotations().as_ref())? else {
+        return Ok(None);
+    };
+    for warning in policy.check_supported(allows_degraded(spec))? {
+        tracing::warn!("{warning}");
+    }
+    Ok(Some(policy))
+}
+
 /// The major version of the runtime spec this engine implements.
 pub const SUPPORTED_MAJOR: u64 = 1;
 /// The `ociVersion` nucleus reports and writes.
@@ -15,8 +35,19 @@ pub const OCI_VERSION: &str = "1.2.0";
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec { path: path.clone(), source })?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(|source| EngineError::ParseSpec { path, source })?;
-    Ok(spec)
+    match serde_json::from_slice::<Spec>(&text) {
+        Ok(spec) => Ok(spec),
+        Err(source) => {
+            // serde names only a line and column; for the seccomp profile,
+            // name the JSON field instead when that is where the error is.
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) {
+                if let Some(profile) = value.get("linux").and_then(|l| l.get("seccomp")) {
+                    crate::security::seccomp::parse_profile_value(profile.clone(), "linux.seccomp")?;
+                }
+            }
+            Err(EngineError::ParseSpec { path, source })
+        }
+    }
 }
 
 /// Checks `ociVersion` is a 1.x release.

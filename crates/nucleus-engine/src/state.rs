@@ -19,6 +19,9 @@ pub const MAX_ID_LEN: usize = 1024;
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 const FIFO_FILE: &str = "exec.fifo";
+/// The cgroup a create is about to make, recorded before the first mkdir so
+/// that `delete --force` can remove it if create dies before `state.json`.
+const CGROUP_FILE: &str = "cgroup.json";
 const NAMES_DIR: &str = ".names";
 
 /// Annotation holding a container's human-readable name (front ends set it).
@@ -265,6 +268,18 @@ impl StateRoot {
         self.root.join(id)
     }
 
+    /// The cgroup recorded by a create that never wrote `state.json`.
+    pub fn pending_cgroup(&self, id: &str) -> Result<Option<Cgroup>> {
+        validate_id(id)?;
+        let path = self.root.join(id).join(CGROUP_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(EngineError::io("read", &path, e)),
+        };
+        serde_json::from_slice(&text).map(Some).map_err(|source| EngineError::CorruptState { path, source })
+    }
+
     /// Current status of a container from its state and the live process.
     pub fn status_of(&self, state: &ContainerState) -> Status {
         status_of(&self.root.join(&state.id), state)
@@ -349,6 +364,13 @@ impl ContainerDir {
             .map_err(|e| EngineError::io("create", &tmp, e))?;
         f.write_all(&data).map_err(|e| EngineError::io("write", &tmp, e))?;
         fs::rename(&tmp, self.state_path()).map_err(|e| EngineError::io("rename into place", self.state_path(), e))
+    }
+
+    /// Records the cgroup before it is created (see `CGROUP_FILE`).
+    pub fn save_cgroup(&self, cg: &Cgroup) -> Result<()> {
+        let path = self.dir.join(CGROUP_FILE);
+        let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState { path: path.clone(), source })?;
+        fs::write(&path, data).map_err(|e| EngineError::io("write", &path, e))
     }
 
     pub fn status(&self, state: &ContainerState) -> Status {

@@ -1053,3 +1053,34 @@ pub fn parse_probe(line: &str) -> (i64, i32) {
     });
     parsed.unwrap_or_else(|| panic!("not a sysprobe line: {line:?}"))
 }
+
+// ---------------------------------------------------------------------------------------
+// Docker-like front end: the generated bundles and names live under the root too
+// ---------------------------------------------------------------------------------------
+
+impl Ctx {
+    /// `finish` for tests of the docker-like verbs: `rm -f` everything still listed, check
+    /// that no generated bundle or name is left (the name lock may stay), drop those two
+    /// runtime directories, then run the usual leak checks.
+    #[track_caller]
+    pub fn finish_agent(self) {
+        let left = self.rt(&["ps", "-aq"]);
+        for id in left.stdout.split_whitespace() {
+            let _ = self.rt(&["rm", "-f", id]);
+        }
+        let bundles = self.root().join(".bundles");
+        let names = self.root().join(".names");
+        let list = |dir: &Path| -> Vec<String> {
+            fs::read_dir(dir)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default()
+        };
+        let stray_bundles: Vec<String> = list(&bundles).into_iter().filter(|n| n != ".names.lock").collect();
+        let stray_names = list(&names);
+        assert!(stray_bundles.is_empty(), "generated bundles left behind: {stray_bundles:?}");
+        assert!(stray_names.is_empty(), "names left behind: {stray_names:?}");
+        let _ = fs::remove_dir_all(&bundles);
+        let _ = fs::remove_dir_all(&names);
+        self.finish();
+    }
+}

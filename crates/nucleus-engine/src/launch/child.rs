@@ -34,6 +34,14 @@ pub(crate) enum WaitFor {
     Socket,
 }
 
+/// The kernel-enforced restrictions applied at the end of setup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Restrictions<'a> {
+    pub seccomp: Option<&'a SeccompProgram>,
+    pub landlock: Option<&'a crate::security::landlock::LandlockPolicy>,
+    pub allow_degraded: bool,
+}
+
 /// Everything the child needs, built by the parent before clone.
 #[derive(Debug)]
 pub(crate) struct ChildPlan<'a> {
@@ -42,12 +50,14 @@ pub(crate) struct ChildPlan<'a> {
     pub rootfs: RootfsPlan<'a>,
     pub namespaces: &'a NamespacePlan,
     pub process: &'a ProcessPlan,
-    pub seccomp: Option<&'a SeccompProgram>,
+    pub restrictions: Restrictions<'a>,
     pub wait: WaitFor,
     pub console_socket: Option<BorrowedFd<'a>>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub runtime_hooks: bool,
+    /// v1 `tasks` files the child writes `0` to, joining its cgroups itself.
+    pub cgroup_tasks: &'a [OwnedFd],
 }
 
 /// Role: intermediate, on the host side of pid namespaces, privileged.
@@ -106,7 +116,10 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     // The parent may block signals it forwards; the workload must not inherit that.
     nucleus_sys::signal::reset_signals().step("init", || "reset signal dispositions".into())?;
 
-    // Sync 1: the parent has written our id maps and put us in our cgroups.
+    // Before anything else runs in it, the process joins its v1 cgroups.
+    crate::launch::cgroup_join::join_v1_self(plan.cgroup_tasks).step("cgroups", || "join v1 cgroups".into())?;
+
+    // Sync 1: the parent has written our id maps (and, on the slow path, cgroups).
     let go = sync::recv(sock).step("sync", || "wait for the parent".into())?;
     let host_pid = match go {
         Some(f) if f.msg == Msg::Go => f.value,
@@ -178,7 +191,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         }
     }
 
-    let exe = restrict_and_report_ready(plan.process, plan.seccomp, sock)?;
+    let exe = restrict_and_report_ready(plan.process, plan.restrictions, sock)?;
 
     let started = match (&plan.wait, fifo) {
         (WaitFor::Fifo(_), Some((fifo, fds))) => Some(open_fifo(&fifo, &fds)?),
@@ -205,11 +218,20 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
 /// READY to the parent (with the seccomp notify fd, if any).
 pub(crate) fn restrict_and_report_ready(
     process: &ProcessPlan,
-    seccomp: Option<&SeccompProgram>,
+    r: Restrictions<'_>,
     sock: BorrowedFd<'_>,
 ) -> Result<CString, StepError> {
     nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
     process::apply_rlimits(process)?;
+    // Without no_new_privs, seccomp and Landlock need CAP_SYS_ADMIN: load
+    // them while we still have it (as runc does); the profile must then
+    // allow the few calls that drop privileges.
+    let mut notify_fd = None;
+    let early = !process.no_new_privs;
+    if early {
+        apply_landlock(r)?;
+        notify_fd = load_seccomp(r)?;
+    }
     process::apply_identity(process)?;
     // The cwd may only be reachable as the new user; check it still is.
     nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}` as uid {}", process.cwd.display(), process.uid))?;
@@ -217,13 +239,27 @@ pub(crate) fn restrict_and_report_ready(
         nix::sys::prctl::set_no_new_privs().step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
     let exe = process::find_executable(process)?;
-    // seccomp last: everything after it is a handful of syscalls.
-    let notify_fd = match seccomp {
-        Some(p) => p.load().step("seccomp", || "load filter".into())?,
-        None => None,
-    };
+    if !early {
+        apply_landlock(r)?;
+        // seccomp last: everything after it is a handful of syscalls.
+        notify_fd = load_seccomp(r)?;
+    }
     sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
     Ok(exe)
+}
+
+fn apply_landlock(r: Restrictions<'_>) -> Result<(), StepError> {
+    match r.landlock {
+        Some(policy) => policy.apply(r.allow_degraded).map_err(|e| StepError::new("landlock", e.to_string(), Errno::EPERM)),
+        None => Ok(()),
+    }
+}
+
+fn load_seccomp(r: Restrictions<'_>) -> Result<Option<OwnedFd>, StepError> {
+    match r.seccomp {
+        Some(p) => p.load().step("seccomp", || "load filter".into()),
+        None => Ok(None),
+    }
 }
 
 /// Waits for the parent's `Start` frame (run and exec modes).

@@ -29,6 +29,8 @@ use std::path::Path;
 /// Inputs to [`launch_exec`].
 #[derive(Debug)]
 pub(crate) struct ExecRequest<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
     pub init_pid: i32,
     /// The container's spec: its namespaces and seccomp profile apply.
     pub spec: &'a Spec,
@@ -41,7 +43,7 @@ pub(crate) struct ExecRequest<'a> {
 
 struct ExecPlan<'a> {
     process: &'a ProcessPlan,
-    seccomp: Option<&'a SeccompProgram>,
+    restrictions: child::Restrictions<'a>,
     console: Option<BorrowedFd<'a>>,
     console_size: Option<(u16, u16)>,
     preserve_fds: u32,
@@ -76,9 +78,14 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let console_size = req.process.console_size().map(|b| {
         (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
     });
+    let landlock = crate::spec::landlock_policy(req.spec)?;
     let plan = ExecPlan {
         process: &process,
-        seccomp: seccomp.as_ref(),
+        restrictions: child::Restrictions {
+            seccomp: seccomp.as_ref(),
+            landlock: landlock.as_ref(),
+            allow_degraded: crate::spec::allows_degraded(req.spec),
+        },
         console: console.as_ref().map(|c| c.as_fd()),
         console_size,
         preserve_fds: req.preserve_fds,
@@ -124,7 +131,23 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let start_time = crate::state::proc_start_time(raw).map(|(t, _)| t).unwrap_or(0);
     sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(raw), "", None).map_err(|e| child_gone(&mut guard, e))?;
     match sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))? {
-        Some(f) if f.msg == Msg::Ready => {}
+        Some(f) if f.msg == Msg::Ready => {
+            // A NOTIFY profile: the agent on listenerPath gets this process's fd too.
+            if let (Some(fd), Some(p)) = (f.fd, seccomp.as_ref()) {
+                if let Some(path) = p.listener_path() {
+                    let state = serde_json::json!({
+                        "ociVersion": crate::spec::OCI_VERSION,
+                        "id": req.id,
+                        "status": "running",
+                        "pid": req.init_pid,
+                        "bundle": req.bundle,
+                        "annotations": req.spec.annotations().clone().unwrap_or_default(),
+                    })
+                    .to_string();
+                    seccomp::send_to_listener(path, &state, raw, p.listener_metadata(), fd.as_fd())?;
+                }
+            }
+        }
         Some(f) if f.msg == Msg::Error => {
             let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
             return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
@@ -175,7 +198,7 @@ fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<
             crate::tty::setup_console(console, plan.console_size, false)?;
         }
     }
-    let exe = child::restrict_and_report_ready(plan.process, plan.seccomp, sock)?;
+    let exe = child::restrict_and_report_ready(plan.process, plan.restrictions, sock)?;
     child::wait_for_start(sock)?;
     nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
     child::exec(&exe, plan.process)

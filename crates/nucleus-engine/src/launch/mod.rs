@@ -1,6 +1,7 @@
 //! Starting the container's init process: the parent side (`parent`), the
 //! child side (`child`) and the socket between them (`sync`).
 
+pub(crate) mod cgroup_join;
 pub(crate) mod child;
 pub(crate) mod exec;
 pub(crate) mod parent;

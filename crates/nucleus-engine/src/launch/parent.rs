@@ -20,7 +20,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use nucleus_cgroups::Cgroup;
-use nucleus_sys::clone::{clone_fork, CloneResult};
+use super::cgroup_join::CgroupJoin;
+use nucleus_sys::clone::{clone3_into_cgroup, clone_fork, CloneResult};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -151,7 +152,20 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         }
         LaunchMode::Run => WaitFor::Socket,
     };
+    let landlock = crate::spec::landlock_policy(req.spec)?;
     let cgroups = rootfs::host_cgroup_hierarchies();
+    // Resources are set on the (empty) cgroup before the init exists.
+    if let Some(cg) = req.cgroup {
+        let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        res.set_devices(Some(crate::devices::cgroup_rules(req.spec)));
+        cg.apply(&res)?;
+    }
+    // The fast join is for the direct clone only; the intermediate path
+    // (joining pid/user namespaces) has the parent write cgroup.procs.
+    let join = match req.cgroup {
+        Some(cg) if !ns.needs_intermediate() => Some(CgroupJoin::open(cg)?),
+        _ => None,
+    };
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty() || !HookKind::CreateRuntime.of(req.spec).is_empty();
     let plan = ChildPlan {
         id: req.id,
@@ -165,16 +179,22 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         },
         namespaces: &ns,
         process: &process,
-        seccomp: seccomp.as_ref(),
+        restrictions: child::Restrictions {
+            seccomp: seccomp.as_ref(),
+            landlock: landlock.as_ref(),
+            allow_degraded: crate::spec::allows_degraded(req.spec),
+        },
         wait,
         console_socket: console.as_ref().map(|c| c.as_fd()),
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
         runtime_hooks,
+        cgroup_tasks: join.as_ref().map(|j| j.v1_tasks.as_slice()).unwrap_or_default(),
     };
     let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
+    let mut in_v2 = false;
     let pid = if ns.needs_intermediate() {
         let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
         // SAFETY: ensure_single_threaded just checked this process has one
@@ -200,10 +220,27 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
             }
         }
     } else {
-        // SAFETY: ensure_single_threaded just checked this process has one
-        // thread, so the child may use the allocator and any libc function
-        // until it execs; the flags are namespace flags only (no CLONE_VM).
-        let cloned = unsafe { clone_fork(ns.clone_flags().bits()) }.map_err(|e| EngineError::sys("clone the container init", e))?;
+        let flags = ns.clone_flags().bits();
+        let v2 = join.as_ref().and_then(|j| j.v2());
+        let cloned = match v2 {
+            // SAFETY: as for clone_fork below; `v2` is an open cgroup2 directory.
+            Some(dir) => match unsafe { clone3_into_cgroup(flags, dir) } {
+                Ok(r) => {
+                    in_v2 = true;
+                    Ok(r)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "clone3 into the cgroup failed; falling back to clone");
+                    // SAFETY: see below.
+                    unsafe { clone_fork(flags) }
+                }
+            },
+            // SAFETY: ensure_single_threaded just checked this process has one
+            // thread, so the child may use the allocator and any libc function
+            // until it execs; the flags are namespace flags only (no CLONE_VM).
+            None => unsafe { clone_fork(flags) },
+        }
+        .map_err(|e| EngineError::sys("clone the container init", e))?;
         match cloned {
             CloneResult::Child => {
                 drop(parent_sock);
@@ -223,10 +260,17 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
     }
     if let Some(cg) = req.cgroup {
-        cg.add_pid(pid.as_raw())?;
-        let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
-        res.set_devices(Some(crate::devices::cgroup_rules(req.spec)));
-        cg.apply(&res)?;
+        match &join {
+            // The child joins v1 itself; v2 only needs the slow path if clone3 failed.
+            Some(_) if in_v2 => {}
+            Some(_) => {
+                if let Some(dir) = cg.v2_dir() {
+                    let path = dir.join("cgroup.procs");
+                    std::fs::write(&path, pid.as_raw().to_string()).map_err(|e| EngineError::io("write", path, e))?;
+                }
+            }
+            None => cg.add_pid(pid.as_raw())?,
+        }
     }
     if let Some(adj) = process.oom_score_adj {
         let path = format!("/proc/{}/oom_score_adj", pid.as_raw());

@@ -19,6 +19,9 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
             let path = root.container_dir(id);
             if path.is_dir() {
                 crate::state::validate_id(id)?;
+                if let Some(cg) = root.pending_cgroup(id)? {
+                    cg.destroy()?;
+                }
                 std::fs::remove_dir_all(&path).map_err(|e| EngineError::io("remove state directory", &path, e))?;
                 return Ok(());
             }

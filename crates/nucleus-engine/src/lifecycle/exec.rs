@@ -55,6 +55,8 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             (None, None)
         };
         let mut launched = launch_exec(ExecRequest {
+            id,
+            bundle: &st.bundle,
             init_pid: st.pid,
             spec: &st.spec,
             cgroup: st.cgroup.as_ref(),

@@ -74,8 +74,11 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let host = Host::detect()?;
     let cg = Cgroup::resolve(&host, cgroups_path.as_deref(), id)?;
+    if let Some(dir) = &reservation.dir {
+        dir.save_cgroup(&cg)?;
+    }
+    reservation.cgroup = Some(cg.clone());
     cg.create()?;
-    reservation.cgroup = Some(cg);
     Ok(Prepared { bundle, rootfs, spec, reservation })
 }
 

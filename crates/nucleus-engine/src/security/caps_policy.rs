@@ -54,10 +54,12 @@ fn to_set(table: &'static str, value: Option<CapTable>) -> Result<Capabilities, 
         .map(|t| t.keep)
         .unwrap_or_default()
         .iter()
-        .map(|name| parse_capability(name).ok_or_else(|| PolicyError::ParseCapability {
-            table,
-            value: name.clone(),
-        }))
+        .map(|name| {
+            parse_capability(name).ok_or_else(|| PolicyError::ParseCapability {
+                table,
+                value: name.clone(),
+            })
+        })
         .collect()
 }
 
@@ -124,8 +126,14 @@ mod tests {
         let err = parse_caps_policy("[bounding]\nkeep = [\"chown\"\n[effective]\n")
             .expect_err("malformed");
         let msg = err.to_string();
-        assert!(msg.starts_with("invalid capabilities policy at line "), "{msg}");
-        assert!(matches!(&err, PolicyError::ParseToml { location, .. } if location == "line 2" || location == "line 3"), "{msg}");
+        assert!(
+            msg.starts_with("invalid capabilities policy at line "),
+            "{msg}"
+        );
+        assert!(
+            matches!(&err, PolicyError::ParseToml { location, .. } if location == "line 2" || location == "line 3"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -122,7 +122,9 @@ const ALL_FS: [FsAccess; 16] = [
     Execute, WriteFile, ReadFile, ReadDir, RemoveDir, RemoveFile, MakeChar, MakeDir, MakeReg,
     MakeSock, MakeFifo, MakeBlock, MakeSym, Refer, Truncate, IoctlDev,
 ];
-const MAKE: [FsAccess; 7] = [MakeChar, MakeDir, MakeReg, MakeSock, MakeFifo, MakeBlock, MakeSym];
+const MAKE: [FsAccess; 7] = [
+    MakeChar, MakeDir, MakeReg, MakeSock, MakeFifo, MakeBlock, MakeSym,
+];
 
 impl FsAccess {
     fn name(self) -> &'static str {
@@ -380,7 +382,9 @@ fn kernel_abi() -> Result<(u32, ABI), PolicyError> {
         } => {
             let known = effective_abi as u32;
             // Newer than this crate knows: report the real number.
-            let raw = kernel_abi.and_then(|v| u32::try_from(v).ok()).unwrap_or(known);
+            let raw = kernel_abi
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(known);
             (raw, effective_abi)
         }
         _ => (0, ABI::Unsupported),
@@ -395,7 +399,11 @@ impl LandlockPolicy {
             needs.push((format!("`min_abi = {min}`"), min));
         }
         needs.push(("landlock".to_owned(), 1));
-        let used: BTreeSet<FsAccess> = self.rules.iter().flat_map(|r| r.access.iter().copied()).collect();
+        let used: BTreeSet<FsAccess> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.access.iter().copied())
+            .collect();
         for access in used.into_iter().filter(|a| a.min_abi() > 1) {
             needs.push((format!("access `{}`", access.name()), access.min_abi()));
         }
@@ -491,10 +499,11 @@ impl LandlockPolicy {
                     })
                 }
             };
-            let stat = nix::sys::stat::fstat(&fd).map_err(|source| PolicyError::StatLandlockPath {
-                path: rule.path.clone(),
-                source,
-            })?;
+            let stat =
+                nix::sys::stat::fstat(&fd).map_err(|source| PolicyError::StatLandlockPath {
+                    path: rule.path.clone(),
+                    source,
+                })?;
             let mut access: BitFlags<AccessFs> =
                 rule.access.iter().map(|a| a.to_landlock()).collect();
             access &= fs_handled;
@@ -509,8 +518,12 @@ impl LandlockPolicy {
                 .map_err(err("add a path rule to"))?;
         }
         for rule in &self.net {
-            let access: BitFlags<AccessNet> =
-                rule.access.iter().map(|a| a.to_landlock()).collect::<BitFlags<_>>() & net_handled;
+            let access: BitFlags<AccessNet> = rule
+                .access
+                .iter()
+                .map(|a| a.to_landlock())
+                .collect::<BitFlags<_>>()
+                & net_handled;
             if access.is_empty() {
                 continue;
             }
@@ -558,13 +571,24 @@ mod tests {
         )
         .expect("valid policy");
         assert_eq!(policy.min_abi, Some(3));
-        assert_eq!(policy.rules[0].access, BTreeSet::from([ReadFile, ReadDir, Execute]));
-        let mut work = BTreeSet::from([WriteFile, Truncate, RemoveDir, RemoveFile, ReadDir, Refer, IoctlDev]);
+        assert_eq!(
+            policy.rules[0].access,
+            BTreeSet::from([ReadFile, ReadDir, Execute])
+        );
+        let mut work = BTreeSet::from([
+            WriteFile, Truncate, RemoveDir, RemoveFile, ReadDir, Refer, IoctlDev,
+        ]);
         work.extend(MAKE);
         assert_eq!(policy.rules[1].access, work);
         assert_eq!(policy.net[0].port, 8080);
-        assert_eq!(policy.net[0].access, BTreeSet::from([NetAccess::Bind, NetAccess::Connect]));
-        assert_eq!(policy.scope, BTreeSet::from([ScopeKind::Signal, ScopeKind::AbstractUnixSocket]));
+        assert_eq!(
+            policy.net[0].access,
+            BTreeSet::from([NetAccess::Bind, NetAccess::Connect])
+        );
+        assert_eq!(
+            policy.scope,
+            BTreeSet::from([ScopeKind::Signal, ScopeKind::AbstractUnixSocket])
+        );
         // Full names parse to the same rights, and the canonical form round-trips.
         let text = toml::to_string(&policy).expect("serialize");
         assert_eq!(parse_policy(&text).expect("reparse"), policy);
@@ -583,14 +607,26 @@ mod tests {
         let text = "[[rules]]\npath = \"/tmp\"\naccess = [\"read\", \"fly\"]\n";
         let err = parse_policy(text).expect_err("unknown access");
         let msg = err.to_string();
-        assert!(msg.starts_with("invalid landlock policy at line 3: unknown access `fly` in `rules.access`"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "invalid landlock policy at line 3: unknown access `fly` in `rules.access`"
+            ),
+            "{msg}"
+        );
 
         let err = parse_policy("[[net]]\nport = 1\naccess = [\"listen\"]\n").expect_err("net");
         let msg = err.to_string();
-        assert!(msg.contains("line 3") && msg.contains("`listen` in `net.access`"), "{msg}");
+        assert!(
+            msg.contains("line 3") && msg.contains("`listen` in `net.access`"),
+            "{msg}"
+        );
 
         let err = parse_policy("scope = [\"ptrace\"]\n").expect_err("scope");
-        assert!(err.to_string().contains("line 1: unknown scope `ptrace` in `scope`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 1: unknown scope `ptrace` in `scope`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -601,7 +637,8 @@ mod tests {
         assert!(msg.contains("unknown field `mode`"), "{msg}");
         let err = parse_policy("[[net]]\nport = 70000\naccess = [\"bind\"]\n").expect_err("port");
         assert!(err.to_string().contains("line 2"), "{err}");
-        let err = parse_policy("[[rules]]\npath = \"tmp\"\naccess = [\"read\"]\n").expect_err("relative");
+        let err =
+            parse_policy("[[rules]]\npath = \"tmp\"\naccess = [\"read\"]\n").expect_err("relative");
         assert_eq!(
             err.to_string(),
             "invalid landlock policy at `rules[0].path`: path `tmp` is not absolute"
@@ -613,9 +650,14 @@ mod tests {
     #[test]
     fn annotation_carries_the_policy() {
         let mut annotations = HashMap::new();
-        assert_eq!(policy_from_annotations(Some(&annotations)).expect("none"), None);
+        assert_eq!(
+            policy_from_annotations(Some(&annotations)).expect("none"),
+            None
+        );
         annotations.insert(ANNOTATION.to_owned(), "min_abi = 1\n".to_owned());
-        let policy = policy_from_annotations(Some(&annotations)).expect("parse").expect("some");
+        let policy = policy_from_annotations(Some(&annotations))
+            .expect("parse")
+            .expect("some");
         assert_eq!(policy.min_abi, Some(1));
     }
 
@@ -637,16 +679,27 @@ mod tests {
     fn default_policy_is_supported_here() {
         let policy = default_agent_policy(&[PathBuf::from("/work")]);
         assert!(policy.check_supported(false).expect("supported").is_empty());
-        assert!(policy.rules.iter().any(|r| r.path == Path::new("/work") && r.access.contains(&MakeReg)));
+        assert!(policy
+            .rules
+            .iter()
+            .any(|r| r.path == Path::new("/work") && r.access.contains(&MakeReg)));
         assert!(policy.net.is_empty());
     }
 
     /// Forks; the child runs `setup` then applies `policy` and execs
     /// `/bin/sh -c script`. Returns the child's wait status. Exit codes
     /// 120-122 mean the harness itself failed in the child.
-    fn run_confined(policy: &LandlockPolicy, setup: impl FnOnce() -> bool, script: &str) -> WaitStatus {
+    fn run_confined(
+        policy: &LandlockPolicy,
+        setup: impl FnOnce() -> bool,
+        script: &str,
+    ) -> WaitStatus {
         let sh = CString::new("/bin/sh").expect("cstr");
-        let argv = [sh.clone(), CString::new("-c").expect("cstr"), CString::new(script).expect("cstr")];
+        let argv = [
+            sh.clone(),
+            CString::new("-c").expect("cstr"),
+            CString::new(script).expect("cstr"),
+        ];
         // SAFETY: the child is single-threaded after fork; it runs `setup`,
         // `apply` (glibc malloc is fork-safe; no other lock is shared with the
         // harness threads) and then execs or `_exit`s, never returning into
@@ -672,7 +725,11 @@ mod tests {
     fn system_read_exec() -> LandlockPolicy {
         let mut policy = default_agent_policy(&[]);
         // Keep system paths and /dev; drop the writable defaults.
-        policy.rules.retain(|r| !["/tmp", "/run", "/dev/shm"].iter().any(|p| r.path == Path::new(p)));
+        policy.rules.retain(|r| {
+            !["/tmp", "/run", "/dev/shm"]
+                .iter()
+                .any(|p| r.path == Path::new(p))
+        });
         policy
     }
 
@@ -694,15 +751,35 @@ mod tests {
              [[rules]]\npath = \"/nonexistent/skipped\"\naccess = [\"read\"]\n",
             a.path().display()
         );
-        policy.rules.extend(parse_policy(&text).expect("parse").rules);
-        let (a_path, c_path) = (a.path().to_owned(), c.path().to_owned());
-        // C is a bind mount of A in a private mount namespace: Landlock
-        // rules follow paths, so A's grant does not reach C.
+        policy
+            .rules
+            .extend(parse_policy(&text).expect("parse").rules);
+        let (a_path, b_path, c_path) = (
+            a.path().to_owned(),
+            b.path().to_owned(),
+            c.path().to_owned(),
+        );
+        let d_path = b_path.join("d");
+        // In a private mount namespace: B bound at C, A bound at B/d.
+        // Rules tag the directory's inode, not its name: a grant follows a
+        // bind mount of A anywhere, and a bind of B stays denied.
         let bind = move || {
             use nix::mount::{mount, MsFlags};
+            let bind = |from: &Path, to: &Path| {
+                mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>).is_ok()
+            };
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
-                && mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).is_ok()
-                && mount(Some(&a_path), &c_path, None::<&str>, MsFlags::MS_BIND, None::<&str>).is_ok()
+                && mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .is_ok()
+                && bind(&b_path, &c_path)
+                && std::fs::create_dir(&d_path).is_ok()
+                && bind(&a_path, &d_path)
         };
         let script = format!(
             r#"
@@ -713,7 +790,8 @@ mod tests {
             denied "echo no > $B/f" || exit 4
             [ ! -e $B/f ] || exit 5
             denied "echo no > $C/g" || exit 6
-            denied "mkdir $B/d" || exit 7
+            denied "mkdir $B/e" || exit 7
+            echo ok > $B/d/g && [ -e $A/g ] || exit 11
             echo ok > /dev/null || exit 8
             cat /etc/passwd > /dev/null || exit 9
             denied "echo no > /etc/nucleus-landlock-test" || exit 10

@@ -1,2 +1,10 @@
-//! Process restrictions applied at the end of the child's setup.
+//! Process restrictions applied at the end of the child's setup, and the
+//! policy files that describe them.
+pub mod agent_profile;
+pub mod caps_policy;
+pub mod landlock;
+pub mod pinning;
+pub mod policy_error;
 pub mod seccomp;
+
+pub use policy_error::PolicyError;

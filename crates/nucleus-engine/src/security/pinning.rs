@@ -101,7 +101,10 @@ mod tests {
         let (_dir, path) = policy_file("abc");
         assert_eq!(read_pinned(&path, Some(ABC_SHA256)).expect("match"), "abc");
         let upper = ABC_SHA256.to_ascii_uppercase();
-        assert_eq!(read_pinned(&path, Some(&upper)).expect("case-insensitive"), "abc");
+        assert_eq!(
+            read_pinned(&path, Some(&upper)).expect("case-insensitive"),
+            "abc"
+        );
         assert_eq!(read_pinned(&path, None).expect("unpinned"), "abc");
     }
 
@@ -122,7 +125,11 @@ mod tests {
     #[test]
     fn bad_hex_pin_is_refused() {
         let (_dir, path) = policy_file("abc");
-        for bad in ["abc", &ABC_SHA256.replace('a', "g"), &format!("{ABC_SHA256}00")] {
+        for bad in [
+            "abc",
+            &ABC_SHA256.replace('a', "g"),
+            &format!("{ABC_SHA256}00"),
+        ] {
             let err = read_pinned(&path, Some(bad)).expect_err("bad pin");
             assert_eq!(
                 err.to_string(),
