@@ -73,9 +73,11 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
         Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m, deadline)?,
         None => forward_until_exit(forwarded, spawned.pid, deadline)?,
     };
+    let t = std::time::Instant::now();
     if !opts.keep {
         delete(root, id, true)?;
     }
+    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: delete");
     Ok(code)
 }
 
@@ -99,7 +101,10 @@ impl Spawned {
 /// Creates and starts container `id` and returns once the workload has
 /// been executed. The init inherits this process's stdin, stdout and stderr.
 pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
+    let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
+    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: load spec, reserve state, create cgroup");
+    let t = std::time::Instant::now();
     let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     // A foreground run with a terminal and no console socket proxies the pty itself.
     let (console_ours, console_fd) = if terminal && opts.console_socket.is_none() && !opts.detach {
@@ -120,6 +125,8 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),
     })?;
+    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: launch init to ready");
+    let t = std::time::Instant::now();
     let state = new_state(&p, id, &launched);
     if let Some(d) = p.reservation.dir.as_ref() {
         d.save(&state)?;
@@ -135,6 +142,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         Ok(Some(f)) => return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
         Err(e) => return Err(EngineError::sys("wait for the workload to start", e)),
     }
+    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: save state, start, exec");
     if let Some(path) = opts.pid_file {
         write_pid_file(path, state.pid)?;
     }
