@@ -203,6 +203,11 @@ impl StateRoot {
         Ok(ids)
     }
 
+    /// Where compiled seccomp programs are cached.
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.root.join(".seccomp-cache")
+    }
+
     /// Finds a container by exact id, then by name, then by unique id prefix.
     pub fn resolve(&self, query: &str) -> Result<String> {
         if validate_id(query).is_ok() && self.root.join(query).join(STATE_FILE).exists() {

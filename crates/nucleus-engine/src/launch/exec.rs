@@ -39,6 +39,7 @@ pub(crate) struct ExecRequest<'a> {
     pub console_socket: Option<&'a Path>,
     pub console_fd: Option<OwnedFd>,
     pub preserve_fds: u32,
+    pub seccomp_cache: Option<&'a Path>,
 }
 
 struct ExecPlan<'a> {
@@ -62,7 +63,7 @@ fn container_namespaces(spec: &Spec) -> CloneFlags {
 pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let process = ProcessPlan::from_spec(req.process)?;
     let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
         None => None,
     };
     let console = match (req.console_socket, req.console_fd.take()) {

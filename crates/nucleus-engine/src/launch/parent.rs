@@ -48,6 +48,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub cgroup: Option<&'a Cgroup>,
+    /// Where compiled seccomp programs are cached.
+    pub seccomp_cache: Option<&'a Path>,
 }
 
 /// A container init that is set up and waiting to exec.
@@ -131,7 +133,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         return Err(EngineError::invalid("linux.namespaces", "[...]", "a mount namespace is required"));
     }
     let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile(profile)?),
+        Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
         None => None,
     };
     let console = match (req.console_socket, req.console_fd.take()) {

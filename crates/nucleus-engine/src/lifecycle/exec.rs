@@ -64,6 +64,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             console_socket: opts.console_socket,
             console_fd,
             preserve_fds: opts.preserve_fds,
+            seccomp_cache: Some(&root.seccomp_cache_dir()),
         })?;
         sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the exec process", e))?;
         match sync::recv(launched.sync.as_fd()) {

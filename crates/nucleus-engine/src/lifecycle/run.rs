@@ -124,6 +124,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),
+        seccomp_cache: Some(&root.seccomp_cache_dir()),
     })?;
     tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: launch init to ready");
     let t = std::time::Instant::now();

@@ -6,5 +6,6 @@ pub mod landlock;
 pub mod pinning;
 pub mod policy_error;
 pub mod seccomp;
+pub mod seccomp_cache;
 
 pub use policy_error::PolicyError;

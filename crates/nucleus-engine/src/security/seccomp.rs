@@ -147,6 +147,16 @@ impl SeccompProgram {
     pub fn flags(&self) -> u32 {
         self.flags
     }
+
+    /// Rebuilds a program compiled earlier from `profile` (the cache).
+    pub(crate) fn from_parts(instructions: Vec<libc::sock_filter>, flags: u32, profile: &LinuxSeccomp) -> Self {
+        SeccompProgram {
+            instructions,
+            flags,
+            listener_path: profile.listener_path().clone(),
+            listener_metadata: profile.listener_metadata().clone(),
+        }
+    }
 }
 
 /// Parses a seccomp profile (the `linux.seccomp` object of config.json, or a
