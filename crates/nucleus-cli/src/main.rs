@@ -2,11 +2,12 @@
 //! errors into runc-compatible exit codes. No container logic lives here.
 #![forbid(unsafe_code)]
 
+mod docker;
 mod logging;
 mod oci;
 mod resources;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,13 +39,42 @@ pub struct Cli {
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
     rootless: Option<String>,
     #[command(subcommand)]
-    command: oci::Command,
+    command: Verb,
+}
+
+/// The runc verbs and the docker-like ones, side by side.
+// Parsed once per process; the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Verb {
+    #[command(flatten)]
+    Oci(oci::Command),
+    #[command(flatten)]
+    Docker(docker::Command),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `run`, `ps` and `kill` have a runc form and a docker-like form.
+    let (args, agent_run) = docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.
+        Err(e) if agent_run && e.use_stderr() => {
+            let text = e.render().to_string();
+            eprintln!("nucleus: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
+        }
+        Err(e) => e.exit(),
+    };
     let _guard = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
-    let code = match oci::dispatch(&cli.root, cli.command) {
+    let result = match cli.command {
+        Verb::Oci(c) => oci::dispatch(&cli.root, c),
+        Verb::Docker(c) => {
+            let g = docker::Globals { root: &cli.root, log: cli.log.as_deref(), debug: cli.debug };
+            docker::dispatch(&g, c)
+        }
+    };
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             logging::report(&err, cli.log.is_some());

@@ -212,8 +212,16 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
         }
         Command::Delete(mut a) => {
             a.id = resolve(&root, &a.id);
-            lifecycle::delete(&root, &a.id, a.force).with_context(|| format!("delete `{}`", a.id))?;
-            Ok(0)
+            match lifecycle::delete(&root, &a.id, a.force) {
+                // runc: `delete --force` of a container that is already gone succeeds
+                // quietly. containerd's shim and podman's cleanup call it after a failed
+                // create (or twice), and print any error it gives as a second failure.
+                Err(nucleus_engine::EngineError::NotFound { .. }) if a.force => Ok(0),
+                r => {
+                    r.with_context(|| format!("delete `{}`", a.id))?;
+                    Ok(0)
+                }
+            }
         }
         Command::List(a) => list(&root, &a),
         Command::Spec(a) => {

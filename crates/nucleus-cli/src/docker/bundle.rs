@@ -1,0 +1,241 @@
+//! Writes the bundle of a docker-like run at `<root>/.bundles/<id>/`:
+//! `config.json`, the generated `rootfs/` (agent mode), the copied context,
+//! and the in-memory secrets. The spec names this directory in
+//! `org.nucleus.owned-bundle`, so the engine's `delete` removes it.
+//!
+//! Secrets never touch a disk: each is a file (mode 0400, owned by the
+//! workload user) in a detached tmpfs that is mounted in no namespace, and
+//! the container's init bind-mounts it from `/proc/self/fd/N/NAME`. The init
+//! is a fork of the process holding the fd, so it still has it when it
+//! mounts; close_range marks it close-on-exec before the workload runs.
+
+use super::spec_builder::{ContextMode, Plan};
+use anyhow::{bail, Context, Result};
+use nix::sys::stat::{fchmod, Mode};
+use nix::unistd::{fchown, Gid, Uid};
+use serde_json::json;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Directory under the state root holding generated bundles.
+pub const BUNDLES_DIR: &str = ".bundles";
+
+/// Largest secret accepted: secrets are small, and they pin memory.
+const MAX_SECRET_BYTES: u64 = 1 << 20;
+
+/// A written bundle. The secret fds must stay open until the init has
+/// mounted them (the engine's spawn/run has returned).
+#[derive(Debug)]
+pub struct Bundle {
+    pub path: PathBuf,
+    pub secret_fds: Vec<OwnedFd>,
+}
+
+/// `<root>/.bundles/<id>`.
+pub fn bundle_path(root: &Path, id: &str) -> PathBuf {
+    root.join(BUNDLES_DIR).join(id)
+}
+
+/// Creates the bundle directory (it must not exist yet).
+pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
+    let base = root.join(BUNDLES_DIR);
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&base).with_context(|| format!("create `{}`", base.display()))?;
+    let path = base.join(id);
+    fs::DirBuilder::new().mode(0o711).create(&path).with_context(|| format!("create `{}`", path.display()))?;
+    Ok(path)
+}
+
+/// Writes everything `plan` asks for into `dir` and returns the bundle.
+pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
+    if plan.generated_root {
+        let rootfs = dir.join("rootfs");
+        fs::DirBuilder::new().mode(0o755).create(&rootfs).with_context(|| format!("create `{}`", rootfs.display()))?;
+        fs::DirBuilder::new().mode(0o755).create(rootfs.join("etc")).context("create rootfs/etc")?;
+        for d in &plan.dirs {
+            let p = rootfs.join(d);
+            fs::DirBuilder::new().mode(if d == "root" { 0o700 } else { 0o755 }).create(&p).with_context(|| format!("create `{}`", p.display()))?;
+        }
+        for (link, target) in &plan.symlinks {
+            let p = rootfs.join(link);
+            std::os::unix::fs::symlink(target, &p).with_context(|| format!("symlink `{}`", p.display()))?;
+        }
+    } else {
+        fs::DirBuilder::new().mode(0o755).create(dir.join("etc")).context("create etc")?;
+    }
+    for (rel, text) in &plan.files {
+        let p = dir.join(rel);
+        fs::write(&p, text).with_context(|| format!("write `{}`", p.display()))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod `{}`", p.display()))?;
+    }
+    let mut extra = Vec::new();
+    if let Some((src, mode)) = &plan.context {
+        match mode {
+            ContextMode::Copy => {
+                let dest = dir.join("context");
+                copy_tree(src, &dest).map_err(|e| anyhow::anyhow!("--context: cannot copy `{}`: {e:#}", src.display()))?;
+                if plan.uid != 0 || plan.gid != 0 {
+                    chown_tree(&dest, plan.uid, plan.gid).context("--context: give the copy to the workload user")?;
+                }
+                extra.push(json!({"destination": "/context", "type": "bind", "source": dest, "options": ["rbind", "nosuid", "nodev"]}));
+            }
+            ContextMode::Bind => {
+                extra.push(json!({"destination": "/context", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev"]}));
+            }
+        }
+    }
+    let mut secret_fds = Vec::new();
+    if !plan.secrets.is_empty() {
+        let (mnt, names) = secrets_tmpfs(&plan.secrets, plan.uid, plan.gid)?;
+        for ((_, dest), name) in plan.secrets.iter().zip(names) {
+            extra.push(json!({
+                "destination": dest, "type": "bind", "source": format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd()),
+                "options": ["bind", "ro", "nosuid", "nodev", "noexec"]
+            }));
+        }
+        secret_fds.push(mnt);
+    }
+    if let Some(m) = plan.spec["mounts"].as_array_mut() {
+        m.extend(extra);
+    }
+    plan.spec["annotations"][nucleus_engine::state::OWNED_BUNDLE_ANNOTATION] = json!(dir);
+    let config = dir.join("config.json");
+    let text = serde_json::to_vec_pretty(&plan.spec)?;
+    fs::write(&config, text).with_context(|| format!("write `{}`", config.display()))?;
+    Ok(Bundle { path: dir.to_path_buf(), secret_fds })
+}
+
+/// Makes a detached tmpfs (`fsopen`/`fsmount`: in memory, and mounted in
+/// no mount namespace) holding each secret as a file, mode 0400 and owned
+/// by uid:gid, and zeroes the copies on our heap. Returns the mount fd and
+/// the file names. The fd is inherited across exec (no CLOEXEC) so a
+/// detached run's monitor, started with exec, still holds it.
+///
+/// Not a memfd: the kernel refuses to bind-mount a memfd (EINVAL, its
+/// internal mount is in no namespace), while binding from a detached mount
+/// is allowed since Linux 6.15.
+fn secrets_tmpfs(secrets: &[(PathBuf, String)], uid: u32, gid: u32) -> Result<(OwnedFd, Vec<String>)> {
+    use rustix::mount::{fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).context("--secret: fsopen tmpfs")?;
+    let total: u64 = secrets.iter().filter_map(|(p, _)| fs::metadata(p).ok()).map(|m| m.len()).sum();
+    fsconfig_set_string(&fs, "size", (total + 64 * 1024).to_string()).context("--secret: size the tmpfs")?;
+    fsconfig_set_string(&fs, "mode", "0700").context("--secret: mode of the tmpfs")?;
+    fsconfig_create(&fs).context("--secret: create the tmpfs")?;
+    let mnt = fsmount(&fs, FsMountFlags::empty(), MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOEXEC)
+        .context("--secret: fsmount the tmpfs")?;
+    let mut names = Vec::new();
+    for (i, (src, _)) in secrets.iter().enumerate() {
+        let name = format!("secret{i}");
+        write_secret(&mnt, &name, src, uid, gid).map_err(|e| anyhow::anyhow!("--secret: invalid value `{}`: {e:#}", src.display()))?;
+        names.push(name);
+    }
+    Ok((mnt, names))
+}
+
+fn write_secret(dir: &OwnedFd, name: &str, src: &Path, uid: u32, gid: u32) -> Result<()> {
+    use rustix::fs::{openat, Mode as RMode, OFlags};
+    let file = fs::File::open(src).context("open")?;
+    let len = file.metadata().context("stat")?.len();
+    if len > MAX_SECRET_BYTES {
+        bail!("larger than {MAX_SECRET_BYTES} bytes");
+    }
+    // Sized up front so the buffer never reallocates and leaves stray copies.
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
+    let result = (|| -> Result<()> {
+        file.take(MAX_SECRET_BYTES).read_to_end(&mut buf).context("read")?;
+        let fd = openat(dir, name, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, RMode::from_raw_mode(0o400)).context("create in tmpfs")?;
+        let mut f = fs::File::from(fd);
+        f.write_all(&buf).context("write")?;
+        fchmod(&f, Mode::from_bits_truncate(0o400)).context("fchmod")?;
+        fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).context("fchown")?;
+        Ok(())
+    })();
+    buf.fill(0);
+    // Keep the zeroing from being optimised away as a dead store.
+    std::hint::black_box(&buf);
+    result
+}
+
+/// Copies a directory tree: regular files with `std::fs::copy` (which uses
+/// copy_file_range, so reflinks where the filesystem has them), symlinks as
+/// symlinks, modes kept. Devices, sockets and fifos are skipped.
+fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
+    let meta = fs::metadata(src).context("stat")?;
+    if !meta.is_dir() {
+        bail!("not a directory");
+    }
+    fs::create_dir(dest).with_context(|| format!("create `{}`", dest.display()))?;
+    fs::set_permissions(dest, meta.permissions())?;
+    for entry in fs::read_dir(src).with_context(|| format!("read `{}`", src.display()))? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dest.join(entry.file_name()));
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to).with_context(|| format!("copy `{}`", from.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| format!("chown `{}`", path.display()))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a bundle we created, after a failed start.
+pub fn remove(path: &Path) {
+    if let Err(e) = fs::remove_dir_all(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove generated bundle");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_land_in_a_detached_tmpfs_0400() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: fsopen(tmpfs) needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("s");
+        fs::write(&src, b"hunter2").unwrap();
+        let (mnt, names) = secrets_tmpfs(&[(src, "/run/secrets/s".into())], 1000, 1000).unwrap();
+        let path = format!("/proc/self/fd/{}/{}", mnt.as_raw_fd(), names[0]);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o400);
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 1000);
+        assert_eq!(fs::read(&path).unwrap(), b"hunter2");
+        let st = nix::sys::statfs::statfs(path.as_str()).unwrap();
+        assert_eq!(st.filesystem_type(), nix::sys::statfs::TMPFS_MAGIC);
+    }
+
+    #[test]
+    fn copy_tree_keeps_links_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/a"), b"x").unwrap();
+        fs::set_permissions(src.join("sub/a"), fs::Permissions::from_mode(0o751)).unwrap();
+        std::os::unix::fs::symlink("sub/a", src.join("l")).unwrap();
+        copy_tree(&src, &dir.path().join("dst")).unwrap();
+        assert_eq!(fs::read(dir.path().join("dst/sub/a")).unwrap(), b"x");
+        assert_eq!(fs::metadata(dir.path().join("dst/sub/a")).unwrap().permissions().mode() & 0o777, 0o751);
+        assert_eq!(fs::read_link(dir.path().join("dst/l")).unwrap(), Path::new("sub/a"));
+    }
+}

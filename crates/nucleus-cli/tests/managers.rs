@@ -1,0 +1,1025 @@
+//! Real container managers drive the runtime exactly as they drive runc: containerd
+//! (through its runc v2 shim, the path Kubernetes takes) with `ctr`, and podman (through
+//! conmon). Every scenario runs once with nucleus and once with runc; what the user of the
+//! manager can observe (outputs, exit codes, task states) must be the same.
+//!
+//! The image is built at test time from Debian's `busybox-static` with umoci (or, without
+//! umoci, as a hand-written OCI layout). containerd runs on a private socket with its
+//! root, state, fifos and runtime state in a temporary directory; podman gets its own
+//! containers.conf, storage and run directories. Each test ends by checking that no
+//! mount, process, cgroup or runtime state was left behind, and a Drop guard removes
+//! whatever a failed test left.
+//!
+//! Needs root, `containerd` + `ctr` (containerd test) or `podman` + `conmon` (podman test);
+//! otherwise each test prints `skipped: <reason>` and passes.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{exec, mounts_under, pid_alive, wait_until, Out};
+use serde_json::json;
+use tempfile::TempDir;
+
+/// Any single manager command; containerd and podman are slow on a loaded machine.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The tag the image is built under (umoci's tag; the `ref.name` annotation of the index).
+const TAG: &str = "nucleus-mgr";
+
+/// Applets linked into the image.
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "id", "tty", "ls", "true", "false", "hostname", "ps",
+    "grep", "test", "pwd", "env", "kill", "head", "stty",
+];
+
+/// podman's default rlimits for root (RLIMIT_NOFILE and RLIMIT_NPROC are both raised to
+/// this); a host whose hard limits are lower needs CAP_SYS_RESOURCE to grant them.
+const PODMAN_DEFAULT_RLIMIT: u64 = 1_048_576;
+
+/// Lowered limits the podman runs ask for, so they fit under this host's hard limits.
+const ULIMITS: &[&str] = &["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+
+fn nucleus() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nucleus"))
+}
+
+/// `name` on PATH (or in the sbin directories, which root's PATH may lack).
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0));
+    found
+}
+
+/// Skips the test (prints `skipped: …` and returns) unless every tool is installed.
+macro_rules! require_tools {
+    ($($name:expr),+ $(,)?) => {
+        for name in [$($name),+] {
+            if tool(name).is_none() {
+                eprintln!("skipped: needs `{name}` (apt-get install containerd podman umoci)");
+                return;
+            }
+        }
+    };
+}
+
+/// Quotes `s` for `sh -c`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// One observable result of one step, compared between the runtimes.
+type Observations = Vec<(String, String)>;
+
+fn observe(obs: &mut Observations, step: &str, value: impl Into<String>) {
+    obs.push((step.to_string(), value.into()));
+}
+
+// ---------------------------------------------------------------------------------------
+// The image
+// ---------------------------------------------------------------------------------------
+
+/// Fills `rootfs` with the static busybox and its applet links.
+fn populate_rootfs(rootfs: &Path) {
+    for dir in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        fs::create_dir_all(rootfs.join(dir)).expect("create rootfs dir");
+    }
+    fs::copy(common::BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+    for applet in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(applet)).expect("link applet");
+    }
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    fs::write(rootfs.join("etc/group"), "root:x:0:\n").expect("group");
+}
+
+/// Builds an OCI image archive (a tar of an OCI image layout whose index names the image
+/// `TAG`) from busybox, in `dir`; returns the archive's path. Uses umoci when installed.
+fn build_image(dir: &Path, io: &Path) -> PathBuf {
+    let layout = dir.join("oci-layout");
+    match tool("umoci") {
+        Some(umoci) => build_with_umoci(&umoci, dir, &layout, io),
+        None => build_by_hand(dir, &layout, io),
+    }
+    let archive = dir.join("image.tar");
+    let mut tar = Command::new("tar");
+    tar.arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".");
+    exec(tar, io, TIMEOUT).assert_ok();
+    fs::remove_dir_all(&layout).expect("remove layout");
+    archive
+}
+
+fn build_with_umoci(umoci: &Path, dir: &Path, layout: &Path, io: &Path) {
+    let image = format!("{}:{TAG}", layout.display());
+    let bundle = dir.join("umoci-bundle");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(umoci);
+        cmd.args(args);
+        exec(cmd, io, TIMEOUT).assert_ok();
+    };
+    run(&["init", "--layout", &layout.to_string_lossy()]);
+    run(&["new", "--image", &image]);
+    run(&["unpack", "--image", &image, &bundle.to_string_lossy()]);
+    populate_rootfs(&bundle.join("rootfs"));
+    run(&["repack", "--image", &image, &bundle.to_string_lossy()]);
+    run(&[
+        "config", "--image", &image, "--config.cmd", "sh", "--config.env", "PATH=/bin",
+        "--config.workingdir", "/",
+    ]);
+    run(&["gc", "--layout", &layout.to_string_lossy()]);
+    fs::remove_dir_all(&bundle).expect("remove umoci bundle");
+}
+
+/// sha256 of a file, as `sha256:<hex>`, and its size.
+fn digest(path: &Path, io: &Path) -> (String, u64) {
+    let mut cmd = Command::new("sha256sum");
+    cmd.arg(path);
+    let out = exec(cmd, io, TIMEOUT);
+    out.assert_ok();
+    let hex = out.stdout.split_whitespace().next().expect("sha256sum output").to_string();
+    (format!("sha256:{hex}"), fs::metadata(path).expect("stat blob").len())
+}
+
+/// Moves `file` into the layout's blob store under its digest; returns (digest, size).
+fn add_blob(layout: &Path, file: &Path, io: &Path) -> (String, u64) {
+    let (digest, size) = digest(file, io);
+    let dest = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    fs::rename(file, dest).expect("store blob");
+    (digest, size)
+}
+
+/// The OCI image layout written directly: an uncompressed tar layer, the image config,
+/// the manifest and the index, each blob named by its sha256.
+fn build_by_hand(dir: &Path, layout: &Path, io: &Path) {
+    fs::create_dir_all(layout.join("blobs/sha256")).expect("create layout");
+    let rootfs = dir.join("image-rootfs");
+    populate_rootfs(&rootfs);
+    let layer = dir.join("layer.tar");
+    let mut tar = Command::new("tar");
+    tar.args(["--numeric-owner", "--owner=0", "--group=0", "-C"]).arg(&rootfs).arg("-cf").arg(&layer).arg(".");
+    exec(tar, io, TIMEOUT).assert_ok();
+    fs::remove_dir_all(&rootfs).expect("remove image rootfs");
+    let (layer_digest, layer_size) = add_blob(layout, &layer, io);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": { "Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/" },
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    });
+    let config_file = dir.join("config.json");
+    fs::write(&config_file, config.to_string()).expect("write image config");
+    let (config_digest, config_size) = add_blob(layout, &config_file, io);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }],
+    });
+    let manifest_file = dir.join("manifest.json");
+    fs::write(&manifest_file, manifest.to_string()).expect("write manifest");
+    let (manifest_digest, manifest_size) = add_blob(layout, &manifest_file, io);
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": { "architecture": arch, "os": "linux" },
+            "annotations": { "org.opencontainers.image.ref.name": TAG },
+        }],
+    });
+    fs::write(layout.join("index.json"), index.to_string()).expect("write index");
+    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+}
+
+// ---------------------------------------------------------------------------------------
+// The sandbox: temp dir, started daemons, and everything to check and clean up
+// ---------------------------------------------------------------------------------------
+
+/// Owns a test's temporary directory and what the managers made outside it. Drop kills
+/// the processes started from it, unmounts, removes cgroups and runtime state.
+struct Sandbox {
+    tmp: TempDir,
+    io: PathBuf,
+    containerd: Option<Child>,
+    /// Top-level cgroup names the containers were put under (removed at the end).
+    cgroup_parents: Vec<String>,
+    /// (runtime, --root) pairs whose containers are force-deleted at the end.
+    runtime_roots: Vec<(PathBuf, PathBuf)>,
+    /// Container ids (the runtime's ids) this test made.
+    ids: BTreeSet<String>,
+    /// Host directories a manager creates outside the sandbox that did not exist before
+    /// this test: removed at the end (`true`: with their contents).
+    host_dirs: Vec<(PathBuf, bool)>,
+    /// Entries of the containerd shims' socket directory before the test.
+    shim_sockets_before: BTreeSet<String>,
+}
+
+/// The containerd shims' socket directory (fixed in containerd 1.6).
+const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+fn dir_entries(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Every cgroup hierarchy's mount point (v1 controllers and cgroup2).
+fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let mount_point = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect();
+    mounts.sort();
+    mounts.dedup();
+    mounts
+}
+
+/// Directories at or below `dir`, deepest first.
+fn dirs_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(dirs_below(&e.path()));
+            }
+        }
+    }
+    if dir.is_dir() {
+        out.push(dir.to_path_buf());
+    }
+    out
+}
+
+/// Live processes (not this one) whose command line mentions `needle`, with that line.
+fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me || !pid_alive(pid) {
+            continue;
+        }
+        let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if line.contains(needle) {
+            found.push((pid, line.trim().to_string()));
+        }
+    }
+    found
+}
+
+impl Sandbox {
+    fn new(prefix: &str) -> Self {
+        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().expect("tempdir");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod tempdir");
+        let io = tmp.path().join("io");
+        fs::create_dir_all(&io).expect("create io dir");
+        Sandbox {
+            tmp,
+            io,
+            containerd: None,
+            cgroup_parents: Vec::new(),
+            runtime_roots: Vec::new(),
+            ids: BTreeSet::new(),
+            host_dirs: Vec::new(),
+            shim_sockets_before: dir_entries(Path::new(SHIM_SOCKET_DIR)),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn needle(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    /// A directory inside the sandbox, created.
+    fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        fs::create_dir_all(&dir).expect("create sandbox dir");
+        dir
+    }
+
+    /// Remembers `path` for removal at the end if it does not exist yet.
+    fn host_dir(&mut self, path: &str, recursive: bool) {
+        if !Path::new(path).exists() {
+            self.host_dirs.push((PathBuf::from(path), recursive));
+        }
+    }
+
+    fn run(&self, cmd: Command) -> Out {
+        exec(cmd, &self.io, TIMEOUT)
+    }
+
+    /// Cgroup directories below our parents whose name contains a container id.
+    fn leftover_cgroups(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for mount in cgroup_mounts() {
+            for parent in &self.cgroup_parents {
+                for dir in dirs_below(&mount.join(parent)) {
+                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    // podman names a container's cgroup `libpod-<id>`.
+                    if name.starts_with("libpod-") || self.ids.iter().any(|id| name.contains(id.as_str())) {
+                        found.push(dir);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Asserts that the managers cleaned up after themselves (run after the daemons are
+    /// stopped), then cleans up the rest and checks that too.
+    #[track_caller]
+    fn finish(mut self) {
+        self.stop_containerd();
+        let needle = self.needle();
+        let mut problems = Vec::new();
+        if !wait_until(Duration::from_secs(30), || processes_mentioning(&needle).is_empty()) {
+            for (pid, line) in processes_mentioning(&needle) {
+                problems.push(format!("process {pid} left running: {line}"));
+            }
+        }
+        for mount in mounts_under(&[self.path().to_path_buf()]) {
+            problems.push(format!("mount left behind: {mount}"));
+        }
+        for (runtime, root) in &self.runtime_roots {
+            for id in &self.ids {
+                if root.join(id).exists() {
+                    problems.push(format!("{} state left behind: {}", runtime.display(), root.join(id).display()));
+                }
+            }
+        }
+        // A cgroup may take a moment to go after its last task.
+        if !wait_until(Duration::from_secs(5), || self.leftover_cgroups().is_empty()) {
+            for dir in self.leftover_cgroups() {
+                problems.push(format!("cgroup left behind: {}", dir.display()));
+            }
+        }
+        let new_sockets: Vec<String> =
+            dir_entries(Path::new(SHIM_SOCKET_DIR)).difference(&self.shim_sockets_before).cloned().collect();
+        if !new_sockets.is_empty() {
+            problems.push(format!("shim sockets left in {SHIM_SOCKET_DIR}: {new_sockets:?}"));
+        }
+        self.cleanup();
+        for mount in cgroup_mounts() {
+            for parent in &self.cgroup_parents {
+                if mount.join(parent).exists() {
+                    problems.push(format!("cgroup parent not removable: {}", mount.join(parent).display()));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "the managers left things behind:\n  {}", problems.join("\n  "));
+    }
+
+    fn stop_containerd(&mut self) {
+        let Some(mut child) = self.containerd.take() else { return };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let stopped = wait_until(Duration::from_secs(20), || child.try_wait().ok().flatten().is_some());
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Best effort, idempotent: whatever a failed test left.
+    fn cleanup(&mut self) {
+        self.stop_containerd();
+        // Shims, conmon, podman cleanup processes: all name the sandbox on their command line.
+        for (pid, _) in processes_mentioning(&self.needle()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        for (runtime, root) in &self.runtime_roots {
+            for id in &self.ids {
+                if root.join(id).exists() {
+                    let mut cmd = Command::new(runtime);
+                    cmd.arg("--root").arg(root).args(["delete", "--force", id]);
+                    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                    let _ = cmd.status();
+                }
+            }
+        }
+        let mut mounts = mounts_under(&[self.path().to_path_buf()]);
+        mounts.sort();
+        for mount in mounts.iter().rev() {
+            let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for mount in cgroup_mounts() {
+            for parent in &self.cgroup_parents {
+                for dir in dirs_below(&mount.join(parent)) {
+                    let _ = wait_until(Duration::from_secs(2), || fs::remove_dir(&dir).is_ok() || !dir.exists());
+                }
+            }
+        }
+        for (dir, recursive) in self.host_dirs.iter().rev() {
+            // A runtime root we made: nucleus keeps its seccomp filter cache there.
+            let _ = fs::remove_dir_all(dir.join(".seccomp-cache"));
+            let _ = if *recursive { fs::remove_dir_all(dir) } else { fs::remove_dir(dir) };
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// containerd
+// ---------------------------------------------------------------------------------------
+
+struct Ctr<'a> {
+    sb: &'a Sandbox,
+    sock: PathBuf,
+    ns: String,
+    runtime: PathBuf,
+    runc_root: PathBuf,
+    fifo_dir: PathBuf,
+}
+
+impl Ctr<'_> {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.env("TMPDIR", self.sb.path().join("tmp")).arg("-a").arg(&self.sock).arg("-n").arg(&self.ns).args(args);
+        cmd
+    }
+
+    fn ctr(&self, args: &[&str]) -> Out {
+        self.sb.run(self.command(args))
+    }
+
+    /// The flags every `ctr run` takes: the runtime under test and private directories.
+    fn run_args(&self) -> Vec<String> {
+        vec![
+            "--runc-binary".into(),
+            self.runtime.to_string_lossy().into_owned(),
+            "--runc-root".into(),
+            self.runc_root.to_string_lossy().into_owned(),
+            "--fifo-dir".into(),
+            self.fifo_dir.to_string_lossy().into_owned(),
+        ]
+    }
+
+    /// `ctr run [flags] IMAGE ID CMD...`.
+    fn run(&self, flags: &[&str], image: &str, id: &str, cmd: &[&str]) -> Out {
+        let mut args: Vec<String> = vec!["run".into()];
+        args.extend(self.run_args());
+        args.extend(flags.iter().map(|s| s.to_string()));
+        args.push(image.into());
+        args.push(id.into());
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctr(&refs)
+    }
+
+    /// Runs `ctr ARGS` under `script`, which gives it the terminal `--tty` needs.
+    fn with_tty(&self, args: &[String]) -> Out {
+        let cmd = self.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut line: Vec<String> = cmd.get_envs().map(|(k, v)| format!("{}={}", k.to_string_lossy(), sh_quote(&v.unwrap_or_default().to_string_lossy()))).collect();
+        line.insert(0, "env".into());
+        line.push("ctr".into());
+        line.extend(cmd.get_args().map(|a| sh_quote(&a.to_string_lossy())));
+        let mut script = Command::new("script");
+        script.args(["-qec", &line.join(" "), "/dev/null"]);
+        self.sb.run(script)
+    }
+
+    /// The task's status as `ctr task ls` shows it (`None`: no task).
+    fn status(&self, id: &str) -> Option<String> {
+        let out = self.ctr(&["task", "ls"]);
+        out.assert_ok();
+        out.stdout.lines().skip(1).find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
+        })
+    }
+
+    /// Waits (up to a minute) for the task to reach `want`; returns the last status seen.
+    fn wait_status(&self, id: &str, want: &str) -> String {
+        let mut last = None;
+        wait_until(Duration::from_secs(60), || {
+            last = self.status(id);
+            last.as_deref() == Some(want)
+        });
+        last.unwrap_or_else(|| "<no task>".into())
+    }
+
+    /// Number of processes `ctr task ps` lists.
+    fn pid_count(&self, id: &str) -> usize {
+        let out = self.ctr(&["task", "ps", id]);
+        out.assert_ok();
+        out.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+    }
+}
+
+/// The exit code ctr reports (as a warning) when it removes a task that exited non-zero.
+fn reported_exit_code(out: &Out) -> String {
+    out.stderr
+        .split("exit code ")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_else(|| "0".into())
+}
+
+/// Text as it comes through a pty: no carriage returns or NULs.
+fn tty_text(s: &str) -> String {
+    s.replace(['\r', '\0'], "").replace("^@", "")
+}
+
+/// Starts containerd on a private socket, with every directory inside the sandbox.
+fn start_containerd(sb: &mut Sandbox) -> PathBuf {
+    let base = sb.dir("containerd");
+    let sock = base.join("containerd.sock");
+    let config = format!(
+        r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{sock}"
+
+[ttrpc]
+  address = "{sock}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+        root = base.join("root").display(),
+        state = base.join("state").display(),
+        sock = sock.display(),
+        opt = base.join("opt").display(),
+    );
+    let config_path = base.join("config.toml");
+    fs::write(&config_path, config).expect("write containerd config");
+    sb.dir("tmp");
+    // The shims' sockets go to a fixed directory in containerd 1.6.
+    sb.host_dir("/run/containerd", true);
+    let log = fs::File::create(base.join("containerd.log")).expect("containerd log");
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(&config_path)
+        .env("TMPDIR", sb.path().join("tmp"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd");
+    sb.containerd = Some(child);
+    let up = wait_until(Duration::from_secs(60), || {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a").arg(&sock).arg("version");
+        sock.exists() && cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    });
+    assert!(
+        up,
+        "containerd did not come up on {}:\n{}",
+        sock.display(),
+        fs::read_to_string(base.join("containerd.log")).unwrap_or_default()
+    );
+    sock
+}
+
+/// The scenario, driven through ctr with `runtime` as the runc binary.
+fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &str, runtime: &Path) -> Observations {
+    let pid = std::process::id();
+    let ns = format!("{label}-mgr-{pid}");
+    sb.cgroup_parents.push(ns.clone());
+    let runc_root = sb.dir(&format!("runc-root/{label}"));
+    // The shim passes `--root <runc-root>/<namespace>`.
+    sb.runtime_roots.push((runtime.to_path_buf(), runc_root.join(&ns)));
+    let ids: Vec<String> = ["out", "err", "exec", "term", "tty"].iter().map(|s| format!("{label}-{s}-{pid}")).collect();
+    sb.ids.extend(ids.iter().cloned());
+    let sb = &*sb;
+    let ctr = Ctr { sb, sock: sock.to_path_buf(), ns, runtime: runtime.to_path_buf(), runc_root, fifo_dir: sb.dir("fifo") };
+    let (id_out, id_err, id_exec, id_term, id_tty) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+    let mut obs = Observations::new();
+
+    // The image, in this namespace's store.
+    let import = ctr.ctr(&["images", "import", "--all-platforms", "--base-name", "localhost/nucleus", &archive.to_string_lossy()]);
+    import.assert_ok();
+    let image = import
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "unpacking")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no image name in the import output\n{import}"))
+        .to_string();
+
+    // Foreground run: the workload's stdout, stderr and exit code reach the user.
+    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo out-line; echo err-line >&2; exit 7"]);
+    observe(&mut obs, "run: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "run: stdout", out.stdout.trim());
+    observe(&mut obs, "run: stderr has the workload's line", out.stderr.contains("err-line").to_string());
+    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo pid=$$ uid=$(id -u) cwd=$(pwd) path=$PATH"]);
+    observe(&mut obs, "run: process view", format!("{:?} {}", out.code, out.stdout.trim()));
+
+    // A failed create: the shim shows the runtime's error (read back from its --log file).
+    let out = ctr.run(&["--rm"], &image, id_err, &["/no/such/binary"]);
+    observe(&mut obs, "run missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "run missing binary: error names the binary",
+        (out.stderr.contains("OCI runtime create failed") && out.stderr.contains("/no/such/binary")).to_string(),
+    );
+    let left = ctr.ctr(&["containers", "ls", "-q"]);
+    observe(&mut obs, "run missing binary: containers left", left.stdout.trim());
+
+    // Detached run, then exec, ps, metrics, pause/resume, kill --all.
+    let out = ctr.run(&["-d"], &image, id_exec, &["sleep", "1000"]);
+    observe(&mut obs, "run -d: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "run -d: status", ctr.wait_status(id_exec, "RUNNING"));
+    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e1", id_exec, "sh", "-c", "echo exec-out $$; exit 5"]);
+    observe(&mut obs, "task exec: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task exec: stdout has output", out.stdout.contains("exec-out").to_string());
+    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e2", "--cwd", "/tmp", "--user", "0", id_exec, "pwd"]);
+    observe(&mut obs, "task exec --cwd: stdout", format!("{:?} {}", out.code, out.stdout.trim()));
+    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e3", id_exec, "/no/such/binary"]);
+    observe(&mut obs, "task exec missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task exec missing binary: error names the binary",
+        (out.stderr.contains("OCI runtime exec failed") && out.stderr.contains("/no/such/binary")).to_string(),
+    );
+    let tty_exec: Vec<String> = ["task", "exec", "-t", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e4", id_exec, "sh", "-c", "tty; echo tty-exec-ok"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = ctr.with_tty(&tty_exec);
+    let text = tty_text(&out.stdout);
+    observe(&mut obs, "task exec -t: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task exec -t: on a pty", (text.contains("/dev/pts/") && text.contains("tty-exec-ok")).to_string());
+    observe(&mut obs, "task ps: processes", ctr.pid_count(id_exec).to_string());
+    let out = ctr.ctr(&["task", "metrics", id_exec]);
+    observe(&mut obs, "task metrics: exit code", format!("{:?}", out.code));
+    let out = ctr.ctr(&["task", "pause", id_exec]);
+    observe(&mut obs, "task pause: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task pause: status", ctr.wait_status(id_exec, "PAUSED"));
+    let out = ctr.ctr(&["task", "resume", id_exec]);
+    observe(&mut obs, "task resume: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task resume: status", ctr.wait_status(id_exec, "RUNNING"));
+    let out = ctr.ctr(&["task", "exec", "-d", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "bg", id_exec, "sleep", "1000"]);
+    observe(&mut obs, "task exec -d: exit code", format!("{:?}", out.code));
+    wait_until(Duration::from_secs(30), || ctr.pid_count(id_exec) == 2);
+    observe(&mut obs, "task exec -d: processes", ctr.pid_count(id_exec).to_string());
+    let out = ctr.ctr(&["task", "kill", "--all", "-s", "SIGKILL", id_exec]);
+    observe(&mut obs, "task kill --all SIGKILL: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task kill --all SIGKILL: status", ctr.wait_status(id_exec, "STOPPED"));
+    let out = ctr.ctr(&["task", "rm", id_exec]);
+    observe(&mut obs, "task rm: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "task rm: reported exit status", reported_exit_code(&out));
+    let out = ctr.ctr(&["containers", "rm", id_exec]);
+    observe(&mut obs, "container rm: exit code", format!("{:?}", out.code));
+
+    // SIGTERM reaches a workload that handles it (resent until the trap is installed:
+    // an init without a handler ignores SIGTERM).
+    let out = ctr.run(&["-d"], &image, id_term, &["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]);
+    observe(&mut obs, "run -d (trap): exit code", format!("{:?}", out.code));
+    ctr.wait_status(id_term, "RUNNING");
+    let stopped = wait_until(Duration::from_secs(60), || {
+        ctr.ctr(&["task", "kill", id_term]);
+        wait_until(Duration::from_millis(500), || ctr.status(id_term).as_deref() == Some("STOPPED"))
+    });
+    observe(&mut obs, "task kill SIGTERM: stopped", stopped.to_string());
+    let out = ctr.ctr(&["task", "rm", id_term]);
+    observe(&mut obs, "task kill SIGTERM: reported exit status", reported_exit_code(&out));
+    ctr.ctr(&["containers", "rm", id_term]);
+
+    // A terminal: `ctr run --tty` under script.
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(ctr.run_args());
+    for a in ["--rm", "-t", image.as_str(), id_tty.as_str(), "sh", "-c", "tty; test -t 0 && test -t 1 && echo tty-ok; exit 4"] {
+        args.push(a.to_string());
+    }
+    let out = ctr.with_tty(&args);
+    let text = tty_text(&out.stdout);
+    observe(&mut obs, "run --tty: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "run --tty: output", text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("|"));
+
+    // Nothing is left in containerd, nor in the runtime's state.
+    observe(&mut obs, "end: tasks", ctr.ctr(&["task", "ls", "-q"]).stdout.trim());
+    observe(&mut obs, "end: containers", ctr.ctr(&["containers", "ls", "-q"]).stdout.trim());
+    let left: Vec<String> = dir_entries(&ctr.runc_root.join(&ctr.ns)).into_iter().collect();
+    observe(&mut obs, "end: runtime state", left.join(","));
+    let rm = ctr.ctr(&["images", "rm", &image]);
+    rm.assert_ok();
+    obs
+}
+
+fn print_side_by_side(title: &str, a: &Observations, b: Option<&Observations>) {
+    let mut text = format!("{title}\n{:<48} | {:<40} | runc\n", "step", "nucleus");
+    for (i, (step, value)) in a.iter().enumerate() {
+        let other = b.and_then(|b| b.get(i)).map(|(_, v)| v.as_str()).unwrap_or("-");
+        let _ = writeln!(text, "{step:<48} | {value:<40} | {other}");
+    }
+    eprintln!("{text}");
+}
+
+#[track_caller]
+fn assert_same(a: &Observations, b: &Observations) {
+    let diffs: Vec<String> = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x != y)
+        .map(|((step, va), (_, vb))| format!("{step}: nucleus {va:?}, runc {vb:?}"))
+        .collect();
+    assert!(diffs.is_empty() && a.len() == b.len(), "nucleus and runc differ:\n  {}", diffs.join("\n  "));
+}
+
+fn value<'a>(obs: &'a Observations, step: &str) -> &'a str {
+    obs.iter().find(|(s, _)| s == step).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no step {step}"))
+}
+
+#[test]
+fn containerd_runs_nucleus_like_runc() {
+    require!(root, busybox);
+    require_tools!("containerd", "ctr", "containerd-shim-runc-v2", "script", "tar");
+    let mut sb = Sandbox::new("nucleus-mgr-ctr-");
+    let archive = build_image(&sb.dir("image"), &sb.io.clone());
+    let sock = start_containerd(&mut sb);
+
+    let ours = containerd_scenario(&mut sb, &sock, &archive, "nucleus", &nucleus());
+    let theirs = tool("runc").map(|runc| containerd_scenario(&mut sb, &sock, &archive, "runc", &runc));
+    print_side_by_side("containerd (ctr → containerd-shim-runc-v2 → runtime)", &ours, theirs.as_ref());
+
+    // What must hold for nucleus regardless of runc.
+    assert_eq!(value(&ours, "run: exit code"), "Some(7)");
+    assert_eq!(value(&ours, "run: stdout"), "out-line");
+    assert_eq!(value(&ours, "run: stderr has the workload's line"), "true");
+    assert_eq!(value(&ours, "run: process view"), "Some(0) pid=1 uid=0 cwd=/ path=/bin");
+    assert_eq!(value(&ours, "run missing binary: error names the binary"), "true");
+    assert_eq!(value(&ours, "run -d: status"), "RUNNING");
+    assert_eq!(value(&ours, "task exec: exit code"), "Some(5)");
+    assert_eq!(value(&ours, "task exec: stdout has output"), "true");
+    assert_eq!(value(&ours, "task exec --cwd: stdout"), "Some(0) /tmp");
+    assert_eq!(value(&ours, "task exec -t: on a pty"), "true");
+    assert_eq!(value(&ours, "task pause: status"), "PAUSED");
+    assert_eq!(value(&ours, "task resume: status"), "RUNNING");
+    assert_eq!(value(&ours, "task exec -d: processes"), "2");
+    assert_eq!(value(&ours, "task kill --all SIGKILL: status"), "STOPPED");
+    assert_eq!(value(&ours, "task rm: reported exit status"), "137");
+    assert_eq!(value(&ours, "task kill SIGTERM: reported exit status"), "3");
+    assert_eq!(value(&ours, "run --tty: exit code"), "Some(4)");
+    assert_eq!(value(&ours, "run --tty: output"), "/dev/pts/0|tty-ok");
+    assert_eq!(value(&ours, "end: containers"), "");
+    assert_eq!(value(&ours, "end: runtime state"), "");
+    if let Some(theirs) = &theirs {
+        assert_same(&ours, theirs);
+    } else {
+        eprintln!("note: runc is not installed; nucleus was not compared with it");
+    }
+    sb.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// podman
+// ---------------------------------------------------------------------------------------
+
+struct Podman<'a> {
+    sb: &'a Sandbox,
+    runtime: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Podman<'_> {
+    fn podman(&self, args: &[&str]) -> Out {
+        let p = self.sb.path();
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", p.join("podman/containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", p.join("podman/storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", p.join("podman/registries.conf"))
+            .env("TMPDIR", p.join("tmp"))
+            .arg("--root")
+            .arg(p.join("podman/storage"))
+            .arg("--runroot")
+            .arg(p.join("podman/run"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .arg("--tmpdir")
+            .arg(p.join("podman/libpod"))
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .args(args);
+        self.sb.run(cmd)
+    }
+
+    /// `podman run --rm --net none --cgroup-parent P EXTRA... IMAGE CMD...`.
+    fn run(&self, extra: &[&str], image: &str, cmd: &[&str]) -> Out {
+        let mut args = vec!["run", "--net", "none", "--cgroup-parent", &self.cgroup_parent];
+        args.extend_from_slice(extra);
+        args.push(image);
+        args.extend_from_slice(cmd);
+        self.podman(&args)
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.podman(&["inspect", "--format", "{{.State.Status}}", name]).stdout.trim().to_string()
+    }
+}
+
+/// Writes podman's private configuration: nothing of the host's containers.conf,
+/// storage.conf or registries.conf applies, and its locks, events, networks and temporary
+/// files stay in the sandbox.
+fn podman_config(sb: &Sandbox) {
+    let p = sb.dir("podman");
+    for d in ["storage", "run", "libpod", "net", "volumes", "static", "imgtmp"] {
+        sb.dir(&format!("podman/{d}"));
+    }
+    sb.dir("tmp");
+    let conf = format!(
+        r#"[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{p}/events.log"
+lock_type = "file"
+tmp_dir = "{p}/libpod"
+static_dir = "{p}/static"
+volume_path = "{p}/volumes"
+image_copy_tmp_dir = "{p}/imgtmp"
+
+[network]
+network_config_dir = "{p}/net"
+"#,
+        p = p.display()
+    );
+    fs::write(p.join("containers.conf"), conf).expect("write containers.conf");
+    let storage = format!(
+        "[storage]\ndriver = \"vfs\"\nrunroot = \"{p}/run\"\ngraphroot = \"{p}/storage\"\n",
+        p = p.display()
+    );
+    fs::write(p.join("storage.conf"), storage).expect("write storage.conf");
+    fs::write(p.join("registries.conf"), "unqualified-search-registries = []\n").expect("write registries.conf");
+}
+
+/// The hard limit of `resource` in this process.
+fn hard_limit(resource: nix::sys::resource::Resource) -> u64 {
+    nix::sys::resource::getrlimit(resource).map(|(_, hard)| hard).unwrap_or(u64::MAX)
+}
+
+fn has_cap_sys_resource() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    u64::from_str_radix(eff, 16).unwrap_or(0) & (1 << 24) != 0
+}
+
+/// The podman container ids (full) podman knows of.
+fn podman_ids(pm: &Podman<'_>) -> Vec<String> {
+    pm.podman(&["ps", "-a", "-q", "--no-trunc"]).stdout.split_whitespace().map(str::to_string).collect()
+}
+
+fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, default_root: &str) -> Observations {
+    let pid = std::process::id();
+    let cgroup_parent = format!("{label}-mgr-podman-{pid}");
+    sb.cgroup_parents.push(cgroup_parent.clone());
+    // podman does not pass --root: the runtime keeps state in its default root.
+    sb.host_dir(default_root, false);
+    sb.runtime_roots.push((runtime.to_path_buf(), PathBuf::from(default_root)));
+    let name = format!("{label}-podman-{pid}");
+    let state_before = dir_entries(Path::new(default_root));
+    let pm = Podman { sb, runtime: runtime.to_path_buf(), cgroup_parent: format!("/{cgroup_parent}") };
+    let mut obs = Observations::new();
+    let mut ids = BTreeSet::new();
+
+    let mut flags = vec!["--rm"];
+    flags.extend_from_slice(ULIMITS);
+    let out = pm.run(&flags, image, &["sh", "-c", "echo podman-out; echo podman-err >&2; exit 7"]);
+    observe(&mut obs, "run --rm: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "run --rm: stdout", out.stdout.trim());
+    observe(&mut obs, "run --rm: stderr has the workload's line", out.stderr.contains("podman-err").to_string());
+    let out = pm.run(&flags, image, &["sh", "-c", "echo pid=$$ uid=$(id -u); grep -E 'open files|processes' /proc/self/limits"]);
+    let view: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    observe(&mut obs, "run --rm: process view and rlimits", format!("{:?} {}", out.code, view.join("|")));
+
+    // podman's default rlimits are above this host's hard limits: without --ulimit the
+    // runtime must fail, and say which limit.
+    let expect_rlimit_failure =
+        !has_cap_sys_resource() && hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE) < PODMAN_DEFAULT_RLIMIT;
+    if expect_rlimit_failure {
+        let out = pm.run(&["--rm"], image, &["true"]);
+        observe(&mut obs, "run without --ulimit: exit code", format!("{:?}", out.code));
+        observe(&mut obs, "run without --ulimit: error names a rlimit", out.stderr.to_lowercase().contains("rlimit").to_string());
+        observe(&mut obs, "run without --ulimit: single error (no failed cleanup)", (!out.stderr.contains("Removing container")).to_string());
+        if runtime == nucleus() {
+            assert!(
+                out.stderr.contains("RLIMIT_NOFILE") || out.stderr.contains("RLIMIT_NPROC"),
+                "the rlimit error must name the limit\n{out}"
+            );
+            assert!(out.stderr.contains("CAP_SYS_RESOURCE"), "the rlimit error must say what is missing\n{out}");
+        }
+    }
+
+    // Detached: exec (plain and with a terminal), pause/unpause, top, rm -f.
+    let mut flags = vec!["-d", "--name", name.as_str()];
+    flags.extend_from_slice(ULIMITS);
+    let out = pm.run(&flags, image, &["sleep", "1000"]);
+    observe(&mut obs, "run -d: exit code", format!("{:?}", out.code));
+    ids.extend(podman_ids(&pm));
+    observe(&mut obs, "run -d: status", pm.status(&name));
+    let out = pm.podman(&["exec", &name, "sh", "-c", "echo exec-out; exit 4"]);
+    observe(&mut obs, "exec: exit code and stdout", format!("{:?} {}", out.code, out.stdout.trim()));
+    let out = pm.podman(&["exec", &name, "/no/such/binary"]);
+    observe(&mut obs, "exec missing binary: exit code", format!("{:?}", out.code));
+    let out = pm.podman(&["exec", "-t", &name, "tty"]);
+    observe(&mut obs, "exec -t: output", format!("{:?} {}", out.code, tty_text(&out.stdout).trim()));
+    let out = pm.podman(&["pause", &name]);
+    observe(&mut obs, "pause: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "pause: status", pm.status(&name));
+    let out = pm.podman(&["unpause", &name]);
+    observe(&mut obs, "unpause: exit code", format!("{:?}", out.code));
+    observe(&mut obs, "unpause: status", pm.status(&name));
+    let out = pm.podman(&["top", &name, "pid", "args"]);
+    observe(&mut obs, "top", format!("{:?} {}", out.code, out.stdout.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("|")));
+    let out = pm.podman(&["rm", "-f", "-t", "0", &name]);
+    observe(&mut obs, "rm -f: exit code", format!("{:?}", out.code));
+
+    observe(&mut obs, "end: containers", podman_ids(&pm).join(","));
+    // podman's cleanup runs in conmon's exit command; wait for it to finish.
+    let needle = sb.needle();
+    wait_until(Duration::from_secs(60), || processes_mentioning(&needle).is_empty());
+    // Dot entries are the runtime's own (nucleus's seccomp cache), not container state.
+    let left: Vec<String> =
+        dir_entries(Path::new(default_root)).difference(&state_before).filter(|e| !e.starts_with('.')).cloned().collect();
+    observe(&mut obs, "end: runtime state", format!("{left:?}"));
+    sb.ids.extend(ids.iter().cloned());
+    obs
+}
+
+#[test]
+fn podman_runs_nucleus_like_runc() {
+    require!(root, busybox);
+    require_tools!("podman", "conmon", "tar");
+    let mut sb = Sandbox::new("nucleus-mgr-podman-");
+    // podman writes its blob-info cache to this fixed path when it loads an image.
+    sb.host_dir("/var/lib/containers", true);
+    let archive = build_image(&sb.dir("image"), &sb.io.clone());
+    podman_config(&sb);
+    let image = {
+        let loader = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() };
+        let load = loader.podman(&["load", "-i", &archive.to_string_lossy()]);
+        load.assert_ok();
+        load.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image(s): ")))
+            .unwrap_or_else(|| panic!("no image name in the load output\n{load}"))
+            .trim()
+            .to_string()
+    };
+
+    let ours = podman_scenario(&mut sb, &image, "nucleus", &nucleus(), "/run/nucleus");
+    let theirs = tool("runc").map(|runc| podman_scenario(&mut sb, &image, "runc", &runc, "/run/runc"));
+    print_side_by_side("podman (podman → conmon → runtime)", &ours, theirs.as_ref());
+
+    assert_eq!(value(&ours, "run --rm: exit code"), "Some(7)");
+    assert_eq!(value(&ours, "run --rm: stdout"), "podman-out");
+    assert_eq!(value(&ours, "run --rm: stderr has the workload's line"), "true");
+    assert_eq!(
+        value(&ours, "run --rm: process view and rlimits"),
+        "Some(0) pid=1 uid=0|Max processes 1024 1024 processes|Max open files 1024 1024 files"
+    );
+    assert_eq!(value(&ours, "run -d: status"), "running");
+    assert_eq!(value(&ours, "exec: exit code and stdout"), "Some(4) exec-out");
+    assert_eq!(value(&ours, "exec -t: output"), "Some(0) /dev/pts/0");
+    assert_eq!(value(&ours, "pause: status"), "paused");
+    assert_eq!(value(&ours, "unpause: status"), "running");
+    assert_eq!(value(&ours, "rm -f: exit code"), "Some(0)");
+    assert_eq!(value(&ours, "end: containers"), "");
+    assert_eq!(value(&ours, "end: runtime state"), "[]");
+    if let Some(theirs) = &theirs {
+        assert_same(&ours, theirs);
+    } else {
+        eprintln!("note: runc is not installed; nucleus was not compared with it");
+    }
+    let rmi = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() }.podman(&["rmi", "-a", "-f"]);
+    rmi.assert_ok();
+    sb.finish();
+}
