@@ -4,7 +4,7 @@
 //! manager can observe (outputs, exit codes, task states) must be the same.
 //!
 //! The image is built at test time from Debian's `busybox-static` with umoci (or, without
-//! umoci, as a hand-written OCI layout). containerd runs on a private socket with its
+//! umoci, or with `NUCLEUS_TEST_NO_UMOCI=1`, as a hand-written OCI layout). containerd runs on a private socket with its
 //! root, state, fifos and runtime state in a temporary directory; podman gets its own
 //! containers.conf, storage and run directories. Each test ends by checking that no
 //! mount, process, cgroup or runtime state was left behind, and a Drop guard removes
@@ -104,10 +104,11 @@ fn populate_rootfs(rootfs: &Path) {
 }
 
 /// Builds an OCI image archive (a tar of an OCI image layout whose index names the image
-/// `TAG`) from busybox, in `dir`; returns the archive's path. Uses umoci when installed.
+/// `TAG`) from busybox, in `dir`; returns the archive's path. Uses umoci when installed
+/// (and `NUCLEUS_TEST_NO_UMOCI` is unset).
 fn build_image(dir: &Path, io: &Path) -> PathBuf {
     let layout = dir.join("oci-layout");
-    match tool("umoci") {
+    match tool("umoci").filter(|_| std::env::var_os("NUCLEUS_TEST_NO_UMOCI").is_none()) {
         Some(umoci) => build_with_umoci(&umoci, dir, &layout, io),
         None => build_by_hand(dir, &layout, io),
     }

@@ -278,3 +278,13 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
     assert_eq!(lines[2], ["0"], "{out}");
     ctx.finish();
 }
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let out = ctx.sh(ctx.bundle(), "busybox ip link show lo; busybox ip -o link | wc -l");
+    assert!(out.contains("LOOPBACK,UP"), "{out}");
+    assert_eq!(out.lines().last(), Some("1"), "only loopback is present: {out}");
+    ctx.finish();
+}

@@ -247,7 +247,13 @@ impl StateRoot {
             match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(mut f) => return f.write_all(id.as_bytes()).map_err(|e| EngineError::io("write", &path, e)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if self.name_owner(name).is_some() {
+                    // A claim whose container is not reserved yet is live, not stale.
+                    let young = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age < std::time::Duration::from_secs(60));
+                    if self.name_owner(name).is_some() || young {
                         return Err(EngineError::NameInUse { name: name.to_string() });
                     }
                     // Stale: its container is gone. Remove and retry once.

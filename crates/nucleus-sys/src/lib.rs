@@ -10,5 +10,6 @@ pub mod seccomp;
 pub mod tty;
 pub mod uts;
 pub mod signal;
+pub mod net;
 
 pub use nix::errno::Errno;

@@ -134,6 +134,10 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step("namespaces", || format!("open `{}`", path.display()))?;
         setns(fd.as_fd(), *flag).step("namespaces", || format!("setns `{}`", path.display()))?;
     }
+    if plan.namespaces.creates(CloneFlags::CLONE_NEWNET) {
+        // A new network namespace has only loopback, and it starts down.
+        nucleus_sys::net::set_loopback_up().step("network", || "bring up lo".into())?;
+    }
     if plan.namespaces.in_userns() {
         // Become root of the user namespace now that the maps exist.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("userns", || "setresgid 0".into())?;
