@@ -3,12 +3,12 @@
 //! conmon). Every scenario runs once with nucleus and once with runc; what the user of the
 //! manager can observe (outputs, exit codes, task states) must be the same.
 //!
-//! The image is built at test time from Debian's `busybox-static` with umoci (or, without
-//! umoci, or with `NUCLEUS_TEST_NO_UMOCI=1`, as a hand-written OCI layout). containerd runs on a private socket with its
-//! root, state, fifos and runtime state in a temporary directory; podman gets its own
-//! containers.conf, storage and run directories. Each test ends by checking that no
-//! mount, process, cgroup or runtime state was left behind, and a Drop guard removes
-//! whatever a failed test left.
+//! The image is built at test time from Debian's `busybox-static` with umoci (without
+//! umoci, or with `NUCLEUS_TEST_NO_UMOCI=1`, as a hand-written OCI layout). containerd
+//! runs on a private socket with its root, state, fifos and runtime state in a temporary
+//! directory; podman gets its own containers.conf, storage and run directories. Each
+//! test ends by checking that no mount, process, cgroup or runtime state was left
+//! behind, and a Drop guard removes whatever a failed test left.
 //!
 //! Needs root, `containerd` + `ctr` (containerd test) or `podman` + `conmon` (podman test);
 //! otherwise each test prints `skipped: <reason>` and passes.
@@ -1022,5 +1022,31 @@ fn podman_runs_nucleus_like_runc() {
     }
     let rmi = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() }.podman(&["rmi", "-a", "-f"]);
     rmi.assert_ok();
+    sb.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// What the managers rely on that the OCI runtime spec does not write down
+// ---------------------------------------------------------------------------------------
+
+/// containerd's shim and podman's cleanup both call `delete --force` for a container that
+/// may already be gone (after a failed create, or a second time); runc then succeeds
+/// quietly, while a plain `delete` of an unknown container fails.
+#[test]
+fn force_delete_of_an_unknown_container_succeeds_like_runc() {
+    require!(root);
+    let sb = Sandbox::new("nucleus-mgr-delete-");
+    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")].into_iter().flatten().collect();
+    for runtime in &runtimes {
+        let root = sb.dir(&format!("root-{}", runtime.file_name().unwrap().to_string_lossy()));
+        let mut cmd = Command::new(runtime);
+        cmd.arg("--root").arg(&root).args(["delete", "--force", "no-such-container"]);
+        let out = sb.run(cmd);
+        assert_eq!(out.code, Some(0), "{out}");
+        assert_eq!(out.stderr, "", "{out}");
+        let mut cmd = Command::new(runtime);
+        cmd.arg("--root").arg(&root).args(["delete", "no-such-container"]);
+        sb.run(cmd).assert_fail();
+    }
     sb.finish();
 }
