@@ -295,7 +295,14 @@ fn process_lifecycle_on_the_full_host() {
         "{own}"
     );
 
-    let stats = cg.stats().unwrap();
+    // The shell's command substitution forks helpers before `sleep`
+    // settles: wait for the steady state of exactly sh + sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stats = cg.stats().unwrap();
+    while stats.pids.current != 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stats = cg.stats().unwrap();
+    }
     assert!(stats.memory.usage.usage > 0, "{stats:?}");
     assert_eq!(stats.pids.current, 2);
     assert_eq!(stats.pids.limit, 16);
