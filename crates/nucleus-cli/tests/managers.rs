@@ -90,6 +90,11 @@ fn observe(obs: &mut Observations, step: &str, value: impl Into<String>) {
 // The image
 // ---------------------------------------------------------------------------------------
 
+/// containerd's shim sockets (/run/containerd/s) and podman's fixed host
+/// paths are shared by the whole machine; the leak checks compare them
+/// before and after, so the manager tests take turns.
+static SHARED_HOST_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Fills `rootfs` with the static busybox and its applet links.
 fn populate_rootfs(rootfs: &Path) {
     for dir in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
@@ -764,6 +769,7 @@ fn value<'a>(obs: &'a Observations, step: &str) -> &'a str {
 
 #[test]
 fn containerd_runs_nucleus_like_runc() {
+    let _serial = SHARED_HOST_STATE.lock().unwrap_or_else(|e| e.into_inner());
     require!(root, busybox);
     require_tools!("containerd", "ctr", "containerd-shim-runc-v2", "script", "tar");
     let mut sb = Sandbox::new("nucleus-mgr-ctr-");
@@ -977,6 +983,7 @@ fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, d
 
 #[test]
 fn podman_runs_nucleus_like_runc() {
+    let _serial = SHARED_HOST_STATE.lock().unwrap_or_else(|e| e.into_inner());
     require!(root, busybox);
     require_tools!("podman", "conmon", "tar");
     let mut sb = Sandbox::new("nucleus-mgr-podman-");

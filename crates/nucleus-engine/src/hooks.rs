@@ -87,7 +87,7 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
         // A hook may exit without reading its stdin; EPIPE is not an error then.
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let status = wait_with_timeout(&mut child, hook.timeout()).map_err(|e| fail(e))?;
+    let status = wait_with_timeout(&mut child, hook.timeout()).map_err(fail)?;
     if status.success() {
         return Ok(());
     }

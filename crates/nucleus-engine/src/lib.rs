@@ -21,7 +21,8 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod template;
-
+pub mod timefmt;
+pub 
 mod devices;
 mod launch;
 mod mount_options;
@@ -29,7 +30,6 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod safe_path;
-mod timefmt;
 mod tty;
 mod userns;
 

@@ -166,3 +166,44 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
     }
     Ok(())
 }
+
+/// The console socket to send the pty master to: an fd the caller made, or
+/// a connection to `--console-socket`. A terminal without one is refused.
+pub(crate) fn console_socket(
+    terminal: bool,
+    path: Option<&Path>,
+    fd: Option<OwnedFd>,
+) -> crate::error::Result<Option<OwnedFd>> {
+    use crate::error::EngineError;
+    let console = match (path, fd) {
+        (_, Some(fd)) => Some(fd),
+        (Some(path), None) => Some(OwnedFd::from(
+            std::os::unix::net::UnixStream::connect(path).map_err(|e| EngineError::io("connect to console socket", path, e))?,
+        )),
+        (None, None) => None,
+    };
+    if terminal && console.is_none() {
+        return Err(EngineError::invalid("process.terminal", "true", "a terminal needs --console-socket"));
+    }
+    Ok(console)
+}
+
+/// For a foreground run or exec with a terminal and no console socket: a
+/// socket pair whose one end stands in for the console socket.
+pub(crate) fn local_console(wanted: bool) -> crate::error::Result<(Option<std::os::unix::net::UnixStream>, Option<OwnedFd>)> {
+    if !wanted {
+        return Ok((None, None));
+    }
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| crate::error::EngineError::io("create console socket pair", "socketpair", e))?;
+    Ok((Some(ours), Some(OwnedFd::from(theirs))))
+}
+
+/// Receives the pty master the process sent to our end of `local_console`.
+pub(crate) fn receive_master(ours: Option<&std::os::unix::net::UnixStream>) -> crate::error::Result<Option<OwnedFd>> {
+    use crate::error::EngineError;
+    let Some(sock) = ours else { return Ok(None) };
+    let mut buf = [0u8; 64];
+    let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
+    fd.map(Some).ok_or_else(|| EngineError::sys("receive the pty master", nix::errno::Errno::EPROTO))
+}

@@ -27,7 +27,7 @@ pub fn set_loopback_up() -> Result<(), Errno> {
     Errno::result(ret)?;
     // SAFETY: the kernel just filled the ifru_flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).map_err(|_| Errno::EINVAL)?;
     // SAFETY: SIOCSIFFLAGS reads `req`, a live ifreq with the name and new flags.
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req as *const libc::ifreq) };
     Errno::result(ret).map(drop)

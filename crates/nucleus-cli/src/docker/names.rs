@@ -74,7 +74,9 @@ mod tests {
         claim(&root, "web", "aaa").unwrap();
         // No container directory yet for `aaa`, but its bundle is fresh.
         assert!(matches!(claim(&root, "web", "bbb"), Err(EngineError::NameInUse { .. })));
+        // Released (a failed create does this), the name is free again.
         fs::remove_dir_all(bundle_path(tmp.path(), "aaa")).unwrap();
+        root.release_name("web", "aaa");
         claim(&root, "web", "bbb").unwrap();
     }
 }

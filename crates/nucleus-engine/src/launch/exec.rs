@@ -23,7 +23,6 @@ use nucleus_cgroups::Cgroup;
 use nucleus_sys::clone::{clone_fork, CloneResult};
 use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 /// Inputs to [`launch_exec`].
@@ -66,16 +65,7 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
         Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
         None => None,
     };
-    let console = match (req.console_socket, req.console_fd.take()) {
-        (_, Some(fd)) => Some(fd),
-        (Some(path), None) => Some(OwnedFd::from(
-            UnixStream::connect(path).map_err(|e| EngineError::io("connect to console socket", path, e))?,
-        )),
-        (None, None) => None,
-    };
-    if process.terminal && console.is_none() {
-        return Err(EngineError::invalid("process.terminal", "true", "a terminal needs --console-socket"));
-    }
+    let console = crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
     let console_size = req.process.console_size().map(|b| {
         (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
     });

@@ -24,7 +24,6 @@ use super::cgroup_join::CgroupJoin;
 use nucleus_sys::clone::{clone3_into_cgroup, clone_fork, CloneResult};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Whether the init waits on `exec.fifo` (create) or on the sync socket (run).
@@ -136,16 +135,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
         None => None,
     };
-    let console = match (req.console_socket, req.console_fd.take()) {
-        (_, Some(fd)) => Some(fd),
-        (Some(path), None) => Some(OwnedFd::from(
-            UnixStream::connect(path).map_err(|e| EngineError::io("connect to console socket", path, e))?,
-        )),
-        (None, None) => None,
-    };
-    if process.terminal && console.is_none() {
-        return Err(EngineError::invalid("process.terminal", "true", "a terminal needs --console-socket"));
-    }
+    let console = crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
     let wait = match &req.mode {
         LaunchMode::Create { fifo } => {
             nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o622))

@@ -117,3 +117,20 @@ mod tests {
         assert!(recv(b.as_fd()).unwrap().is_none());
     }
 }
+
+/// Sends `Start` and waits for the child's end to close on execve; an
+/// `Error` frame instead carries the failed step (e.g. exec not found).
+pub(crate) fn start_and_confirm_exec(sock: &OwnedFd) -> Result<(), crate::error::EngineError> {
+    use crate::error::EngineError;
+    use std::os::fd::{AsFd, AsRawFd};
+    send(sock.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the process", e))?;
+    match recv(sock.as_fd()) {
+        Ok(None) => Ok(()),
+        Ok(Some(f)) if f.msg == Msg::Error => {
+            let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
+            Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() })
+        }
+        Ok(Some(f)) => Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
+        Err(e) => Err(EngineError::sys("wait for the process to start", e)),
+    }
+}

@@ -5,11 +5,10 @@ use super::run::{forward_until_exit, FORWARDED};
 use super::write_pid_file;
 use crate::error::{EngineError, Result};
 use crate::launch::exec::{launch_exec, ExecRequest};
-use crate::launch::sync::{self, Msg};
+use crate::launch::sync;
 use crate::state::{StateRoot, Status};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use oci_spec::runtime::Process;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Options of `exec`, as runc takes them.
@@ -48,12 +47,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     }
     let result = (|| {
         let terminal = opts.process.terminal().unwrap_or(false);
-        let (console_ours, console_fd) = if terminal && opts.console_socket.is_none() && !opts.detach {
-            let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|e| EngineError::io("create console socket pair", "socketpair", e))?;
-            (Some(a), Some(OwnedFd::from(b)))
-        } else {
-            (None, None)
-        };
+        let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
         let mut launched = launch_exec(ExecRequest {
             id,
             bundle: &st.bundle,
@@ -66,16 +60,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             preserve_fds: opts.preserve_fds,
             seccomp_cache: Some(&root.seccomp_cache_dir()),
         })?;
-        sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the exec process", e))?;
-        match sync::recv(launched.sync.as_fd()) {
-            Ok(None) => {}
-            Ok(Some(f)) if f.msg == Msg::Error => {
-                let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
-                return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
-            }
-            Ok(Some(f)) => return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
-            Err(e) => return Err(EngineError::sys("wait for the exec process to start", e)),
-        }
+        sync::start_and_confirm_exec(&launched.sync)?;
         if let Some(path) = opts.pid_file {
             write_pid_file(path, launched.pid.as_raw())?;
         }
@@ -83,14 +68,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
         if opts.detach {
             return Ok(0);
         }
-        let master = match &console_ours {
-            Some(sock) => {
-                let mut buf = [0u8; 64];
-                let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
-                Some(fd.ok_or_else(|| EngineError::sys("receive the pty master", nix::errno::Errno::EPROTO))?)
-            }
-            None => None,
-        };
+        let master = crate::tty::receive_master(console_ours.as_ref())?;
         match master {
             Some(m) => crate::tty::proxy_until_exit(&forwarded, launched.pid, m, None),
             None => forward_until_exit(&forwarded, launched.pid, None),

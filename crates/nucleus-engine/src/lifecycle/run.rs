@@ -6,14 +6,14 @@ use super::delete::delete;
 use super::{new_state, prepare, write_pid_file};
 use crate::error::{EngineError, Result};
 use crate::hooks::{self, HookKind};
-use crate::launch::sync::{self, Msg};
+use crate::launch::sync;
 use crate::launch::{launch, LaunchMode, LaunchRequest};
 use crate::state::{StateRoot, Status};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitStatus};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 /// Options of `run`, as runc takes them.
@@ -77,7 +77,7 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
     if !opts.keep {
         delete(root, id, true)?;
     }
-    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: delete");
+    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: delete");
     Ok(code)
 }
 
@@ -103,16 +103,11 @@ impl Spawned {
 pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
     let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
-    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: load spec, reserve state, create cgroup");
+    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: load spec, reserve state, create cgroup");
     let t = std::time::Instant::now();
     let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     // A foreground run with a terminal and no console socket proxies the pty itself.
-    let (console_ours, console_fd) = if terminal && opts.console_socket.is_none() && !opts.detach {
-        let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|e| EngineError::io("create console socket pair", "socketpair", e))?;
-        (Some(a), Some(std::os::fd::OwnedFd::from(b)))
-    } else {
-        (None, None)
-    };
+    let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
     let mut launched = launch(LaunchRequest {
         id,
         spec: &p.spec,
@@ -126,24 +121,15 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         cgroup: p.reservation.cgroup.as_ref(),
         seccomp_cache: Some(&root.seccomp_cache_dir()),
     })?;
-    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: launch init to ready");
+    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: launch init to ready");
     let t = std::time::Instant::now();
     let state = new_state(&p, id, &launched);
     if let Some(d) = p.reservation.dir.as_ref() {
         d.save(&state)?;
     }
-    sync::send(launched.sync.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the container", e))?;
     // End-of-file means execve succeeded (the child's end is close-on-exec).
-    match sync::recv(launched.sync.as_fd()) {
-        Ok(None) => {}
-        Ok(Some(f)) if f.msg == Msg::Error => {
-            let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
-            return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
-        }
-        Ok(Some(f)) => return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
-        Err(e) => return Err(EngineError::sys("wait for the workload to start", e)),
-    }
-    tracing::debug!(id, elapsed_us = t.elapsed().as_micros() as u64, "phase: save state, start, exec");
+    sync::start_and_confirm_exec(&launched.sync)?;
+    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: save state, start, exec");
     if let Some(path) = opts.pid_file {
         write_pid_file(path, state.pid)?;
     }
@@ -152,14 +138,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
     }
     launched.disarm();
     p.reservation.disarm();
-    let pty_master = match &console_ours {
-        Some(sock) => {
-            let mut buf = [0u8; 64];
-            let (_, fd) = nucleus_sys::fd::recv_with_fd(sock.as_fd(), &mut buf).map_err(|e| EngineError::sys("receive the pty master", e))?;
-            Some(fd.ok_or_else(|| EngineError::sys("receive the pty master", nix::errno::Errno::EPROTO))?)
-        }
-        None => None,
-    };
+    let pty_master = crate::tty::receive_master(console_ours.as_ref())?;
     Ok(Spawned { pid: launched.pid, pty_master })
 }
 
