@@ -18,7 +18,7 @@ pub enum LogFormat {
 
 /// nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)
 #[derive(Debug, Parser)]
-#[command(name = "nucleus", version, about, disable_help_subcommand = true)]
+#[command(name = "nucleus", version, about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)", disable_help_subcommand = true)]
 pub struct Cli {
     /// Directory for container state
     #[arg(long, global = true, default_value = "/run/nucleus", env = "NUCLEUS_ROOT")]

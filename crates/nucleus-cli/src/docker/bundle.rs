@@ -102,7 +102,8 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     }
     plan.spec["annotations"][nucleus_engine::state::OWNED_BUNDLE_ANNOTATION] = json!(dir);
     let config = dir.join("config.json");
-    let text = serde_json::to_vec_pretty(&plan.spec)?;
+    // Compact: the engine is its only reader, and this is on the start path.
+    let text = serde_json::to_vec(&plan.spec)?;
     fs::write(&config, text).with_context(|| format!("write `{}`", config.display()))?;
     Ok(Bundle { path: dir.to_path_buf(), secret_fds })
 }

@@ -229,8 +229,10 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
         "resources": resources(f, inp)?,
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
-        "seccomp": inp.policies.seccomp.clone().unwrap_or_else(|| inp.default_seccomp.clone()),
     });
+    // Assigned, not inside json!: the macro would re-serialize the whole
+    // profile (hundreds of rules) into a new Value, on the start path.
+    linux["seccomp"] = inp.policies.seccomp.clone().unwrap_or_else(|| inp.default_seccomp.clone());
     if host_network {
         // The host's /sys belongs to the host's network namespace: not ours to mount.
         mounts.retain(|m| m["destination"] != "/sys");
@@ -256,15 +258,15 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
         None => json!({"path": "rootfs", "readonly": true}),
         Some(dir) => json!({"path": dir, "readonly": f.read_only}),
     };
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": nucleus_engine::spec::OCI_VERSION,
-        "process": process,
         "root": root,
         "hostname": hostname,
-        "mounts": mounts,
-        "linux": linux,
-        "annotations": annotations,
     });
+    spec["process"] = process;
+    spec["mounts"] = Value::Array(mounts);
+    spec["linux"] = linux;
+    spec["annotations"] = Value::Object(annotations);
     Ok(Plan {
         spec,
         generated_root: agent,
