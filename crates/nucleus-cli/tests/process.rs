@@ -288,3 +288,34 @@ fn loopback_is_up_in_a_new_network_namespace() {
     assert_eq!(out.lines().last(), Some("1"), "only loopback is present: {out}");
     ctx.finish();
 }
+
+#[test]
+fn personality_and_io_priority_apply() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let bundle = ctx.bundle().edit(|c| {
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    });
+    let out = ctx.sh(bundle, "uname -m; cat /proc/self/personality");
+    assert_eq!(out, "i686\n00000008");
+    ctx.finish();
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    require!(root, busybox);
+    if !common::is_nucleus() {
+        println!("skipped: nucleus-specific wording");
+        return;
+    }
+    let ctx = Ctx::new();
+    let bundle = ctx.bundle().with_sh("echo ran").edit(|c| {
+        c["process"]["apparmorProfile"] = json!("docker-default");
+    });
+    let out = ctx.run(&bundle);
+    out.assert_fail();
+    assert!(out.stderr.contains("process.apparmorProfile") && out.stderr.contains("docker-default"), "{out}");
+    assert!(!out.stdout.contains("ran"), "{out}");
+    ctx.finish();
+}

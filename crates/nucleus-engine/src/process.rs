@@ -52,6 +52,10 @@ pub(crate) struct ProcessPlan {
     pub no_new_privs: bool,
     pub terminal: bool,
     pub oom_score_adj: Option<i32>,
+    /// `process.ioPriority` as (class, level).
+    pub io_priority: Option<(u32, u32)>,
+    /// `linux.personality` as a persona value.
+    pub personality: Option<libc::c_ulong>,
 }
 
 fn cstring(field: &str, s: &str) -> Result<CString> {
@@ -169,8 +173,49 @@ impl ProcessPlan {
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             terminal: p.terminal().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
+            io_priority: match p.io_priority() {
+                None => None,
+                Some(io) => {
+                    let class = match io.class() {
+                        oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
+                        oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
+                        oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+                    };
+                    let level = u32::try_from(io.priority())
+                        .ok()
+                        .filter(|l| *l <= 7)
+                        .ok_or_else(|| EngineError::invalid("process.ioPriority.priority", io.priority().to_string(), "must be 0 to 7"))?;
+                    Some((class, level))
+                }
+            },
+            personality: None,
         })
     }
+}
+
+/// Sets `linux.personality` on the plan; flags are not supported.
+pub(crate) fn with_personality(mut plan: ProcessPlan, spec: &oci_spec::runtime::Spec) -> Result<ProcessPlan> {
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(EngineError::invalid("linux.personality.flags", format!("{:?}", p.flags()), "personality flags are not supported"));
+        }
+        plan.personality = Some(match p.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        });
+    }
+    Ok(plan)
+}
+
+/// ioPriority and personality: settings of the process itself.
+pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
+    if let Some((class, level)) = plan.io_priority {
+        nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || format!("ioprio_set class {class} level {level}"))?;
+    }
+    if let Some(persona) = plan.personality {
+        nucleus_sys::uts::set_personality(persona).step("personality", || format!("personality {persona:#x}"))?;
+    }
+    Ok(())
 }
 
 /// setrlimit for each entry; failures name the rlimit and the values.

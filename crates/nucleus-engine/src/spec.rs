@@ -128,6 +128,7 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
             }
         }
     }
+    check_unsupported(spec)?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination();
         if dest.as_os_str().is_empty() {
@@ -135,6 +136,51 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
         }
         crate::mount_options::parse(m.options().as_deref().unwrap_or_default())
             .map_err(|opt| EngineError::invalid(format!("mounts[{i}].options"), opt, "unsupported mount option"))?;
+    }
+    Ok(())
+}
+
+/// Fields nucleus does not implement are refused by name rather than
+/// silently ignored. Security labels fail closed unless the spec opts in to
+/// degraded security, in which case they are ignored with a warning.
+fn check_unsupported(spec: &Spec) -> Result<()> {
+    let unsupported = |field: &str, value: String| {
+        Err(EngineError::invalid(field, value, "not supported by nucleus; remove it"))
+    };
+    if let Some(p) = spec.process() {
+        if p.scheduler().is_some() {
+            return unsupported("process.scheduler", format!("{:?}", p.scheduler()));
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return unsupported("process.execCPUAffinity", format!("{:?}", p.exec_cpu_affinity()));
+        }
+        for (field, label) in [("process.apparmorProfile", p.apparmor_profile()), ("process.selinuxLabel", p.selinux_label())] {
+            if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
+                if !allows_degraded(spec) {
+                    return Err(EngineError::invalid(field, label, "this host's nucleus cannot apply AppArmor or SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
+                }
+                tracing::warn!(field, label, "security label ignored (degraded security allowed)");
+            }
+        }
+    }
+    if let Some(l) = spec.linux() {
+        if l.intel_rdt().is_some() {
+            return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
+        }
+        if l.memory_policy().is_some() {
+            return unsupported("linux.memoryPolicy", format!("{:?}", l.memory_policy()));
+        }
+        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+            return unsupported("linux.timeOffsets", format!("{:?}", l.time_offsets()));
+        }
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return unsupported("linux.netDevices", format!("{:?}", l.net_devices().as_ref().map(|d| d.keys().collect::<Vec<_>>())));
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return unsupported(&format!("mounts[{i}].uidMappings"), m.destination().display().to_string());
+        }
     }
     Ok(())
 }
@@ -153,6 +199,18 @@ mod tests {
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("").is_err());
         assert!(check_version("1").is_err());
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        let mut spec = Spec::default();
+        spec.set_version("1.0.2".into());
+        spec.set_hostname(None);
+        let mut p = spec.process().clone().unwrap();
+        p.set_apparmor_profile(Some("docker-default".into()));
+        spec.set_process(Some(p));
+        let err = validate(&spec, true).unwrap_err().to_string();
+        assert!(err.starts_with("process.apparmorProfile") && err.contains("docker-default"), "{err}");
     }
 
     #[test]

@@ -227,6 +227,7 @@ pub(crate) fn restrict_and_report_ready(
 ) -> Result<CString, StepError> {
     nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
     process::apply_rlimits(process)?;
+    process::apply_scheduling(process)?;
     // Without no_new_privs, seccomp and Landlock need CAP_SYS_ADMIN: load
     // them while we still have it (as runc does); the profile must then
     // allow the few calls that drop privileges.

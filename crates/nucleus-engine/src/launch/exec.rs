@@ -60,7 +60,7 @@ fn container_namespaces(spec: &Spec) -> CloneFlags {
 
 /// Clones a process into the container and drives it to READY.
 pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
-    let process = ProcessPlan::from_spec(req.process)?;
+    let process = crate::process::with_personality(ProcessPlan::from_spec(req.process)?, req.spec)?;
     let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
         None => None,

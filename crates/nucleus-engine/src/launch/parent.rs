@@ -126,7 +126,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         .process()
         .as_ref()
         .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
-    let process = ProcessPlan::from_spec(process_spec)?;
+    let process = crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
     let ns = namespaces::plan(req.spec)?;
     if !ns.creates(CloneFlags::CLONE_NEWNS) && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS) {
         return Err(EngineError::invalid("linux.namespaces", "[...]", "a mount namespace is required"));
