@@ -80,10 +80,64 @@ pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> 
             mount(NONE, "/", NONE, p, NONE).step("rootfs", || "apply rootfsPropagation".into())?;
         }
     }
+    if crate::spec::wants_rootfs_tmpfs(plan.spec) {
+        return rootfs_on_tmpfs(plan.rootfs);
+    }
     mount(Some(plan.rootfs), plan.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .step("rootfs", || format!("bind-mount `{}` onto itself", plan.rootfs.display()))?;
     open(plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .step("rootfs", || format!("open `{}`", plan.rootfs.display()))
+}
+
+/// A private in-memory root: a tmpfs over the rootfs directory, seeded with
+/// the directory's skeleton (its directories and symlinks; files are not
+/// copied). Mount points made later land in memory, so a shared skeleton
+/// is never written and nothing per container touches the disk.
+fn rootfs_on_tmpfs(rootfs: &Path) -> Result<OwnedFd, StepError> {
+    let skeleton = open(rootfs, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("rootfs", || format!("open `{}`", rootfs.display()))?;
+    mount(Some("tmpfs"), rootfs, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755,size=1m"))
+        .step("rootfs", || format!("mount tmpfs on `{}`", rootfs.display()))?;
+    let root = open(rootfs, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("rootfs", || format!("open tmpfs `{}`", rootfs.display()))?;
+    copy_skeleton(skeleton.as_fd(), root.as_fd(), 0).map_err(|(what, e)| StepError::new("rootfs", format!("copy skeleton: {what}"), e))?;
+    open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("rootfs", || format!("open `{}`", rootfs.display()))
+}
+
+/// Recreates directories and symlinks of `from` in `to`, a few levels deep.
+fn copy_skeleton(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result<(), (String, Errno)> {
+    use nix::dir::{Dir, Type};
+    if depth > 4 {
+        return Ok(());
+    }
+    let dup = nix::unistd::dup(from).map_err(|e| ("dup".to_string(), e))?;
+    let mut dir = Dir::from_fd(dup).map_err(|e| ("opendir".to_string(), e))?;
+    for entry in dir.iter() {
+        let entry = entry.map_err(|e| ("readdir".to_string(), e))?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let what = || name.to_string_lossy().into_owned();
+        match entry.file_type() {
+            Some(Type::Symlink) => {
+                let target = nix::fcntl::readlinkat(from, name).map_err(|e| (what(), e))?;
+                nix::unistd::symlinkat(target.as_os_str(), to, name).map_err(|e| (what(), e))?;
+            }
+            Some(Type::Directory) => {
+                let st = nix::sys::stat::fstatat(from, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| (what(), e))?;
+                nix::sys::stat::mkdirat(to, name, Mode::from_bits_truncate(st.st_mode & 0o7777)).map_err(|e| (what(), e))?;
+                let sub_from = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| (what(), e))?;
+                let sub_to = nix::fcntl::openat(to, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(|e| (what(), e))?;
+                copy_skeleton(sub_from.as_fd(), sub_to.as_fd(), depth + 1)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>, StepError> {

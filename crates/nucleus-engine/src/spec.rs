@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 /// Annotation that turns unapplicable protections into warnings (opt-in).
 pub const ALLOW_DEGRADED_ANNOTATION: &str = "org.nucleus.allow-degraded-security";
 
+/// Annotation asking for the rootfs to be a private tmpfs seeded with the
+/// rootfs directory's skeleton (front ends that share one skeleton use it).
+pub const ROOTFS_TMPFS_ANNOTATION: &str = "org.nucleus.rootfs-tmpfs";
+
+/// Whether the spec asks for an in-memory root (see [`ROOTFS_TMPFS_ANNOTATION`]).
+pub fn wants_rootfs_tmpfs(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION)).is_some_and(|v| v == "true")
+}
+
 /// Whether the spec opts in to degraded security.
 pub fn allows_degraded(spec: &Spec) -> bool {
     spec.annotations().as_ref().and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION)).is_some_and(|v| v == "true")

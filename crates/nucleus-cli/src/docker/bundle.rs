@@ -9,6 +9,7 @@
 //! is a fork of the process holding the fd, so it still has it when it
 //! mounts; close_range marks it close-on-exec before the workload runs.
 
+use super::agent_root::Symlink;
 use super::spec_builder::{ContextMode, Plan};
 use anyhow::{bail, Context, Result};
 use nix::sys::stat::{fchmod, Mode};
@@ -48,23 +49,68 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Where the shared agent-mode root skeletons live, under the state root.
+pub const SKELETONS_DIR: &str = ".agent-rootfs";
+
+/// The skeleton (empty directories and symlinks) of the host-derived root,
+/// shared by every agent container with the same layout. The engine mounts a
+/// tmpfs over it in the container's own mount namespace and copies the
+/// skeleton in, so it is never written after creation, and per-container
+/// mount points never touch the disk. Created once, atomically (built
+/// aside, then renamed); kept like a cache.
+fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for d in dirs {
+        h.update(b"d\0");
+        h.update(d.as_bytes());
+        h.update(b"\0");
+    }
+    for (link, target) in symlinks {
+        h.update(b"l\0");
+        h.update(link.as_bytes());
+        h.update(b"\0");
+        h.update(target.as_bytes());
+        h.update(b"\0");
+    }
+    let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let base = root.join(SKELETONS_DIR);
+    let path = base.join(&key);
+    if path.is_dir() {
+        return Ok(path);
+    }
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&base).with_context(|| format!("create `{}`", base.display()))?;
+    let tmp = base.join(format!(".tmp-{}-{key}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::DirBuilder::new().mode(0o755).create(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
+    for d in dirs {
+        let p = tmp.join(d);
+        fs::DirBuilder::new().mode(if d == "root" { 0o700 } else { 0o755 }).create(&p).with_context(|| format!("create `{}`", p.display()))?;
+    }
+    for (link, target) in symlinks {
+        let p = tmp.join(link);
+        std::os::unix::fs::symlink(target, &p).with_context(|| format!("symlink `{}`", p.display()))?;
+    }
+    match fs::rename(&tmp, &path) {
+        Ok(()) => Ok(path),
+        // Another run made it first: use theirs.
+        Err(_) if path.is_dir() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(path)
+        }
+        Err(e) => Err(e).with_context(|| format!("create `{}`", path.display())),
+    }
+}
+
 /// Writes everything `plan` asks for into `dir` and returns the bundle.
 pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     if plan.generated_root {
-        let rootfs = dir.join("rootfs");
-        fs::DirBuilder::new().mode(0o755).create(&rootfs).with_context(|| format!("create `{}`", rootfs.display()))?;
-        fs::DirBuilder::new().mode(0o755).create(rootfs.join("etc")).context("create rootfs/etc")?;
-        for d in &plan.dirs {
-            let p = rootfs.join(d);
-            fs::DirBuilder::new().mode(if d == "root" { 0o700 } else { 0o755 }).create(&p).with_context(|| format!("create `{}`", p.display()))?;
-        }
-        for (link, target) in &plan.symlinks {
-            let p = rootfs.join(link);
-            std::os::unix::fs::symlink(target, &p).with_context(|| format!("symlink `{}`", p.display()))?;
-        }
-    } else {
-        fs::DirBuilder::new().mode(0o755).create(dir.join("etc")).context("create etc")?;
+        let root = dir.parent().and_then(Path::parent).ok_or_else(|| anyhow::anyhow!("bundle `{}` is not under a state root", dir.display()))?;
+        let skeleton = ensure_skeleton(root, &plan.dirs, &plan.symlinks)?;
+        plan.spec["root"]["path"] = json!(skeleton);
+        plan.spec["annotations"][nucleus_engine::spec::ROOTFS_TMPFS_ANNOTATION] = json!("true");
     }
+    fs::DirBuilder::new().mode(0o755).create(dir.join("etc")).context("create etc")?;
     for (rel, text) in &plan.files {
         let p = dir.join(rel);
         fs::write(&p, text).with_context(|| format!("write `{}`", p.display()))?;

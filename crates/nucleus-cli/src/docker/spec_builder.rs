@@ -166,23 +166,26 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     let mut symlinks = Vec::new();
     let mut files = Vec::new();
     let mut dirs = Vec::new();
-    let etc = if agent { "rootfs/etc" } else { "etc" };
+    // Generated /etc files live in the bundle and are bound read-only over
+    // the root, which in agent mode is a shared skeleton (see bundle.rs).
     let resolv = if host_network { inp.host_resolv.to_string() } else { String::new() };
-    files.push((format!("{etc}/hosts"), agent_root::hosts_file(&hostname)));
-    files.push((format!("{etc}/hostname"), format!("{hostname}\n")));
-    files.push((format!("{etc}/resolv.conf"), resolv));
+    files.push(("etc/hosts".to_string(), agent_root::hosts_file(&hostname)));
+    files.push(("etc/hostname".to_string(), format!("{hostname}\n")));
+    files.push(("etc/resolv.conf".to_string(), resolv));
+    let mut generated = vec!["hosts", "hostname", "resolv.conf"];
     if agent {
         let (sys, links) = agent_root::system_mounts(inp.host);
         mounts.extend(sys);
         symlinks = links;
-        files.push(("rootfs/etc/passwd".into(), user.passwd.clone()));
-        files.push(("rootfs/etc/group".into(), user.group.clone()));
+        files.push(("etc/passwd".into(), user.passwd.clone()));
+        files.push(("etc/group".into(), user.group.clone()));
+        generated.extend(["passwd", "group"]);
         dirs.push("root".to_string());
-    } else {
-        // A given rootfs keeps its own passwd; only the network files are ours.
-        for name in ["hosts", "hostname", "resolv.conf"] {
-            mounts.push(json!({"destination": format!("/etc/{name}"), "type": "bind", "source": format!("etc/{name}"), "options": ["rbind", "ro", "nosuid", "nodev"]}));
-        }
+        dirs.push("etc".to_string());
+    }
+    // A given rootfs keeps its own passwd; only the network files are ours.
+    for name in generated {
+        mounts.push(json!({"destination": format!("/etc/{name}"), "type": "bind", "source": format!("etc/{name}"), "options": ["rbind", "ro", "nosuid", "nodev"]}));
     }
 
     let mut writable: Vec<PathBuf> = Vec::new();
@@ -789,7 +792,7 @@ mod tests {
         let policy = ll::parse_policy(s["annotations"][ll::ANNOTATION].as_str().unwrap()).unwrap();
         assert!(policy.rules.iter().any(|r| r.path == Path::new("/tmp") && r.access.contains(&FsAccess::WriteFile)));
         let files: Vec<&str> = p.files.iter().map(|(f, _)| f.as_str()).collect();
-        assert!(files.contains(&"rootfs/etc/passwd") && files.contains(&"rootfs/etc/resolv.conf"));
+        assert!(files.contains(&"etc/passwd") && files.contains(&"etc/resolv.conf"));
         assert!(p.timeout.is_none());
     }
 
