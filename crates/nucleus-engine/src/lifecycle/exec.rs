@@ -1,13 +1,12 @@
 //! `exec`: run another process in a running container and return its exit
 //! code (or, detached, return once it has been executed).
 
-use super::run::{forward_until_exit, FORWARDED};
+use super::run::{forward_until_exit, BlockedSignals};
 use super::write_pid_file;
 use crate::error::{EngineError, Result};
 use crate::launch::exec::{launch_exec, ExecRequest};
 use crate::launch::sync;
 use crate::state::{StateRoot, Status};
-use nix::sys::signal::{SigSet, SigmaskHow};
 use oci_spec::runtime::Process;
 use std::path::Path;
 
@@ -36,16 +35,9 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     if !matches!(status, Status::Running | Status::Created) {
         return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "exec into it" });
     }
-    let mut forwarded = SigSet::empty();
-    for s in FORWARDED {
-        forwarded.add(s);
-    }
-    let mut old_mask = SigSet::empty();
-    if !opts.detach {
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
-            .map_err(|e| EngineError::sys("block signals", e))?;
-    }
-    let result = (|| {
+    let blocked = BlockedSignals::block(!opts.detach)?;
+    let forwarded = &blocked.set;
+    (|| {
         let terminal = opts.process.terminal().unwrap_or(false);
         let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
         let mut launched = launch_exec(ExecRequest {
@@ -70,12 +62,8 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
         }
         let master = crate::tty::receive_master(console_ours.as_ref())?;
         match master {
-            Some(m) => crate::tty::proxy_until_exit(&forwarded, launched.pid, m, None),
-            None => forward_until_exit(&forwarded, launched.pid, None),
+            Some(m) => crate::tty::proxy_until_exit(forwarded, launched.pid, m, None),
+            None => forward_until_exit(forwarded, launched.pid, None),
         }
-    })();
-    if !opts.detach {
-        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-    }
-    result
+    })()
 }

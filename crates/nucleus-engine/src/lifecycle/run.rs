@@ -46,21 +46,39 @@ pub(crate) const FORWARDED: [Signal; 8] = [
 /// Runs container `id`. Returns the workload's exit status (128+N if it was
 /// killed by signal N); 0 when detached.
 pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
-    let mut forwarded = SigSet::empty();
-    for s in FORWARDED {
-        forwarded.add(s);
-    }
     // Blocked before clone so no signal is lost; the child unblocks them.
-    let mut old_mask = SigSet::empty();
-    if !opts.detach {
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut old_mask))
-            .map_err(|e| EngineError::sys("block signals", e))?;
+    let blocked = BlockedSignals::block(!opts.detach)?;
+    run_blocked(root, id, opts, &blocked.set)
+}
+
+/// The signals a foreground run or exec forwards, blocked (so a signalfd can
+/// read them) until dropped, when the previous mask comes back.
+pub(crate) struct BlockedSignals {
+    pub set: SigSet,
+    old: Option<SigSet>,
+}
+
+impl BlockedSignals {
+    pub(crate) fn block(enabled: bool) -> Result<BlockedSignals> {
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(s);
+        }
+        if !enabled {
+            return Ok(BlockedSignals { set, old: None });
+        }
+        let mut old = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| EngineError::sys("block signals", e))?;
+        Ok(BlockedSignals { set, old: Some(old) })
     }
-    let result = run_blocked(root, id, opts, &forwarded);
-    if !opts.detach {
-        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+        }
     }
-    result
 }
 
 fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &SigSet) -> Result<i32> {
