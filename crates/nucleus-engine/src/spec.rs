@@ -173,6 +173,12 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         }
     }
     if let Some(l) = spec.linux() {
+        if let Some(label) = l.mount_label().as_deref().filter(|l| !l.is_empty()) {
+            if !allows_degraded(spec) {
+                return Err(EngineError::invalid("linux.mountLabel", label, "this host's nucleus cannot apply SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
+            }
+            tracing::warn!(label, "linux.mountLabel ignored (degraded security allowed)");
+        }
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
         }
