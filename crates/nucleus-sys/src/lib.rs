@@ -11,5 +11,6 @@ pub mod tty;
 pub mod uts;
 pub mod signal;
 pub mod net;
+pub mod mem;
 
 pub use nix::errno::Errno;

@@ -189,6 +189,8 @@ fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
     let mut splitters = [LineSplitter::new("stdout"), LineSplitter::new("stderr")];
     let mut pipes = [Some(File::from(s.stdout)), Some(File::from(s.stderr))];
     let mut buf = [0u8; 8192];
+    // The spec, plans and parse trees of setup are freed: give the pages back.
+    nucleus_sys::mem::release_free_heap();
     let mut exit: Option<i32> = None;
     let mut drain_until = None;
     let mut timed_out = false;
