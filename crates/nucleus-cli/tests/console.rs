@@ -4,62 +4,15 @@
 #[macro_use]
 mod common;
 
-use std::io::{ErrorKind, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Ctx, Out};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use common::{accept_until, recv_fd, Ctx, Out};
 use serde_json::json;
-
-/// Accepts one connection, giving up early if `done()` says the runtime already exited.
-fn accept_until(
-    listener: &UnixListener,
-    deadline: Instant,
-    done: impl Fn() -> bool,
-) -> Option<UnixStream> {
-    listener.set_nonblocking(true).unwrap();
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
-                return Some(stream);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if done() || Instant::now() > deadline {
-                    return None;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept on console socket: {e}"),
-        }
-    }
-}
-
-/// Receives the single fd the runtime passes with SCM_RIGHTS.
-fn recv_fd(stream: &UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on console socket");
-    for c in msg.cmsgs().expect("parse control messages") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
-            // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("console socket message carried no SCM_RIGHTS fd");
-}
 
 /// Reads the pty master until the slave side is closed (EIO) or `timeout` passes.
 fn read_master(master: &mut std::fs::File, timeout: Duration) -> String {

@@ -6,26 +6,16 @@
 mod common;
 
 use std::fs;
-use std::io::{ErrorKind, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{cap_mask, install_sysprobe, parse_probe, Bundle, Ctx, DEFAULT_CAPS};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use common::{accept_until, cap_mask, install_sysprobe, parse_probe, recv_fd, status_field, Bundle, Ctx, DEFAULT_CAPS};
 use serde_json::json;
 
 /// The value of `Field:` in a /proc/PID/status dump.
-fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in status:\n{status}"))
-        .trim()
-}
-
 /// A bundle whose init sleeps, so there is a running container to exec into.
 fn sleeper(ctx: &Ctx) -> Bundle {
     ctx.bundle().with_args(&["sleep", "1000"])
@@ -512,52 +502,6 @@ fn exec_process_json_describes_the_whole_process() {
 
     ctx.rt(&["delete", "--force", &id]).assert_ok();
     ctx.finish();
-}
-
-/// Accepts one connection, giving up early if `done()` says the runtime already exited.
-fn accept_until(
-    listener: &UnixListener,
-    deadline: Instant,
-    done: impl Fn() -> bool,
-) -> Option<UnixStream> {
-    listener.set_nonblocking(true).unwrap();
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
-                return Some(stream);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if done() || Instant::now() > deadline {
-                    return None;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept on console socket: {e}"),
-        }
-    }
-}
-
-/// Receives the single fd sent with SCM_RIGHTS.
-fn recv_fd(stream: &UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on console socket");
-    for c in msg.cmsgs().expect("parse control messages") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
-            // SAFETY: the kernel just installed this fd in our table; nothing else owns it.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("console socket message carried no SCM_RIGHTS fd");
 }
 
 #[test]

@@ -5,17 +5,8 @@ mod common;
 
 use std::fs;
 
-use common::{cap_mask, Ctx, DEFAULT_CAPS};
+use common::{cap_mask, status_field, Ctx, DEFAULT_CAPS};
 use serde_json::json;
-
-/// The value of `Field:` in a /proc/self/status dump.
-fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in status:\n{status}"))
-        .trim()
-}
 
 #[test]
 fn hostname_is_the_specs() {

@@ -1088,3 +1088,59 @@ impl Ctx {
         self.finish();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Shared by several test files
+// ---------------------------------------------------------------------------------------
+
+/// The value of `Field:` in a /proc/self/status dump.
+pub fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in status:\n{status}"))
+        .trim()
+}
+
+/// Accepts one connection, giving up early if `done()` says the runtime already exited.
+pub fn accept_until(
+    listener: &std::os::unix::net::UnixListener,
+    deadline: Instant,
+    done: impl Fn() -> bool,
+) -> Option<std::os::unix::net::UnixStream> {
+    listener.set_nonblocking(true).unwrap();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                return Some(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if done() || Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept on console socket: {e}"),
+        }
+    }
+}
+
+/// Receives the single fd the runtime passes with SCM_RIGHTS.
+pub fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .expect("recvmsg on console socket");
+    for c in msg.cmsgs().expect("parse control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
+            // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("console socket message carried no SCM_RIGHTS fd");
+}
