@@ -44,7 +44,7 @@ pub fn bundle_path(root: &Path, id: &str) -> PathBuf {
 pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
     let base = root.join(BUNDLES_DIR);
     fs::DirBuilder::new().recursive(true).mode(0o711).create(&base).with_context(|| format!("create `{}`", base.display()))?;
-    let path = base.join(id);
+    let path = bundle_path(root, id);
     fs::DirBuilder::new().mode(0o711).create(&path).with_context(|| format!("create `{}`", path.display()))?;
     Ok(path)
 }
