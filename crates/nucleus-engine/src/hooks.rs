@@ -3,7 +3,6 @@
 //! memfd (no threads, no pipe deadlock) and quoted in the error on failure.
 
 use crate::error::{EngineError, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use oci_spec::runtime::Hook;
 use std::io::{Read, Seek, Write};
@@ -110,21 +109,11 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Option<i64>) -> R
     };
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
     let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        let n = match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => other.map_err(|e| e.to_string())?,
-        };
-        if n > 0 {
-            return child.wait().map_err(|e| e.to_string());
-        }
-        if left.is_zero() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("timed out after {secs}s"));
-        }
+    let limit = std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    if nucleus_sys::pidfd::wait_exit(pidfd.as_fd(), limit).map_err(|e| e.to_string())? {
+        return child.wait().map_err(|e| e.to_string());
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("timed out after {secs}s"))
 }

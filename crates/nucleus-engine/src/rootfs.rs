@@ -28,33 +28,22 @@ pub(crate) struct CgroupHierarchy {
     pub options: String,
 }
 
-/// The host's cgroup hierarchies, read from /proc/self/mounts in the parent.
-pub(crate) fn host_cgroup_hierarchies() -> Vec<CgroupHierarchy> {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return Vec::new() };
-    // cgroup /sys/fs/cgroup/memory cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0
-    // cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
-    let mut out = Vec::new();
-    for line in mounts.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 4 {
-            continue;
-        }
-        let (dir, fstype, opts) = (f[1], f[2], f[3]);
-        if dir == "/sys/fs/cgroup" && fstype == "cgroup2" {
-            return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new() }];
-        }
-        let Some(name) = dir.strip_prefix("/sys/fs/cgroup/") else { continue };
-        match fstype {
-            "cgroup2" => out.push(CgroupHierarchy { name: Some(name.to_string()), fstype: "cgroup2", options: String::new() }),
-            "cgroup" => {
-                let ctrls: Vec<&str> = opts
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "noatime"))
-                    .collect();
-                out.push(CgroupHierarchy { name: Some(name.to_string()), fstype: "cgroup", options: ctrls.join(",") });
-            }
-            _ => {}
-        }
+/// The host's cgroup hierarchies under `/sys/fs/cgroup`, from the layout
+/// the cgroup manager already detected (no second read of the mount table).
+pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHierarchy> {
+    let base = Path::new("/sys/fs/cgroup");
+    let v2 = host.v2_hierarchy();
+    if v2.is_some_and(|h| h.mountpoint == base) {
+        return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new() }];
+    }
+    let name = |p: &Path| p.strip_prefix(base).ok().map(|n| n.display().to_string()).filter(|n| !n.is_empty());
+    let mut out: Vec<CgroupHierarchy> = host
+        .v1_hierarchies()
+        .iter()
+        .filter_map(|h| Some(CgroupHierarchy { name: Some(name(&h.mountpoint)?), fstype: "cgroup", options: h.controllers.join(",") }))
+        .collect();
+    if let Some(n) = v2.and_then(|h| name(&h.mountpoint)) {
+        out.push(CgroupHierarchy { name: Some(n), fstype: "cgroup2", options: String::new() });
     }
     out
 }

@@ -78,15 +78,22 @@ impl ContainerState {
 
     /// The OCI state JSON (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
     pub fn oci_state(&self, status: Status) -> serde_json::Value {
-        serde_json::json!({
-            "ociVersion": crate::spec::OCI_VERSION,
-            "id": self.id,
-            "status": status,
-            "pid": if status == Status::Stopped { 0 } else { self.pid },
-            "bundle": self.bundle,
-            "annotations": self.annotations,
-        })
+        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        oci_state(&self.id, status, pid, &self.bundle, &self.annotations)
     }
+}
+
+/// The OCI state object, as `state` prints it and hooks, the seccomp agent
+/// and the console read it on stdin.
+pub fn oci_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
 }
 
 /// Reads `starttime` (field 22) of /proc/<pid>/stat and whether the process

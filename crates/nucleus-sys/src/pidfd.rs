@@ -41,3 +41,20 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> Result<(
         Ok(())
     }
 }
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit:
+/// `poll({pidfd, POLLIN}, timeout)`, retried on EINTR with the time left.
+/// Returns whether it exited.
+pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<bool, Errno> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

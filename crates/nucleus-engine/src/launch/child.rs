@@ -15,6 +15,7 @@ use crate::namespaces::NamespacePlan;
 use crate::process::{self, ProcessPlan};
 use crate::rootfs::{self, RootfsPlan};
 use crate::security::seccomp::SeccompProgram;
+use crate::state::Status;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sched::{setns, CloneFlags};
@@ -96,16 +97,9 @@ pub(crate) fn main(plan: &ChildPlan<'_>, sync_fd: OwnedFd) -> ! {
 
 pub(crate) enum Never {}
 
-fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: &str) -> String {
-    serde_json::json!({
-        "ociVersion": crate::spec::OCI_VERSION,
-        "id": plan.id,
-        "status": status,
-        "pid": pid,
-        "bundle": plan.rootfs.bundle,
-        "annotations": plan.spec.annotations().clone().unwrap_or_default(),
-    })
-    .to_string()
+fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: Status) -> String {
+    let pid = i32::try_from(pid).unwrap_or(0);
+    crate::state::oci_state(plan.id, status, pid, plan.rootfs.bundle, &plan.spec.annotations().clone().unwrap_or_default()).to_string()
 }
 
 fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
@@ -155,7 +149,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
             _ => return Err(StepError::new("sync", "parent went away during hooks", Errno::EPIPE)),
         }
     }
-    hooks::run_all(HookKind::CreateContainer, plan.spec, &hook_state(plan, host_pid, "creating"))
+    hooks::run_all(HookKind::CreateContainer, plan.spec, &hook_state(plan, host_pid, Status::Creating))
         .map_err(|e| StepError::new("createContainer hooks", e.to_string(), Errno::EIO))?;
 
     // Held across pivot_root: the fifo is on the host, and /proc/self/fd of
@@ -205,7 +199,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         }
     };
 
-    hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, "running"))
+    hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, Status::Running))
         .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
     if let Some(w) = &started {
         // `start` reads this byte, then waits for EOF: our close-on-exec

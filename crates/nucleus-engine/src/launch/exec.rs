@@ -126,23 +126,13 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
             // A NOTIFY profile: the agent on listenerPath gets this process's fd too.
             if let (Some(fd), Some(p)) = (f.fd, seccomp.as_ref()) {
                 if let Some(path) = p.listener_path() {
-                    let state = serde_json::json!({
-                        "ociVersion": crate::spec::OCI_VERSION,
-                        "id": req.id,
-                        "status": "running",
-                        "pid": req.init_pid,
-                        "bundle": req.bundle,
-                        "annotations": req.spec.annotations().clone().unwrap_or_default(),
-                    })
-                    .to_string();
+                    let annotations = req.spec.annotations().clone().unwrap_or_default();
+                    let state = crate::state::oci_state(req.id, crate::state::Status::Running, req.init_pid, req.bundle, &annotations).to_string();
                     seccomp::send_to_listener(path, &state, raw, p.listener_metadata(), fd.as_fd())?;
                 }
             }
         }
-        Some(f) if f.msg == Msg::Error => {
-            let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
-            return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
-        }
+        Some(f) if f.msg == Msg::Error => return Err(f.child_error("exec")),
         _ => return Err(child_gone(&mut guard, Errno::EPIPE)),
     }
     Ok(Launched { pid, start_time, sync: parent_sock, guard })

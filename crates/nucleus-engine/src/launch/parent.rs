@@ -47,6 +47,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub cgroup: Option<&'a Cgroup>,
+    /// The host's hierarchies, for `cgroup` mounts inside the container.
+    pub cgroup_mounts: &'a [rootfs::CgroupHierarchy],
     /// Where compiled seccomp programs are cached.
     pub seccomp_cache: Option<&'a Path>,
 }
@@ -106,16 +108,9 @@ pub(super) fn ensure_single_threaded() -> Result<()> {
     Ok(())
 }
 
-fn hook_state(req: &LaunchRequest<'_>, pid: Pid, status: &str) -> String {
-    serde_json::json!({
-        "ociVersion": crate::spec::OCI_VERSION,
-        "id": req.id,
-        "status": status,
-        "pid": pid.as_raw(),
-        "bundle": req.bundle,
-        "annotations": req.spec.annotations().clone().unwrap_or_default(),
-    })
-    .to_string()
+fn hook_state(req: &LaunchRequest<'_>, pid: Pid) -> String {
+    let annotations = req.spec.annotations().clone().unwrap_or_default();
+    crate::state::oci_state(req.id, crate::state::Status::Creating, pid.as_raw(), req.bundle, &annotations).to_string()
 }
 
 /// Clones the init, drives it through setup, and returns once it is ready
@@ -145,7 +140,6 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         LaunchMode::Run => WaitFor::Socket,
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
-    let cgroups = rootfs::host_cgroup_hierarchies();
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
         let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
@@ -167,7 +161,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
             rootfs: req.rootfs,
             bundle: req.bundle,
             in_userns: ns.in_userns(),
-            cgroups: &cgroups,
+            cgroups: req.cgroup_mounts,
         },
         namespaces: &ns,
         process: &process,
@@ -278,7 +272,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
         };
         match frame.msg {
             Msg::RunRuntimeHooks => {
-                let state = hook_state(&req, pid, "creating");
+                let state = hook_state(&req, pid);
                 hooks::run_all(HookKind::Prestart, req.spec, &state)?;
                 hooks::run_all(HookKind::CreateRuntime, req.spec, &state)?;
                 sync::send(parent_sock.as_raw_fd(), Msg::RuntimeHooksDone, 0, "", None).map_err(|e| child_gone(&mut guard, e))?;
@@ -286,22 +280,19 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
             Msg::Ready => {
                 if let (Some(fd), Some(p)) = (frame.fd, seccomp.as_ref()) {
                     if let Some(path) = p.listener_path() {
-                        let state = hook_state(&req, pid, "creating");
+                        let state = hook_state(&req, pid);
                         seccomp::send_to_listener(path, &state, pid.as_raw(), p.listener_metadata(), fd.as_fd())?;
                     }
                 }
                 break;
             }
-            Msg::Error => {
-                let (step, detail) = frame.text.split_once('\0').unwrap_or(("init", frame.text.as_str()));
-                return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
-            }
+            Msg::Error => return Err(frame.child_error("init")),
             other => {
                 return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {other:?}") });
             }
         }
     }
-    Ok(Launched { pid, start_time, sync: parent_sock, guard: std::mem::replace(&mut guard, ChildGuard { pid, pidfd: None, armed: false }) })
+    Ok(Launched { pid, start_time, sync: parent_sock, guard })
 }
 
 /// The child closed the socket or the send failed: say how it ended.

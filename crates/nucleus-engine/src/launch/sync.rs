@@ -51,6 +51,15 @@ pub(crate) struct Frame {
     pub fd: Option<OwnedFd>,
 }
 
+impl Frame {
+    /// An `Error` frame as the engine error it reports: the child sends
+    /// `step\0detail`; `default_step` names frames without a step.
+    pub(crate) fn child_error(&self, default_step: &str) -> crate::error::EngineError {
+        let (step, detail) = self.text.split_once('\0').unwrap_or((default_step, self.text.as_str()));
+        crate::error::EngineError::Child { step: step.to_string(), detail: detail.to_string() }
+    }
+}
+
 /// Creates the socket pair: (parent end, child end), both close-on-exec.
 pub(crate) fn pair() -> Result<(OwnedFd, OwnedFd), Errno> {
     socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
@@ -98,7 +107,19 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Option<Frame>, Errno> {
     Ok(Some(Frame { msg, value: i64::from_le_bytes(v), text, fd }))
 }
 
-/// Receives and checks the frame kind; EOF or another kind is EPROTO.
+/// Sends `Start` and waits for the child's end to close on execve; an
+/// `Error` frame instead carries the failed step (e.g. exec not found).
+pub(crate) fn start_and_confirm_exec(sock: &OwnedFd) -> Result<(), crate::error::EngineError> {
+    use crate::error::EngineError;
+    use std::os::fd::{AsFd, AsRawFd};
+    send(sock.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the process", e))?;
+    match recv(sock.as_fd()) {
+        Ok(None) => Ok(()),
+        Ok(Some(f)) if f.msg == Msg::Error => Err(f.child_error("exec")),
+        Ok(Some(f)) => Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
+        Err(e) => Err(EngineError::sys("wait for the process to start", e)),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -118,19 +139,3 @@ mod tests {
     }
 }
 
-/// Sends `Start` and waits for the child's end to close on execve; an
-/// `Error` frame instead carries the failed step (e.g. exec not found).
-pub(crate) fn start_and_confirm_exec(sock: &OwnedFd) -> Result<(), crate::error::EngineError> {
-    use crate::error::EngineError;
-    use std::os::fd::{AsFd, AsRawFd};
-    send(sock.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the process", e))?;
-    match recv(sock.as_fd()) {
-        Ok(None) => Ok(()),
-        Ok(Some(f)) if f.msg == Msg::Error => {
-            let (step, detail) = f.text.split_once('\0').unwrap_or(("exec", f.text.as_str()));
-            Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() })
-        }
-        Ok(Some(f)) => Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
-        Err(e) => Err(EngineError::sys("wait for the process to start", e)),
-    }
-}

@@ -31,6 +31,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),
+        cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
     })?;
     let state = new_state(&p, id, &launched);

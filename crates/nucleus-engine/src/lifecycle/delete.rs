@@ -5,10 +5,9 @@ use super::kill::signal_init;
 use crate::error::{EngineError, Result};
 use crate::hooks::{self, HookKind};
 use crate::state::{StateRoot, Status};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Deletes container `id`.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
@@ -68,16 +67,10 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 /// Waits for `pid` to exit (or become a zombie), by pidfd.
 pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
     let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else { return Ok(()) };
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Ok(n) if n > 0 => return Ok(()),
-            Ok(_) => return Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(EngineError::sys("wait for the container init to exit", e)),
-        }
+    match nucleus_sys::pidfd::wait_exit(pidfd.as_fd(), limit) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
+        Err(e) => Err(EngineError::sys("wait for the container init to exit", e)),
     }
 }
 

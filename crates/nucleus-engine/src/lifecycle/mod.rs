@@ -61,6 +61,7 @@ struct Prepared {
     rootfs: PathBuf,
     spec: Spec,
     reservation: Reservation,
+    cgroup_mounts: Vec<crate::rootfs::CgroupHierarchy>,
 }
 
 fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
@@ -79,7 +80,8 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     }
     reservation.cgroup = Some(cg.clone());
     cg.create()?;
-    Ok(Prepared { bundle, rootfs, spec, reservation })
+    let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
+    Ok(Prepared { bundle, rootfs, spec, reservation, cgroup_mounts })
 }
 
 fn new_state(p: &Prepared, id: &str, launched: &crate::launch::Launched) -> ContainerState {

@@ -137,6 +137,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup: p.reservation.cgroup.as_ref(),
+        cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
     })?;
     tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: launch init to ready");
