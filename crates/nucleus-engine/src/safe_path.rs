@@ -67,6 +67,9 @@ fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u3
         Err(e) => return Err(e),
     }
     let rel = relative(path);
+    if let Some(fd) = create_leaf_in_existing_parent(root, &rel, leaf)? {
+        return Ok(fd);
+    }
     let comps: Vec<_> = rel.components().collect();
     let mut prefix = PathBuf::new();
     for (i, comp) in comps.iter().enumerate() {
@@ -106,6 +109,33 @@ fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u3
     open_in_root(root, path)
 }
 
+/// The common case for a mount point: only the last component is missing.
+/// Creates it in its parent (resolved inside the root) and opens it without
+/// following anything. `None` sends the caller down the component walk: the
+/// parent is missing too, or something (a dangling symlink) holds the name.
+fn create_leaf_in_existing_parent(root: BorrowedFd<'_>, rel: &Path, leaf: Leaf) -> Result<Option<OwnedFd>, Errno> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let dir = match openat2(root, parent, how(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let made = match leaf {
+        Leaf::File => create_file_at(dir.as_fd(), name),
+        Leaf::Directory => mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755)),
+    };
+    match made {
+        Ok(()) => {}
+        Err(Errno::EEXIST) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let exact = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(dir.as_fd(), name, exact).map(Some)
+}
+
 fn create_file_at(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> Result<(), Errno> {
     // The parent was resolved inside the root; O_NOFOLLOW|O_EXCL refuse to
     // follow or reuse a symlink that appeared since.
@@ -127,6 +157,7 @@ pub(crate) fn fd_path(fd: &impl std::os::fd::AsRawFd) -> String {
 mod tests {
     use super::*;
     use nix::fcntl::open;
+    use nix::sys::stat::fstat;
     use std::os::unix::fs::symlink;
 
     fn root_fd(dir: &Path) -> OwnedFd {
@@ -149,6 +180,22 @@ mod tests {
         // The absolute symlink target was re-rooted: <rootfs>/<outside path>/x/y.
         assert!(rootfs.join(relative(&outside)).join("x/y").is_dir());
         assert!(rootfs.join("outside/file").is_file());
+    }
+
+    #[test]
+    fn missing_leaf_is_created_in_place_and_dangling_leaf_is_rerooted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        symlink("/elsewhere/target", rootfs.join("etc/dangling")).unwrap();
+        let root = root_fd(&rootfs);
+        let dir = create_in_root(root.as_fd(), Path::new("/etc/newdir"), Leaf::Directory).unwrap();
+        assert!(fstat(dir.as_fd()).unwrap().st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let file = create_in_root(root.as_fd(), Path::new("/etc/newfile"), Leaf::File).unwrap();
+        assert!(fstat(file.as_fd()).unwrap().st_mode & libc::S_IFMT == libc::S_IFREG);
+        create_in_root(root.as_fd(), Path::new("/etc/dangling"), Leaf::Directory).unwrap();
+        assert!(rootfs.join("elsewhere/target").is_dir(), "a dangling symlink's target is made inside the root");
+        assert!(!Path::new("/elsewhere").exists());
     }
 
     #[test]

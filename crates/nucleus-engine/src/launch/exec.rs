@@ -119,7 +119,6 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
         let path = format!("/proc/{raw}/oom_score_adj");
         std::fs::write(&path, adj.to_string()).map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
     }
-    let start_time = crate::state::proc_start_time(raw).map(|(t, _)| t).unwrap_or(0);
     sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(raw), "", None).map_err(|e| child_gone(&mut guard, e))?;
     match sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))? {
         Some(f) if f.msg == Msg::Ready => {
@@ -135,7 +134,7 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
         Some(f) if f.msg == Msg::Error => return Err(f.child_error("exec")),
         _ => return Err(child_gone(&mut guard, Errno::EPIPE)),
     }
-    Ok(Launched { pid, start_time, sync: parent_sock, guard })
+    Ok(Launched { pid, sync: parent_sock, guard, state: None })
 }
 
 /// Role: intermediate, host pid namespace, privileged. Joins the init's

@@ -12,6 +12,7 @@ use crate::hooks::{self, HookKind};
 use crate::namespaces;
 use crate::process::ProcessPlan;
 use crate::rootfs::{self, RootfsPlan};
+use crate::state::{ContainerDir, ContainerState};
 use crate::security::seccomp::{self, SeccompProgram};
 use crate::userns;
 use nix::errno::Errno;
@@ -51,16 +52,19 @@ pub(crate) struct LaunchRequest<'a> {
     pub cgroup_mounts: &'a [rootfs::CgroupHierarchy],
     /// Where compiled seccomp programs are cached.
     pub seccomp_cache: Option<&'a Path>,
+    /// Where to save `state.json`; it is written while the init sets up.
+    pub state_dir: Option<&'a ContainerDir>,
 }
 
 /// A container init that is set up and waiting to exec.
 #[derive(Debug)]
 pub(crate) struct Launched {
     pub pid: Pid,
-    pub start_time: u64,
     /// Parent end of the sync socket (run mode sends `Start` on it).
     pub sync: OwnedFd,
     pub(super) guard: ChildGuard,
+    /// The state saved for a new container (None for exec).
+    pub state: Option<ContainerState>,
 }
 
 impl Launched {
@@ -265,6 +269,13 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
     let start_time = crate::state::proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
 
     sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(pid.as_raw()), "", None).map_err(|e| child_gone(&mut guard, e))?;
+    // Written while the init mounts its root: on a 2-core host this costs
+    // the start path nothing. If the init then fails, the caller's
+    // reservation removes the directory.
+    let state = initial_state(&req, pid, start_time);
+    if let Some(dir) = req.state_dir {
+        dir.save(&state)?;
+    }
     loop {
         let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;
         let Some(frame) = frame else {
@@ -292,7 +303,21 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
             }
         }
     }
-    Ok(Launched { pid, start_time, sync: parent_sock, guard })
+    Ok(Launched { pid, sync: parent_sock, guard, state: Some(state) })
+}
+
+fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {
+    ContainerState {
+        id: req.id.to_string(),
+        pid: pid.as_raw(),
+        pid_start_time: start_time,
+        bundle: req.bundle.to_path_buf(),
+        rootfs: req.rootfs.to_path_buf(),
+        created: crate::timefmt::rfc3339(std::time::SystemTime::now()),
+        annotations: req.spec.annotations().clone().unwrap_or_default(),
+        cgroup: req.cgroup.cloned(),
+        spec: req.spec.clone(),
+    }
 }
 
 /// The child closed the socket or the send failed: say how it ended.

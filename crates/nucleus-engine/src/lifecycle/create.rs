@@ -1,6 +1,6 @@
 //! `create`: set the container up and leave its init waiting on exec.fifo.
 
-use super::{new_state, prepare, write_pid_file};
+use super::{prepare, write_pid_file};
 use crate::error::Result;
 use crate::launch::{launch, LaunchMode, LaunchRequest};
 use crate::state::StateRoot;
@@ -33,16 +33,14 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
         cgroup: p.reservation.cgroup.as_ref(),
         cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
+        state_dir: p.reservation.dir.as_ref(),
     })?;
-    let state = new_state(&p, id, &launched);
-    if let Some(d) = p.reservation.dir.as_ref() {
-        d.save(&state)?;
-    }
+    let pid = launched.pid.as_raw();
     if let Some(path) = opts.pid_file {
-        write_pid_file(path, state.pid)?;
+        write_pid_file(path, pid)?;
     }
     launched.disarm();
     p.reservation.disarm();
-    tracing::debug!(id, pid = state.pid, "container created");
-    Ok(state.pid)
+    tracing::debug!(id, pid, "container created");
+    Ok(pid)
 }

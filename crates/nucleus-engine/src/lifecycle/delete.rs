@@ -4,7 +4,7 @@
 use super::kill::signal_init;
 use crate::error::{EngineError, Result};
 use crate::hooks::{self, HookKind};
-use crate::state::{StateRoot, Status};
+use crate::state::{ContainerDir, ContainerState, StateRoot, Status};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -29,6 +29,18 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let state = dir.load()?;
+    remove(root, dir, state, force)
+}
+
+/// Deletes a container whose state the caller already holds (a foreground
+/// `run`): the fields used here never change after start.
+pub(crate) fn delete_known(root: &StateRoot, state: ContainerState) -> Result<()> {
+    let dir = root.open(&state.id)?;
+    remove(root, dir, state, true)
+}
+
+fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: bool) -> Result<()> {
+    let id = state.id.as_str();
     let status = dir.status(&state);
     match status {
         Status::Stopped | Status::Created => {}

@@ -20,7 +20,7 @@ pub(crate) use run::{poll_timeout, reap as reap_init};
 pub use start::start;
 
 use crate::error::{EngineError, Result};
-use crate::state::{ContainerDir, ContainerState, StateRoot};
+use crate::state::{ContainerDir, StateRoot};
 use nucleus_cgroups::{Cgroup, Host};
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
@@ -82,20 +82,6 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     cg.create()?;
     let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
     Ok(Prepared { bundle, rootfs, spec, reservation, cgroup_mounts })
-}
-
-fn new_state(p: &Prepared, id: &str, launched: &crate::launch::Launched) -> ContainerState {
-    ContainerState {
-        id: id.to_string(),
-        pid: launched.pid.as_raw(),
-        pid_start_time: launched.start_time,
-        bundle: p.bundle.clone(),
-        rootfs: p.rootfs.clone(),
-        created: crate::timefmt::rfc3339(std::time::SystemTime::now()),
-        annotations: p.spec.annotations().clone().unwrap_or_default(),
-        cgroup: p.reservation.cgroup.clone(),
-        spec: p.spec.clone(),
-    }
 }
 
 /// Writes the pid file atomically (runc's `--pid-file`).

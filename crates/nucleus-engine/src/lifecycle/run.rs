@@ -2,13 +2,13 @@
 //! the init's parent, forwards signals to it, and returns its exit code;
 //! detached, it returns once the workload has been executed.
 
-use super::delete::delete;
-use super::{new_state, prepare, write_pid_file};
+use super::delete::delete_known;
+use super::{prepare, write_pid_file};
 use crate::error::{EngineError, Result};
 use crate::hooks::{self, HookKind};
 use crate::launch::sync;
 use crate::launch::{launch, LaunchMode, LaunchRequest};
-use crate::state::{StateRoot, Status};
+use crate::state::{ContainerState, StateRoot, Status};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -93,7 +93,7 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
     };
     let t = std::time::Instant::now();
     if !opts.keep {
-        delete(root, id, true)?;
+        delete_known(root, spawned.state)?;
     }
     tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: delete");
     Ok(code)
@@ -107,6 +107,8 @@ pub struct Spawned {
     pub pid: nix::unistd::Pid,
     /// The pty master, when the process has a terminal and no console socket was given.
     pub pty_master: Option<std::os::fd::OwnedFd>,
+    /// The state saved at start; a foreground run deletes from it without re-reading.
+    state: ContainerState,
 }
 
 impl Spawned {
@@ -139,13 +141,11 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         cgroup: p.reservation.cgroup.as_ref(),
         cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
+        state_dir: p.reservation.dir.as_ref(),
     })?;
     tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: launch init to ready");
     let t = std::time::Instant::now();
-    let state = new_state(&p, id, &launched);
-    if let Some(d) = p.reservation.dir.as_ref() {
-        d.save(&state)?;
-    }
+    let state = launched.state.take().ok_or_else(|| EngineError::sys("launch the init", nix::errno::Errno::EINVAL))?;
     // End-of-file means execve succeeded (the child's end is close-on-exec).
     sync::start_and_confirm_exec(&launched.sync)?;
     tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: save state, start, exec");
@@ -158,7 +158,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
     launched.disarm();
     p.reservation.disarm();
     let pty_master = crate::tty::receive_master(console_ours.as_ref())?;
-    Ok(Spawned { pid: launched.pid, pty_master })
+    Ok(Spawned { pid: launched.pid, pty_master, state })
 }
 
 /// Reaps the init once its pidfd is readable: exit code or 128+signal.
