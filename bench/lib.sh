@@ -97,6 +97,7 @@ machine_description() {
     else
         echo "- cgroups: legacy (v1)"
     fi
+    echo "- State roots (--root of every runtime): $(stat -f -c %T "$STATE")"
     echo "- Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

@@ -28,6 +28,7 @@ WARMUP=${WARMUP:-10}
 DENSITY_N=${DENSITY_N:-200}
 LOOP_N=${LOOP_N:-5000000}
 LOOP_REPS=${LOOP_REPS:-7}
+FILES_N=${FILES_N:-200000}
 RSS_REPS=${RSS_REPS:-10}
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 PFX="nb$$"          # every container id and cgroup of this run starts with this
@@ -38,7 +39,14 @@ STATE=$WORK/state   # one --root per runtime: $STATE/<runtime>
 W=$WORK/wrappers
 ROOTFS=$WORK/bundle/rootfs
 NOTES=$WORK/notes   # anomalies found along the way, printed at the end
-mkdir -p "$STATE"/{nucleus,runc,crun,runsc} "$W" "$ROOTFS" "$RESULTS"
+mkdir -p "$STATE" "$W" "$ROOTFS" "$RESULTS"
+# Runtime state lives on tmpfs, as /run does on a standard host (runc's and nucleus's
+# default roots are under /run). Some VMs have /run on disk; STATE_TMPFS=0 keeps the
+# state on the temp dir's filesystem instead.
+if [[ ${STATE_TMPFS:-1} == 1 ]]; then
+    mount -t tmpfs -o mode=0700 nucleus-bench-state "$STATE"
+fi
+mkdir -p "$STATE"/{nucleus,runc,crun,runsc}
 : >"$NOTES"
 : >"$WORK/pids"
 
@@ -127,6 +135,7 @@ for a in $("$BUSYBOX" --list); do
     [[ $a == busybox || -e $ROOTFS/bin/$a ]] || ln -s busybox "$ROOTFS/bin/$a"
 done
 gcc -static -O2 -o "$ROOTFS/bin/getppid-loop" "$BENCH_DIR/getppid-loop.c"
+gcc -O2 -o "$WORK/bin/kernel-costs" "$BENCH_DIR/kernel-costs.c"
 
 # Seccomp profile: every x86_64 syscall the kernel headers know, minus the ones a
 # locked-down sandbox should not have (module/kexec/mount/namespace/keyring/ptrace/
@@ -153,6 +162,9 @@ SECCOMP=$(jq -nc '{
 SECCOMP_ARGS=$(jq -c '.syscalls[0].names -= ["getppid"] |
     .syscalls += [{names: ["getppid"], action: "SCMP_ACT_ALLOW",
                    args: [{index: 0, value: 0, op: "SCMP_CMP_EQ"}]}]' <<<"$SECCOMP")
+# The smallest filter there is: allow everything. What it costs is what any seccomp
+# filter costs on this kernel, whatever its rules: the syscall entry slow path.
+SECCOMP_ALLOW_ALL='{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]}'
 
 "$NUCLEUS" spec -b "$WORK/bundle"
 TEMPLATE=$(jq --arg root "$ROOTFS" '.root.path = $root | .process.terminal = false' "$WORK/bundle/config.json")
@@ -171,6 +183,9 @@ make_bundle bundle-idle '["/bin/sleep", "100000"]'
 make_bundle bundle-loop "[\"/bin/getppid-loop\", \"$LOOP_N\"]"
 make_bundle bundle-loop-seccomp "[\"/bin/getppid-loop\", \"$LOOP_N\"]" ".linux.seccomp = \$sc" "$SECCOMP"
 make_bundle bundle-loop-seccomp-args "[\"/bin/getppid-loop\", \"$LOOP_N\"]" ".linux.seccomp = \$sc" "$SECCOMP_ARGS"
+make_bundle bundle-loop-seccomp-allowall "[\"/bin/getppid-loop\", \"$LOOP_N\"]" ".linux.seccomp = \$sc" "$SECCOMP_ALLOW_ALL"
+make_bundle bundle-files "[\"/bin/getppid-loop\", \"files\", \"$FILES_N\"]"
+make_bundle bundle-files-seccomp "[\"/bin/getppid-loop\", \"files\", \"$FILES_N\"]" ".linux.seccomp = \$sc" "$SECCOMP"
 make_bundle bundle-probe '["/bin/getppid-loop", "probe"]'
 make_bundle bundle-probe-seccomp '["/bin/getppid-loop", "probe"]' ".linux.seccomp = \$sc" "$SECCOMP"
 B=$WORK/bundle
@@ -243,7 +258,7 @@ leftover_check() {
     fi
     c=$(cgroup_dirs_named "$PFX" | wc -l)
     ((c == 0)) || note "$1: $c cgroup dir(s) named $PFX* left, e.g. $(cgroup_dirs_named "$PFX" | head -1)"
-    m=$(mounts_under "$WORK" | wc -l)
+    m=$(mounts_under "$WORK" | { grep -vxF "$STATE" || true; } | wc -l)
     ((m == 0)) || note "$1: $m mount(s) under $WORK left"
     return 0
 }
@@ -291,6 +306,7 @@ for r in "${order[@]}"; do
         continue
     fi
     net=$(awk -v a="$med" -v b="$w_med" 'BEGIN { print a - b }')
+    [[ $r == nucleus-agent ]] && AGENT_NET=$net
     emit "| ${LABEL[$r]} | $(ms "$med") | $(ms "$mean") ± $(ms "$sd") | $(ms "$net") | $(ratio "$net" "$u_net") | $(ratio "$net" "$r_net") |"
 done
 emit "" "net = median − wrapper median; the ratios divide net medians." ""
@@ -344,8 +360,8 @@ log "probe without profile: $PROBE_PLAIN"
 log "probe with profile:    $PROBE_SECCOMP"
 [[ $PROBE_SECCOMP == *"Seccomp: 2"*"errno 1 "* ]] || note "seccomp profile does not look enforced under nucleus: $PROBE_SECCOMP"
 [[ $PROBE_PLAIN == *"Seccomp: 0"* ]] || note "container without a profile still has a seccomp filter: $PROBE_PLAIN"
-declare -A LOOP
-loop_variants=(host nucleus nucleus-seccomp nucleus-seccomp-args runc-seccomp)
+declare -A LOOP FILES
+loop_variants=(host nucleus nucleus-seccomp-allowall nucleus-seccomp nucleus-seccomp-args runc-seccomp)
 PROBE_AGENT=""
 if [[ -z ${STATUS[nucleus-agent-rootfs]} ]]; then
     loop_variants+=(nucleus-agent)
@@ -361,17 +377,30 @@ for ((rep = 1; rep <= LOOP_REPS; rep++)); do
             nucleus) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop" "$PFX-loop-$i") ;;
             nucleus-seccomp) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp" "$PFX-loop-$i") ;;
             nucleus-seccomp-args) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp-args" "$PFX-loop-$i") ;;
+            nucleus-seccomp-allowall) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp-allowall" "$PFX-loop-$i") ;;
             runc-seccomp) cmd=(runc --root "$STATE/runc" run --bundle "$WORK/bundle-loop-seccomp" "$PFX-loop-$i") ;;
             nucleus-agent) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --rootfs "$ROOTFS" -- /bin/getppid-loop "$LOOP_N") ;;
         esac
         v_ns=$("${cmd[@]}" </dev/null 2>"$WORK/loop.err") || { note "loop $v failed: $(first_line "$WORK/loop.err")"; continue; }
         LOOP[$v]+="$v_ns "
+        # The same variant on the file loop (not for the two synthetic profiles).
+        case $v in
+            host) cmd=("$ROOTFS/bin/getppid-loop" files "$FILES_N") ;;
+            nucleus) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-files" "$PFX-files-$i") ;;
+            nucleus-seccomp) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-files-seccomp" "$PFX-files-$i") ;;
+            runc-seccomp) cmd=(runc --root "$STATE/runc" run --bundle "$WORK/bundle-files-seccomp" "$PFX-files-$i") ;;
+            nucleus-agent) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --rootfs "$ROOTFS" -- /bin/getppid-loop files "$FILES_N") ;;
+            *) continue ;;
+        esac
+        v_ns=$("${cmd[@]}" </dev/null 2>"$WORK/loop.err") || { note "file loop $v failed: $(first_line "$WORK/loop.err")"; continue; }
+        FILES[$v]+="$v_ns "
     done
 done
 leftover_check "syscall loop"
 host_ns=$(median ${LOOP[host]:-0})
 plain_ns=$(median ${LOOP[nucleus]:-0})
 plain_min=$(printf '%s\n' ${LOOP[nucleus]:-0} | sort -g | head -1)
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f%%", (a - b) / b * 100; else printf "–" }'; }
 emit "### 3. Steady-state syscall cost ($LOOP_N \`getppid\` per run, median of $LOOP_REPS runs)" ""
 emit "Profile: defaultAction \`SCMP_ACT_ERRNO\` (EPERM), $ALLOW_N syscalls allowed. Probe inside nucleus with the profile: \`$PROBE_SECCOMP\`; without: \`$PROBE_PLAIN\`${PROBE_AGENT:+; in agent mode: \`$PROBE_AGENT\`}" ""
 emit "| where | ns/syscall median | min – max | Δ vs host (median) | Δ vs nucleus without seccomp (median) | Δ vs nucleus without seccomp (min) |" "|---|---:|---:|---:|---:|---:|"
@@ -381,6 +410,7 @@ for v in "${loop_variants[@]}"; do
         nucleus) label="nucleus, no seccomp profile" ;;
         nucleus-seccomp) label="nucleus, $ALLOW_N-syscall allow-list" ;;
         nucleus-seccomp-args) label="nucleus, same list but \`getppid\` arg-filtered (defeats the kernel's allow cache)" ;;
+        nucleus-seccomp-allowall) label="nucleus, allow-all filter (no rules: the kernel's cost of any filter)" ;;
         runc-seccomp) label="runc, $ALLOW_N-syscall allow-list (reference)" ;;
         nucleus-agent) label="nucleus agent mode (\`run --rootfs\`), its built-in default profile" ;;
     esac
@@ -388,8 +418,27 @@ for v in "${loop_variants[@]}"; do
     med=$(median ${LOOP[$v]})
     min=$(printf '%s\n' ${LOOP[$v]} | sort -g | head -1)
     range=$(printf '%s\n' ${LOOP[$v]} | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / – /')
-    pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f%%", (a - b) / b * 100; else printf "–" }'; }
     emit "| $label | $(printf '%.1f' "$med") | $range | $(pct "$med" "$host_ns") | $(pct "$med" "$plain_ns") | $(pct "$min" "$plain_min") |"
+done
+emit ""
+fhost=$(median ${FILES[host]:-0})
+fplain=$(median ${FILES[nucleus]:-0})
+fplain_min=$(printf '%s\n' ${FILES[nucleus]:-0} | sort -g | head -1)
+emit "**3b. A syscall-heavy file loop** ($FILES_N × \`open\`, \`fstat\`, 4 KiB \`pread\`, \`close\` of /bin/busybox per run, median of $LOOP_REPS runs)" ""
+emit "| where | ns/cycle median | min – max | Δ vs host (median) | Δ vs nucleus without seccomp (median) | Δ vs nucleus without seccomp (min) |" "|---|---:|---:|---:|---:|---:|"
+for v in host nucleus nucleus-seccomp runc-seccomp nucleus-agent; do
+    case $v in
+        host) label="host (no container)" ;;
+        nucleus) label="nucleus, no seccomp profile" ;;
+        nucleus-seccomp) label="nucleus, $ALLOW_N-syscall allow-list" ;;
+        runc-seccomp) label="runc, $ALLOW_N-syscall allow-list (reference)" ;;
+        nucleus-agent) label="nucleus agent mode: default profile and Landlock" ;;
+    esac
+    [[ -n ${FILES[$v]:-} ]] || continue
+    med=$(median ${FILES[$v]})
+    min=$(printf '%s\n' ${FILES[$v]} | sort -g | head -1)
+    range=$(printf '%s\n' ${FILES[$v]} | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / – /')
+    emit "| $label | $(printf '%.0f' "$med") | $range | $(pct "$med" "$fhost") | $(pct "$med" "$fplain") | $(pct "$min" "$fplain_min") |"
 done
 emit ""
 
@@ -487,6 +536,46 @@ for r in unshare bwrap runc crun runsc nucleus nucleus-agent; do
 done
 emit "" "GNU time reports ru_maxrss of the runtime and the descendants it reaped: the largest single process, not a sum." ""
 leftover_check "peak RSS"
+
+# ================================================================ 6. kernel floor of the protections
+# What the kernel alone charges for each protection agent mode applies, measured by
+# bench/kernel-costs.c with no runtime around it. Their sum, added to the unshare
+# floor, bounds from below what any runtime applying them can reach.
+if [[ -z ${STATUS[nucleus-agent]} ]]; then
+    log "table 6: kernel cost of each protection (bench/kernel-costs.c)"
+    KC=$WORK/bin/kernel-costs KC_N=${KC_N:-200}
+    kc_root=$WORK/kc-root
+    "$NUCLEUS" --root "$kc_root" run -- /bin/true </dev/null >/dev/null 2>&1 || note "kernel costs: agent-mode run failed"
+    agent_bpf=$(find "$kc_root/.seccomp-cache" -name '*.bpf' -print -quit 2>/dev/null)
+    agent_mounts=$("$NUCLEUS" --root "$kc_root" run -- /bin/cat /proc/self/mountinfo </dev/null 2>/dev/null | wc -l)
+    declare -A KCV KCL
+    KCL[clone]="fork, exit and reap a child in new pid, net, ipc, uts, mount and cgroup namespaces (the floor's own work)"
+    KCV[clone]=$("$KC" clone "$KC_N" 2>/dev/null)
+    KCL[cgroups]="cgroups: mkdir + rmdir under our own cgroup in every hierarchy ($("$KC" cgroups 1 2>&1 >/dev/null | grep -o '[0-9]* hierarchies'))"
+    KCV[cgroups]=$("$KC" cgroups "$KC_N" 2>/dev/null)
+    if [[ -n $agent_bpf ]]; then
+        KCL[seccomp]="seccomp: load the agent profile ($("$KC" seccomp 1 "$agent_bpf" 2>&1 >/dev/null | grep -o '[0-9]* instructions'); the kernel JIT-compiles it)"
+        KCV[seccomp]=$("$KC" seccomp "$KC_N" "$agent_bpf" 2>/dev/null)
+    fi
+    KCL[mounts]="mounts: a tmpfs plus $agent_mounts read-only bind mounts (as many mounts as the agent root has; binds are the cheapest kind), and their teardown"
+    KCV[mounts]=$("$KC" mounts "$((KC_N / 2))" "$agent_mounts" 2>/dev/null)
+    KCL[landlock]="Landlock: a ruleset with 12 path rules, then restrict_self"
+    KCV[landlock]=$("$KC" landlock "$KC_N" 12 2>/dev/null)
+    KCL[lo]="bring loopback up in the new network namespace"
+    KCV[lo]=$("$KC" lo "$KC_N" 2>/dev/null)
+    rm -rf "$kc_root"
+    u_us=$(awk -v a="$u_net" 'BEGIN { print a * 1e6 }')
+    emit "### 6. The kernel's own cost of each protection in agent mode (\`bench/kernel-costs.c\`, median of $KC_N)" ""
+    emit "| kernel work, with no runtime around it | median µs | × unshare floor (net $(printf '%.0f' "$u_us") µs) |" "|---|---:|---:|"
+    extra=0
+    for k in clone cgroups seccomp mounts landlock lo; do
+        [[ -n ${KCV[$k]:-} ]] || { [[ -n ${KCL[$k]:-} ]] && note "kernel costs: probe $k failed"; continue; }
+        emit "| ${KCL[$k]} | $(printf '%.0f' "${KCV[$k]}") | $(awk -v a="${KCV[$k]}" -v b="$u_us" 'BEGIN { printf "%.2f×", a / b }') |"
+        [[ $k == clone ]] || extra=$(awk -v a="$extra" -v b="${KCV[$k]}" 'BEGIN { print a + b }')
+    done
+    emit "| **the protections beyond the floor, summed** | **$(printf '%.0f' "$extra")** | **$(awk -v a="$extra" -v b="$u_us" 'BEGIN { printf "%.2f×", a / b }')** |" ""
+    emit "A sandbox doing only this kernel work would take at least $(awk -v a="$extra" -v b="$u_us" 'BEGIN { printf "%.2f×", (a + b) / b }') the unshare floor; 1.3× leaves $(awk -v b="$u_us" 'BEGIN { printf "%.0f", 0.3 * b }') µs for all of it. The agent-mode row of table 1 is $(awk -v a="${AGENT_NET:-0}" -v b="$u_net" 'BEGIN { if (b > 0 && a > 0) printf "%.2f×", a / b; else printf "–" }') the floor." ""
+fi
 
 # ================================================================ report
 # nucleus keeps caches in hidden dirs of its --root (not containers): list them once
