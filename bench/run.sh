@@ -189,6 +189,18 @@ make_bundle bundle-files-seccomp "[\"/bin/getppid-loop\", \"files\", \"$FILES_N\
 make_bundle bundle-probe '["/bin/getppid-loop", "probe"]'
 make_bundle bundle-probe-seccomp '["/bin/getppid-loop", "probe"]' ".linux.seccomp = \$sc" "$SECCOMP"
 B=$WORK/bundle
+# The agent-mode default profile as nucleus generates it, to measure it alone
+# (without Landlock) on the same bundle as the other profiles.
+AGENT_SC=""
+if "$NUCLEUS" --root "$WORK/profile-root" run --keep --name agent-profile -- /bin/true </dev/null >/dev/null 2>&1; then
+    AGENT_SC=$(jq -c '.linux.seccomp // empty' "$WORK"/profile-root/.bundles/*/config.json 2>/dev/null | head -1)
+    "$NUCLEUS" --root "$WORK/profile-root" rm -f agent-profile >/dev/null 2>&1
+fi
+rm -rf "$WORK/profile-root"
+if [[ -n $AGENT_SC ]]; then
+    make_bundle bundle-loop-agentprofile "[\"/bin/getppid-loop\", \"$LOOP_N\"]" ".linux.seccomp = \$sc" "$AGENT_SC"
+    make_bundle bundle-files-agentprofile "[\"/bin/getppid-loop\", \"files\", \"$FILES_N\"]" ".linux.seccomp = \$sc" "$AGENT_SC"
+fi
 
 # ---------------------------------------------------------------- wrappers
 # Every measured command runs through the same tiny /bin/sh wrapper: make a unique
@@ -362,6 +374,7 @@ log "probe with profile:    $PROBE_SECCOMP"
 [[ $PROBE_PLAIN == *"Seccomp: 0"* ]] || note "container without a profile still has a seccomp filter: $PROBE_PLAIN"
 declare -A LOOP FILES
 loop_variants=(host nucleus nucleus-seccomp-allowall nucleus-seccomp nucleus-seccomp-args runc-seccomp)
+[[ -z $AGENT_SC ]] || loop_variants+=(nucleus-agentprofile)
 PROBE_AGENT=""
 if [[ -z ${STATUS[nucleus-agent-rootfs]} ]]; then
     loop_variants+=(nucleus-agent)
@@ -378,6 +391,7 @@ for ((rep = 1; rep <= LOOP_REPS; rep++)); do
             nucleus-seccomp) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp" "$PFX-loop-$i") ;;
             nucleus-seccomp-args) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp-args" "$PFX-loop-$i") ;;
             nucleus-seccomp-allowall) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-seccomp-allowall" "$PFX-loop-$i") ;;
+            nucleus-agentprofile) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-loop-agentprofile" "$PFX-loop-$i") ;;
             runc-seccomp) cmd=(runc --root "$STATE/runc" run --bundle "$WORK/bundle-loop-seccomp" "$PFX-loop-$i") ;;
             nucleus-agent) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --rootfs "$ROOTFS" -- /bin/getppid-loop "$LOOP_N") ;;
         esac
@@ -388,6 +402,7 @@ for ((rep = 1; rep <= LOOP_REPS; rep++)); do
             host) cmd=("$ROOTFS/bin/getppid-loop" files "$FILES_N") ;;
             nucleus) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-files" "$PFX-files-$i") ;;
             nucleus-seccomp) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-files-seccomp" "$PFX-files-$i") ;;
+            nucleus-agentprofile) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --bundle "$WORK/bundle-files-agentprofile" "$PFX-files-$i") ;;
             runc-seccomp) cmd=(runc --root "$STATE/runc" run --bundle "$WORK/bundle-files-seccomp" "$PFX-files-$i") ;;
             nucleus-agent) cmd=("$NUCLEUS" --root "$STATE/nucleus" run --rootfs "$ROOTFS" -- /bin/getppid-loop files "$FILES_N") ;;
             *) continue ;;
@@ -411,6 +426,7 @@ for v in "${loop_variants[@]}"; do
         nucleus-seccomp) label="nucleus, $ALLOW_N-syscall allow-list" ;;
         nucleus-seccomp-args) label="nucleus, same list but \`getppid\` arg-filtered (defeats the kernel's allow cache)" ;;
         nucleus-seccomp-allowall) label="nucleus, allow-all filter (no rules: the kernel's cost of any filter)" ;;
+        nucleus-agentprofile) label="nucleus, the agent-mode default profile alone (busybox bundle, no Landlock)" ;;
         runc-seccomp) label="runc, $ALLOW_N-syscall allow-list (reference)" ;;
         nucleus-agent) label="nucleus agent mode (\`run --rootfs\`), its built-in default profile" ;;
     esac
@@ -426,8 +442,9 @@ fplain=$(median ${FILES[nucleus]:-0})
 fplain_min=$(printf '%s\n' ${FILES[nucleus]:-0} | sort -g | head -1)
 emit "**3b. A syscall-heavy file loop** ($FILES_N × \`open\`, \`fstat\`, 4 KiB \`pread\`, \`close\` of /bin/busybox per run, median of $LOOP_REPS runs)" ""
 emit "| where | ns/cycle median | min – max | Δ vs host (median) | Δ vs nucleus without seccomp (median) | Δ vs nucleus without seccomp (min) |" "|---|---:|---:|---:|---:|---:|"
-for v in host nucleus nucleus-seccomp runc-seccomp nucleus-agent; do
+for v in host nucleus nucleus-seccomp runc-seccomp nucleus-agentprofile nucleus-agent; do
     case $v in
+        nucleus-agentprofile) label="nucleus, the agent-mode default profile alone (no Landlock)" ;;
         host) label="host (no container)" ;;
         nucleus) label="nucleus, no seccomp profile" ;;
         nucleus-seccomp) label="nucleus, $ALLOW_N-syscall allow-list" ;;
