@@ -125,7 +125,7 @@ fi
 mkdir -p "$WORK/bin"
 cp "$REPO/target/release/nucleus" "$WORK/bin/nucleus"
 NUCLEUS=$WORK/bin/nucleus
-NUCLEUS_VERSION="$("$NUCLEUS" --version 2>/dev/null || echo nucleus) ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && [[ -n $(git status --porcelain 2>/dev/null | grep -v '^?? bench/') ]] && echo ', dirty tree'))"
+NUCLEUS_VERSION="$("$NUCLEUS" --version 2>/dev/null || echo nucleus) ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && [[ -n $(git status --porcelain 2>/dev/null | grep -v '^?? bench/') ]] && echo ', dirty tree' || true))"
 
 # ---------------------------------------------------------------- bundles
 log "building the busybox bundle in $WORK"
