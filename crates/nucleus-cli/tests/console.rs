@@ -4,44 +4,15 @@
 #[macro_use]
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{accept_until, recv_fd, Ctx, Out};
+use common::{accept_until, pty_master, read_pty, recv_fd, Ctx, Out};
 use serde_json::json;
-
-/// Reads the pty master until the slave side is closed (EIO) or `timeout` passes.
-fn read_master(master: &mut std::fs::File, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            // Linux reports a hung-up pty master as EIO.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) => panic!("read pty master: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
-}
 
 /// `create --console-socket`, returning the create output and the received pty master.
 fn create_with_console(
@@ -78,12 +49,11 @@ fn console_socket_receives_a_working_pty() {
     let (out, master) = create_with_console(&ctx, &bundle, &id, &sock);
     out.assert_ok();
     let master = master.unwrap_or_else(|| panic!("runtime never sent a pty master\n{out}"));
-    set_nonblocking(&master);
-    let mut master = std::fs::File::from(master);
+    let mut master = pty_master(master);
 
     ctx.start(&id);
     master.write_all(b"ping\n").expect("write to pty master");
-    let text = read_master(&mut master, Duration::from_secs(20));
+    let text = read_pty(&mut master, Duration::from_secs(20));
 
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(

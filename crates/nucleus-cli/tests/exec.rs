@@ -6,13 +6,13 @@
 mod common;
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{accept_until, cap_mask, install_sysprobe, parse_probe, recv_fd, status_field, Bundle, Ctx, DEFAULT_CAPS};
+use common::{accept_until, cap_mask, pty_master, read_pty, install_sysprobe, parse_probe, recv_fd, status_field, Bundle, Ctx, DEFAULT_CAPS};
 use serde_json::json;
 
 /// The value of `Field:` in a /proc/PID/status dump.
@@ -535,32 +535,9 @@ fn exec_tty_sends_a_pty_to_the_console_socket() {
     let pid = read_pid_file(&pid_file);
     ctx.record_pid(pid);
 
-    {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL).unwrap());
-        fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
-    }
-    let mut master = fs::File::from(master);
+    let mut master = pty_master(master);
     master.write_all(b"ping\n").expect("write to pty master");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut text = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            // A hung-up pty master reads EIO.
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
-            Err(e) => panic!("read pty master: {e}"),
-        }
-    }
-    let text = String::from_utf8_lossy(&text).replace('\r', "");
+    let text = read_pty(&mut master, Duration::from_secs(20));
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(
         lines.iter().any(|l| l.starts_with("/dev/pts/")),

@@ -8,12 +8,12 @@
 mod common;
 
 use std::fs;
-use std::io::{ErrorKind, IoSliceMut};
+use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{install_sysprobe, parse_probe, Bundle, Ctx, Out};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -641,20 +641,7 @@ fn agent_accept(
     deadline: Instant,
     done: impl Fn() -> bool,
 ) -> Option<AgentHello> {
-    listener.set_nonblocking(true).unwrap();
-    let stream: UnixStream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if done() || Instant::now() > deadline {
-                    return None;
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("accept on the seccomp listener: {e}"),
-        }
-    };
-    stream.set_nonblocking(false).unwrap();
+    let stream = common::accept_until(listener, deadline, done)?;
     let mut buf = vec![0u8; 1 << 16];
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let (len, fds) = {

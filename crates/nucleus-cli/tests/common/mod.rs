@@ -1121,7 +1121,7 @@ pub fn accept_until(
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => panic!("accept on console socket: {e}"),
+            Err(e) => panic!("accept on unix socket: {e}"),
         }
     }
 }
@@ -1143,4 +1143,37 @@ pub fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd 
         }
     }
     panic!("console socket message carried no SCM_RIGHTS fd");
+}
+
+/// A pty master received from the runtime, as a non-blocking file for [`read_pty`].
+pub fn pty_master(fd: std::os::fd::OwnedFd) -> std::fs::File {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL).unwrap());
+    fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    std::fs::File::from(fd)
+}
+
+/// Reads a pty master until the slave side is closed (EIO) or `timeout` passes;
+/// the text comes back without the terminal's carriage returns.
+pub fn read_pty(master: &mut std::fs::File, timeout: Duration) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Linux reports a hung-up pty master as EIO.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => panic!("read pty master: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
 }
