@@ -134,7 +134,7 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
         Some(f) if f.msg == Msg::Error => return Err(f.child_error("exec")),
         _ => return Err(child_gone(&mut guard, Errno::EPIPE)),
     }
-    Ok(Launched { pid, sync: parent_sock, guard, state: None })
+    Ok(Launched { pid, sync: parent_sock, guard })
 }
 
 /// Role: intermediate, host pid namespace, privileged. Joins the init's

@@ -63,8 +63,6 @@ pub(crate) struct Launched {
     /// Parent end of the sync socket (run mode sends `Start` on it).
     pub sync: OwnedFd,
     pub(super) guard: ChildGuard,
-    /// The state saved for a new container (None for exec).
-    pub state: Option<ContainerState>,
 }
 
 impl Launched {
@@ -118,8 +116,9 @@ fn hook_state(req: &LaunchRequest<'_>, pid: Pid) -> String {
 }
 
 /// Clones the init, drives it through setup, and returns once it is ready
-/// to exec. On error the init is killed and reaped.
-pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
+/// to exec, with the container's state as saved. On error the init is
+/// killed and reaped.
+pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerState)> {
     let process_spec = req
         .spec
         .process()
@@ -303,7 +302,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<Launched> {
             }
         }
     }
-    Ok(Launched { pid, sync: parent_sock, guard, state: Some(state) })
+    Ok((Launched { pid, sync: parent_sock, guard }, state))
 }
 
 fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {

@@ -20,7 +20,7 @@ pub struct CreateOptions<'a> {
 pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i32> {
     let p = prepare(root, id, opts.bundle)?;
     let dir = p.reservation.dir.as_ref().map(|d| d.fifo_path()).unwrap_or_default();
-    let mut launched = launch(LaunchRequest {
+    let (mut launched, _) = launch(LaunchRequest {
         id,
         spec: &p.spec,
         bundle: &p.bundle,

@@ -128,7 +128,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
     let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     // A foreground run with a terminal and no console socket proxies the pty itself.
     let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
-    let mut launched = launch(LaunchRequest {
+    let (mut launched, state) = launch(LaunchRequest {
         id,
         spec: &p.spec,
         bundle: &p.bundle,
@@ -145,10 +145,9 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
     })?;
     tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: launch init to ready");
     let t = std::time::Instant::now();
-    let state = launched.state.take().ok_or_else(|| EngineError::sys("launch the init", nix::errno::Errno::EINVAL))?;
     // End-of-file means execve succeeded (the child's end is close-on-exec).
     sync::start_and_confirm_exec(&launched.sync)?;
-    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: save state, start, exec");
+    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: start, exec");
     if let Some(path) = opts.pid_file {
         write_pid_file(path, state.pid)?;
     }
