@@ -486,9 +486,9 @@ pub fn agent_seccomp_profile() -> LinuxSeccomp {
 mod tests {
     use super::*;
     use crate::security::seccomp::{compile, SeccompProgram};
+    use crate::security::test_child::{assert_exit, sh_after};
     use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{execv, fork, ForkResult};
-    use std::ffi::CString;
+    use nix::unistd::{fork, ForkResult};
     use std::time::Instant;
 
     /// Refused syscalls that must not be in the allow list by accident.
@@ -573,43 +573,23 @@ mod tests {
         compile(&agent_seccomp_profile()).expect("agent profile compiles")
     }
 
-    /// Forks; the child sets no_new_privs, loads `program` (if any) and
-    /// execs `/bin/sh -c script`. Exit codes 120-122 mean the harness
-    /// failed in the child.
+    /// Runs `/bin/sh -c script` under no_new_privs and `program` (if any).
+    /// Exit 120: no_new_privs failed; 121: the filter did not load.
     fn run_filtered(program: Option<&SeccompProgram>, script: &str) -> WaitStatus {
-        let sh = CString::new("/bin/sh").expect("cstr");
-        let argv = [
-            sh.clone(),
-            CString::new("-c").expect("cstr"),
-            CString::new(script).expect("cstr"),
-        ];
-        // SAFETY: the child is single-threaded after fork and only makes raw
-        // syscalls (prctl, seccomp, execve) before exec or `_exit`; it never
-        // returns into the harness.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                let code = if nix::sys::prctl::set_no_new_privs().is_err() {
+        sh_after(
+            || {
+                if nix::sys::prctl::set_no_new_privs().is_err() {
                     120
                 } else if program.is_some_and(|p| p.load().is_err()) {
                     121
                 } else {
-                    let _ = execv(&sh, &argv);
-                    122
-                };
-                // SAFETY: _exit ends the child without running atexit
-                // handlers or destructors that could touch harness state.
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => waitpid(child, None).expect("waitpid"),
-        }
+                    0
+                }
+            },
+            script,
+        )
     }
 
-    fn assert_exit(status: WaitStatus, code: i32) {
-        assert!(
-            matches!(status, WaitStatus::Exited(_, c) if c == code),
-            "child: {status:?} (wanted exit {code}; the code names the failed check)"
-        );
-    }
 
     #[test]
     fn ordinary_programs_run() {

@@ -543,13 +543,10 @@ impl LandlockPolicy {
 }
 
 #[cfg(test)]
-// Forking needs raw calls; only the tests use them.
-#[allow(unsafe_code)]
 mod tests {
     use super::*;
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{execv, fork, ForkResult};
-    use std::ffi::CString;
+    use crate::security::test_child::{assert_exit, sh_after};
+    use nix::sys::wait::WaitStatus;
     use std::net::TcpListener;
 
     #[test]
@@ -686,40 +683,21 @@ mod tests {
         assert!(policy.net.is_empty());
     }
 
-    /// Forks; the child runs `setup` then applies `policy` and execs
-    /// `/bin/sh -c script`. Returns the child's wait status. Exit codes
-    /// 120-122 mean the harness itself failed in the child.
-    fn run_confined(
-        policy: &LandlockPolicy,
-        setup: impl FnOnce() -> bool,
-        script: &str,
-    ) -> WaitStatus {
-        let sh = CString::new("/bin/sh").expect("cstr");
-        let argv = [
-            sh.clone(),
-            CString::new("-c").expect("cstr"),
-            CString::new(script).expect("cstr"),
-        ];
-        // SAFETY: the child is single-threaded after fork; it runs `setup`,
-        // `apply` (glibc malloc is fork-safe; no other lock is shared with the
-        // harness threads) and then execs or `_exit`s, never returning into
-        // the harness.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                let code = if !setup() {
+    /// Runs `/bin/sh -c script` after `setup` and under `policy`.
+    /// Exit 120: setup failed; 121: the policy did not apply.
+    fn run_confined(policy: &LandlockPolicy, setup: impl FnOnce() -> bool, script: &str) -> WaitStatus {
+        sh_after(
+            || {
+                if !setup() {
                     120
                 } else if policy.apply(false).is_err() {
                     121
                 } else {
-                    let _ = execv(&sh, &argv);
-                    122
-                };
-                // SAFETY: _exit ends the child at once, running no atexit
-                // handler or destructor that could touch harness state.
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => waitpid(child, None).expect("waitpid"),
-        }
+                    0
+                }
+            },
+            script,
+        )
     }
 
     fn system_read_exec() -> LandlockPolicy {
@@ -731,13 +709,6 @@ mod tests {
                 .any(|p| r.path == Path::new(p))
         });
         policy
-    }
-
-    fn assert_exit(status: WaitStatus, code: i32) {
-        assert!(
-            matches!(status, WaitStatus::Exited(_, c) if c == code),
-            "child: {status:?} (wanted exit {code}; the code names the failed check)"
-        );
     }
 
     #[test]

@@ -7,5 +7,8 @@ pub mod pinning;
 pub mod policy_error;
 pub mod seccomp;
 pub mod seccomp_cache;
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod test_child;
 
 pub use policy_error::PolicyError;
