@@ -412,10 +412,19 @@ for ((rep = 1; rep <= LOOP_REPS; rep++)); do
     done
 done
 leftover_check "syscall loop"
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f%%", (a - b) / b * 100; else printf "–" }'; }
+min_of() { printf '%s\n' "$@" | sort -g | head -1; }
+# loop_row LABEL PRINTF_FMT "VALUES" HOST_MEDIAN PLAIN_MEDIAN PLAIN_MIN: one row of tables 3 and 3b
+loop_row() {
+    local med min range
+    med=$(median $3)
+    min=$(min_of $3)
+    range=$(printf '%s\n' $3 | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / – /')
+    emit "| $1 | $(printf "$2" "$med") | $range | $(pct "$med" "$4") | $(pct "$med" "$5") | $(pct "$min" "$6") |"
+}
 host_ns=$(median ${LOOP[host]:-0})
 plain_ns=$(median ${LOOP[nucleus]:-0})
-plain_min=$(printf '%s\n' ${LOOP[nucleus]:-0} | sort -g | head -1)
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f%%", (a - b) / b * 100; else printf "–" }'; }
+plain_min=$(min_of ${LOOP[nucleus]:-0})
 emit "### 3. Steady-state syscall cost ($LOOP_N \`getppid\` per run, median of $LOOP_REPS runs)" ""
 emit "Profile: defaultAction \`SCMP_ACT_ERRNO\` (EPERM), $ALLOW_N syscalls allowed. Probe inside nucleus with the profile: \`$PROBE_SECCOMP\`; without: \`$PROBE_PLAIN\`${PROBE_AGENT:+; in agent mode: \`$PROBE_AGENT\`}" ""
 emit "| where | ns/syscall median | min – max | Δ vs host (median) | Δ vs nucleus without seccomp (median) | Δ vs nucleus without seccomp (min) |" "|---|---:|---:|---:|---:|---:|"
@@ -431,15 +440,12 @@ for v in "${loop_variants[@]}"; do
         nucleus-agent) label="nucleus agent mode (\`run --rootfs\`), its built-in default profile" ;;
     esac
     [[ -n ${LOOP[$v]:-} ]] || { emit "| $label | failed | | | | |"; continue; }
-    med=$(median ${LOOP[$v]})
-    min=$(printf '%s\n' ${LOOP[$v]} | sort -g | head -1)
-    range=$(printf '%s\n' ${LOOP[$v]} | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / – /')
-    emit "| $label | $(printf '%.1f' "$med") | $range | $(pct "$med" "$host_ns") | $(pct "$med" "$plain_ns") | $(pct "$min" "$plain_min") |"
+    loop_row "$label" '%.1f' "${LOOP[$v]}" "$host_ns" "$plain_ns" "$plain_min"
 done
 emit ""
 fhost=$(median ${FILES[host]:-0})
 fplain=$(median ${FILES[nucleus]:-0})
-fplain_min=$(printf '%s\n' ${FILES[nucleus]:-0} | sort -g | head -1)
+fplain_min=$(min_of ${FILES[nucleus]:-0})
 emit "**3b. A syscall-heavy file loop** ($FILES_N × \`open\`, \`fstat\`, 4 KiB \`pread\`, \`close\` of /bin/busybox per run, median of $LOOP_REPS runs)" ""
 emit "| where | ns/cycle median | min – max | Δ vs host (median) | Δ vs nucleus without seccomp (median) | Δ vs nucleus without seccomp (min) |" "|---|---:|---:|---:|---:|---:|"
 for v in host nucleus nucleus-seccomp runc-seccomp nucleus-agentprofile nucleus-agent; do
@@ -452,10 +458,7 @@ for v in host nucleus nucleus-seccomp runc-seccomp nucleus-agentprofile nucleus-
         nucleus-agent) label="nucleus agent mode: default profile and Landlock" ;;
     esac
     [[ -n ${FILES[$v]:-} ]] || continue
-    med=$(median ${FILES[$v]})
-    min=$(printf '%s\n' ${FILES[$v]} | sort -g | head -1)
-    range=$(printf '%s\n' ${FILES[$v]} | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / – /')
-    emit "| $label | $(printf '%.0f' "$med") | $range | $(pct "$med" "$fhost") | $(pct "$med" "$fplain") | $(pct "$min" "$fplain_min") |"
+    loop_row "$label" '%.0f' "${FILES[$v]}" "$fhost" "$fplain" "$fplain_min"
 done
 emit ""
 
