@@ -159,6 +159,9 @@ pub enum SandboxError {
     #[error("container `{query}` has no logs (it was not started by `nucleus run -d`)")]
     NoLogs { query: String },
 
+    #[error("monitor arguments: unexpected `{arg}` (expected --id ID --bundle DIR [--timeout SECS] [--rm])")]
+    MonitorArgs { arg: String },
+
     #[error("cannot start the container monitor: {reason}")]
     MonitorStart { reason: String },
 

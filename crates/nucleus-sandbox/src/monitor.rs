@@ -17,7 +17,7 @@
 //! It has no threads and one 8 KiB read buffer.
 
 use crate::clock;
-use crate::error::{render_chain, Field, LaunchFailure, Result, SandboxError};
+use crate::error::{render_chain, LaunchFailure, Result, SandboxError};
 use crate::logs::{LineSplitter, LogWriter, MAX_LOG_BYTES};
 use crate::network::{EngineStep, NetworkAttach};
 use crate::side_task::{SideTask, SideTasks, TaskContext};
@@ -74,13 +74,7 @@ impl MonitorArgs {
 
     /// Parses what `to_args` wrote.
     pub fn parse(args: &[String]) -> Result<MonitorArgs> {
-        let bad = |v: &str| {
-            SandboxError::invalid(
-                Field::Command,
-                v,
-                "expected --id ID --bundle DIR [--timeout SECS] [--rm]",
-            )
-        };
+        let bad = |v: &str| SandboxError::MonitorArgs { arg: v.to_string() };
         let (mut id, mut bundle, mut timeout, mut rm) = (None, None, None, false);
         let mut it = args.iter();
         while let Some(a) = it.next() {
