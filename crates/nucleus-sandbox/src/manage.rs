@@ -504,3 +504,76 @@ pub fn inspect(root: &StateRoot, query: &str) -> Result<Value> {
         "Annotations": v.state.annotations,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn view(status: Status, exit: Option<ExitRecord>) -> View {
+        let mut process = nucleus_engine::oci_spec::runtime::Process::default();
+        process.set_args(Some(vec!["/bin/sh".into(), "-c".into(), "sleep 1".into()]));
+        let mut spec = nucleus_engine::oci_spec::runtime::Spec::default();
+        spec.set_process(Some(process));
+        let state = ContainerState {
+            id: "f".repeat(64),
+            pid: 42,
+            pid_start_time: 1,
+            bundle: "/b".into(),
+            rootfs: "/r".into(),
+            created: clock::rfc3339(SystemTime::now()),
+            annotations: HashMap::from([(NAME_ANNOTATION.to_string(), "web".to_string())]),
+            cgroup: None,
+            spec,
+        };
+        View {
+            state,
+            status,
+            exit,
+        }
+    }
+
+    #[test]
+    fn summaries_say_what_ps_shows() {
+        let up = view(Status::Running, None).summary();
+        assert_eq!(
+            (
+                up.names.as_str(),
+                up.command.as_str(),
+                up.state.as_str(),
+                up.pid
+            ),
+            ("web", "/bin/sh -c sleep 1", "running", 42)
+        );
+        assert!(up.status.starts_with("Up "), "{}", up.status);
+        assert_eq!(up.exit_code, None);
+        let record = ExitRecord {
+            exit_code: 3,
+            finished_at: clock::rfc3339(SystemTime::now()),
+            timed_out: true,
+        };
+        let done = view(Status::Stopped, Some(record)).summary();
+        assert_eq!(
+            (done.state.as_str(), done.pid, done.exit_code),
+            ("exited", 0, Some(3))
+        );
+        assert!(
+            done.status.starts_with("Exited (3, timed out) "),
+            "{}",
+            done.status
+        );
+        let json = serde_json::to_value(&done).unwrap();
+        for key in [
+            "Id",
+            "Names",
+            "Command",
+            "CreatedAt",
+            "State",
+            "Status",
+            "Pid",
+            "ExitCode",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+    }
+}

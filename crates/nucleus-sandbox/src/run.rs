@@ -53,11 +53,15 @@ impl RunOptions {
 }
 
 /// The extension points a front end fills in; the defaults do nothing.
+/// A detached sandbox is started by its monitor, a separate process: there
+/// the monitor binary's own `network` and `side_tasks` (given to
+/// `monitor::serve`) are used, not these.
 #[derive(Debug)]
 pub struct Extensions {
-    /// Run after the container's namespaces exist, before its workload.
+    /// Run after the container's namespaces exist, before its workload
+    /// (foreground runs).
     pub network: Box<dyn NetworkAttach>,
-    /// Run by the monitor alongside a detached container.
+    /// Reserved for a front end that runs its monitor in-process.
     pub side_tasks: Box<dyn SideTasks>,
     /// Resolves `RootfsSource::Image`.
     pub images: Option<Box<dyn ImageProvider>>,
