@@ -13,6 +13,7 @@
 //! `nucleus-sys` and `nix`.
 
 pub mod error;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 pub mod lifecycle;

@@ -134,13 +134,14 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         None => None,
     };
     let console = crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
-    let wait = match &req.mode {
-        LaunchMode::Create { fifo } => {
-            nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o622))
-                .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
-            WaitFor::Fifo(fifo.clone())
-        }
-        LaunchMode::Run => WaitFor::Socket,
+    let fifo_fd = match &req.mode {
+        LaunchMode::Create { fifo } => Some(make_fifo(fifo)?),
+        LaunchMode::Run => None,
+    };
+    crate::fault::point("launch-fifo-made");
+    let wait = match &fifo_fd {
+        Some(fd) => WaitFor::Fifo(fd.as_fd()),
+        None => WaitFor::Socket,
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
     // Resources are set on the (empty) cgroup before the init exists.
@@ -174,6 +175,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             allow_degraded: crate::spec::allows_degraded(req.spec),
         },
         wait,
+        state_lock: req.state_dir.map(|d| d.lock_fd()),
         console_socket: console.as_ref().map(|c| c.as_fd()),
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
@@ -241,6 +243,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     drop(child_sock);
     let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
+    crate::fault::point("launch-cloned");
 
     if ns.creates(CloneFlags::CLONE_NEWUSER) {
         let linux = req.spec.linux().as_ref();
@@ -248,6 +251,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
         userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
     }
+    crate::fault::point("launch-maps-written");
     if let Some(cg) = req.cgroup {
         match &join {
             // The child joins v1 itself; v2 only needs the slow path if clone3 failed.
@@ -268,6 +272,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let start_time = crate::state::proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
 
     sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(pid.as_raw()), "", None).map_err(|e| child_gone(&mut guard, e))?;
+    crate::fault::point("launch-go-sent");
     // Written while the init mounts its root: on a 2-core host this costs
     // the start path nothing. If the init then fails, the caller's
     // reservation removes the directory.
@@ -275,6 +280,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     if let Some(dir) = req.state_dir {
         dir.save(&state)?;
     }
+    crate::fault::point("launch-state-saved");
     loop {
         let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;
         let Some(frame) = frame else {
@@ -302,7 +308,21 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             }
         }
     }
+    crate::fault::point("launch-ready");
     Ok((Launched { pid, sync: parent_sock, guard }, state))
+}
+
+/// Makes `exec.fifo` and opens it (O_PATH) for the init, which may not be
+/// able to reach it by path (a user namespace, a non-root user). The mode
+/// is set after mkfifo so the umask cannot narrow it: the init reopens it
+/// for writing after it changed user, and the 0700 state directory is what
+/// keeps everyone else out.
+fn make_fifo(fifo: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622)).map_err(|e| EngineError::io("chmod exec fifo", fifo, e))?;
+    nix::fcntl::open(fifo, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .map_err(|e| EngineError::io("open exec fifo", fifo, e.into()))
 }
 
 fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {

@@ -72,14 +72,17 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     let rootfs = crate::spec::rootfs_path(&spec, &bundle)?;
     let dir = root.reserve(id)?;
     let mut reservation = Reservation { dir: Some(dir), cgroup: None };
+    crate::fault::point("create-reserved");
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let host = Host::detect()?;
     let cg = Cgroup::resolve(&host, cgroups_path.as_deref(), id)?;
     if let Some(dir) = &reservation.dir {
         dir.save_cgroup(&cg)?;
     }
+    crate::fault::point("create-cgroup-recorded");
     reservation.cgroup = Some(cg.clone());
     cg.create()?;
+    crate::fault::point("create-cgroup-made");
     let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
     Ok(Prepared { bundle, rootfs, spec, reservation, cgroup_mounts })
 }
