@@ -144,6 +144,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         None => WaitFor::Socket,
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
+    let bind_sources = rootfs::open_bind_sources(req.spec, req.bundle, ns.in_userns())?;
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
         let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
@@ -166,6 +167,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             bundle: req.bundle,
             in_userns: ns.in_userns(),
             cgroups: req.cgroup_mounts,
+            bind_sources: &bind_sources,
         },
         namespaces: &ns,
         process: &process,
