@@ -229,11 +229,10 @@ fn random_kill_9_of_create_start_and_delete_is_cleaned_up_by_delete_force() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
+            let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
+                .unwrap();
+            (now.as_secs() << 32 | u64::from(now.subsec_nanos())) | 1
         });
     eprintln!("random kill -9: {iterations} iterations, NUCLEUS_FAULT_SEED={seed}");
     let mut rng = Rng(seed);
@@ -244,7 +243,7 @@ fn random_kill_9_of_create_start_and_delete_is_cleaned_up_by_delete_force() {
     let mut killed_mid_way = 0;
     for i in 0..iterations {
         let id = ctx.id();
-        let verb = ["create", "start", "delete"][rng.below(3) as usize];
+        let verb = ["create", "start", "delete"][usize::try_from(rng.below(3)).unwrap()];
         let setup: &[&str] = match verb {
             "start" => &["create"],
             "delete" => &["create", "start"],
