@@ -221,9 +221,19 @@ fn a_bind_source_the_mapped_user_cannot_reach_is_mounted() {
     let bundle = in_userns(ctx.bundle()).with_bind(&data, "/mnt/data", &["ro"]);
     // The rootfs belongs to host root, so the mapped root cannot make the mount point.
     fs::create_dir(bundle.rootfs().join("mnt/data")).unwrap();
-    let out = ctx.run(&bundle.with_sh("cat /mnt/data/hello"));
+    let out =
+        ctx.run(&bundle.with_sh("cat /mnt/data/hello; grep ' /mnt/data ' /proc/self/mountinfo"));
     out.assert_ok();
-    assert_eq!(out.out(), "from the host", "{out}");
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("from the host"), "{out}");
+    // Nothing mounted there may propagate back to the host.
+    let info = lines
+        .next()
+        .unwrap_or_else(|| panic!("no /mnt/data in mountinfo\n{out}"));
+    assert!(
+        !info.contains("shared:"),
+        "the bind is shared with the host: {info}"
+    );
     ctx.finish();
 }
 

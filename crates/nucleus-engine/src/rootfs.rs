@@ -227,6 +227,11 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, o
                 move_mount(fd, "", &target, "", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH)
                     .map_err(|e| Errno::from_raw(e.raw_os_error()))
                     .step("mounts", || ctx(&format!("attach `{}`", source.display())))?;
+                // A clone of a shared mount may join the host's peer group; make it
+                // a slave, as a bind made after `prepare_root`'s rslave would be.
+                let attached = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+                mount(NONE, fd_path(&attached).as_str(), NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+                    .step("mounts", || ctx("make the attached bind a slave"))?;
             }
             None => {
                 let rec = opts.flags & MsFlags::MS_REC;
