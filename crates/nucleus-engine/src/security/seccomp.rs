@@ -78,7 +78,7 @@ pub enum SeccompError {
     },
     #[error("{FIELD}.defaultAction: `SCMP_ACT_NOTIFY` cannot be the default action")]
     CheckDefaultAction,
-    #[error("{field}: `SCMP_ACT_NOTIFY` cannot be used for `{name}` (the runtime and the agent need it to report errors)")]
+    #[error("{field}: `SCMP_ACT_NOTIFY` cannot be used for `{name}`: the init calls it after the filter is loaded")]
     CheckNotifySyscall { field: String, name: String },
     #[error("failed to create a libseccomp filter with default action `{action}`")]
     CreateFilter { action: String, source: ScmpError },
@@ -1082,6 +1082,13 @@ mod tests {
         assert_eq!(
             compile_error(json!({"defaultAction": "SCMP_ACT_NOTIFY"})),
             "linux.seccomp.defaultAction: `SCMP_ACT_NOTIFY` cannot be the default action"
+        );
+        assert_eq!(
+            compile_error(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]
+            })),
+            "linux.seccomp.syscalls[0].names[1]: `SCMP_ACT_NOTIFY` cannot be used for `write`: the init calls it after the filter is loaded"
         );
     }
 
