@@ -343,9 +343,10 @@ fn update_cpu_period_and_quota_under_a_smaller_parent_quota() {
         return;
     }
     let ctx = Ctx::new();
-    let id = ctx.id();
-    let name = format!("nucleus-test-parent-{}", id.id());
+    // Declared before the container, so it is removed after it even on a panic.
+    let name = format!("nucleus-test-parent-{}", common::unique_id());
     let parent = ParentCpu(cpu_root.join(&name));
+    let id = ctx.id();
     fs::create_dir(&parent.0).unwrap();
     // Half a CPU for the parent.
     fs::write(parent.0.join("cpu.cfs_quota_us"), "50000").unwrap();
