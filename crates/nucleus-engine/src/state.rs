@@ -77,19 +77,30 @@ pub struct ContainerState {
 impl ContainerState {
     /// Whether the recorded init process is still alive (and not a zombie).
     pub fn is_alive(&self) -> bool {
-        self.pid > 0 && matches!(proc_start_time(self.pid), Some((start, alive)) if alive && start == self.pid_start_time)
+        self.pid > 0
+            && matches!(proc_start_time(self.pid), Some((start, alive)) if alive && start == self.pid_start_time)
     }
 
     /// The OCI state JSON (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
     pub fn oci_state(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
         oci_state(&self.id, status, pid, &self.bundle, &self.annotations)
     }
 }
 
 /// The OCI state object, as `state` prints it and hooks, the seccomp agent
 /// and the console read it on stdin.
-pub fn oci_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> serde_json::Value {
+pub fn oci_state(
+    id: &str,
+    status: Status,
+    pid: i32,
+    bundle: &Path,
+    annotations: &HashMap<String, String>,
+) -> serde_json::Value {
     serde_json::json!({
         "ociVersion": crate::spec::OCI_VERSION,
         "id": id,
@@ -114,7 +125,12 @@ pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
 
 /// Checks a container id: non-empty, bounded, and a single safe path component.
 pub fn validate_id(id: &str) -> Result<()> {
-    let bad = |reason| Err(EngineError::InvalidId { id: id.to_string(), reason });
+    let bad = |reason| {
+        Err(EngineError::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
     if id.is_empty() {
         return bad("it is empty");
     }
@@ -124,7 +140,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.starts_with('.') {
         return bad("it starts with `.` (reserved for the runtime's own entries)");
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+')) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+    {
         return bad("only letters, digits and `_ - . +` are allowed");
     }
     Ok(())
@@ -234,16 +253,27 @@ impl StateRoot {
             return Ok(id);
         }
         let ids = self.ids()?;
-        let matches: Vec<&String> = ids.iter().filter(|id| !query.is_empty() && id.starts_with(query)).collect();
+        let matches: Vec<&String> = ids
+            .iter()
+            .filter(|id| !query.is_empty() && id.starts_with(query))
+            .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(EngineError::NotFound { id: query.to_string() }),
-            _ => Err(EngineError::InvalidId { id: query.to_string(), reason: "it is a prefix of more than one container id" }),
+            [] => Err(EngineError::NotFound {
+                id: query.to_string(),
+            }),
+            _ => Err(EngineError::InvalidId {
+                id: query.to_string(),
+                reason: "it is a prefix of more than one container id",
+            }),
         }
     }
 
     fn name_path(&self, name: &str) -> Result<PathBuf> {
-        validate_id(name).map_err(|_| EngineError::InvalidId { id: name.to_string(), reason: "names follow the same rules as ids" })?;
+        validate_id(name).map_err(|_| EngineError::InvalidId {
+            id: name.to_string(),
+            reason: "names follow the same rules as ids",
+        })?;
         Ok(self.root.join(NAMES_DIR).join(name))
     }
 
@@ -259,10 +289,23 @@ impl StateRoot {
     pub fn claim_name(&self, name: &str, id: &str) -> Result<()> {
         let path = self.name_path(name)?;
         let dir = self.root.join(NAMES_DIR);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| EngineError::io("create", &dir, e))?;
         for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(mut f) => return f.write_all(id.as_bytes()).map_err(|e| EngineError::io("write", &path, e)),
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    return f
+                        .write_all(id.as_bytes())
+                        .map_err(|e| EngineError::io("write", &path, e))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // A claim whose container is not reserved yet is live, not stale.
                     let young = fs::metadata(&path)
@@ -271,7 +314,9 @@ impl StateRoot {
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age < std::time::Duration::from_secs(60));
                     if self.name_owner(name).is_some() || young {
-                        return Err(EngineError::NameInUse { name: name.to_string() });
+                        return Err(EngineError::NameInUse {
+                            name: name.to_string(),
+                        });
                     }
                     // Stale: its container is gone. Remove and retry once.
                     let _ = fs::remove_file(&path);
@@ -279,7 +324,9 @@ impl StateRoot {
                 Err(e) => return Err(EngineError::io("create", &path, e)),
             }
         }
-        Err(EngineError::NameInUse { name: name.to_string() })
+        Err(EngineError::NameInUse {
+            name: name.to_string(),
+        })
     }
 
     /// Releases `name` if it still belongs to `id`.
@@ -320,7 +367,10 @@ pub fn status_of(dir: &Path, state: &ContainerState) -> Status {
 
 fn read_state(path: &Path) -> Result<ContainerState> {
     let text = fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
-    serde_json::from_slice(&text).map_err(|source| EngineError::CorruptState { path: path.to_path_buf(), source })
+    serde_json::from_slice(&text).map_err(|source| EngineError::CorruptState {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `data` to `dir/name` atomically: a temp file in the same
@@ -336,9 +386,11 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8], fault_step: &'static str) -
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| EngineError::io("create", &tmp, e))?;
-    f.write_all(&data[..data.len() / 2]).map_err(|e| EngineError::io("write", &tmp, e))?;
+    f.write_all(&data[..data.len() / 2])
+        .map_err(|e| EngineError::io("write", &tmp, e))?;
     crate::fault::point(fault_step);
-    f.write_all(&data[data.len() / 2..]).map_err(|e| EngineError::io("write", &tmp, e))?;
+    f.write_all(&data[data.len() / 2..])
+        .map_err(|e| EngineError::io("write", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| EngineError::io("rename into place", &path, e))
 }
 
@@ -346,7 +398,9 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8], fault_step: &'static str) -
 /// Lines look like `1: FLOCK  ADVISORY  WRITE 4242 00:1b:12345 0 EOF`.
 fn lock_holder(file: &File) -> String {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = file.metadata() else { return "its holder is unknown".into() };
+    let Ok(meta) = file.metadata() else {
+        return "its holder is unknown".into();
+    };
     let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
     let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
     let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
@@ -355,7 +409,8 @@ fn lock_holder(file: &File) -> String {
         .filter(|l| !l.contains("->"))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f[4].to_string())
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+                .then(|| f[4].to_string())
         })
         .collect();
     match pids.as_slice() {
@@ -402,7 +457,11 @@ impl ContainerDir {
                 Ok(lock) => break lock,
                 Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
                     if start.elapsed() >= limit {
-                        return Err(EngineError::LockTimeout { holder: lock_holder(&f), path: lock_path, waited: start.elapsed() });
+                        return Err(EngineError::LockTimeout {
+                            holder: lock_holder(&f),
+                            path: lock_path,
+                            waited: start.elapsed(),
+                        });
                     }
                     file = f;
                     std::thread::sleep(pause);
@@ -411,7 +470,11 @@ impl ContainerDir {
                 Err((_, errno)) => return Err(EngineError::io("lock", &lock_path, errno.into())),
             }
         };
-        Ok(ContainerDir { id: id.to_string(), dir, lock })
+        Ok(ContainerDir {
+            id: id.to_string(),
+            dir,
+            lock,
+        })
     }
 
     /// The lock's fd, which a forked init must close (see `launch::child`).
@@ -442,13 +505,19 @@ impl ContainerDir {
 
     /// Writes state.json atomically.
     pub fn save(&self, state: &ContainerState) -> Result<()> {
-        let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState { path: self.state_path(), source })?;
+        let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState {
+            path: self.state_path(),
+            source,
+        })?;
         write_atomic(&self.dir, STATE_FILE, &data, "state-file-temp")
     }
 
     /// Records the cgroup before it is created (see `CGROUP_FILE`), atomically.
     pub fn save_cgroup(&self, cg: &Cgroup) -> Result<()> {
-        let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState { path: self.dir.join(CGROUP_FILE), source })?;
+        let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState {
+            path: self.dir.join(CGROUP_FILE),
+            source,
+        })?;
         write_atomic(&self.dir, CGROUP_FILE, &data, "cgroup-file-temp")
     }
 
@@ -460,7 +529,9 @@ impl ContainerDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(EngineError::io("read", &path, e)),
         };
-        serde_json::from_slice(&text).map(Some).map_err(|source| EngineError::CorruptState { path, source })
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| EngineError::CorruptState { path, source })
     }
 
     pub fn status(&self, state: &ContainerState) -> Status {
@@ -487,9 +558,17 @@ impl ContainerDir {
 
     fn remove_error(&self, source: std::io::Error) -> EngineError {
         let left = fs::read_dir(&self.dir)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
-        EngineError::RemoveState { path: self.dir.clone(), left, source }
+        EngineError::RemoveState {
+            path: self.dir.clone(),
+            left,
+            source,
+        }
     }
 }
 
@@ -502,7 +581,17 @@ mod tests {
         for ok in ["abc", "a-b_c.d+e", "0", &"x".repeat(1024)] {
             assert!(validate_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", ".names", "a/b", "../x", "a b", &"x".repeat(1025), "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".names",
+            "a/b",
+            "../x",
+            "a b",
+            &"x".repeat(1025),
+            "a\0b",
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }
@@ -512,7 +601,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = StateRoot::new(tmp.path().join("state"));
         let d = root.reserve("c1").unwrap();
-        assert!(matches!(root.reserve("c1"), Err(EngineError::AlreadyExists { .. })));
+        assert!(matches!(
+            root.reserve("c1"),
+            Err(EngineError::AlreadyExists { .. })
+        ));
         d.remove().unwrap();
         assert!(root.ids().unwrap().is_empty());
         assert!(matches!(root.open("c1"), Err(EngineError::NotFound { .. })));
@@ -525,7 +617,10 @@ mod tests {
         let d = root.reserve("abc123").unwrap();
         std::fs::write(d.state_path(), "{}").unwrap();
         root.claim_name("web", "abc123").unwrap();
-        assert!(matches!(root.claim_name("web", "other"), Err(EngineError::NameInUse { .. })));
+        assert!(matches!(
+            root.claim_name("web", "other"),
+            Err(EngineError::NameInUse { .. })
+        ));
         assert_eq!(root.resolve("web").unwrap(), "abc123");
         assert_eq!(root.resolve("abc").unwrap(), "abc123");
         assert_eq!(root.resolve("abc123").unwrap(), "abc123");

@@ -19,7 +19,11 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
             });
         }
     }
-    set_period_and_quota(ctl, cpu.period().filter(|p| *p != 0), cpu.quota().filter(|q| *q != 0).map(|q| q.max(-1)))?;
+    set_period_and_quota(
+        ctl,
+        cpu.period().filter(|p| *p != 0),
+        cpu.quota().filter(|q| *q != 0).map(|q| q.max(-1)),
+    )?;
     if let Some(b) = cpu.burst() {
         ctl.write("cpu.cfs_burst_us", &b.to_string())?;
     }
@@ -40,7 +44,11 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
 /// (EINVAL if it exceeds it), so the intermediate pair must be valid too:
 /// period first suits a growing period, quota first a shrinking one. Try
 /// period first, and on EINVAL the other order.
-fn set_period_and_quota(ctl: Ctl, period: Option<u64>, quota: Option<i64>) -> Result<(), CgroupError> {
+fn set_period_and_quota(
+    ctl: Ctl,
+    period: Option<u64>,
+    quota: Option<i64>,
+) -> Result<(), CgroupError> {
     let write_period = || period.map_or(Ok(()), |p| ctl.write("cpu.cfs_period_us", &p.to_string()));
     let write_quota = || quota.map_or(Ok(()), |q| ctl.write("cpu.cfs_quota_us", &q.to_string()));
     match write_period().and_then(|()| write_quota()) {

@@ -33,7 +33,9 @@ fn delete_partial(dir: ContainerDir) -> Result<()> {
         Ok(Some(cg)) => cg.destroy()?,
         Ok(None) => {}
         // Written atomically, so only a foreign hand makes it unreadable.
-        Err(e) => tracing::warn!(id, error = %e, "cannot read the recorded cgroup; removing the state only"),
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot read the recorded cgroup; removing the state only")
+        }
     }
     dir.remove()?;
     tracing::debug!(id, "partial container state deleted");
@@ -54,7 +56,11 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
         Status::Stopped | Status::Created => {}
         _ if force => {}
         _ => {
-            return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "delete it without --force" })
+            return Err(EngineError::WrongStatus {
+                id: id.to_string(),
+                status: status.to_string(),
+                op: "delete it without --force",
+            })
         }
     }
     if status != Status::Stopped {
@@ -72,7 +78,11 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
         cg.destroy()?;
     }
     crate::fault::point("delete-cgroup-removed");
-    if let Err(e) = hooks::run_all(HookKind::Poststop, &state.spec, &state.oci_state(Status::Stopped).to_string()) {
+    if let Err(e) = hooks::run_all(
+        HookKind::Poststop,
+        &state.spec,
+        &state.oci_state(Status::Stopped).to_string(),
+    ) {
         tracing::warn!(id, error = %e, "poststop hook failed");
     }
     // The name and the generated bundle go before the state, so a delete
@@ -91,17 +101,27 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
 
 /// Waits for `pid` to exit (or become a zombie), by pidfd.
 pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
-    let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else { return Ok(()) };
+    let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else {
+        return Ok(());
+    };
     match nucleus_sys::pidfd::wait_exit(pidfd.as_fd(), limit) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
+        Ok(false) => Err(EngineError::sys(
+            "wait for the container init to exit",
+            nix::errno::Errno::ETIMEDOUT,
+        )),
         Err(e) => Err(EngineError::sys("wait for the container init to exit", e)),
     }
 }
 
 /// Removes a bundle the runtime generated, only if it lies under the state root.
 fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
-    let (Ok(bundle), Ok(base)) = (std::fs::canonicalize(bundle), std::fs::canonicalize(root.path())) else { return };
+    let (Ok(bundle), Ok(base)) = (
+        std::fs::canonicalize(bundle),
+        std::fs::canonicalize(root.path()),
+    ) else {
+        return;
+    };
     if bundle.starts_with(&base) && bundle != base {
         if let Err(e) = std::fs::remove_dir_all(&bundle) {
             tracing::warn!(path = %bundle.display(), error = %e, "cannot remove generated bundle");

@@ -16,26 +16,47 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let state = dir.load()?;
     let status = dir.status(&state);
     if status != Status::Created {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "start" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "start",
+        });
     }
     let fifo_path = dir.fifo_path();
-    let pidfd = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(state.pid)).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+    let pidfd = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(state.pid))
+        .map_err(|e| EngineError::sys("open pidfd of container init", e))?;
     // Re-check after pinning the pid with the pidfd.
     if !state.is_alive() {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: "stopped".into(), op: "start" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: "stopped".into(),
+            op: "start",
+        });
     }
     // Non-blocking open: never hang if the init died; poll the fifo and the pidfd together.
-    let fifo = open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| EngineError::io("open exec fifo", &fifo_path, e.into()))?;
-    let gone = || EngineError::Child { step: "start".into(), detail: "container init exited before it could be started".into() };
+    let fifo = open(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| EngineError::io("open exec fifo", &fifo_path, e.into()))?;
+    let gone = || EngineError::Child {
+        step: "start".into(),
+        detail: "container init exited before it could be started".into(),
+    };
     loop {
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(EngineError::sys("wait for the container init", e)),
             Ok(_) => {}
         }
-        let fifo_ready = fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
+        let fifo_ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
         // The init opened its end: from now on EOF is the answer, whatever the pidfd says.
         if fifo_ready {
             break;
@@ -46,7 +67,8 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     }
     // The go byte, then EOF when the close-on-exec write end closes at
     // execve; or an error line from a step that failed after create returned.
-    let reply = read_to_eof(&fifo).map_err(|e| EngineError::io("read exec fifo", &fifo_path, e.into()))?;
+    let reply =
+        read_to_eof(&fifo).map_err(|e| EngineError::io("read exec fifo", &fifo_path, e.into()))?;
     crate::fault::point("start-after-fifo");
     match reply.strip_prefix(crate::launch::FIFO_GO) {
         Some([]) => {}
@@ -56,13 +78,21 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
             let text = text.strip_prefix("0").unwrap_or(&text);
             let text = text.strip_prefix(crate::launch::FIFO_ERROR).unwrap_or(text);
             let (step, detail) = text.split_once(": ").unwrap_or(("start", text));
-            return Err(EngineError::Child { step: step.to_string(), detail: detail.to_string() });
+            return Err(EngineError::Child {
+                step: step.to_string(),
+                detail: detail.to_string(),
+            });
         }
     }
-    std::fs::remove_file(&fifo_path).map_err(|e| EngineError::io("remove exec fifo", &fifo_path, e))?;
+    std::fs::remove_file(&fifo_path)
+        .map_err(|e| EngineError::io("remove exec fifo", &fifo_path, e))?;
     crate::fault::point("start-fifo-removed");
     tracing::debug!(id, pid = state.pid, "container started");
-    if let Err(e) = hooks::run_all(HookKind::Poststart, &state.spec, &state.oci_state(Status::Running).to_string()) {
+    if let Err(e) = hooks::run_all(
+        HookKind::Poststart,
+        &state.spec,
+        &state.oci_state(Status::Running).to_string(),
+    ) {
         tracing::warn!(id, error = %e, "poststart hook failed");
     }
     Ok(())

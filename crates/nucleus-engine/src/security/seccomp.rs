@@ -153,7 +153,11 @@ impl SeccompProgram {
     }
 
     /// Rebuilds a program compiled earlier from `profile` (the cache).
-    pub(crate) fn from_parts(instructions: Vec<libc::sock_filter>, flags: u32, profile: &LinuxSeccomp) -> Self {
+    pub(crate) fn from_parts(
+        instructions: Vec<libc::sock_filter>,
+        flags: u32,
+        profile: &LinuxSeccomp,
+    ) -> Self {
         SeccompProgram {
             instructions,
             flags,
@@ -340,7 +344,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
             // A supervisor that blocks on `write` could deadlock the
             // container's logging and our own error reports (runc refuses it too).
             if action == ScmpAction::Notify && NOTIFY_FORBIDDEN.contains(&name.as_str()) {
-                return Err(SeccompError::CheckNotifySyscall { field: format!("{FIELD}.syscalls[{i}].names[{j}]"), name: name.clone() });
+                return Err(SeccompError::CheckNotifySyscall {
+                    field: format!("{FIELD}.syscalls[{i}].names[{j}]"),
+                    name: name.clone(),
+                });
             }
             let Ok(nr) = ScmpSyscall::from_name(name) else {
                 tracing::warn!(
