@@ -119,3 +119,10 @@ pub enum CgroupError {
         millis: u128,
     },
 }
+
+impl CgroupError {
+    /// Whether the kernel refused a write with EINVAL.
+    pub(crate) fn is_einval(&self) -> bool {
+        matches!(self, CgroupError::WriteFile { source, .. } if source.raw_os_error() == Some(libc::EINVAL))
+    }
+}

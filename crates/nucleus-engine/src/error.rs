@@ -74,6 +74,20 @@ pub enum EngineError {
         source: crate::attach::AttachError,
     },
 
+    #[error("timed out after {}s waiting for the lock `{}`: {holder}", .waited.as_secs_f32(), .path.display())]
+    LockTimeout {
+        path: PathBuf,
+        waited: std::time::Duration,
+        holder: String,
+    },
+
+    #[error("failed to remove state directory `{}` (left: {}): {source}", .path.display(), .left.join(", "))]
+    RemoveState {
+        path: PathBuf,
+        left: Vec<String>,
+        source: std::io::Error,
+    },
+
     #[error("corrupt state file `{path}`: {source}")]
     CorruptState {
         path: PathBuf,

@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod devices;
 pub mod error;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 mod launch;

@@ -75,6 +75,67 @@ pub(crate) struct RootfsPlan<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub cgroups: &'a [CgroupHierarchy],
+    /// Bind sources the parent cloned (`open_tree`) by `mounts[]` index,
+    /// for a child that may not be able to reach them itself.
+    pub bind_sources: &'a [Option<OwnedFd>],
+}
+
+/// Whether `mounts[i]` is a bind mount, and its source on the host.
+fn bind_source(bundle: &Path, m: &Mount, opts: &MountOptions) -> Option<std::path::PathBuf> {
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "none" });
+    if !(opts.bind || typ == "bind") {
+        return None;
+    }
+    let source = m.source().as_ref()?;
+    Some(if source.is_absolute() {
+        source.clone()
+    } else {
+        bundle.join(source)
+    })
+}
+
+/// Role: parent, on the host, before clone. In a user namespace the init
+/// is an unprivileged host user that may not be able to read a bind
+/// source (or a directory above it): clone each source's mount tree now,
+/// as root, so the child only has to attach it (`move_mount`).
+pub(crate) fn open_bind_sources(
+    spec: &Spec,
+    bundle: &Path,
+    in_userns: bool,
+) -> crate::error::Result<Vec<Option<OwnedFd>>> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    let mut out = Vec::new();
+    if !in_userns {
+        return Ok(out);
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let opts =
+            mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|o| {
+                crate::error::EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    o,
+                    "unsupported mount option",
+                )
+            })?;
+        let fd = match bind_source(bundle, m, &opts) {
+            Some(source) => {
+                let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+                if opts.flags.contains(MsFlags::MS_REC) {
+                    flags |= OpenTreeFlags::AT_RECURSIVE;
+                }
+                let fd = open_tree(rustix::fs::CWD, &source, flags).map_err(|e| {
+                    crate::error::EngineError::io("open bind source", &source, e.into())
+                })?;
+                Some(fd)
+            }
+            None => None,
+        };
+        out.push(fd);
+    }
+    Ok(out)
 }
 
 /// Makes the mount tree private to us and bind-mounts the rootfs onto itself
@@ -269,37 +330,61 @@ fn mount_one(
         .unwrap_or(if opts.bind { "bind" } else { "none" });
     let is_bind = opts.bind || typ == "bind";
     if is_bind {
-        let source = m
-            .source()
-            .as_ref()
+        let source = bind_source(plan.bundle, m, opts)
             .ok_or_else(|| StepError::new("mounts", ctx("bind without source"), Errno::EINVAL))?;
-        let source = if source.is_absolute() {
-            source.clone()
-        } else {
-            plan.bundle.join(source)
-        };
-        let meta = std::fs::metadata(&source)
-            .step("mounts", || ctx(&format!("source `{}`", source.display())))?;
-        let leaf = if meta.is_dir() {
-            Leaf::Directory
-        } else {
-            Leaf::File
-        };
+        let cloned = plan.bind_sources.get(i).and_then(Option::as_ref);
+        let is_dir = match cloned {
+            Some(fd) => fstat(fd.as_fd())
+                .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR),
+            None => std::fs::metadata(&source)
+                .map(|m| m.is_dir())
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+        .step("mounts", || ctx(&format!("source `{}`", source.display())))?;
+        let leaf = if is_dir { Leaf::Directory } else { Leaf::File };
         let target =
             create_in_root(root, dest, leaf).step("mounts", || ctx("resolve destination"))?;
         check_target_kind(&target, leaf).map_err(|e| {
             StepError::new("mounts", ctx("destination type differs from source"), e)
         })?;
         let target_path = fd_path(&target);
-        let rec = opts.flags & MsFlags::MS_REC;
-        mount(
-            Some(&source),
-            target_path.as_str(),
-            NONE,
-            MsFlags::MS_BIND | rec,
-            NONE,
-        )
-        .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+        match cloned {
+            Some(fd) => {
+                use rustix::mount::{move_mount, MoveMountFlags};
+                move_mount(
+                    fd,
+                    "",
+                    &target,
+                    "",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                )
+                .map_err(|e| Errno::from_raw(e.raw_os_error()))
+                .step("mounts", || ctx(&format!("attach `{}`", source.display())))?;
+                // A clone of a shared mount may join the host's peer group; make it
+                // a slave, as a bind made after `prepare_root`'s rslave would be.
+                let attached = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+                mount(
+                    NONE,
+                    fd_path(&attached).as_str(),
+                    NONE,
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    NONE,
+                )
+                .step("mounts", || ctx("make the attached bind a slave"))?;
+            }
+            None => {
+                let rec = opts.flags & MsFlags::MS_REC;
+                mount(
+                    Some(&source),
+                    target_path.as_str(),
+                    NONE,
+                    MsFlags::MS_BIND | rec,
+                    NONE,
+                )
+                .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+            }
+        }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             // Re-open: the fd from before the mount still names the covered directory.

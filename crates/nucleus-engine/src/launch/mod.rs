@@ -7,6 +7,7 @@ pub(crate) mod exec;
 pub(crate) mod parent;
 pub(crate) mod sync;
 
+pub(crate) use child::{FIFO_ERROR, FIFO_GO};
 pub(crate) use parent::{launch, LaunchMode, LaunchRequest};
 
 /// A failed step in the child, reported to the parent as one frame.

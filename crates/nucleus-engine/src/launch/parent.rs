@@ -159,18 +159,17 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         };
     let console =
         crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
-    let wait = match &req.mode {
-        LaunchMode::Create { fifo } => {
-            nix::unistd::mkfifo(
-                fifo.as_path(),
-                nix::sys::stat::Mode::from_bits_truncate(0o622),
-            )
-            .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
-            WaitFor::Fifo(fifo.clone())
-        }
-        LaunchMode::Run => WaitFor::Socket,
+    let fifo_fd = match &req.mode {
+        LaunchMode::Create { fifo } => Some(make_fifo(fifo)?),
+        LaunchMode::Run => None,
+    };
+    crate::fault::point("launch-fifo-made");
+    let wait = match &fifo_fd {
+        Some(fd) => WaitFor::Fifo(fd.as_fd()),
+        None => WaitFor::Socket,
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
+    let bind_sources = rootfs::open_bind_sources(req.spec, req.bundle, ns.in_userns())?;
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
         let mut res = req
@@ -199,6 +198,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             bundle: req.bundle,
             in_userns: ns.in_userns(),
             cgroups: req.cgroup_mounts,
+            bind_sources: &bind_sources,
         },
         namespaces: &ns,
         process: &process,
@@ -208,6 +208,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             allow_degraded: crate::spec::allows_degraded(req.spec),
         },
         wait,
+        state_lock: req.state_dir.map(|d| d.lock_fd()),
         console_socket: console.as_ref().map(|c| c.as_fd()),
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
@@ -293,6 +294,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         armed: true,
     };
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
+    crate::fault::point("launch-cloned");
 
     if ns.creates(CloneFlags::CLONE_NEWUSER) {
         let linux = req.spec.linux().as_ref();
@@ -304,6 +306,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             .unwrap_or_default();
         userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
     }
+    crate::fault::point("launch-maps-written");
     if let Some(cg) = req.cgroup {
         match &join {
             // The child joins v1 itself; v2 only needs the slow path if clone3 failed.
@@ -335,6 +338,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         None,
     )
     .map_err(|e| child_gone(&mut guard, e))?;
+    crate::fault::point("launch-go-sent");
     // Written while the init mounts its root: on a 2-core host this costs
     // the start path nothing. If the init then fails, the caller's
     // reservation removes the directory.
@@ -342,6 +346,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     if let Some(dir) = req.state_dir {
         dir.save(&state)?;
     }
+    crate::fault::point("launch-state-saved");
     // Namespaces exist and the init is blocked in setup: it cannot exec
     // before READY, so the workload never runs unattached.
     if let Some(step) = req.attach.as_deref_mut() {
@@ -388,6 +393,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             }
         }
     }
+    crate::fault::point("launch-ready");
     Ok((
         Launched {
             pid,
@@ -396,6 +402,25 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         },
         state,
     ))
+}
+
+/// Makes `exec.fifo` and opens it (O_PATH) for the init, which may not be
+/// able to reach it by path (a user namespace, a non-root user). The mode
+/// is set after mkfifo so the umask cannot narrow it: the init reopens it
+/// for writing after it changed user, and the 0700 state directory is what
+/// keeps everyone else out.
+fn make_fifo(fifo: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| EngineError::io("chmod exec fifo", fifo, e))?;
+    nix::fcntl::open(
+        fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| EngineError::io("open exec fifo", fifo, e.into()))
 }
 
 fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {

@@ -78,6 +78,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
         dir: Some(dir),
         cgroup: None,
     };
+    crate::fault::point("create-reserved");
     let cgroups_path = spec
         .linux()
         .as_ref()
@@ -88,8 +89,10 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     if let Some(dir) = &reservation.dir {
         dir.save_cgroup(&cg)?;
     }
+    crate::fault::point("create-cgroup-recorded");
     reservation.cgroup = Some(cg.clone());
     cg.create()?;
+    crate::fault::point("create-cgroup-made");
     let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
     Ok(Prepared {
         bundle,
