@@ -261,7 +261,9 @@ pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(
             dev_is_ours = true;
         }
         // A read-only filesystem that later mounts or device nodes go into
-        // is mounted writable and made read-only once they exist.
+        // is mounted writable and made read-only once they exist. (proc,
+        // sysfs and cgroupfs have their mount points already, and keep
+        // their own read-only handling.)
         let has_children = mounts[i + 1..]
             .iter()
             .any(|n| relative(n.destination()).starts_with(&dest))
@@ -270,7 +272,7 @@ pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(
         if opts.flags.contains(MsFlags::MS_RDONLY)
             && !is_bind
             && has_children
-            && !matches!(fstype, "cgroup" | "cgroup2")
+            && !matches!(fstype, "cgroup" | "cgroup2" | "proc" | "sysfs")
         {
             opts.flags.remove(MsFlags::MS_RDONLY);
             read_only_later.push((i, m.destination().clone()));
