@@ -97,7 +97,8 @@ fn mount_id(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
 /// Detaches every mount of the old root; `rootfs` is an fd on the moved
 /// rootfs. Mounts a user namespace locked to their parents (EINVAL) cannot
 /// go: full procfs and sysfs among them are covered with an empty
-/// read-only tmpfs instead, as runc does, which makes them not fully visible.
+/// read-only tmpfs instead, as runc does, which makes them not fully
+/// visible. One that can be neither detached nor covered fails the start.
 pub(crate) fn detach(rootfs: BorrowedFd<'_>) -> Result<(), StepError> {
     let err = |what: String, e| StepError::new("pivot_root", what, e);
     let keep = mount_id(rootfs).map_err(|e| err("read the rootfs mount id".into(), e))?;
@@ -124,7 +125,10 @@ pub(crate) fn detach(rootfs: BorrowedFd<'_>) -> Result<(), StepError> {
                 MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
             ) {
                 Ok(()) => progress = true,
-                Err(Errno::EINVAL | Errno::ENOENT | Errno::EPERM) => {}
+                // Locked (EINVAL), hidden under another mount (ENOENT), or
+                // beneath a directory the user namespace's root may not
+                // search (EACCES): covered below if it matters.
+                Err(Errno::EINVAL | Errno::ENOENT | Errno::EPERM | Errno::EACCES) => {}
                 Err(e) => return Err(err(format!("detach `{}` of the old root", m.point), e)),
             }
         }
