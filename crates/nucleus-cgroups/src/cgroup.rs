@@ -191,6 +191,33 @@ impl Cgroup {
         }
     }
 
+    /// Fails with `Frozen` if a process placed in the cgroup would be
+    /// stopped before it runs: the v1 freezer reads FROZEN or FREEZING, or
+    /// cgroup2 reports `frozen 1` (either may be inherited from an
+    /// ancestor). A hierarchy without a freezer cannot freeze anything.
+    pub fn ensure_thawed(&self) -> Result<(), CgroupError> {
+        if let Some(p) = self.v1_dir("freezer") {
+            if fs::exists(p, "freezer.state") {
+                let state = fs::read(p, "freezer.state")?;
+                if state != "THAWED" {
+                    return Err(CgroupError::Frozen {
+                        path: p.to_owned(),
+                        state,
+                    });
+                }
+            }
+        }
+        if let Some(d) = &self.v2 {
+            if fs::exists(&d.path, "cgroup.events") && v2::freezer::is_frozen(&d.path)? {
+                return Err(CgroupError::Frozen {
+                    path: d.path.clone(),
+                    state: "frozen 1".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The v1 freezer controller if mounted (it is what v1 tools such as
     /// runc use on hybrid hosts), else v2's core `cgroup.freeze`.
     pub(crate) fn freezer(&self) -> Result<Place<'_>, CgroupError> {
@@ -345,5 +372,24 @@ mod tests {
         std::fs::write(m.join("sub/cgroup.procs"), "9\n").unwrap();
         std::fs::write(cg.v2_dir().unwrap().join("cgroup.procs"), "7\n").unwrap();
         assert_eq!(cg.pids().unwrap(), [5, 7, 9]);
+    }
+
+    #[test]
+    fn ensure_thawed_refuses_frozen_and_freezing() {
+        let (d, h) = host(Mode::Hybrid);
+        let cg = Cgroup::resolve(&h, Some("/pods/abc"), "abc").unwrap();
+        let freezer = cg.v1_dir("freezer").unwrap().to_owned();
+        std::fs::create_dir_all(&freezer).unwrap();
+        std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
+        cg.ensure_thawed().unwrap();
+        for state in ["FROZEN", "FREEZING"] {
+            std::fs::write(freezer.join("freezer.state"), format!("{state}\n")).unwrap();
+            let err = cg.ensure_thawed().unwrap_err().to_string();
+            assert!(
+                err.contains("cgroup is frozen") && err.contains(&freezer.display().to_string()),
+                "{err}"
+            );
+        }
+        drop(d);
     }
 }

@@ -309,7 +309,16 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
             .set_additional_gids(Some(a.additional_gids.clone()));
     }
     if !a.cap.is_empty() {
-        let mut caps = p.capabilities().clone().unwrap_or_default();
+        // An absent set is empty (not oci-spec's default trio of capabilities).
+        let mut caps = p.capabilities().clone().unwrap_or_else(|| {
+            let mut c = oci_spec::runtime::LinuxCapabilities::default();
+            c.set_bounding(None)
+                .set_effective(None)
+                .set_permitted(None)
+                .set_inheritable(None)
+                .set_ambient(None);
+            c
+        });
         for name in &a.cap {
             let upper = name.to_ascii_uppercase();
             let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);

@@ -22,6 +22,7 @@ mod launch;
 pub mod lifecycle;
 mod mount_options;
 mod namespaces;
+mod old_root;
 mod process;
 mod rootfs;
 mod safe_path;

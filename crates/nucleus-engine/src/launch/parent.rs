@@ -95,7 +95,48 @@ impl Drop for ChildGuard {
                 let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
             }
         }
-        let _ = waitpid(self.pid, None);
+        // Bounded: a task stopped by the v1 freezer only dies once thawed.
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(100);
+        while matches!(
+            waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        ) {
+            if start.elapsed() > REAP_TIMEOUT {
+                tracing::warn!(pid = self.pid.as_raw(), "container init did not exit after SIGKILL (is its cgroup frozen?); not waiting");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// How long a failed launch waits for the killed init to exit.
+const REAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a launch waiting for the init checks that its cgroup has not
+/// been frozen meanwhile (a frozen init never answers).
+const FROZEN_CHECK_MS: u16 = 1000;
+
+/// The init's next frame; while none comes, fails if the cgroup is frozen.
+fn next_frame(
+    sock: std::os::fd::BorrowedFd<'_>,
+    cgroup: Option<&Cgroup>,
+) -> Result<std::result::Result<Option<sync::Frame>, Errno>> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    loop {
+        let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+        match poll(&mut fds, nix::poll::PollTimeout::from(FROZEN_CHECK_MS)) {
+            Ok(0) => {
+                if let Some(cg) = cgroup {
+                    cg.ensure_thawed()?;
+                }
+            }
+            Ok(_) => return Ok(sync::recv(sock)),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Ok(Err(e)),
+        }
     }
 }
 
@@ -197,6 +238,11 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             rootfs: req.rootfs,
             bundle: req.bundle,
             in_userns: ns.in_userns(),
+            cgroupns: ns.creates(CloneFlags::CLONE_NEWCGROUP)
+                || ns
+                    .join
+                    .iter()
+                    .any(|(f, _)| *f == CloneFlags::CLONE_NEWCGROUP),
             cgroups: req.cgroup_mounts,
             bind_sources: &bind_sources,
         },
@@ -357,7 +403,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             })?;
     }
     loop {
-        let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;
+        let frame =
+            next_frame(parent_sock.as_fd(), req.cgroup)?.map_err(|e| child_gone(&mut guard, e))?;
         let Some(frame) = frame else {
             return Err(child_gone(&mut guard, Errno::EPIPE));
         };

@@ -93,7 +93,9 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     reservation.cgroup = Some(cg.clone());
     cg.create()?;
     crate::fault::point("create-cgroup-made");
-    let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
+    // A frozen cgroup (here or above) would stop the init before it runs.
+    cg.ensure_thawed()?;
+    let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host, Some(&cg));
     Ok(Prepared {
         bundle,
         rootfs,
