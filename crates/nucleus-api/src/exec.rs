@@ -6,8 +6,9 @@
 //!
 //! The command runs through `nucleus exec` as a child process: the engine
 //! forks the exec'd process from its caller, which must not be this
-//! threaded server. `--log` keeps nucleus's own diagnostics out of the
-//! workload's stderr; `--pid-file` gives the pid a timeout kills.
+//! threaded server. `--pid-file` tells the two apart: stderr before the
+//! pid file exists is nucleus's own (an error event if nothing ran), and
+//! the pid is what a timeout kills, with its descendants.
 
 use crate::error::ApiError;
 use crate::Shared;
@@ -89,16 +90,6 @@ impl ExecFiles {
     fn read_pid(&self) -> Option<i32> {
         std::fs::read_to_string(&self.pid).ok()?.trim().parse().ok()
     }
-
-    /// nucleus's own error, if it logged one.
-    fn runtime_error(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("level=error") || l.contains("error"))?;
-        Some(line.to_string())
-    }
 }
 
 impl Drop for ExecFiles {
@@ -114,27 +105,76 @@ fn line(v: serde_json::Value) -> Bytes {
     Bytes::from(b)
 }
 
-async fn pump(mut r: impl AsyncRead + Unpin, stream: &'static str, tx: mpsc::Sender<Bytes>) {
+fn chunk(stream: &str, data: &[u8]) -> Bytes {
+    let data = base64::engine::general_purpose::STANDARD.encode(data);
+    line(json!({"type": stream, "data": data}))
+}
+
+/// Relays one output pipe. With `gate`, output is held back until that
+/// file (the pid file) exists: before it, whatever arrives on stderr is
+/// nucleus's own error, and what is still held at EOF is returned.
+async fn pump(
+    mut r: impl AsyncRead + Unpin,
+    stream: &'static str,
+    tx: mpsc::Sender<Bytes>,
+    gate: Option<PathBuf>,
+) -> Vec<u8> {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut held = Vec::new();
+    let mut open = gate.is_none();
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return held,
             Ok(n) => {
-                let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
-                if tx
-                    .send(line(json!({"type": stream, "data": data})))
-                    .await
-                    .is_err()
-                {
-                    return;
+                if !open {
+                    open = gate.as_ref().is_some_and(|g| g.exists());
+                    held.extend_from_slice(&buf[..n]);
+                    if !open {
+                        continue;
+                    }
+                    let out = std::mem::take(&mut held);
+                    if tx.send(chunk(stream, &out)).await.is_err() {
+                        return Vec::new();
+                    }
+                    continue;
+                }
+                if tx.send(chunk(stream, &buf[..n])).await.is_err() {
+                    return held;
                 }
             }
         }
     }
 }
 
+/// `pid` and every process descended from it (from
+/// `/proc/<pid>/task/<tid>/children`), so a shell's children go too.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() && all.len() < 4096 {
+        let p = all[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                    all.extend(
+                        text.split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// SIGKILL to the exec'd process and its descendants.
 fn kill(pid: Option<i32>) {
-    if let Some(p) = pid.and_then(rustix::process::Pid::from_raw) {
+    let Some(pid) = pid else { return };
+    for p in tree(pid)
+        .into_iter()
+        .filter_map(rustix::process::Pid::from_raw)
+    {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
 }
@@ -206,19 +246,18 @@ pub async fn exec(
                 let _ = w.write_all(&data).await;
             });
         }
-        let pumps = tokio::spawn({
-            let tx = tx.clone();
-            async move {
-                let a = out.map(|o| tokio::spawn(pump(o, "stdout", tx.clone())));
-                let b = err.map(|e| tokio::spawn(pump(e, "stderr", tx)));
-                if let Some(a) = a {
-                    let _ = a.await;
-                }
-                if let Some(b) = b {
-                    let _ = b.await;
-                }
+        let gate = Some(files.pid.clone());
+        let out_pump = out.map(|o| tokio::spawn(pump(o, "stdout", tx.clone(), None)));
+        let err_pump = err.map(|e| tokio::spawn(pump(e, "stderr", tx.clone(), gate)));
+        let pumps = async move {
+            if let Some(a) = out_pump {
+                let _ = a.await;
             }
-        });
+            match err_pump {
+                Some(b) => b.await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
         let mut timed_out = false;
         let status = tokio::select! {
             s = child.wait() => s,
@@ -233,7 +272,15 @@ pub async fn exec(
                 child.wait().await
             }
         };
-        let _ = pumps.await;
+        // After a kill, a process that escaped the tree may still hold the
+        // pipes: give the output a moment, not forever.
+        let held = if timed_out || tx.is_closed() {
+            tokio::time::timeout(Duration::from_millis(500), pumps)
+                .await
+                .unwrap_or_default()
+        } else {
+            pumps.await
+        };
         let code = match status {
             Ok(s) => s.code().unwrap_or(-1),
             Err(e) => {
@@ -243,16 +290,19 @@ pub async fn exec(
                 return;
             }
         };
-        // A runtime failure before the command ran has no pid and a logged error.
-        if EXEC_RUNTIME_ERRORS.contains(&code) && files.read_pid().is_none() {
-            if let Some(msg) = files.runtime_error() {
-                let _ = tx
-                    .send(line(
-                        json!({"type": "error", "message": msg, "exit_code": code}),
-                    ))
-                    .await;
-                return;
-            }
+        if files.read_pid().is_none() && EXEC_RUNTIME_ERRORS.contains(&code) {
+            // Nothing was executed: what nucleus said is the error.
+            let text = String::from_utf8_lossy(&held);
+            let message = text.trim().trim_start_matches("nucleus: ").to_string();
+            let _ = tx
+                .send(line(
+                    json!({"type": "error", "message": message, "exit_code": code}),
+                ))
+                .await;
+            return;
+        }
+        if !held.is_empty() {
+            let _ = tx.send(chunk("stderr", &held)).await;
         }
         let _ = tx
             .send(line(
