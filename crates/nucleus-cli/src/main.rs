@@ -6,6 +6,7 @@ mod docker;
 mod logging;
 mod oci;
 mod resources;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ enum Verb {
     Oci(oci::Command),
     #[command(flatten)]
     Docker(docker::Command),
+    /// Serve the sandbox API (HTTP/JSON) on a unix socket
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -94,6 +97,7 @@ fn main() {
             };
             docker::dispatch(&g, c)
         }
+        Verb::Serve(a) => serve::serve(&cli.root, cli.debug, &a),
     };
     let code = match result {
         Ok(code) => code,
