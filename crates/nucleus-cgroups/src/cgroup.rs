@@ -288,11 +288,11 @@ mod tests {
         let cg = Cgroup::resolve(&h, None, "abc").unwrap();
         assert_eq!(
             cg.v1_dir("memory").unwrap(),
-            d.path().join("cgroup/memory/user.slice/me/nucleus-abc")
+            d.path().join("cgroup/memory/user.slice/me/abc")
         );
         assert_eq!(
             cg.v2_dir().unwrap(),
-            d.path().join("cgroup/unified/user.slice/me/nucleus-abc")
+            d.path().join("cgroup/unified/user.slice/me/abc")
         );
         // user.slice/me does not exist in the fixture: both are ours.
         assert_eq!(cg.v2.as_ref().unwrap().new_ancestors, 2);

@@ -100,6 +100,9 @@ fn run_inner(g: &Globals<'_>, f: &RunFlags) -> Result<i32> {
         policies: &probed.policies,
     };
     let mut plan = spec_builder::build(f, &inputs)?;
+    // The engine names a default cgroup after the id, as runc does; keep a
+    // `nucleus-` prefix here so these 64-hex-digit ids are findable on the host.
+    plan.spec["linux"]["cgroupsPath"] = serde_json::json!(format!("nucleus-{id}"));
     let dir = bundle::create_dir(g.root, &id)?;
     let mut cleanup = Cleanup { root: &root, id: &id, dir: dir.clone(), name: None, armed: true };
     if let Some(name) = &f.name {
