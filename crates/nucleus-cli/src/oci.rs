@@ -17,7 +17,7 @@ pub enum Command {
     /// Create and start a container, and wait for it unless detached
     Run(RunArgs),
     /// Run a process inside a running container
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Print the OCI state of a container
     State { id: String },
     /// Send a signal to a container's init (or all its processes)
@@ -114,6 +114,12 @@ pub struct ExecArgs {
     /// Pass N extra file descriptors (3..3+N)
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
+    /// Run the process in an existing sub-cgroup: [CONTROLLER:]PATH (repeatable)
+    #[arg(long = "cgroup")]
+    cgroup: Vec<String>,
+    /// Exec even into a paused container (the process starts frozen)
+    #[arg(long)]
+    ignore_paused: bool,
     id: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -195,6 +201,8 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
                 pid_file: a.pid_file.as_deref(),
                 detach: a.detach,
                 preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                sub_cgroups: a.cgroup.iter().map(|c| parse_sub_cgroup(c)).collect(),
             };
             Ok(lifecycle::exec(&root, &a.id, &opts).with_context(|| format!("exec in `{}`", a.id))?)
         }
@@ -206,7 +214,11 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
         }
         Command::Kill(mut a) => {
             a.id = resolve(&root, &a.id);
-            let sig = nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
+            // Signal 0 only checks that the init is alive, as with kill(2).
+            let sig = match a.signal.as_str() {
+                "0" => 0,
+                s => nucleus_engine::signal::parse_signal(s).map_err(anyhow::Error::msg)?,
+            };
             lifecycle::kill(&root, &a.id, sig, a.all).with_context(|| format!("kill `{}`", a.id))?;
             Ok(0)
         }
@@ -256,7 +268,14 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
     use std::str::FromStr;
     if let Some(path) = &a.process {
         let text = std::fs::read(path).with_context(|| format!("--process: read `{}`", path.display()))?;
-        let p: Process = serde_json::from_slice(&text).with_context(|| format!("--process: `{}` is not a valid process", path.display()))?;
+        let invalid = || format!("--process: `{}` is not a valid process", path.display());
+        let mut value: serde_json::Value = serde_json::from_slice(&text).with_context(invalid)?;
+        // A process without `user` runs as the container's user.
+        if let Some(obj) = value.as_object_mut().filter(|o| !o.contains_key("user")) {
+            let own = lifecycle::container_process(root, &a.id).with_context(|| format!("exec in `{}`", a.id))?;
+            obj.insert("user".into(), serde_json::to_value(own.user())?);
+        }
+        let p: Process = serde_json::from_value(value).with_context(invalid)?;
         return Ok(p);
     }
     if a.command.is_empty() {
@@ -311,6 +330,14 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// `exec --cgroup [CONTROLLER:]PATH` as the engine takes it.
+fn parse_sub_cgroup(arg: &str) -> (Option<String>, String) {
+    match arg.split_once(':') {
+        Some((controller, path)) => (Some(controller.to_string()), path.to_string()),
+        None => (None, arg.to_string()),
+    }
 }
 
 fn create_options(a: &CreateArgs) -> CreateOptions<'_> {

@@ -28,6 +28,10 @@ pub enum EngineError {
     #[error("`{path}` is not a valid OCI config: {source}")]
     ParseSpec { path: PathBuf, source: serde_json::Error },
 
+    // runc's clients match on "cannot exec in a paused container".
+    #[error("cannot exec in a paused container `{id}`")]
+    ExecPaused { id: String },
+
     #[error("{field}: {reason} (got `{value}`)")]
     InvalidSpec { field: String, value: String, reason: String },
 
@@ -40,7 +44,8 @@ pub enum EngineError {
     #[error("container setup failed at step `{step}`: {detail}")]
     Child { step: String, detail: String },
 
-    #[error("{kind} hook `{path}` failed: {reason}")]
+    // "error running hook" is the phrase runc's clients match on.
+    #[error("error running hook: {kind} hook `{path}`: {reason}")]
     Hook { kind: &'static str, path: PathBuf, reason: String },
 
     #[error("corrupt state file `{path}`: {source}")]
@@ -81,6 +86,7 @@ impl EngineError {
             EngineError::Sys { source: nix::errno::Errno::EPERM, op } if op.contains("clone") => {
                 Some("creating namespaces needs root or a user namespace")
             }
+            EngineError::ExecPaused { .. } => Some("resume it first, or pass --ignore-paused to exec anyway (the process starts frozen)"),
             _ => None,
         }
     }

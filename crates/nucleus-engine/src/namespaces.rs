@@ -69,6 +69,7 @@ pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
         let flag = flag_of(ns.typ());
         match ns.path() {
             None => out.create |= flag,
+            Some(path) if out.join.iter().any(|(f, p)| *f == flag && p == path) => {}
             Some(path) => {
                 if !path.exists() {
                     return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "no such namespace file"));

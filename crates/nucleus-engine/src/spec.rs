@@ -3,7 +3,7 @@
 
 use crate::error::{EngineError, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Annotation that turns unapplicable protections into warnings (opt-in).
@@ -104,10 +104,12 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
     }
     let linux = spec.linux().as_ref();
     let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     for (i, ns) in namespaces.iter().enumerate() {
-        if !seen.insert(ns.typ()) {
-            return Err(EngineError::invalid(format!("linux.namespaces[{i}].type"), ns.typ().to_string(), "namespace listed twice"));
+        // Tools add `cgroup` to runc's default spec without looking: an
+        // identical repeat is harmless, a conflicting one is refused.
+        if seen.insert(ns.typ(), ns.path()).is_some_and(|earlier| earlier != ns.path()) {
+            return Err(EngineError::invalid(format!("linux.namespaces[{i}].type"), ns.typ().to_string(), "namespace listed twice with different paths"));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
@@ -226,6 +228,32 @@ mod tests {
         spec.set_process(Some(p));
         let err = validate(&spec, true).unwrap_err().to_string();
         assert!(err.starts_with("process.apparmorProfile") && err.contains("docker-default"), "{err}");
+    }
+
+    #[test]
+    fn identical_duplicate_namespaces_are_accepted() {
+        use oci_spec::runtime::LinuxNamespaceBuilder;
+        let ns = |t, path: Option<&str>| {
+            let b = LinuxNamespaceBuilder::default().typ(t);
+            match path {
+                Some(p) => b.path(p).build().unwrap(),
+                None => b.build().unwrap(),
+            }
+        };
+        let with = |list| {
+            let mut spec = Spec::default();
+            spec.set_version("1.0.2".into());
+            spec.linux_mut().as_mut().unwrap().set_namespaces(Some(list));
+            validate(&spec, true)
+        };
+        let base = |extra| {
+            let mut v = vec![ns(LinuxNamespaceType::Uts, None), ns(LinuxNamespaceType::Mount, None), ns(LinuxNamespaceType::Cgroup, None)];
+            v.push(extra);
+            v
+        };
+        with(base(ns(LinuxNamespaceType::Cgroup, None))).unwrap();
+        let err = with(base(ns(LinuxNamespaceType::Cgroup, Some("/proc/1/ns/cgroup")))).unwrap_err().to_string();
+        assert!(err.starts_with("linux.namespaces[3].type") && err.contains("different paths"), "{err}");
     }
 
     #[test]

@@ -337,7 +337,7 @@ pub fn attach(root: &StateRoot, a: &AttachArgs) -> Result<i32> {
     process.set_args(Some(args));
     let tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     process.set_terminal(Some(tty));
-    let opts = lifecycle::ExecOptions { process, console_socket: None, pid_file: None, detach: false, preserve_fds: 0 };
+    let opts = lifecycle::ExecOptions { process, ..Default::default() };
     match lifecycle::exec(root, &id, &opts) {
         Ok(code) => Ok(code),
         Err(e) => {

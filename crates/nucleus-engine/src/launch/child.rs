@@ -181,7 +181,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
             let size = plan.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| {
                 (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
             });
-            crate::tty::setup_console(sock, size, true)?
+            crate::tty::setup_console(sock, size, true, plan.process.uid)?
         }
         (true, None) => return Err(StepError::new("console", "process.terminal is true but no console socket was given", Errno::EINVAL)),
         (false, _) => {
@@ -199,7 +199,9 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         }
     };
 
-    hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, Status::Running))
+    // Like runc, a hook without `env` sees the container process's environment.
+    let process_env = plan.spec.process().as_ref().and_then(|p| p.env().as_deref()).unwrap_or_default();
+    hooks::run_all_with_env(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, Status::Running), process_env)
         .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
     if let Some(w) = &started {
         // `start` reads this byte, then waits for EOF: our close-on-exec
