@@ -683,3 +683,49 @@ fn spec_pts_mount_has_gid_5_and_ambient_caps() {
     assert_eq!(meta.uid(), nix::unistd::getuid().as_raw());
     ctx.finish();
 }
+
+/// Recursive mount options (`rro`, `rnoatime`, ...) reach the mounts below a recursive
+/// bind too, through `mount_setattr(AT_RECURSIVE)`; the plain ones only the top mount.
+#[test]
+fn recursive_mount_options_apply_to_sub_mounts() {
+    require!(root, busybox);
+    if !common::is_mount_point(Path::new("/sys/fs/cgroup/pids")) {
+        eprintln!("skipped: needs the v1 pids hierarchy mounted below /sys/fs/cgroup");
+        return;
+    }
+    let seen = each_runtime(|ctx| {
+        let mut opts = Vec::new();
+        for extra in [&["ro"][..], &["rro", "rnoatime", "rnosymfollow"][..]] {
+            let script = "grep -E ' /mnt/cg(/pids)? ' /proc/self/mountinfo | cut -d' ' -f5,6";
+            let bundle = ctx
+                .bundle()
+                .with_bind(Path::new("/sys/fs/cgroup"), "/mnt/cg", extra)
+                .with_sh(script);
+            let out = ctx.run(&bundle);
+            out.assert_ok();
+            let mut lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+            lines.sort();
+            opts.push(lines);
+        }
+        opts
+    });
+    assert_same(&seen);
+    let (plain, recursive) = (&seen[0].1[0], &seen[0].1[1]);
+    let pids = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("/mnt/cg/pids "))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        pids(plain).contains(" rw,"),
+        "plain ro reached the sub-mount: {plain:?}"
+    );
+    assert!(
+        pids(recursive).contains(" ro,")
+            && pids(recursive).contains("noatime")
+            && pids(recursive).contains("nosymfollow"),
+        "{recursive:?}"
+    );
+}

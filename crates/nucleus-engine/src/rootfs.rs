@@ -211,6 +211,12 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, o
         let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
         mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE).step("mounts", || ctx("set propagation"))?;
     }
+    if opts.recursive != nucleus_sys::mount::MountAttr::default() {
+        // `rro` etc.: this mount and every mount below it (Linux 5.12+).
+        let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+        nucleus_sys::mount::mount_setattr_recursive(target.as_fd(), opts.recursive)
+            .step("mounts", || ctx("apply recursive mount options with mount_setattr (needs Linux 5.12)"))?;
+    }
     Ok(())
 }
 

@@ -12,5 +12,6 @@ pub mod uts;
 pub mod signal;
 pub mod net;
 pub mod mem;
+pub mod mount;
 
 pub use nix::errno::Errno;
