@@ -729,3 +729,66 @@ fn recursive_mount_options_apply_to_sub_mounts() {
         "{recursive:?}"
     );
 }
+
+/// `process.scheduler`, `process.execCPUAffinity` and `linux.memoryPolicy` are applied
+/// (runc 1.1 predates them and ignores them, so nucleus alone is checked). The workload
+/// reads its policy and nice value from /proc/self/stat, its CPUs from /proc/self/status
+/// and its memory policy from /proc/self/numa_maps.
+#[test]
+fn scheduler_affinity_and_memory_policy_are_applied() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let script = "set -- $(sed 's/.*) //' /proc/self/stat); echo policy=${39} nice=${17}; \
+                  grep Cpus_allowed_list /proc/self/status; \
+                  grep -m1 -o -E ' (default|bind:[0-9,-]+) ' /proc/self/numa_maps";
+    let bundle = ctx
+        .bundle()
+        .edit(|s| {
+            s["process"]["scheduler"] = json!({ "policy": "SCHED_BATCH", "nice": 5 });
+            s["process"]["execCPUAffinity"] = json!({ "initial": "0-1", "final": "0" });
+            s["linux"]["memoryPolicy"] = json!({ "mode": "MPOL_BIND", "nodes": "0" });
+        })
+        .with_sh(script);
+    let out = ctx.run(&bundle);
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    // SCHED_BATCH is policy 3.
+    assert_eq!(lines[0], "policy=3 nice=5", "{out}");
+    assert_eq!(lines[1].split_whitespace().last(), Some("0"), "{out}");
+    assert_eq!(lines[2], "bind:0", "{out}");
+
+    // MPOL_DEFAULT with no nodes is a no-op; with nodes it is refused by name.
+    let default = ctx
+        .bundle()
+        .edit(|s| s["linux"]["memoryPolicy"] = json!({ "mode": "MPOL_DEFAULT" }))
+        .with_sh("grep -m1 -o -E ' default ' /proc/self/numa_maps");
+    assert_eq!(ctx.run(&default).assert_ok().out(), "default");
+    for (field, value, needle) in [
+        (
+            "memoryPolicy",
+            json!({ "mode": "MPOL_DEFAULT", "nodes": "0" }),
+            "linux.memoryPolicy.nodes",
+        ),
+        (
+            "memoryPolicy",
+            json!({ "mode": "MPOL_BIND", "nodes": "9999" }),
+            "linux.memoryPolicy.nodes",
+        ),
+    ] {
+        let bad = ctx
+            .bundle()
+            .edit(|s| s["linux"][field] = value.clone())
+            .with_args(&["true"]);
+        let out = ctx.run(&bad);
+        out.assert_fail();
+        assert!(out.stderr.contains(needle), "{out}");
+    }
+    let bad = ctx
+        .bundle()
+        .edit(|s| s["process"]["scheduler"] = json!({ "policy": "SCHED_FIFO" }))
+        .with_args(&["true"]);
+    let out = ctx.run(&bad);
+    out.assert_fail();
+    assert!(out.stderr.contains("process.scheduler.priority"), "{out}");
+    ctx.finish();
+}

@@ -30,6 +30,7 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod safe_path;
+mod sched;
 mod tty;
 mod userns;
 

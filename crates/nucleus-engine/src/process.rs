@@ -56,6 +56,8 @@ pub(crate) struct ProcessPlan {
     pub io_priority: Option<(u32, u32)>,
     /// `linux.personality` as a persona value.
     pub personality: Option<libc::c_ulong>,
+    /// Scheduler, CPU affinity and memory policy.
+    pub sched: crate::sched::SchedPlan,
 }
 
 fn cstring(field: &str, s: &str) -> Result<CString> {
@@ -189,12 +191,15 @@ impl ProcessPlan {
                 }
             },
             personality: None,
+            sched: crate::sched::SchedPlan::from_process(p)?,
         })
     }
 }
 
-/// Sets `linux.personality` on the plan; flags are not supported.
+/// Sets `linux.personality` and `linux.memoryPolicy` on the plan;
+/// personality flags are not supported.
 pub(crate) fn with_personality(mut plan: ProcessPlan, spec: &oci_spec::runtime::Spec) -> Result<ProcessPlan> {
+    plan.sched = std::mem::take(&mut plan.sched).with_memory_policy(spec)?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(EngineError::invalid("linux.personality.flags", format!("{:?}", p.flags()), "personality flags are not supported"));
@@ -207,7 +212,8 @@ pub(crate) fn with_personality(mut plan: ProcessPlan, spec: &oci_spec::runtime::
     Ok(plan)
 }
 
-/// ioPriority and personality: settings of the process itself.
+/// ioPriority, personality, scheduler, affinity and memory policy:
+/// settings of the process itself.
 pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some((class, level)) = plan.io_priority {
         nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || format!("ioprio_set class {class} level {level}"))?;
@@ -215,7 +221,7 @@ pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some(persona) = plan.personality {
         nucleus_sys::uts::set_personality(persona).step("personality", || format!("personality {persona:#x}"))?;
     }
-    Ok(())
+    plan.sched.apply()
 }
 
 /// setrlimit for each entry; failures name the rlimit and the values.

@@ -159,12 +159,6 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         Err(EngineError::invalid(field, value, "not supported by nucleus; remove it"))
     };
     if let Some(p) = spec.process() {
-        if p.scheduler().is_some() {
-            return unsupported("process.scheduler", format!("{:?}", p.scheduler()));
-        }
-        if p.exec_cpu_affinity().is_some() {
-            return unsupported("process.execCPUAffinity", format!("{:?}", p.exec_cpu_affinity()));
-        }
         for (field, label) in [("process.apparmorProfile", p.apparmor_profile()), ("process.selinuxLabel", p.selinux_label())] {
             if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
                 if !allows_degraded(spec) {
@@ -183,9 +177,6 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         }
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
-        }
-        if l.memory_policy().is_some() {
-            return unsupported("linux.memoryPolicy", format!("{:?}", l.memory_policy()));
         }
         if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
             return unsupported("linux.timeOffsets", format!("{:?}", l.time_offsets()));

@@ -13,5 +13,6 @@ pub mod signal;
 pub mod net;
 pub mod mem;
 pub mod mount;
+pub mod sched;
 
 pub use nix::errno::Errno;
