@@ -792,3 +792,70 @@ fn scheduler_affinity_and_memory_policy_are_applied() {
     assert!(out.stderr.contains("process.scheduler.priority"), "{out}");
     ctx.finish();
 }
+
+/// `checkpoint` and `restore` take runc's flags and go through CRIU. Where CRIU cannot
+/// dump (Debian's criu 3.17 on this kernel), both fail with exit 1 as runc's do, nucleus
+/// saying why (`criu check`), and the container keeps running. Without criu installed,
+/// nucleus says so.
+#[test]
+fn checkpoint_and_restore_go_through_criu() {
+    require!(root, busybox);
+    let criu_works = Command::new("criu")
+        .arg("check")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let seen = each_runtime(|ctx| {
+        let bundle = sleep_bundle(ctx);
+        let id = ctx.id();
+        sleeper(ctx, &bundle, &id);
+        let images = ctx.scratch("images");
+        let work = ctx.scratch("work");
+        let (img, wk) = (images.to_str().unwrap(), work.to_str().unwrap());
+        let flags = [
+            "--image-path",
+            img,
+            "--work-path",
+            wk,
+            "--tcp-established",
+            "--ext-unix-sk",
+            "--shell-job",
+            "--file-locks",
+            "--manage-cgroups-mode",
+            "soft",
+        ];
+        let mut args = vec!["checkpoint", "--leave-running"];
+        args.extend_from_slice(&flags);
+        args.push(&id);
+        let dump = ctx.rt(&args);
+        let status = ctx.status(&id);
+        let b = bundle.path().to_str().unwrap();
+        let restored_id = format!("{}-restored", id.id());
+        let mut args = vec!["restore", "--detach", "--bundle", b];
+        args.extend_from_slice(&flags);
+        args.push(&restored_id);
+        let restore = ctx.rt(&args);
+        let _ = ctx.rt(&["delete", "--force", &restored_id]);
+        ctx.rt(&["delete", "--force", &id]).assert_ok();
+        if ctx.runtime() == nucleus() {
+            let why = if matches!(&criu_works, Ok(s) if !s.success()) {
+                "criu check"
+            } else {
+                "criu"
+            };
+            assert!(
+                dump.stderr.contains(why) && restore.stderr.contains(why),
+                "{dump}\n{restore}"
+            );
+        }
+        (dump.code, status, restore.code)
+    });
+    match criu_works {
+        Ok(s) if !s.success() => {
+            assert_same(&seen);
+            assert_eq!(seen[0].1, (Some(1), Some("running".to_string()), Some(1)));
+        }
+        Ok(_) => eprintln!("note: criu works here; checkpoint/restore results: {seen:?}"),
+        Err(_) => assert!(seen[0].1 .0 == Some(1), "nucleus without criu: {seen:?}"),
+    }
+}

@@ -48,6 +48,9 @@ pub enum EngineError {
     #[error("error running hook: {kind} hook `{path}`: {reason}")]
     Hook { kind: &'static str, path: PathBuf, reason: String },
 
+    #[error("{op} failed: {detail}")]
+    Criu { op: &'static str, detail: String },
+
     #[error("corrupt state file `{path}`: {source}")]
     CorruptState { path: PathBuf, source: serde_json::Error },
 
@@ -85,6 +88,9 @@ impl EngineError {
             }
             EngineError::Sys { source: nix::errno::Errno::EPERM, op } if op.contains("clone") => {
                 Some("creating namespaces needs root or a user namespace")
+            }
+            EngineError::Criu { detail, .. } if detail.contains("criu check") => {
+                Some("CRIU releases older than the kernel often cannot dump it (Debian's criu 3.17 on Linux 6.x); install a newer criu")
             }
             EngineError::ExecPaused { .. } => Some("resume it first, or pass --ignore-paused to exec anyway (the process starts frozen)"),
             _ => None,

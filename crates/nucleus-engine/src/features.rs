@@ -8,7 +8,9 @@ pub fn features() -> Value {
     let mount_options = vec![
         "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand", "noatime",
         "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "private",
-        "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent",
+        "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec", "rnoatime", "rnodev", "rnodiratime",
+        "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro",
+        "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent",
         "slave", "strictatime", "suid", "sync", "tmpcopyup", "unbindable",
     ];
     let actions = vec![
@@ -42,4 +44,15 @@ pub fn features() -> Value {
         },
         "annotations": { "org.nucleus.version": env!("CARGO_PKG_VERSION") }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_listed_mount_option_is_accepted() {
+        for o in super::features()["mountOptions"].as_array().unwrap() {
+            let o = o.as_str().unwrap().to_string();
+            assert!(crate::mount_options::parse(std::slice::from_ref(&o)).is_ok(), "{o}");
+        }
+    }
 }

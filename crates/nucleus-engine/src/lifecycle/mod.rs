@@ -1,6 +1,7 @@
 //! The verbs. One file per verb; each takes the state root and an id and
 //! checks the container's status before acting.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod exec;
@@ -10,6 +11,7 @@ mod run;
 mod start;
 pub mod resources;
 
+pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuOptions, RestoreOptions};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use exec::{container_process, exec, ExecOptions};
