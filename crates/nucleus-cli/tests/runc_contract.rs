@@ -859,3 +859,26 @@ fn checkpoint_and_restore_go_through_criu() {
         Err(_) => assert!(seen[0].1 .0 == Some(1), "nucleus without criu: {seen:?}"),
     }
 }
+
+/// A seccomp agent that cannot be reached fails the run with runc's wording.
+#[test]
+fn unreachable_seccomp_agent_is_reported_as_runc_does() {
+    require!(root, busybox);
+    let seen = each_runtime(|ctx| {
+        let sock = ctx.scratch("agent").join("none.sock");
+        let bundle = ctx.bundle().with_args(&["true"]).edit(|s| {
+            s["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": sock,
+                "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }]
+            });
+        });
+        let out = ctx.run(&bundle);
+        (
+            out.code,
+            out.stderr.contains("failed to connect with seccomp agent"),
+        )
+    });
+    assert_same(&seen);
+    assert_eq!(seen[0].1, (Some(1), true));
+}
