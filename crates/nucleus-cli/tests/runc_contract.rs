@@ -882,3 +882,69 @@ fn unreachable_seccomp_agent_is_reported_as_runc_does() {
     assert_same(&seen);
     assert_eq!(seen[0].1, (Some(1), true));
 }
+
+/// `linux.timeOffsets` shift the container's boottime and monotonic clocks in its time
+/// namespace (runc 1.1 predates them, so nucleus alone is checked); the runtime's own
+/// clocks and later children are untouched. A spec without a mount namespace is refused
+/// with the reason (nucleus never mounts into the runtime's own namespace).
+#[test]
+fn time_offsets_shift_the_containers_clocks() {
+    require!(root, busybox);
+    if !Path::new("/proc/self/ns/time").exists() {
+        eprintln!("skipped: no time namespaces on this kernel");
+        return;
+    }
+    const YEAR: i64 = 365 * 86_400;
+    let ctx = Ctx::new();
+    let bundle = ctx
+        .bundle()
+        .with_namespace("time")
+        .edit(|s| {
+            s["linux"]["timeOffsets"] =
+                json!({ "boottime": { "secs": YEAR }, "monotonic": { "secs": YEAR } })
+        })
+        .with_sh("cut -d. -f1 /proc/uptime");
+    let out = ctx.run(&bundle);
+    out.assert_ok();
+    let host_uptime: i64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let uptime: i64 = out.out().parse().unwrap_or_else(|_| panic!("{out}"));
+    assert!(
+        uptime >= YEAR && uptime - YEAR <= host_uptime + 60,
+        "uptime {uptime} vs host {host_uptime}\n{out}"
+    );
+
+    let without_ns = ctx
+        .bundle()
+        .edit(|s| s["linux"]["timeOffsets"] = json!({ "boottime": { "secs": 5 } }))
+        .with_args(&["true"]);
+    let out = ctx.run(&without_ns);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("linux.timeOffsets") && out.stderr.contains("time namespace"),
+        "{out}"
+    );
+
+    let no_mount_ns = ctx
+        .bundle()
+        .edit(|s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "mount")
+        })
+        .with_args(&["true"]);
+    let out = ctx.run(&no_mount_ns);
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("a mount namespace is required")
+            && out.stderr.contains("never mounts into"),
+        "{out}"
+    );
+    ctx.finish();
+}

@@ -178,9 +178,6 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
         }
-        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
-            return unsupported("linux.timeOffsets", format!("{:?}", l.time_offsets()));
-        }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return unsupported("linux.netDevices", format!("{:?}", l.net_devices().as_ref().map(|d| d.keys().collect::<Vec<_>>())));
         }

@@ -6,6 +6,7 @@ pub(crate) mod child;
 pub(crate) mod exec;
 pub(crate) mod parent;
 pub(crate) mod sync;
+pub(crate) mod timens;
 
 pub(crate) use parent::{launch, LaunchMode, LaunchRequest};
 

@@ -125,9 +125,22 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         .as_ref()
         .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
     let process = crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
-    let ns = namespaces::plan(req.spec)?;
+    let mut ns = namespaces::plan(req.spec)?;
     if !ns.creates(CloneFlags::CLONE_NEWNS) && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS) {
-        return Err(EngineError::invalid("linux.namespaces", "[...]", "a mount namespace is required"));
+        return Err(EngineError::invalid(
+            "linux.namespaces",
+            "[...]",
+            "a mount namespace is required: nucleus never mounts into the runtime's own namespace, where a crash would leave the mounts on the host",
+        ));
+    }
+    let time_offsets = super::timens::offsets_text(req.spec)?;
+    if time_offsets.is_some() {
+        let newtime = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        if !ns.creates(newtime) {
+            return Err(EngineError::invalid("linux.timeOffsets", "{...}", "needs a new time namespace (a `time` entry in linux.namespaces without a path)"));
+        }
+        // The init enters the namespace the runtime prepares for its children.
+        ns.create.remove(newtime);
     }
     let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
@@ -183,6 +196,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
+    let children_timens = time_offsets.as_deref().map(super::timens::ChildrenTimeNamespace::enter).transpose()?;
     let mut in_v2 = false;
     let pid = if ns.needs_intermediate() {
         let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
@@ -238,6 +252,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             CloneResult::Parent(pid) => pid,
         }
     };
+    // Later children (hooks) start in the runtime's own time namespace again.
+    drop(children_timens);
     drop(child_sock);
     let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
