@@ -156,7 +156,9 @@ impl ProcessPlan {
                 .map(|c| c.to_string())
                 .collect();
             if !dropped.is_empty() {
-                tracing::warn!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
+                // Debug, not warn: runc's (and so `nucleus spec`'s) default config
+                // lists ambient caps without inheritable ones, and runc is silent.
+                tracing::debug!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
                 ambient.retain(|c| !dropped.contains(&c.to_string()));
             }
         }
