@@ -100,8 +100,23 @@ fn version_prints_version_commit_and_spec() {
 #[test]
 fn help_topics_and_verb_help() {
     const VERBS: &[&str] = &[
-        "create", "start", "run", "exec", "state", "kill", "delete", "list", "spec", "features",
-        "ps", "pause", "resume", "update", "events",
+        "create",
+        "start",
+        "run",
+        "exec",
+        "state",
+        "kill",
+        "delete",
+        "list",
+        "spec",
+        "features",
+        "ps",
+        "pause",
+        "resume",
+        "update",
+        "events",
+        "checkpoint",
+        "restore",
     ];
     let seen = each_runtime(|ctx| {
         let dir = ctx.scratch("cwd");
