@@ -965,3 +965,54 @@ fn time_offsets_shift_the_containers_clocks() {
     );
     ctx.finish();
 }
+
+/// `idmap`/`ridmap` binds show the source's files through the mount's own id mappings
+/// (`mount_setattr(MOUNT_ATTR_IDMAP)`); runc 1.1 predates them, so nucleus alone is
+/// checked. Mappings without the option, or the option without mappings, are refused.
+#[test]
+fn idmapped_bind_mounts_map_file_owners() {
+    require!(root, busybox);
+    let ctx = Ctx::new();
+    let src = ctx.scratch("idmap-src");
+    fs::write(src.join("mine"), "x").unwrap();
+    fs::write(src.join("roots"), "x").unwrap();
+    nix::unistd::chown(&src.join("mine"), Some(1000.into()), Some(1000.into())).unwrap();
+    let maps = json!([{ "containerID": 0, "hostID": 1000, "size": 1 }]);
+    let mut observed = Vec::new();
+    for opt in ["idmap", "ridmap"] {
+        let bundle = ctx
+            .bundle()
+            .with_mount(json!({
+                "destination": "/mnt/ids", "type": "bind", "source": src,
+                "options": ["rbind", opt], "uidMappings": maps, "gidMappings": maps
+            }))
+            .with_sh("stat -c '%n %u:%g' /mnt/ids/mine /mnt/ids/roots");
+        let out = ctx.run(&bundle);
+        out.assert_ok();
+        observed.push(out.stdout.clone());
+    }
+    for out in &observed {
+        // The mount maps on-disk ids down through its user namespace, as the
+        // container's own user namespace would: on-disk 0 shows as host 1000, and
+        // on-disk 1000, outside the map, as the overflow id.
+        assert_eq!(out, "/mnt/ids/mine 65534:65534\n/mnt/ids/roots 1000:1000\n");
+    }
+    // The host still sees its own owners.
+    assert_eq!(fs::metadata(src.join("mine")).unwrap().uid(), 1000);
+
+    for (mount, needle) in [
+        (
+            json!({ "destination": "/mnt/ids", "type": "bind", "source": src, "options": ["rbind"], "uidMappings": maps, "gidMappings": maps }),
+            "need the `idmap` or `ridmap` option",
+        ),
+        (
+            json!({ "destination": "/mnt/ids", "type": "bind", "source": src, "options": ["rbind", "idmap"] }),
+            "needs uidMappings and gidMappings",
+        ),
+    ] {
+        let out = ctx.run(&ctx.bundle().with_mount(mount).with_args(&["true"]));
+        out.assert_fail();
+        assert!(out.stderr.contains(needle), "{out}");
+    }
+    ctx.finish();
+}

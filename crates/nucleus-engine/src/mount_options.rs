@@ -21,6 +21,8 @@ pub(crate) struct MountOptions {
     pub data: String,
     /// Attributes applied recursively after mounting (`r`-prefixed options).
     pub recursive: nucleus_sys::mount::MountAttr,
+    /// `idmap` (`Some(false)`) or `ridmap` (`Some(true)`): an id-mapped bind.
+    pub idmap: Option<bool>,
 }
 
 /// Parses an options list; returns the first unsupported option on error.
@@ -32,6 +34,7 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
         bind: false,
         data: String::new(),
         recursive: nucleus_sys::mount::MountAttr::default(),
+        idmap: None,
     };
     let mut data = Vec::new();
     for opt in options {
@@ -76,8 +79,10 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
             }
             // Handled by the runtime, not the kernel: accepted for compatibility.
             "defaults" | "tmpcopyup" => continue,
-            // Id-mapped mounts need a user namespace holding the mount's maps.
-            "idmap" | "ridmap" => return Err(opt.clone()),
+            "idmap" | "ridmap" => {
+                out.idmap = Some(opt == "ridmap");
+                continue;
+            }
             r if recursive(r, &mut out.recursive) => continue,
             _ => {
                 data.push(opt.as_str());
@@ -185,7 +190,9 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_is_named() {
-        assert_eq!(parse(&["nosuid".into(), "idmap".into()]), Err("idmap".to_string()));
+    fn idmap_options() {
+        assert_eq!(p(&["bind", "idmap"]).idmap, Some(false));
+        assert_eq!(p(&["rbind", "ridmap"]).idmap, Some(true));
+        assert_eq!(p(&["rbind"]).idmap, None);
     }
 }

@@ -56,6 +56,8 @@ pub(crate) struct RootfsPlan<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub cgroups: &'a [CgroupHierarchy],
+    /// Per `mounts[]` entry, the user namespace of an id-mapped mount.
+    pub idmap_userns: &'a [Option<OwnedFd>],
 }
 
 /// Makes the mount tree private to us and bind-mounts the rootfs onto itself
@@ -175,8 +177,13 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, o
         check_target_kind(&target, leaf).map_err(|e| StepError::new("mounts", ctx("destination type differs from source"), e))?;
         let target_path = fd_path(&target);
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(Some(&source), target_path.as_str(), NONE, MsFlags::MS_BIND | rec, NONE)
-            .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+        match (opts.idmap, plan.idmap_userns.get(i).and_then(Option::as_ref)) {
+            (Some(recursive), Some(userns)) => bind_idmapped(&source, target.as_fd(), userns.as_fd(), !rec.is_empty(), recursive)
+                .map_err(|e| StepError::new("mounts", ctx(&format!("id-mapped bind `{}`", source.display())), e))?,
+            (Some(_), None) => return Err(StepError::new("mounts", ctx("id-mapped bind without a user namespace"), Errno::EINVAL)),
+            (None, _) => mount(Some(&source), target_path.as_str(), NONE, MsFlags::MS_BIND | rec, NONE)
+                .step("mounts", || ctx(&format!("bind `{}`", source.display())))?,
+        }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             // Re-open: the fd from before the mount still names the covered directory.
@@ -218,6 +225,22 @@ fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, o
             .step("mounts", || ctx("apply recursive mount options with mount_setattr (needs Linux 5.12)"))?;
     }
     Ok(())
+}
+
+/// An id-mapped bind (`idmap`/`ridmap`): clone the source tree detached,
+/// map it through `userns` (every mount below too for `ridmap`), attach it.
+fn bind_idmapped(source: &Path, target: BorrowedFd<'_>, userns: BorrowedFd<'_>, rbind: bool, recursive: bool) -> Result<(), Errno> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if rbind || recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let tree = open_tree(rustix::fs::CWD, source, flags).map_err(errno)?;
+    nucleus_sys::mount::mount_setattr_idmap(tree.as_fd(), userns, recursive)?;
+    // Onto the resolved destination fd itself: a /proc/self/fd path would be
+    // taken as the symlink (move_mount does not follow the last component).
+    move_mount(tree.as_fd(), "", target, "", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH).map_err(errno)
 }
 
 fn check_target_kind(fd: &OwnedFd, want: Leaf) -> Result<(), Errno> {

@@ -183,8 +183,15 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return unsupported(&format!("mounts[{i}].uidMappings"), m.destination().display().to_string());
+        let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()) || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        let opts = m.options().as_deref().unwrap_or_default();
+        let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
+        let bind = m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        match (idmap, has_maps) {
+            (false, true) => return Err(EngineError::invalid(format!("mounts[{i}].uidMappings"), m.destination().display().to_string(), "mount id mappings need the `idmap` or `ridmap` option")),
+            (true, false) => return Err(EngineError::invalid(format!("mounts[{i}].options"), "idmap", "an id-mapped mount needs uidMappings and gidMappings")),
+            (true, true) if !bind => return Err(EngineError::invalid(format!("mounts[{i}].options"), "idmap", "only bind mounts can be id-mapped")),
+            _ => {}
         }
     }
     Ok(())

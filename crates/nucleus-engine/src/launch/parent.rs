@@ -168,6 +168,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         Some(cg) if !ns.needs_intermediate() => Some(CgroupJoin::open(cg)?),
         _ => None,
     };
+    let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty() || !HookKind::CreateRuntime.of(req.spec).is_empty();
     let plan = ChildPlan {
         id: req.id,
@@ -178,6 +179,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             bundle: req.bundle,
             in_userns: ns.in_userns(),
             cgroups: req.cgroup_mounts,
+            idmap_userns: &idmap_userns,
         },
         namespaces: &ns,
         process: &process,
