@@ -152,7 +152,10 @@ impl Cgroup {
     /// controller moves the hierarchy serving it (`""` or `unified` names
     /// cgroup2), no controller moves every hierarchy. Paths stay below
     /// this cgroup and must exist.
-    pub fn with_sub_cgroups(&self, subs: &[(Option<String>, String)]) -> Result<Cgroup, CgroupError> {
+    pub fn with_sub_cgroups(
+        &self,
+        subs: &[(Option<String>, String)],
+    ) -> Result<Cgroup, CgroupError> {
         let mut out = self.clone();
         for (controller, rel) in subs {
             let rel_path = path::sub_path(rel)?;
@@ -171,14 +174,20 @@ impl Cgroup {
                 matched = true;
                 let sub = d.path.join(&rel_path);
                 if !sub.is_dir() {
-                    return Err(CgroupError::ResolvePath { path: sub.display().to_string(), reason: "no such sub-cgroup" });
+                    return Err(CgroupError::ResolvePath {
+                        path: sub.display().to_string(),
+                        reason: "no such sub-cgroup",
+                    });
                 }
                 d.path = sub;
                 d.new_ancestors = 0;
             }
             if !matched {
                 let name = controller.clone().unwrap_or_default();
-                return Err(CgroupError::ResolvePath { path: format!("{name}:{rel}"), reason: "no hierarchy serves this controller" });
+                return Err(CgroupError::ResolvePath {
+                    path: format!("{name}:{rel}"),
+                    reason: "no hierarchy serves this controller",
+                });
             }
         }
         Ok(out)
@@ -326,16 +335,30 @@ mod tests {
         for d in cg.dirs() {
             std::fs::create_dir_all(d.path.join("sub")).unwrap();
         }
-        let pids = cg.with_sub_cgroups(&[(Some("pids".into()), "sub".into())]).unwrap();
+        let pids = cg
+            .with_sub_cgroups(&[(Some("pids".into()), "sub".into())])
+            .unwrap();
         assert!(pids.v1_dir("pids").unwrap().ends_with("abc/sub"));
         assert!(pids.v1_dir("memory").unwrap().ends_with("abc"));
         let all = cg.with_sub_cgroups(&[(None, "/sub".into())]).unwrap();
         assert!(all.dirs().all(|d| d.path.ends_with("abc/sub")));
-        let err = cg.with_sub_cgroups(&[(None, "../x".into())]).unwrap_err().to_string();
+        let err = cg
+            .with_sub_cgroups(&[(None, "../x".into())])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`..`"), "{err}");
-        let err = cg.with_sub_cgroups(&[(Some("pids".into()), "nosub".into())]).unwrap_err().to_string();
-        assert!(err.contains("nosub") && err.contains("no such sub-cgroup"), "{err}");
-        let err = cg.with_sub_cgroups(&[(Some("nosuch".into()), "sub".into())]).unwrap_err().to_string();
+        let err = cg
+            .with_sub_cgroups(&[(Some("pids".into()), "nosub".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nosub") && err.contains("no such sub-cgroup"),
+            "{err}"
+        );
+        let err = cg
+            .with_sub_cgroups(&[(Some("nosuch".into()), "sub".into())])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no hierarchy serves"), "{err}");
     }
 

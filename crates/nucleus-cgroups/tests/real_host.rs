@@ -290,10 +290,7 @@ fn process_lifecycle_on_the_full_host() {
     assert!(pids.contains(&p.pid()), "{pids:?}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap();
     // Every hierarchy line names our leaf.
-    assert!(
-        own.lines().all(|l| l.ends_with(&format!("/{id}"))),
-        "{own}"
-    );
+    assert!(own.lines().all(|l| l.ends_with(&format!("/{id}"))), "{own}");
 
     // The shell's command substitution forks helpers before `sleep`
     // settles: wait for the steady state of exactly sh + sleep.

@@ -45,7 +45,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.extra.insert(field.name().to_string(), format!("{value:?}").into());
+            self.extra
+                .insert(field.name().to_string(), format!("{value:?}").into());
         }
     }
 }
@@ -55,7 +56,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = level_name(*event.metadata().level());
@@ -72,11 +78,21 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = level_name(*event.metadata().level());
-        write!(writer, "time={} level={level} msg={}", logfmt_value(&now_rfc3339()), logfmt_value(&fields.msg))?;
+        write!(
+            writer,
+            "time={} level={level} msg={}",
+            logfmt_value(&now_rfc3339()),
+            logfmt_value(&fields.msg)
+        )?;
         for (key, value) in &fields.extra {
             let text = match value {
                 serde_json::Value::String(s) => s.clone(),
@@ -102,7 +118,9 @@ fn level_name(level: Level) -> &'static str {
 /// A value as logrus's text formatter writes it: bare when it is made of
 /// safe characters, else double-quoted with `"` and `\` escaped.
 fn logfmt_value(s: &str) -> String {
-    let bare = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
     if bare {
         return s.to_string();
     }
@@ -131,7 +149,11 @@ pub struct LogGuard;
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
     let level = if debug { Level::DEBUG } else { Level::WARN };
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log.and_then(|p| {
-        std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
     }) {
         Some(file) => {
             let file = std::sync::Arc::new(Mutex::new(file));
@@ -139,7 +161,10 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
         }
         None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_ansi(false);
     let _ = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.event_format(TextLines).try_init(),
@@ -179,7 +204,10 @@ pub fn report(err: &anyhow::Error, has_log_file: bool) {
         tracing::error!("{msg}");
     }
     eprintln!("nucleus: {msg}");
-    if let Some(hint) = err.downcast_ref::<nucleus_engine::EngineError>().and_then(|e| e.hint()) {
+    if let Some(hint) = err
+        .downcast_ref::<nucleus_engine::EngineError>()
+        .and_then(|e| e.hint())
+    {
         eprintln!("hint: {hint}");
     }
 }

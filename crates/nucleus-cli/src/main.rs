@@ -28,7 +28,6 @@ const VERSION: &str = concat!(
     nucleus_engine_spec_version!()
 );
 
-
 /// Exit code of an `exec` that failed in the runtime (not in the
 /// workload): runc's, so a shim can tell it from the process exiting 1.
 const EXEC_RUNTIME_ERROR: i32 = 255;
@@ -56,7 +55,12 @@ pub struct Cli {
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
     /// Directory for container state
-    #[arg(long, global = true, default_value = "/run/nucleus", env = "NUCLEUS_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/nucleus",
+        env = "NUCLEUS_ROOT"
+    )]
     root: PathBuf,
     /// Write diagnostics to this file instead of stderr
     #[arg(long, global = true)]
@@ -92,13 +96,20 @@ enum Verb {
 
 fn main() {
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
-    let (args, agent_run) = docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
+    let (args, agent_run) =
+        docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.
         Err(e) if agent_run && e.use_stderr() => {
             let text = e.render().to_string();
-            eprintln!("nucleus: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            eprintln!(
+                "nucleus: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
             std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
         }
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
@@ -116,7 +127,11 @@ fn main() {
         Verb::Help { topic } => help(&topic),
         Verb::Oci(c) => oci::dispatch(&cli.root, c),
         Verb::Docker(c) => {
-            let g = docker::Globals { root: &cli.root, log: cli.log.as_deref(), debug: cli.debug };
+            let g = docker::Globals {
+                root: &cli.root,
+                log: cli.log.as_deref(),
+                debug: cli.debug,
+            };
             docker::dispatch(&g, c)
         }
     };
@@ -137,7 +152,10 @@ fn help(topic: &[String]) -> anyhow::Result<i32> {
     cmd.build();
     let mut current = &mut cmd;
     for name in topic {
-        match current.find_subcommand_mut(name).filter(|c| !c.is_hide_set()) {
+        match current
+            .find_subcommand_mut(name)
+            .filter(|c| !c.is_hide_set())
+        {
             Some(sub) => current = sub,
             None => {
                 eprintln!("nucleus: No help topic for '{name}'");
@@ -154,13 +172,19 @@ fn help(topic: &[String]) -> anyhow::Result<i32> {
 mod tests {
     #[test]
     fn spec_version_matches_the_engine() {
-        assert_eq!(nucleus_engine_spec_version!(), nucleus_engine::spec::OCI_VERSION);
+        assert_eq!(
+            nucleus_engine_spec_version!(),
+            nucleus_engine::spec::OCI_VERSION
+        );
     }
 
     #[test]
     fn version_text_has_three_lines() {
         let lines: Vec<&str> = super::VERSION.lines().collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[1].starts_with("commit: ") && lines[2].starts_with("spec: "), "{lines:?}");
+        assert!(
+            lines[1].starts_with("commit: ") && lines[2].starts_with("spec: "),
+            "{lines:?}"
+        );
     }
 }

@@ -73,8 +73,10 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
                 out.bind = true;
                 (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
-                out.propagation.push(propagation(opt).unwrap_or(MsFlags::MS_PRIVATE));
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                out.propagation
+                    .push(propagation(opt).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
             // Handled by the runtime, not the kernel: accepted for compatibility.
@@ -99,7 +101,11 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
 /// Folds a recursive option into `attr`; false if `opt` is not one. A later
 /// option wins over an earlier one, as with the plain flags.
 fn recursive(opt: &str, attr: &mut nucleus_sys::mount::MountAttr) -> bool {
-    use libc::{MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME};
+    use libc::{
+        MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+        MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
+        MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+    };
     let (bit, set) = match opt {
         "rro" => (MOUNT_ATTR_RDONLY, true),
         "rrw" => (MOUNT_ATTR_RDONLY, false),
@@ -181,12 +187,21 @@ mod tests {
     fn recursive_options_become_mount_attributes() {
         let o = p(&["rbind", "rro", "rnosuid", "rnoatime"]);
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
-        assert_eq!(o.recursive.set, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME);
+        assert_eq!(
+            o.recursive.set,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME
+        );
         assert_eq!(o.recursive.clear, libc::MOUNT_ATTR__ATIME);
         let o = p(&["rro", "rrw", "rstrictatime", "rrelatime"]);
         assert_eq!(o.recursive.set, libc::MOUNT_ATTR_RELATIME);
-        assert_eq!(o.recursive.clear, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME);
-        assert_eq!(p(&["nosuid"]).recursive, nucleus_sys::mount::MountAttr::default());
+        assert_eq!(
+            o.recursive.clear,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME
+        );
+        assert_eq!(
+            p(&["nosuid"]).recursive,
+            nucleus_sys::mount::MountAttr::default()
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@ use crate::error::{EngineError, Result};
 use crate::launch::{StepContext, StepError};
 use nix::sched::CpuSet;
 use nucleus_sys::sched::SchedAttr;
-use oci_spec::runtime::{LinuxMemoryPolicy, LinuxSchedulerFlag, LinuxSchedulerPolicy, MemoryPolicyFlagType, MemoryPolicyModeType, Process, Scheduler, Spec};
+use oci_spec::runtime::{
+    LinuxMemoryPolicy, LinuxSchedulerFlag, LinuxSchedulerPolicy, MemoryPolicyFlagType,
+    MemoryPolicyModeType, Process, Scheduler, Spec,
+};
 
 /// Node masks cover this many 64-bit words (1024 nodes, the kernel's usual MAX_NUMNODES).
 const NODE_WORDS: usize = 16;
@@ -24,17 +27,34 @@ pub(crate) struct SchedPlan {
 impl SchedPlan {
     /// The process-level settings of `p`.
     pub(crate) fn from_process(p: &Process) -> Result<SchedPlan> {
-        let mut plan = SchedPlan { scheduler: p.scheduler().as_ref().map(sched_attr).transpose()?, ..SchedPlan::default() };
+        let mut plan = SchedPlan {
+            scheduler: p.scheduler().as_ref().map(sched_attr).transpose()?,
+            ..SchedPlan::default()
+        };
         if let Some(a) = p.exec_cpu_affinity() {
-            plan.affinity_initial = a.initial().as_deref().filter(|s| !s.is_empty()).map(|s| cpu_set("process.execCPUAffinity.initial", s)).transpose()?;
-            plan.affinity_final = a.cpu_affinity_final().as_deref().filter(|s| !s.is_empty()).map(|s| cpu_set("process.execCPUAffinity.final", s)).transpose()?;
+            plan.affinity_initial = a
+                .initial()
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| cpu_set("process.execCPUAffinity.initial", s))
+                .transpose()?;
+            plan.affinity_final = a
+                .cpu_affinity_final()
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| cpu_set("process.execCPUAffinity.final", s))
+                .transpose()?;
         }
         Ok(plan)
     }
 
     /// Adds the container-level `linux.memoryPolicy` of `spec`.
     pub(crate) fn with_memory_policy(mut self, spec: &Spec) -> Result<SchedPlan> {
-        if let Some(mp) = spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()) {
+        if let Some(mp) = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref())
+        {
             self.memory_policy = memory_policy(mp)?;
         }
         Ok(self)
@@ -43,16 +63,24 @@ impl SchedPlan {
     /// Applies the plan to the calling process (the child, still privileged).
     pub(crate) fn apply(&self) -> std::result::Result<(), StepError> {
         if let Some(set) = &self.affinity_initial {
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).step("execCPUAffinity", || "sched_setaffinity (initial)".into())?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                .step("execCPUAffinity", || "sched_setaffinity (initial)".into())?;
         }
         if let Some((mode, nodes)) = &self.memory_policy {
-            nucleus_sys::sched::set_mempolicy(*mode, nodes_in_use(nodes)).step("memoryPolicy", || format!("set_mempolicy mode {mode:#x}"))?;
+            nucleus_sys::sched::set_mempolicy(*mode, nodes_in_use(nodes))
+                .step("memoryPolicy", || format!("set_mempolicy mode {mode:#x}"))?;
         }
         if let Some(attr) = &self.scheduler {
-            nucleus_sys::sched::sched_setattr_self(attr).step("scheduler", || format!("sched_setattr policy {} (real-time policies need CAP_SYS_NICE)", attr.policy))?;
+            nucleus_sys::sched::sched_setattr_self(attr).step("scheduler", || {
+                format!(
+                    "sched_setattr policy {} (real-time policies need CAP_SYS_NICE)",
+                    attr.policy
+                )
+            })?;
         }
         if let Some(set) = &self.affinity_final {
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).step("execCPUAffinity", || "sched_setaffinity (final)".into())?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                .step("execCPUAffinity", || "sched_setaffinity (final)".into())?;
         }
         Ok(())
     }
@@ -88,20 +116,41 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr> {
     }
     let nice = s.nice().unwrap_or(0);
     if !(-20..=19).contains(&nice) {
-        return Err(EngineError::invalid("process.scheduler.nice", nice.to_string(), "must be -20 to 19"));
+        return Err(EngineError::invalid(
+            "process.scheduler.nice",
+            nice.to_string(),
+            "must be -20 to 19",
+        ));
     }
-    let priority = u32::try_from(s.priority().unwrap_or(0))
-        .map_err(|_| EngineError::invalid("process.scheduler.priority", format!("{:?}", s.priority()), "must not be negative"))?;
+    let priority = u32::try_from(s.priority().unwrap_or(0)).map_err(|_| {
+        EngineError::invalid(
+            "process.scheduler.priority",
+            format!("{:?}", s.priority()),
+            "must not be negative",
+        )
+    })?;
     let realtime = matches!(policy, 1 | 2);
     if realtime && !(1..=99).contains(&priority) {
-        return Err(EngineError::invalid("process.scheduler.priority", priority.to_string(), "SCHED_FIFO and SCHED_RR need a priority of 1 to 99"));
+        return Err(EngineError::invalid(
+            "process.scheduler.priority",
+            priority.to_string(),
+            "SCHED_FIFO and SCHED_RR need a priority of 1 to 99",
+        ));
     }
     if !realtime && priority != 0 {
-        return Err(EngineError::invalid("process.scheduler.priority", priority.to_string(), "only SCHED_FIFO and SCHED_RR take a priority"));
+        return Err(EngineError::invalid(
+            "process.scheduler.priority",
+            priority.to_string(),
+            "only SCHED_FIFO and SCHED_RR take a priority",
+        ));
     }
     let deadline_fields = [s.runtime(), s.deadline(), s.period()];
     if policy != 6 && deadline_fields.iter().any(|f| f.is_some()) {
-        return Err(EngineError::invalid("process.scheduler.runtime", format!("{deadline_fields:?}"), "runtime, deadline and period are for SCHED_DEADLINE only"));
+        return Err(EngineError::invalid(
+            "process.scheduler.runtime",
+            format!("{deadline_fields:?}"),
+            "runtime, deadline and period are for SCHED_DEADLINE only",
+        ));
     }
     Ok(SchedAttr {
         size: 0,
@@ -140,7 +189,9 @@ fn parse_list(field: &str, list: &str, max: usize, mut set: impl FnMut(usize)) -
 fn cpu_set(field: &str, list: &str) -> Result<CpuSet> {
     let mut set = CpuSet::new();
     let mut failed = false;
-    parse_list(field, list, CpuSet::count(), |cpu| failed |= set.set(cpu).is_err())?;
+    parse_list(field, list, CpuSet::count(), |cpu| {
+        failed |= set.set(cpu).is_err()
+    })?;
     if failed {
         return Err(EngineError::invalid(field, list, "cpu out of range"));
     }
@@ -151,7 +202,12 @@ fn memory_policy(mp: &LinuxMemoryPolicy) -> Result<Option<(i32, [u64; NODE_WORDS
     let nodes_text = mp.nodes().as_deref().unwrap_or("").trim();
     let mut nodes = [0u64; NODE_WORDS];
     if !nodes_text.is_empty() {
-        parse_list("linux.memoryPolicy.nodes", nodes_text, NODE_WORDS * 64, |n| nodes[n / 64] |= 1 << (n % 64))?;
+        parse_list(
+            "linux.memoryPolicy.nodes",
+            nodes_text,
+            NODE_WORDS * 64,
+            |n| nodes[n / 64] |= 1 << (n % 64),
+        )?;
     }
     let flags: i32 = mp
         .flags()
@@ -173,8 +229,20 @@ fn memory_policy(mp: &LinuxMemoryPolicy) -> Result<Option<(i32, [u64; NODE_WORDS
         MemoryPolicyModeType::MpolWeightedInterleave => (6, true),
     };
     match (takes_nodes, nodes_text.is_empty()) {
-        (false, false) => return Err(EngineError::invalid("linux.memoryPolicy.nodes", nodes_text, format!("{} takes no nodes", mp.mode()))),
-        (true, true) => return Err(EngineError::invalid("linux.memoryPolicy.nodes", "", format!("{} needs nodes", mp.mode()))),
+        (false, false) => {
+            return Err(EngineError::invalid(
+                "linux.memoryPolicy.nodes",
+                nodes_text,
+                format!("{} takes no nodes", mp.mode()),
+            ))
+        }
+        (true, true) => {
+            return Err(EngineError::invalid(
+                "linux.memoryPolicy.nodes",
+                "",
+                format!("{} needs nodes", mp.mode()),
+            ))
+        }
         _ => {}
     }
     // MPOL_DEFAULT without flags is what every process has already.
@@ -195,32 +263,62 @@ mod tests {
     #[test]
     fn memory_policy_modes_and_nodes() {
         assert_eq!(policy(r#"{"mode": "MPOL_DEFAULT"}"#).unwrap(), None);
-        let (mode, nodes) = policy(r#"{"mode": "MPOL_BIND", "nodes": "0,2-3", "flags": ["MPOL_F_STATIC_NODES"]}"#).unwrap().unwrap();
+        let (mode, nodes) =
+            policy(r#"{"mode": "MPOL_BIND", "nodes": "0,2-3", "flags": ["MPOL_F_STATIC_NODES"]}"#)
+                .unwrap()
+                .unwrap();
         assert_eq!(mode, 2 | 1 << 15);
         assert_eq!(nodes_in_use(&nodes), &[0b1101]);
-        let err = policy(r#"{"mode": "MPOL_DEFAULT", "nodes": "0"}"#).unwrap_err().to_string();
-        assert!(err.starts_with("linux.memoryPolicy.nodes") && err.contains("takes no nodes"), "{err}");
-        let err = policy(r#"{"mode": "MPOL_INTERLEAVE"}"#).unwrap_err().to_string();
+        let err = policy(r#"{"mode": "MPOL_DEFAULT", "nodes": "0"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("linux.memoryPolicy.nodes") && err.contains("takes no nodes"),
+            "{err}"
+        );
+        let err = policy(r#"{"mode": "MPOL_INTERLEAVE"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs nodes"), "{err}");
-        let err = policy(r#"{"mode": "MPOL_BIND", "nodes": "3-1"}"#).unwrap_err().to_string();
+        let err = policy(r#"{"mode": "MPOL_BIND", "nodes": "3-1"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`3-1`"), "{err}");
     }
 
     #[test]
     fn scheduler_is_checked() {
         let s = |json: &str| sched_attr(&serde_json::from_str(json).unwrap());
-        let a = s(r#"{"policy": "SCHED_FIFO", "priority": 10, "flags": ["SCHED_RESET_ON_FORK"]}"#).unwrap();
+        let a = s(r#"{"policy": "SCHED_FIFO", "priority": 10, "flags": ["SCHED_RESET_ON_FORK"]}"#)
+            .unwrap();
         assert_eq!((a.policy, a.priority, a.flags), (1, 10, 1));
-        assert_eq!(s(r#"{"policy": "SCHED_BATCH", "nice": 5}"#).unwrap().nice, 5);
-        assert!(s(r#"{"policy": "SCHED_RR"}"#).unwrap_err().to_string().contains("1 to 99"));
-        assert!(s(r#"{"policy": "SCHED_OTHER", "nice": 40}"#).unwrap_err().to_string().starts_with("process.scheduler.nice"));
-        assert!(s(r#"{"policy": "SCHED_OTHER", "runtime": 5}"#).unwrap_err().to_string().contains("SCHED_DEADLINE"));
+        assert_eq!(
+            s(r#"{"policy": "SCHED_BATCH", "nice": 5}"#).unwrap().nice,
+            5
+        );
+        assert!(s(r#"{"policy": "SCHED_RR"}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 99"));
+        assert!(s(r#"{"policy": "SCHED_OTHER", "nice": 40}"#)
+            .unwrap_err()
+            .to_string()
+            .starts_with("process.scheduler.nice"));
+        assert!(s(r#"{"policy": "SCHED_OTHER", "runtime": 5}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("SCHED_DEADLINE"));
     }
 
     #[test]
     fn cpu_lists() {
         let set = cpu_set("f", "0-1,3").unwrap();
-        assert!(set.is_set(0).unwrap() && set.is_set(1).unwrap() && !set.is_set(2).unwrap() && set.is_set(3).unwrap());
+        assert!(
+            set.is_set(0).unwrap()
+                && set.is_set(1).unwrap()
+                && !set.is_set(2).unwrap()
+                && set.is_set(3).unwrap()
+        );
         assert!(cpu_set("f", "x").unwrap_err().to_string().starts_with("f:"));
         assert!(cpu_set("f", "100000").is_err());
     }

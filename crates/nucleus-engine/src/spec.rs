@@ -15,18 +15,26 @@ pub const ROOTFS_TMPFS_ANNOTATION: &str = "org.nucleus.rootfs-tmpfs";
 
 /// Whether the spec asks for an in-memory root (see [`ROOTFS_TMPFS_ANNOTATION`]).
 pub fn wants_rootfs_tmpfs(spec: &Spec) -> bool {
-    spec.annotations().as_ref().and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION)).is_some_and(|v| v == "true")
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// Whether the spec opts in to degraded security.
 pub fn allows_degraded(spec: &Spec) -> bool {
-    spec.annotations().as_ref().and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION)).is_some_and(|v| v == "true")
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// The Landlock policy the spec carries, checked against the kernel.
 /// Fails closed unless the spec allows degraded security.
 pub fn landlock_policy(spec: &Spec) -> Result<Option<crate::security::landlock::LandlockPolicy>> {
-    let Some(policy) = crate::security::landlock::policy_from_annotations(spec.annotations().as_ref())? else {
+    let Some(policy) =
+        crate::security::landlock::policy_from_annotations(spec.annotations().as_ref())?
+    else {
         return Ok(None);
     };
     for warning in policy.check_supported(allows_degraded(spec))? {
@@ -43,7 +51,10 @@ pub const OCI_VERSION: &str = "1.2.0";
 /// Reads `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec { path: path.clone(), source })?;
+    let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec {
+        path: path.clone(),
+        source,
+    })?;
     match serde_json::from_slice::<Spec>(&text) {
         Ok(spec) => Ok(spec),
         Err(source) => {
@@ -51,7 +62,10 @@ pub fn load(bundle: &Path) -> Result<Spec> {
             // name the JSON field instead when that is where the error is.
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) {
                 if let Some(profile) = value.get("linux").and_then(|l| l.get("seccomp")) {
-                    crate::security::seccomp::parse_profile_value(profile.clone(), "linux.seccomp")?;
+                    crate::security::seccomp::parse_profile_value(
+                        profile.clone(),
+                        "linux.seccomp",
+                    )?;
                 }
             }
             Err(EngineError::ParseSpec { path, source })
@@ -61,7 +75,10 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Checks `ociVersion` is a 1.x release.
 pub fn check_version(version: &str) -> Result<()> {
-    let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u64>().ok());
     let well_formed = version.split('.').count() >= 2;
     match major {
         Some(SUPPORTED_MAJOR) if well_formed => Ok(()),
@@ -75,12 +92,27 @@ pub fn check_version(version: &str) -> Result<()> {
 
 /// Resolves `root.path` against the bundle and checks it is a directory.
 pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
-    let root = spec.root().as_ref().ok_or_else(|| EngineError::invalid("root", "null", "root is required"))?;
-    let path = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("root", "null", "root is required"))?;
+    let path = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
-        Ok(_) => Err(EngineError::invalid("root.path", path.display().to_string(), "not a directory")),
-        Err(e) => Err(EngineError::invalid("root.path", path.display().to_string(), e.to_string())),
+        Ok(_) => Err(EngineError::invalid(
+            "root.path",
+            path.display().to_string(),
+            "not a directory",
+        )),
+        Err(e) => Err(EngineError::invalid(
+            "root.path",
+            path.display().to_string(),
+            e.to_string(),
+        )),
     }
 }
 
@@ -88,54 +120,116 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
     check_version(spec.version())?;
     if needs_process {
-        let process = spec.process().as_ref().ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
         let args = process.args().as_deref().unwrap_or_default();
         if args.is_empty() || args[0].is_empty() {
-            return Err(EngineError::invalid("process.args", format!("{args:?}"), "must name a program"));
+            return Err(EngineError::invalid(
+                "process.args",
+                format!("{args:?}"),
+                "must name a program",
+            ));
         }
         if !process.cwd().is_absolute() {
-            return Err(EngineError::invalid("process.cwd", process.cwd().display().to_string(), "must be an absolute path"));
+            return Err(EngineError::invalid(
+                "process.cwd",
+                process.cwd().display().to_string(),
+                "must be an absolute path",
+            ));
         }
-        for (i, var) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, var) in process
+            .env()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             if !var.contains('=') || var.contains('\0') {
-                return Err(EngineError::invalid(format!("process.env[{i}]"), var, "must be KEY=VALUE"));
+                return Err(EngineError::invalid(
+                    format!("process.env[{i}]"),
+                    var,
+                    "must be KEY=VALUE",
+                ));
             }
         }
     }
     let linux = spec.linux().as_ref();
-    let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let namespaces = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut seen = HashMap::new();
     for (i, ns) in namespaces.iter().enumerate() {
         // Tools add `cgroup` to runc's default spec without looking: an
         // identical repeat is harmless, a conflicting one is refused.
-        if seen.insert(ns.typ(), ns.path()).is_some_and(|earlier| earlier != ns.path()) {
-            return Err(EngineError::invalid(format!("linux.namespaces[{i}].type"), ns.typ().to_string(), "namespace listed twice with different paths"));
+        if seen
+            .insert(ns.typ(), ns.path())
+            .is_some_and(|earlier| earlier != ns.path())
+        {
+            return Err(EngineError::invalid(
+                format!("linux.namespaces[{i}].type"),
+                ns.typ().to_string(),
+                "namespace listed twice with different paths",
+            ));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
-                return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "must be absolute"));
+                return Err(EngineError::invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    path.display().to_string(),
+                    "must be absolute",
+                ));
             }
         }
     }
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(EngineError::invalid("hostname", spec.hostname().clone().unwrap_or_default(), "setting a hostname needs a uts namespace"));
+        return Err(EngineError::invalid(
+            "hostname",
+            spec.hostname().clone().unwrap_or_default(),
+            "setting a hostname needs a uts namespace",
+        ));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(EngineError::invalid("domainname", spec.domainname().clone().unwrap_or_default(), "setting a domainname needs a uts namespace"));
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    {
+        return Err(EngineError::invalid(
+            "domainname",
+            spec.domainname().clone().unwrap_or_default(),
+            "setting a domainname needs a uts namespace",
+        ));
     }
     if let Some(linux) = linux {
-        let new_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let new_userns = namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if new_userns && !has_maps {
-            return Err(EngineError::invalid("linux.uidMappings", "[]", "a new user namespace needs uidMappings and gidMappings"));
+            return Err(EngineError::invalid(
+                "linux.uidMappings",
+                "[]",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
         }
         if !new_userns && has_maps {
-            return Err(EngineError::invalid("linux.uidMappings", "[...]", "uidMappings need a new user namespace"));
+            return Err(EngineError::invalid(
+                "linux.uidMappings",
+                "[...]",
+                "uidMappings need a new user namespace",
+            ));
         }
         for (key, _) in linux.sysctl().iter().flatten() {
-            if key.is_empty() || key.contains("..") || key.contains('/') && key.contains('.') || key.starts_with(['.', '/']) {
-                return Err(EngineError::invalid(format!("linux.sysctl.{key}"), key, "invalid sysctl name"));
+            if key.is_empty()
+                || key.contains("..")
+                || key.contains('/') && key.contains('.')
+                || key.starts_with(['.', '/'])
+            {
+                return Err(EngineError::invalid(
+                    format!("linux.sysctl.{key}"),
+                    key,
+                    "invalid sysctl name",
+                ));
             }
         }
     }
@@ -143,10 +237,19 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination();
         if dest.as_os_str().is_empty() {
-            return Err(EngineError::invalid(format!("mounts[{i}].destination"), "", "must not be empty"));
+            return Err(EngineError::invalid(
+                format!("mounts[{i}].destination"),
+                "",
+                "must not be empty",
+            ));
         }
-        crate::mount_options::parse(m.options().as_deref().unwrap_or_default())
-            .map_err(|opt| EngineError::invalid(format!("mounts[{i}].options"), opt, "unsupported mount option"))?;
+        crate::mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|opt| {
+            EngineError::invalid(
+                format!("mounts[{i}].options"),
+                opt,
+                "unsupported mount option",
+            )
+        })?;
     }
     Ok(())
 }
@@ -156,15 +259,26 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
 /// degraded security, in which case they are ignored with a warning.
 fn check_unsupported(spec: &Spec) -> Result<()> {
     let unsupported = |field: &str, value: String| {
-        Err(EngineError::invalid(field, value, "not supported by nucleus; remove it"))
+        Err(EngineError::invalid(
+            field,
+            value,
+            "not supported by nucleus; remove it",
+        ))
     };
     if let Some(p) = spec.process() {
-        for (field, label) in [("process.apparmorProfile", p.apparmor_profile()), ("process.selinuxLabel", p.selinux_label())] {
+        for (field, label) in [
+            ("process.apparmorProfile", p.apparmor_profile()),
+            ("process.selinuxLabel", p.selinux_label()),
+        ] {
             if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
                 if !allows_degraded(spec) {
                     return Err(EngineError::invalid(field, label, "this host's nucleus cannot apply AppArmor or SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
                 }
-                tracing::warn!(field, label, "security label ignored (degraded security allowed)");
+                tracing::warn!(
+                    field,
+                    label,
+                    "security label ignored (degraded security allowed)"
+                );
             }
         }
     }
@@ -173,24 +287,55 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
             if !allows_degraded(spec) {
                 return Err(EngineError::invalid("linux.mountLabel", label, "this host's nucleus cannot apply SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
             }
-            tracing::warn!(label, "linux.mountLabel ignored (degraded security allowed)");
+            tracing::warn!(
+                label,
+                "linux.mountLabel ignored (degraded security allowed)"
+            );
         }
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
         }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return unsupported("linux.netDevices", format!("{:?}", l.net_devices().as_ref().map(|d| d.keys().collect::<Vec<_>>())));
+            return unsupported(
+                "linux.netDevices",
+                format!(
+                    "{:?}",
+                    l.net_devices()
+                        .as_ref()
+                        .map(|d| d.keys().collect::<Vec<_>>())
+                ),
+            );
         }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()) || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
         let opts = m.options().as_deref().unwrap_or_default();
         let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
-        let bind = m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        let bind =
+            m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
         match (idmap, has_maps) {
-            (false, true) => return Err(EngineError::invalid(format!("mounts[{i}].uidMappings"), m.destination().display().to_string(), "mount id mappings need the `idmap` or `ridmap` option")),
-            (true, false) => return Err(EngineError::invalid(format!("mounts[{i}].options"), "idmap", "an id-mapped mount needs uidMappings and gidMappings")),
-            (true, true) if !bind => return Err(EngineError::invalid(format!("mounts[{i}].options"), "idmap", "only bind mounts can be id-mapped")),
+            (false, true) => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].uidMappings"),
+                    m.destination().display().to_string(),
+                    "mount id mappings need the `idmap` or `ridmap` option",
+                ))
+            }
+            (true, false) => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    "idmap",
+                    "an id-mapped mount needs uidMappings and gidMappings",
+                ))
+            }
+            (true, true) if !bind => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    "idmap",
+                    "only bind mounts can be id-mapped",
+                ))
+            }
             _ => {}
         }
     }
@@ -207,7 +352,10 @@ mod tests {
         assert!(check_version("1.2.0").is_ok());
         assert!(check_version("1.0.2-dev").is_ok());
         let err = check_version("2.0.0").unwrap_err().to_string();
-        assert!(err.contains("ociVersion") && err.contains("`2.0.0`"), "{err}");
+        assert!(
+            err.contains("ociVersion") && err.contains("`2.0.0`"),
+            "{err}"
+        );
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("").is_err());
         assert!(check_version("1").is_err());
@@ -222,7 +370,10 @@ mod tests {
         p.set_apparmor_profile(Some("docker-default".into()));
         spec.set_process(Some(p));
         let err = validate(&spec, true).unwrap_err().to_string();
-        assert!(err.starts_with("process.apparmorProfile") && err.contains("docker-default"), "{err}");
+        assert!(
+            err.starts_with("process.apparmorProfile") && err.contains("docker-default"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -238,17 +389,32 @@ mod tests {
         let with = |list| {
             let mut spec = Spec::default();
             spec.set_version("1.0.2".into());
-            spec.linux_mut().as_mut().unwrap().set_namespaces(Some(list));
+            spec.linux_mut()
+                .as_mut()
+                .unwrap()
+                .set_namespaces(Some(list));
             validate(&spec, true)
         };
         let base = |extra| {
-            let mut v = vec![ns(LinuxNamespaceType::Uts, None), ns(LinuxNamespaceType::Mount, None), ns(LinuxNamespaceType::Cgroup, None)];
+            let mut v = vec![
+                ns(LinuxNamespaceType::Uts, None),
+                ns(LinuxNamespaceType::Mount, None),
+                ns(LinuxNamespaceType::Cgroup, None),
+            ];
             v.push(extra);
             v
         };
         with(base(ns(LinuxNamespaceType::Cgroup, None))).unwrap();
-        let err = with(base(ns(LinuxNamespaceType::Cgroup, Some("/proc/1/ns/cgroup")))).unwrap_err().to_string();
-        assert!(err.starts_with("linux.namespaces[3].type") && err.contains("different paths"), "{err}");
+        let err = with(base(ns(
+            LinuxNamespaceType::Cgroup,
+            Some("/proc/1/ns/cgroup"),
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("linux.namespaces[3].type") && err.contains("different paths"),
+            "{err}"
+        );
     }
 
     #[test]

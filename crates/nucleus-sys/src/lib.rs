@@ -4,15 +4,15 @@
 //! No policy lives here.
 
 pub mod clone;
-pub mod pidfd;
 pub mod fd;
-pub mod seccomp;
-pub mod tty;
-pub mod uts;
-pub mod signal;
-pub mod net;
 pub mod mem;
 pub mod mount;
+pub mod net;
+pub mod pidfd;
 pub mod sched;
+pub mod seccomp;
+pub mod signal;
+pub mod tty;
+pub mod uts;
 
 pub use nix::errno::Errno;

@@ -18,7 +18,12 @@ pub struct MountAttr {
 /// # References
 /// [mount_setattr(2)](https://man7.org/linux/man-pages/man2/mount_setattr.2.html)
 pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, attr: MountAttr) -> Result<(), Errno> {
-    let raw = libc::mount_attr { attr_set: attr.set, attr_clr: attr.clear, propagation: 0, userns_fd: 0 };
+    let raw = libc::mount_attr {
+        attr_set: attr.set,
+        attr_clr: attr.clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
     mount_setattr(fd, libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, raw)
 }
 
@@ -28,14 +33,27 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, attr: MountAttr) -> Result<()
 ///
 /// # References
 /// [mount_setattr(2)](https://man7.org/linux/man-pages/man2/mount_setattr.2.html)
-pub fn mount_setattr_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> Result<(), Errno> {
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<(), Errno> {
     let userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::EBADF)?;
-    let raw = libc::mount_attr { attr_set: libc::MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd };
+    let raw = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd,
+    };
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     mount_setattr(fd, flags, raw)
 }
 
-fn mount_setattr(fd: BorrowedFd<'_>, flags: libc::c_int, mut raw: libc::mount_attr) -> Result<(), Errno> {
+fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    flags: libc::c_int,
+    mut raw: libc::mount_attr,
+) -> Result<(), Errno> {
     // SAFETY: `fd` is a live descriptor borrowed for the call; the path is a
     // NUL-terminated static empty string; `raw` is a live, initialised
     // `struct mount_attr` whose exact size is passed, so the kernel reads

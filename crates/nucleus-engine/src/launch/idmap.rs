@@ -15,7 +15,11 @@ use std::os::fd::OwnedFd;
 pub(crate) fn userns_fds(spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
     let mut out = Vec::new();
     for m in spec.mounts().iter().flatten() {
-        let idmapped = m.options().iter().flatten().any(|o| o == "idmap" || o == "ridmap");
+        let idmapped = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
         out.push(match (idmapped, m.uid_mappings(), m.gid_mappings()) {
             (true, Some(uid), Some(gid)) => Some(userns_with_maps(uid, gid)?),
             _ => None,
@@ -24,13 +28,18 @@ pub(crate) fn userns_fds(spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
     Ok(out)
 }
 
-fn userns_with_maps(uid: &[oci_spec::runtime::LinuxIdMapping], gid: &[oci_spec::runtime::LinuxIdMapping]) -> Result<OwnedFd> {
-    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
+fn userns_with_maps(
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<OwnedFd> {
+    let (hold_r, hold_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| EngineError::sys("create pipe", e))?;
     ensure_single_threaded()?;
     // SAFETY: ensure_single_threaded just checked this process has one
     // thread, so the child may call any libc function; CLONE_NEWUSER only
     // gives it a new user namespace, and it only blocks on a read and _exits.
-    let cloned = unsafe { clone_fork(libc::CLONE_NEWUSER) }.map_err(|e| EngineError::sys("clone a user namespace for an id-mapped mount", e))?;
+    let cloned = unsafe { clone_fork(libc::CLONE_NEWUSER) }
+        .map_err(|e| EngineError::sys("clone a user namespace for an id-mapped mount", e))?;
     let pid = match cloned {
         CloneResult::Child => {
             drop(hold_w);
@@ -46,7 +55,9 @@ fn userns_with_maps(uid: &[oci_spec::runtime::LinuxIdMapping], gid: &[oci_spec::
     let result = (|| {
         crate::userns::write_id_maps(pid.as_raw(), uid, gid)?;
         let path = format!("/proc/{pid}/ns/user");
-        let fd: OwnedFd = std::fs::File::open(&path).map_err(|e| EngineError::io("open", &path, e))?.into();
+        let fd: OwnedFd = std::fs::File::open(&path)
+            .map_err(|e| EngineError::io("open", &path, e))?
+            .into();
         Ok(fd)
     })();
     drop(hold_w);

@@ -16,7 +16,12 @@ fn newtime() -> CloneFlags {
 /// The `timens_offsets` text for `spec`, or `None` without offsets.
 /// Only `monotonic` and `boottime` can be offset (time_namespaces(7)).
 pub(crate) fn offsets_text(spec: &Spec) -> Result<Option<String>> {
-    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()).filter(|o| !o.is_empty()) else {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .filter(|o| !o.is_empty())
+    else {
         return Ok(None);
     };
     let mut clocks: Vec<(&String, _)> = offsets.iter().collect();
@@ -24,11 +29,19 @@ pub(crate) fn offsets_text(spec: &Spec) -> Result<Option<String>> {
     let mut text = String::new();
     for (clock, off) in clocks {
         if clock != "monotonic" && clock != "boottime" {
-            return Err(EngineError::invalid(format!("linux.timeOffsets.{clock}"), clock, "only `monotonic` and `boottime` can be offset"));
+            return Err(EngineError::invalid(
+                format!("linux.timeOffsets.{clock}"),
+                clock,
+                "only `monotonic` and `boottime` can be offset",
+            ));
         }
         let nanos = off.nanosecs().unwrap_or(0);
         if nanos >= 1_000_000_000 {
-            return Err(EngineError::invalid(format!("linux.timeOffsets.{clock}.nanosecs"), nanos.to_string(), "must be below 1000000000"));
+            return Err(EngineError::invalid(
+                format!("linux.timeOffsets.{clock}.nanosecs"),
+                nanos.to_string(),
+                "must be below 1000000000",
+            ));
         }
         text.push_str(&format!("{clock} {} {nanos}\n", off.secs().unwrap_or(0)));
     }
@@ -48,9 +61,12 @@ impl ChildrenTimeNamespace {
         let original: OwnedFd = std::fs::File::open("/proc/self/ns/time_for_children")
             .map_err(|e| EngineError::io("open", "/proc/self/ns/time_for_children", e))?
             .into();
-        nix::sched::unshare(newtime()).map_err(|e| EngineError::sys("unshare a time namespace for linux.timeOffsets", e))?;
+        nix::sched::unshare(newtime())
+            .map_err(|e| EngineError::sys("unshare a time namespace for linux.timeOffsets", e))?;
         let guard = ChildrenTimeNamespace { original };
-        std::fs::write("/proc/self/timens_offsets", offsets).map_err(|e| EngineError::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e))?;
+        std::fs::write("/proc/self/timens_offsets", offsets).map_err(|e| {
+            EngineError::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e)
+        })?;
         Ok(guard)
     }
 }
@@ -75,10 +91,15 @@ mod tests {
 
     #[test]
     fn offsets_are_written_as_the_kernel_reads_them() {
-        let text = offsets_text(&spec(serde_json::json!({"monotonic": {"secs": 10}, "boottime": {"secs": -5, "nanosecs": 7}}))).unwrap();
+        let text = offsets_text(&spec(
+            serde_json::json!({"monotonic": {"secs": 10}, "boottime": {"secs": -5, "nanosecs": 7}}),
+        ))
+        .unwrap();
         assert_eq!(text.as_deref(), Some("boottime -5 7\nmonotonic 10 0\n"));
         assert_eq!(offsets_text(&Spec::default()).unwrap(), None);
-        let err = offsets_text(&spec(serde_json::json!({"realtime": {"secs": 1}}))).unwrap_err().to_string();
+        let err = offsets_text(&spec(serde_json::json!({"realtime": {"secs": 1}})))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("linux.timeOffsets.realtime"), "{err}");
     }
 }

@@ -41,18 +41,29 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
         return Err(EngineError::ExecPaused { id: id.to_string() });
     }
     if !matches!(status, Status::Running | Status::Created | Status::Paused) {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "exec into it" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "exec into it",
+        });
     }
     let cgroup = match (&st.cgroup, opts.sub_cgroups.is_empty()) {
         (Some(cg), false) => Some(cg.with_sub_cgroups(&opts.sub_cgroups)?),
-        (None, false) => return Err(EngineError::invalid("--cgroup", format!("{:?}", opts.sub_cgroups), "the container has no cgroup")),
+        (None, false) => {
+            return Err(EngineError::invalid(
+                "--cgroup",
+                format!("{:?}", opts.sub_cgroups),
+                "the container has no cgroup",
+            ))
+        }
         (cg, true) => cg.clone(),
     };
     let blocked = BlockedSignals::block(!opts.detach)?;
     let forwarded = &blocked.set;
     (|| {
         let terminal = opts.process.terminal().unwrap_or(false);
-        let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
+        let (console_ours, console_fd) =
+            crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
         let mut launched = launch_exec(ExecRequest {
             id,
             bundle: &st.bundle,

@@ -7,9 +7,9 @@ mod delete;
 mod exec;
 mod kill;
 mod query;
+pub mod resources;
 mod run;
 mod start;
-pub mod resources;
 
 pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuOptions, RestoreOptions};
 pub use create::{create, CreateOptions};
@@ -17,8 +17,8 @@ pub use delete::delete;
 pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
-pub use run::{run, spawn, RunOptions, Spawned};
 pub(crate) use run::{poll_timeout, reap as reap_init};
+pub use run::{run, spawn, RunOptions, Spawned};
 pub use start::start;
 
 use crate::error::{EngineError, Result};
@@ -37,7 +37,9 @@ struct Reservation {
 impl Reservation {
     fn disarm(mut self) -> ContainerDir {
         self.cgroup = None;
-        self.dir.take().expect("reservation holds its directory until disarmed")
+        self.dir
+            .take()
+            .expect("reservation holds its directory until disarmed")
     }
 }
 
@@ -68,13 +70,21 @@ struct Prepared {
 
 fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     crate::state::validate_id(id)?;
-    let bundle = std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
+    let bundle =
+        std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
     let spec = crate::spec::load(&bundle)?;
     crate::spec::validate(&spec, true)?;
     let rootfs = crate::spec::rootfs_path(&spec, &bundle)?;
     let dir = root.reserve(id)?;
-    let mut reservation = Reservation { dir: Some(dir), cgroup: None };
-    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let mut reservation = Reservation {
+        dir: Some(dir),
+        cgroup: None,
+    };
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
     let host = Host::detect()?;
     check_unified(&spec, &host)?;
     let cg = Cgroup::resolve(&host, cgroups_path.as_deref(), id)?;
@@ -86,11 +96,20 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     // runc's warning, word for word: scripts and shims look for it.
     if let Ok(pids) = cg.pids() {
         if !pids.is_empty() {
-            tracing::warn!("container's cgroup is not empty: {} process(es) found", pids.len());
+            tracing::warn!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            );
         }
     }
     let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
-    Ok(Prepared { bundle, rootfs, spec, reservation, cgroup_mounts })
+    Ok(Prepared {
+        bundle,
+        rootfs,
+        spec,
+        reservation,
+        cgroup_mounts,
+    })
 }
 
 /// On a v1 or hybrid host, `linux.resources.unified` keys whose controller
@@ -100,12 +119,19 @@ fn check_unified(spec: &Spec, host: &Host) -> Result<()> {
     if host.mode() == nucleus_cgroups::Mode::V2 {
         return Ok(());
     }
-    let unified = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.unified().as_ref());
+    let unified = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.unified().as_ref());
     let mut keys: Vec<&String> = unified.into_iter().flat_map(|u| u.keys()).collect();
     keys.sort();
     for key in keys {
         let controller = key.split_once('.').map_or(key.as_str(), |(c, _)| c);
-        let served = controller == "cgroup" || host.v2_hierarchy().is_some_and(|v2| v2.controllers.iter().any(|c| c == controller));
+        let served = controller == "cgroup"
+            || host
+                .v2_hierarchy()
+                .is_some_and(|v2| v2.controllers.iter().any(|c| c == controller));
         if !served {
             return Err(EngineError::invalid(
                 "linux.resources.unified",
@@ -120,6 +146,7 @@ fn check_unified(spec: &Spec, host: &Host) -> Result<()> {
 /// Writes the pid file atomically (runc's `--pid-file`).
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("nucleus-tmp");
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| EngineError::io("write pid file", &tmp, e))?;
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| EngineError::io("write pid file", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| EngineError::io("write pid file", path, e))
 }
