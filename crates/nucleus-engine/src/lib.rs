@@ -26,6 +26,7 @@ mod old_root;
 mod process;
 mod rootfs;
 mod safe_path;
+mod sched;
 pub mod security;
 pub mod signal;
 pub mod spec;

@@ -57,6 +57,8 @@ pub(crate) struct ProcessPlan {
     pub io_priority: Option<(u32, u32)>,
     /// `linux.personality` as a persona value.
     pub personality: Option<libc::c_ulong>,
+    /// Scheduler, CPU affinity and memory policy.
+    pub sched: crate::sched::SchedPlan,
 }
 
 fn cstring(field: &str, s: &str) -> Result<CString> {
@@ -161,7 +163,7 @@ impl ProcessPlan {
             },
         };
         // The kernel only raises ambient caps that are permitted and
-        // inheritable; like runc, drop the others with a warning.
+        // inheritable; like runc, drop the others.
         let dropped: Vec<String> = caps
             .ambient
             .iter()
@@ -169,7 +171,9 @@ impl ProcessPlan {
             .map(|c| c.to_string())
             .collect();
         if !dropped.is_empty() {
-            tracing::warn!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
+            // Debug, not warn: runc's (and so `nucleus spec`'s) default config
+            // lists ambient caps without inheritable ones, and runc is silent.
+            tracing::debug!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
             caps.ambient.retain(|c| !dropped.contains(&c.to_string()));
         }
         let user = p.user();
@@ -209,15 +213,18 @@ impl ProcessPlan {
                 }
             },
             personality: None,
+            sched: crate::sched::SchedPlan::from_process(p)?,
         })
     }
 }
 
-/// Sets `linux.personality` on the plan; flags are not supported.
+/// Sets `linux.personality` and `linux.memoryPolicy` on the plan;
+/// personality flags are not supported.
 pub(crate) fn with_personality(
     mut plan: ProcessPlan,
     spec: &oci_spec::runtime::Spec,
 ) -> Result<ProcessPlan> {
+    plan.sched = std::mem::take(&mut plan.sched).with_memory_policy(spec)?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(EngineError::invalid(
@@ -234,7 +241,8 @@ pub(crate) fn with_personality(
     Ok(plan)
 }
 
-/// ioPriority and personality: settings of the process itself.
+/// ioPriority, personality, scheduler, affinity and memory policy:
+/// settings of the process itself.
 pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some((class, level)) = plan.io_priority {
         nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || {
@@ -245,7 +253,7 @@ pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
         nucleus_sys::uts::set_personality(persona)
             .step("personality", || format!("personality {persona:#x}"))?;
     }
-    Ok(())
+    plan.sched.apply()
 }
 
 /// setrlimit for each entry; failures name the rlimit and the values.

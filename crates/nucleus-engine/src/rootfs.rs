@@ -94,6 +94,8 @@ pub(crate) struct RootfsPlan<'a> {
     /// The container has a cgroup namespace (made or joined).
     pub cgroupns: bool,
     pub cgroups: &'a [CgroupHierarchy],
+    /// Per `mounts[]` entry, the user namespace of an id-mapped mount.
+    pub idmap_userns: &'a [Option<OwnedFd>],
     /// Bind sources the parent cloned (`open_tree`) by `mounts[]` index,
     /// for a child that may not be able to reach them itself.
     pub bind_sources: &'a [Option<OwnedFd>],
@@ -398,41 +400,69 @@ fn mount_one(
             StepError::new("mounts", ctx("destination type differs from source"), e)
         })?;
         let target_path = fd_path(&target);
-        match cloned {
-            Some(fd) => {
-                use rustix::mount::{move_mount, MoveMountFlags};
-                move_mount(
-                    fd,
-                    "",
-                    &target,
-                    "",
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
-                        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        let rec = opts.flags & MsFlags::MS_REC;
+        match (
+            opts.idmap,
+            plan.idmap_userns.get(i).and_then(Option::as_ref),
+        ) {
+            (Some(recursive), Some(userns)) => bind_idmapped(
+                &source,
+                target.as_fd(),
+                userns.as_fd(),
+                !rec.is_empty(),
+                recursive,
+            )
+            .map_err(|e| {
+                StepError::new(
+                    "mounts",
+                    ctx(&format!("id-mapped bind `{}`", source.display())),
+                    e,
                 )
-                .map_err(|e| Errno::from_raw(e.raw_os_error()))
-                .step("mounts", || ctx(&format!("attach `{}`", source.display())))?;
-                // A clone of a shared mount may join the host's peer group; make it
-                // a slave, as a bind made after `prepare_root`'s rslave would be.
-                let attached = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
-                mount(
-                    NONE,
-                    fd_path(&attached).as_str(),
-                    NONE,
-                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
-                    NONE,
-                )
-                .step("mounts", || ctx("make the attached bind a slave"))?;
+            })?,
+            (Some(_), None) => {
+                return Err(StepError::new(
+                    "mounts",
+                    ctx("id-mapped bind without a user namespace"),
+                    Errno::EINVAL,
+                ))
             }
-            None => {
-                let rec = opts.flags & MsFlags::MS_REC;
-                mount(
-                    Some(&source),
-                    target_path.as_str(),
-                    NONE,
-                    MsFlags::MS_BIND | rec,
-                    NONE,
-                )
-                .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+            (None, _) => {
+                match cloned {
+                    Some(fd) => {
+                        use rustix::mount::{move_mount, MoveMountFlags};
+                        move_mount(
+                            fd,
+                            "",
+                            &target,
+                            "",
+                            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                                | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                        )
+                        .map_err(|e| Errno::from_raw(e.raw_os_error()))
+                        .step("mounts", || ctx(&format!("attach `{}`", source.display())))?;
+                        // A clone of a shared mount may join the host's peer group; make it
+                        // a slave, as a bind made after `prepare_root`'s rslave would be.
+                        let attached = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+                        mount(
+                            NONE,
+                            fd_path(&attached).as_str(),
+                            NONE,
+                            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                            NONE,
+                        )
+                        .step("mounts", || ctx("make the attached bind a slave"))?;
+                    }
+                    None => {
+                        mount(
+                            Some(&source),
+                            target_path.as_str(),
+                            NONE,
+                            MsFlags::MS_BIND | rec,
+                            NONE,
+                        )
+                        .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+                    }
+                }
             }
         }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
@@ -513,6 +543,14 @@ fn mount_one(
         mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE)
             .step("mounts", || ctx("set propagation"))?;
     }
+    if opts.recursive != nucleus_sys::mount::MountAttr::default() {
+        // `rro` etc.: this mount and every mount below it (Linux 5.12+).
+        let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+        nucleus_sys::mount::mount_setattr_recursive(target.as_fd(), opts.recursive)
+            .step("mounts", || {
+                ctx("apply recursive mount options with mount_setattr (needs Linux 5.12)")
+            })?;
+    }
     Ok(())
 }
 
@@ -533,6 +571,35 @@ fn is_plain_dir_or_missing(root: BorrowedFd<'_>, dest: &Path) -> Result<bool, Er
         Err(Errno::ENOENT) => Ok(true),
         Err(e) => Err(e),
     }
+}
+
+/// An id-mapped bind (`idmap`/`ridmap`): clone the source tree detached,
+/// map it through `userns` (every mount below too for `ridmap`), attach it.
+fn bind_idmapped(
+    source: &Path,
+    target: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    rbind: bool,
+    recursive: bool,
+) -> Result<(), Errno> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if rbind || recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let tree = open_tree(rustix::fs::CWD, source, flags).map_err(errno)?;
+    nucleus_sys::mount::mount_setattr_idmap(tree.as_fd(), userns, recursive)?;
+    // Onto the resolved destination fd itself: a /proc/self/fd path would be
+    // taken as the symlink (move_mount does not follow the last component).
+    move_mount(
+        tree.as_fd(),
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(errno)
 }
 
 fn check_target_kind(fd: &OwnedFd, want: Leaf) -> Result<(), Errno> {

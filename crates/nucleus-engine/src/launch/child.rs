@@ -247,7 +247,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
                         u16::try_from(b.width()).unwrap_or(u16::MAX),
                     )
                 });
-            crate::tty::setup_console(sock, size, true)?
+            crate::tty::setup_console(sock, size, true, plan.process.uid)?
         }
         (true, None) => {
             return Err(StepError::new(
@@ -272,10 +272,18 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     };
 
     let result = (|| {
-        hooks::run_all(
+        // Like runc, a hook without `env` sees the container process's environment.
+        let process_env = plan
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().as_deref())
+            .unwrap_or_default();
+        hooks::run_all_with_env(
             HookKind::StartContainer,
             plan.spec,
             &hook_state(plan, host_pid, Status::Running),
+            process_env,
         )
         .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
         if let Some(w) = &started {

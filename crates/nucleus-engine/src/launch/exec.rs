@@ -238,7 +238,7 @@ fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<
     }
     if plan.process.terminal {
         if let Some(console) = plan.console {
-            crate::tty::setup_console(console, plan.console_size, false)?;
+            crate::tty::setup_console(console, plan.console_size, false, plan.process.uid)?;
         }
     }
     let exe = child::restrict_and_report_ready(plan.process, plan.restrictions, sock)?;

@@ -180,15 +180,28 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
     let process =
         crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
-    let ns = namespaces::plan(req.spec)?;
+    let mut ns = namespaces::plan(req.spec)?;
     if !ns.creates(CloneFlags::CLONE_NEWNS)
         && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
     {
         return Err(EngineError::invalid(
             "linux.namespaces",
             "[...]",
-            "a mount namespace is required",
+            "a mount namespace is required: nucleus never mounts into the runtime's own namespace, where a crash would leave the mounts on the host",
         ));
+    }
+    let time_offsets = super::timens::offsets_text(req.spec)?;
+    if time_offsets.is_some() {
+        let newtime = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        if !ns.creates(newtime) {
+            return Err(EngineError::invalid(
+                "linux.timeOffsets",
+                "{...}",
+                "needs a new time namespace (a `time` entry in linux.namespaces without a path)",
+            ));
+        }
+        // The init enters the namespace the runtime prepares for its children.
+        ns.create.remove(newtime);
     }
     let seccomp: Option<SeccompProgram> =
         match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -228,6 +241,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         Some(cg) if !ns.needs_intermediate() => Some(CgroupJoin::open(cg)?),
         _ => None,
     };
+    let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
     let plan = ChildPlan {
@@ -245,6 +259,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
                     .any(|(f, _)| *f == CloneFlags::CLONE_NEWCGROUP),
             cgroups: req.cgroup_mounts,
             bind_sources: &bind_sources,
+            idmap_userns: &idmap_userns,
         },
         namespaces: &ns,
         process: &process,
@@ -268,6 +283,10 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
+    let children_timens = time_offsets
+        .as_deref()
+        .map(super::timens::ChildrenTimeNamespace::enter)
+        .transpose()?;
     let mut in_v2 = false;
     let pid = if ns.needs_intermediate() {
         let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -333,6 +352,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             CloneResult::Parent(pid) => pid,
         }
     };
+    // Later children (hooks) start in the runtime's own time namespace again.
+    drop(children_timens);
     drop(child_sock);
     let mut guard = ChildGuard {
         pid,

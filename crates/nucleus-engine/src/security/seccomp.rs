@@ -111,7 +111,8 @@ pub enum SeccompError {
     CheckProgramLength { len: usize, max: usize },
     #[error("failed to parse the container state json for the seccomp agent")]
     ParseState { source: serde_json::Error },
-    #[error("failed to connect to the seccomp agent at `{}`", .path.display())]
+    // "failed to connect with seccomp agent" is runc's wording, which clients match.
+    #[error("failed to connect with seccomp agent specified in the seccomp profile at `{}` (linux.seccomp.listenerPath)", .path.display())]
     ConnectListener { path: PathBuf, source: io::Error },
     #[error("failed to send the seccomp notify fd to the agent at `{}`", .path.display())]
     SendToListener { path: PathBuf, source: Errno },
@@ -1181,7 +1182,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "failed to connect to the seccomp agent at `{}`",
+                "failed to connect with seccomp agent specified in the seccomp profile at `{}` (linux.seccomp.listenerPath)",
                 path.display()
             )
         );
