@@ -323,10 +323,7 @@ pub fn attach(root: &StateRoot, query: &str, command: &[String], tty: bool) -> R
     process.set_terminal(Some(tty));
     let opts = lifecycle::ExecOptions {
         process,
-        console_socket: None,
-        pid_file: None,
-        detach: false,
-        preserve_fds: 0,
+        ..Default::default()
     };
     lifecycle::exec(root, &id, &opts).map_err(in_attach)
 }
