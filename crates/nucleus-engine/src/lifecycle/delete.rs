@@ -18,6 +18,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
             let path = root.container_dir(id);
             if path.is_dir() {
                 crate::state::validate_id(id)?;
+                crate::backend::gvisor::delete_pending(root, id)?;
                 if let Some(cg) = root.pending_cgroup(id)? {
                     cg.destroy()?;
                 }
@@ -30,6 +31,9 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
         Err(e) => return Err(e),
     };
     let state = dir.load()?;
+    if crate::backend::gvisor::is_gvisor(&state) {
+        return crate::backend::gvisor::remove(root, dir, state, force);
+    }
     remove(root, dir, state, force)
 }
 
@@ -101,7 +105,7 @@ pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
 }
 
 /// Removes a bundle the runtime generated, only if it lies under the state root.
-fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
+pub(crate) fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
     let (Ok(bundle), Ok(base)) = (
         std::fs::canonicalize(bundle),
         std::fs::canonicalize(root.path()),

@@ -12,10 +12,11 @@ mod start;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub(crate) use delete::{remove_owned_bundle, wait_for_exit};
 pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
-pub(crate) use run::{poll_timeout, reap as reap_init};
+pub(crate) use run::{forward_until_exit, poll_timeout, reap as reap_init, BlockedSignals};
 pub use run::{run, spawn, RunOptions, Spawned};
 pub use start::start;
 
@@ -101,7 +102,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
 }
 
 /// Writes the pid file atomically (runc's `--pid-file`).
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("nucleus-tmp");
     std::fs::write(&tmp, pid.to_string())
         .map_err(|e| EngineError::io("write pid file", &tmp, e))?;

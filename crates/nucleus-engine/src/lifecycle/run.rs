@@ -46,6 +46,9 @@ pub(crate) const FORWARDED: [Signal; 8] = [
 /// Runs container `id`. Returns the workload's exit status (128+N if it was
 /// killed by signal N); 0 when detached.
 pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
+    if crate::backend::gvisor::selected(opts.bundle)? {
+        return crate::backend::gvisor::run(root, id, opts);
+    }
     // Blocked before clone so no signal is lost; the child unblocks them.
     let blocked = BlockedSignals::block(!opts.detach)?;
     run_blocked(root, id, opts, &blocked.set)
@@ -125,6 +128,15 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// A spawned container from another backend (its child is `pid`).
+    pub(crate) fn new(pid: nix::unistd::Pid, state: ContainerState) -> Spawned {
+        Spawned {
+            pid,
+            pty_master: None,
+            state,
+        }
+    }
+
     /// Reaps the init if it has exited: exit code, or 128+N if killed by signal N.
     pub fn reap(&self) -> Result<Option<i32>> {
         reap(self.pid)
@@ -134,6 +146,9 @@ impl Spawned {
 /// Creates and starts container `id` and returns once the workload has
 /// been executed. The init inherits this process's stdin, stdout and stderr.
 pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
+    if crate::backend::gvisor::selected(opts.bundle)? {
+        return crate::backend::gvisor::spawn(root, id, opts);
+    }
     let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
     tracing::debug!(
