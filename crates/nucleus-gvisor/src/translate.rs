@@ -224,6 +224,10 @@ pub fn translate(
             by: "gVisor's gofer (host files) and sentry (tmpfs, proc, sysfs)".into(),
         },
         Enforcement {
+            what: "devices (linux.resources.devices)".into(),
+            by: "gVisor's sentry, which has only its own emulated devices; not applied to the host cgroup, where runsc needs /dev/null".into(),
+        },
+        Enforcement {
             what: "maskedPaths, readonlyPaths".into(),
             by: "not needed: /proc and /sys inside gVisor are the sentry's own, not the host's".into(),
         },

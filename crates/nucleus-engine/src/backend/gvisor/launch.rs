@@ -180,7 +180,11 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
         .as_ref()
         .and_then(|l| l.resources().as_ref())
     {
-        cg.apply(res)?;
+        // The device rules are for the workload, which sees only gVisor's own
+        // devices; on the host they would deny runsc its /dev/null.
+        let mut res = res.clone();
+        res.set_devices(None);
+        cg.apply(&res)?;
     }
     setup.record.save(&dir_path)?;
     setup.runsc = Some(setup.record.runsc.clone());

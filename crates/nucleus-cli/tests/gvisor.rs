@@ -1,0 +1,285 @@
+//! The gVisor backend (`org.nucleus.runtime=gvisor`) on Debian's runsc and
+//! its ptrace platform: the workload sees gVisor's kernel, the OCI verbs
+//! work through runsc, fields gVisor cannot honour are refused by name, and
+//! nothing is left afterwards (no runsc process, state or cgroup), even
+//! after runsc's own processes are killed.
+
+#[macro_use]
+mod common;
+
+use common::{wait_until, Bundle, Ctx};
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+const RUNSC: &str = "/usr/bin/runsc";
+
+/// Skips unless root, busybox and runsc are there.
+macro_rules! require_gvisor {
+    () => {
+        require!(root, busybox);
+        if !Path::new(RUNSC).is_file() {
+            eprintln!("skipped: needs {RUNSC} (apt-get install runsc)");
+            return;
+        }
+    };
+}
+
+/// A default busybox bundle selecting gVisor on the ptrace platform.
+fn gvisor(ctx: &Ctx) -> Bundle {
+    ctx.bundle().edit(|s| {
+        s["annotations"] = json!({
+            "org.nucleus.runtime": "gvisor",
+            "org.nucleus.gvisor.platform": "ptrace",
+        });
+    })
+}
+
+/// Host processes that belong to runsc under this test's root.
+fn runsc_processes(root: &Path) -> Vec<String> {
+    let needle = root.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("runsc") && text.contains(&needle) {
+            out.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// The sandbox cgroup of `id` in any hierarchy.
+fn sandbox_cgroups(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = entry.path().join("nucleus-gvisor").join(id);
+        if dir.exists() {
+            out.push(dir.display().to_string());
+        }
+    }
+    out
+}
+
+/// The gVisor-specific leak checks, then the harness's own.
+#[track_caller]
+fn finish(ctx: Ctx, ids: &[&str]) {
+    let root = ctx.root().to_path_buf();
+    for id in ids {
+        ctx.rt(&["delete", "--force", id]);
+    }
+    let gone = wait_until(Duration::from_secs(5), || runsc_processes(&root).is_empty());
+    assert!(gone, "runsc processes left: {:?}", runsc_processes(&root));
+    for id in ids {
+        assert!(
+            sandbox_cgroups(id).is_empty(),
+            "sandbox cgroups left: {:?}",
+            sandbox_cgroups(id)
+        );
+    }
+    ctx.finish();
+}
+
+#[test]
+fn run_reports_exit_codes_and_gvisor_kernel() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let out = ctx.run(&gvisor(&ctx).with_sh("cat /proc/version; exit 3"));
+    assert_eq!(out.code, Some(3), "{out}");
+    let host = std::fs::read_to_string("/proc/version").unwrap();
+    assert_ne!(
+        out.out(),
+        host.trim(),
+        "the workload saw the host kernel\n{out}"
+    );
+    // gVisor's sentry reports its own fixed Linux version.
+    assert!(out.out().starts_with("Linux version 4.4.0"), "{out}");
+
+    let out = ctx.run(&gvisor(&ctx).with_sh("kill -9 $$"));
+    assert_eq!(out.code, Some(137), "{out}");
+    let out = ctx.run(&gvisor(&ctx).with_args(&["/no/such/binary"]));
+    out.assert_fail();
+    finish(ctx, &[]);
+}
+
+#[test]
+fn env_user_and_cwd_reach_the_workload() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let bundle = gvisor(&ctx)
+        .with_env("GREETING=hello gvisor")
+        .with_cwd("/tmp")
+        .edit(|s| s["process"]["user"] = json!({"uid": 1000, "gid": 1001}))
+        .with_sh("echo \"$GREETING|$(id -u):$(id -g)|$(pwd)\"");
+    let out = ctx.run(&bundle);
+    out.assert_ok();
+    assert_eq!(out.out(), "hello gvisor|1000:1001|/tmp", "{out}");
+    finish(ctx, &[]);
+}
+
+#[test]
+fn writes_outside_a_volume_are_refused() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let vol = ctx.scratch("vol");
+    let bundle = gvisor(&ctx).with_bind(&vol, "/data", &[]).with_sh(
+        "echo x > /data/ok && echo volume-ok; echo x > /etc/nope 2>/dev/null || echo root-refused",
+    );
+    let out = ctx.run(&bundle);
+    out.assert_ok();
+    assert_eq!(out.out(), "volume-ok\nroot-refused", "{out}");
+    assert_eq!(std::fs::read_to_string(vol.join("ok")).unwrap(), "x\n");
+    assert!(!bundle.rootfs().join("etc/nope").exists());
+    finish(ctx, &[]);
+}
+
+#[test]
+fn detached_lifecycle_exec_pause_resume() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let id = ctx.id();
+    let bundle = gvisor(&ctx).with_sh("trap 'exit 7' TERM; while :; do sleep 0.1; done");
+    ctx.create(&bundle, &id);
+    assert_eq!(ctx.status(&id).as_deref(), Some("created"));
+    let sandbox = ctx.pid(&id);
+    assert!(
+        std::fs::read_to_string(format!("/proc/{sandbox}/cmdline"))
+            .unwrap()
+            .starts_with("runsc-sandbox"),
+        "the recorded pid is runsc's sandbox"
+    );
+    ctx.start(&id);
+    assert_eq!(ctx.status(&id).as_deref(), Some("running"));
+    let list = ctx.rt(&["list", "--format", "json"]);
+    assert!(list.assert_ok().stdout.contains(&*id), "{list}");
+
+    let out = ctx.rt(&["exec", &id, "sh", "-c", "echo in-sandbox; exit 5"]);
+    assert_eq!(out.code, Some(5), "{out}");
+    assert_eq!(out.out(), "in-sandbox");
+
+    ctx.rt(&["pause", &id]).assert_ok();
+    assert_eq!(ctx.status(&id).as_deref(), Some("paused"));
+    ctx.rt(&["exec", &id, "true"]).assert_fail();
+    ctx.rt(&["resume", &id]).assert_ok();
+    assert_eq!(ctx.status(&id).as_deref(), Some("running"));
+    ctx.rt(&["delete", &id]).assert_fail();
+
+    ctx.kill(&id, "TERM");
+    ctx.wait_status(&id, "stopped");
+    ctx.delete(&id);
+    assert!(ctx.status(&id).is_none());
+    finish(ctx, &[&id]);
+}
+
+#[test]
+fn delete_force_cleans_up_after_runsc_is_killed() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let id = ctx.id();
+    let bundle = gvisor(&ctx).with_args(&["sleep", "600"]);
+    ctx.create(&bundle, &id);
+    ctx.start(&id);
+    assert!(!sandbox_cgroups(&id).is_empty(), "the sandbox has a cgroup");
+    // A crash: every runsc process of this container dies at once.
+    for p in runsc_processes(ctx.root()) {
+        let pid: i32 = p.split(':').next().unwrap().parse().unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    ctx.wait_status(&id, "stopped");
+    ctx.rt(&["delete", "--force", &id]).assert_ok();
+    assert!(ctx.status(&id).is_none());
+    finish(ctx, &[&id]);
+}
+
+#[test]
+fn memory_limit_applies_to_the_sandbox() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    // 32 MiB, then a 60 MB shell variable: the host memory cgroup kills the sandbox.
+    let bundle = gvisor(&ctx)
+        .edit(|s| s["linux"]["resources"]["memory"] = json!({"limit": 33554432}))
+        .with_sh("echo started; x=$(head -c 60000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
+    let out = ctx.run(&bundle);
+    assert!(out.stdout.starts_with("started"), "{out}");
+    assert!(!out.stdout.contains("survived"), "{out}");
+    assert_ne!(out.code, Some(0), "{out}");
+    finish(ctx, &[]);
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let landlock = |b: Bundle| {
+        b.edit(|s| s["annotations"]["org.nucleus.landlock"] = json!("min_abi = 1\n"))
+            .with_args(&["true"])
+    };
+    let out = ctx.run(&landlock(gvisor(&ctx)));
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("annotations.org.nucleus.landlock: gVisor cannot honour it"),
+        "{out}"
+    );
+    let degraded = landlock(gvisor(&ctx))
+        .edit(|s| s["annotations"]["org.nucleus.allow-degraded-security"] = json!("true"));
+    ctx.run(&degraded).assert_ok();
+
+    let out = ctx.run(
+        &gvisor(&ctx)
+            .edit(|s| s["linux"]["sysctl"] = json!({"kernel.domainname": "x"}))
+            .with_args(&["true"]),
+    );
+    out.assert_fail();
+    assert!(
+        out.stderr.contains("linux.sysctl: gVisor cannot honour it"),
+        "{out}"
+    );
+
+    let out = ctx.run(
+        &gvisor(&ctx)
+            .edit(|s| s["annotations"]["org.nucleus.runtime"] = json!("kata"))
+            .with_args(&["true"]),
+    );
+    out.assert_fail();
+    assert!(
+        out.stderr
+            .contains("annotations.org.nucleus.runtime: must be `native` or `gvisor` (got `kata`)"),
+        "{out}"
+    );
+    finish(ctx, &[]);
+}
+
+#[test]
+fn a_platform_that_hangs_is_unavailable() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let bundle = gvisor(&ctx)
+        .edit(|s| s["annotations"]["org.nucleus.gvisor.platform"] = json!("kvm"))
+        .with_args(&["true"]);
+    let out = ctx.run(&bundle);
+    if out.success() {
+        // A host where gVisor's kvm platform does work.
+        finish(ctx, &[]);
+        return;
+    }
+    assert!(
+        out.stderr
+            .contains("gVisor platform `kvm` is not available here"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("platforms that work: ptrace"), "{out}");
+    let out = ctx.run(
+        &gvisor(&ctx)
+            .edit(|s| s["annotations"]["org.nucleus.gvisor.platform"] = json!("systrap"))
+            .with_args(&["true"]),
+    );
+    out.assert_fail();
+    assert!(out.stderr.contains("does not have it"), "{out}");
+    finish(ctx, &[]);
+}
