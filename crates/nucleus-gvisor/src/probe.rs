@@ -318,7 +318,7 @@ fn first_line(text: &str) -> String {
 /// Flag names from `runsc flags`, whose lines look like:
 /// ```text
 ///   -oci-seccomp
-///     	Enables loading OCI seccomp filters inside the sandbox.
+///         Enables loading OCI seccomp filters inside the sandbox.
 ///   -platform string
 /// ```
 fn parse_flags(text: &str) -> Vec<String> {
