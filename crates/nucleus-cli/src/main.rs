@@ -79,7 +79,7 @@ fn main() {
                     .unwrap_or("invalid arguments")
                     .trim_start_matches("error: ")
             );
-            std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
+            std::process::exit(docker::RUNTIME_ERROR);
         }
         Err(e) => e.exit(),
     };

@@ -17,7 +17,7 @@ pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub(crate) use run::{forward_until_exit, poll_timeout, reap as reap_init, BlockedSignals};
-pub use run::{run, spawn, RunOptions, Spawned};
+pub use run::{run, run_with, spawn, spawn_with, RunOptions, Spawned};
 pub use start::start;
 
 use crate::error::{EngineError, Result};

@@ -238,7 +238,19 @@ pub(crate) fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Re
 
 /// `runsc run` as our child, its stdio inherited. The recorded pid is the
 /// runsc process: it lives exactly as long as the container does.
-pub(crate) fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
+///
+/// A front end's attach step is not run: runsc's netstack takes the
+/// interfaces of the sandbox's network namespace inside `runsc run`, with no
+/// point in between to add one (see docs/architecture.md, gVisor backend).
+pub(crate) fn spawn(
+    root: &StateRoot,
+    id: &str,
+    opts: &RunOptions<'_>,
+    attach: Option<&mut dyn crate::attach::Attach>,
+) -> Result<Spawned> {
+    if attach.is_some() {
+        tracing::debug!(id, "gVisor: the front end's attach step is not run");
+    }
     let setup = prepare(root, id, opts.bundle)?;
     let runsc = &setup.record.runsc;
     let mut cmd = runsc.command("run");
@@ -265,7 +277,12 @@ pub(crate) fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result
 
 /// `run` under gVisor: detached, create then start; in the foreground, a
 /// `runsc run` child whose container gets our signals through `runsc kill`.
-pub(crate) fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
+pub(crate) fn run(
+    root: &StateRoot,
+    id: &str,
+    opts: &RunOptions<'_>,
+    attach: Option<&mut dyn crate::attach::Attach>,
+) -> Result<i32> {
     if opts.detach {
         let pid = create(
             root,
@@ -286,7 +303,7 @@ pub(crate) fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i
         return Ok(0);
     }
     let blocked = crate::lifecycle::BlockedSignals::block(true)?;
-    let spawned = spawn(root, id, opts)?;
+    let spawned = spawn(root, id, opts, attach)?;
     let deadline = opts.timeout.map(|t| std::time::Instant::now() + t);
     let record = Record::load(&root.container_dir(id))?;
     let code = relay_until_exit(&blocked.set, spawned.pid, deadline, id, record.as_ref());
