@@ -176,6 +176,7 @@ pub fn translate(
     });
 
     check_mounts(&v)?;
+    absolute_sources(&mut v, bundle);
     let oci_seccomp = seccomp(&mut v, probe, &mut degrade, &mut enforcement)?;
 
     let root = v
@@ -290,6 +291,14 @@ fn check_mounts(v: &Value) -> Result<()> {
             .get("options")
             .and_then(Value::as_array)
             .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+        let source = m.get("source").and_then(Value::as_str).unwrap_or("");
+        if bind && source.starts_with("/proc/self/fd/") {
+            return Err(GvisorError::Refused {
+                field: format!("mounts[{i}].source"),
+                value: source.to_string(),
+                reason: "a file descriptor held by nucleus (e.g. the in-memory secrets) is not visible to runsc's gofer".into(),
+            });
+        }
         if !bind && !MOUNT_TYPES.contains(&kind) {
             return Err(GvisorError::Refused {
                 field: format!("mounts[{i}].type"),
@@ -302,6 +311,29 @@ fn check_mounts(v: &Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Bind sources relative to the bundle, made absolute: runsc reads the spec
+/// from a bundle of its own.
+fn absolute_sources(v: &mut Value, bundle: &Path) {
+    let Some(mounts) = v.pointer_mut("/mounts").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for m in mounts {
+        let is_bind = m
+            .get("options")
+            .and_then(Value::as_array)
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+            || m.get("type").and_then(Value::as_str) == Some("bind");
+        let rel = m
+            .get("source")
+            .and_then(Value::as_str)
+            .filter(|s| !s.starts_with('/') && !s.is_empty())
+            .map(str::to_string);
+        if let (true, Some(rel)) = (is_bind, rel) {
+            m["source"] = Value::String(bundle.join(rel).to_string_lossy().into_owned());
+        }
+    }
 }
 
 /// `linux.seccomp` goes to gVisor's sentry (`--oci-seccomp`) where runsc has
@@ -481,6 +513,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.cgroups_path, "/default/c1");
+    }
+
+    #[test]
+    fn relative_bind_sources_become_absolute() {
+        let t = go(
+            serde_json::json!({"mounts": [
+                {"destination": "/etc/hosts", "type": "bind", "source": "etc/hosts", "options": ["rbind"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
+            ]}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.config["mounts"][0]["source"], "/b/etc/hosts");
+        assert_eq!(t.config["mounts"][1]["source"], "tmpfs");
     }
 
     #[test]

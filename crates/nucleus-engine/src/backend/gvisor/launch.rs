@@ -135,8 +135,23 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
     if learned {
         probe.save(&cache)?;
     }
+    // The in-memory root asks for a private root over a shared skeleton; the
+    // gofer makes mount points on the host, so give it a private copy instead.
+    let mut for_runsc = setup.spec.clone();
+    if crate::spec::wants_rootfs_tmpfs(&setup.spec) {
+        let copy = setup.dir().path().join("rootfs");
+        copy_skeleton(&setup.rootfs, &copy)?;
+        let mut annotations = annotations.clone();
+        annotations.remove(crate::spec::ROOTFS_TMPFS_ANNOTATION);
+        for_runsc.set_annotations(Some(annotations));
+        if let Some(r) = for_runsc.root().clone() {
+            let mut r = r;
+            r.set_path(copy);
+            for_runsc.set_root(Some(r));
+        }
+    }
     let t = nucleus_gvisor::translate(
-        &setup.spec,
+        &for_runsc,
         id,
         &setup.bundle,
         crate::spec::allows_degraded(&setup.spec),
@@ -378,4 +393,31 @@ fn relay_until_exit(
             }
         }
     }
+}
+
+/// Copies a root skeleton (directories, symlinks and small files) to `to`.
+fn copy_skeleton(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let md = std::fs::symlink_metadata(from).map_err(|e| EngineError::io("stat", from, e))?;
+    if md.file_type().is_symlink() {
+        let target = std::fs::read_link(from).map_err(|e| EngineError::io("read link", from, e))?;
+        return std::os::unix::fs::symlink(target, to)
+            .map_err(|e| EngineError::io("symlink", to, e));
+    }
+    if md.is_file() {
+        std::fs::copy(from, to).map_err(|e| EngineError::io("copy", from, e))?;
+        return Ok(());
+    }
+    if !md.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .mode(md.permissions().mode() & 0o7777)
+        .create(to)
+        .map_err(|e| EngineError::io("create", to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| EngineError::io("read", from, e))? {
+        let entry = entry.map_err(|e| EngineError::io("read", from, e))?;
+        copy_skeleton(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
