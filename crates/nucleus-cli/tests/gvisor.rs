@@ -1,8 +1,12 @@
-//! The gVisor backend (`org.nucleus.runtime=gvisor`) on Debian's runsc and
-//! its ptrace platform: the workload sees gVisor's kernel, the OCI verbs
-//! work through runsc, fields gVisor cannot honour are refused by name, and
-//! nothing is left afterwards (no runsc process, state or cgroup), even
+//! The gVisor backend on Debian's runsc and its ptrace platform, through an
+//! OCI bundle's `org.nucleus.runtime=gvisor` annotation and through the
+//! docker-like `run --runtime gvisor`: the workload sees gVisor's kernel, the
+//! verbs work through runsc, fields gVisor cannot honour are refused by name,
+//! and nothing is left afterwards (no runsc process, state or cgroup), even
 //! after runsc's own processes are killed.
+//!
+//! Under gVisor a regular file as stdout is written at the sentry's own
+//! offset per process, so each script prints from one process only.
 
 #[macro_use]
 mod common;
@@ -66,6 +70,11 @@ fn sandbox_cgroups(id: &str) -> Vec<String> {
 /// The gVisor-specific leak checks, then the harness's own.
 #[track_caller]
 fn finish(ctx: Ctx, ids: &[&str]) {
+    finish_with(ctx, ids, Ctx::finish)
+}
+
+#[track_caller]
+fn finish_with(ctx: Ctx, ids: &[&str], last: fn(Ctx)) {
     let root = ctx.root().to_path_buf();
     for id in ids {
         ctx.rt(&["delete", "--force", id]);
@@ -79,7 +88,7 @@ fn finish(ctx: Ctx, ids: &[&str]) {
             sandbox_cgroups(id)
         );
     }
-    ctx.finish();
+    last(ctx);
 }
 
 #[test]
@@ -282,4 +291,158 @@ fn a_platform_that_hangs_is_unavailable() {
     out.assert_fail();
     assert!(out.stderr.contains("does not have it"), "{out}");
     finish(ctx, &[]);
+}
+
+/// `nucleus run --runtime gvisor --gvisor-platform ptrace ARGS`.
+fn docker_run(ctx: &Ctx, args: &[&str]) -> common::Out {
+    let mut all = vec!["run", "--runtime", "gvisor", "--gvisor-platform", "ptrace"];
+    all.extend_from_slice(args);
+    ctx.rt(&all)
+}
+
+#[test]
+fn agent_sandbox_runs_under_gvisor() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let out = docker_run(
+        &ctx,
+        &[
+            "--",
+            "/bin/sh",
+            "-c",
+            "v=$(cat /proc/version); touch /usr/nucleus-x 2>/dev/null && r=rw || r=ro; \
+             echo t > /tmp/t && t=$(cat /tmp/t); echo \"$v|$r|$t|$(id -u)\"; exit 4",
+        ],
+    );
+    assert_eq!(out.code, Some(4), "{out}");
+    let fields: Vec<&str> = out.out().split('|').collect();
+    assert!(fields[0].starts_with("Linux version 4.4.0"), "{out}");
+    assert_eq!(&fields[1..], ["ro", "t", "0"], "{out}");
+    assert!(!Path::new("/usr/nucleus-x").exists());
+    finish_with(ctx, &[], Ctx::finish_agent);
+}
+
+#[test]
+fn rootfs_sandbox_runs_under_gvisor() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let bundle = ctx.bundle();
+    let rootfs = bundle.rootfs();
+    let out = docker_run(
+        &ctx,
+        &[
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "-e",
+            "K=v",
+            "-w",
+            "/tmp",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$(cat /proc/version)|$K|$(pwd)\"",
+        ],
+    );
+    out.assert_ok();
+    let fields: Vec<&str> = out.out().split('|').collect();
+    assert!(fields[0].starts_with("Linux version 4.4.0"), "{out}");
+    assert_eq!(&fields[1..], ["v", "/tmp"], "{out}");
+    finish_with(ctx, &[], Ctx::finish_agent);
+}
+
+#[test]
+fn detached_gvisor_sandbox_is_managed_by_name() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let out = docker_run(
+        &ctx,
+        &[
+            "-d",
+            "--name",
+            "gv",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo started; trap 'exit 5' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    out.assert_ok();
+    assert!(wait_until(Duration::from_secs(10), || ctx
+        .rt(&["logs", "gv"])
+        .stdout
+        .contains("started")));
+    let attach = ctx.rt(&["attach", "gv", "--", "/bin/sh", "-c", "echo inside"]);
+    attach.assert_ok();
+    assert_eq!(attach.out(), "inside", "{attach}");
+
+    let inspect = ctx.rt(&["inspect", "gv"]).json();
+    let rt = &inspect[0]["Runtime"];
+    assert_eq!(rt["Name"], "gvisor", "{rt}");
+    assert_eq!(rt["Platform"], "ptrace", "{rt}");
+    assert_eq!(rt["Network"], "none", "{rt}");
+    let by = |what: &str| {
+        rt["Enforcement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"] == what)
+            .map(|e| e["by"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(by("linux.seccomp").contains("--oci-seccomp"), "{rt}");
+    assert!(by("syscalls").contains("sentry"), "{rt}");
+    assert!(
+        inspect[0]["Security"]["Landlock"].is_null(),
+        "no agent Landlock under gVisor"
+    );
+
+    ctx.rt(&["stop", "-t", "5", "gv"]).assert_ok();
+    let inspect = ctx.rt(&["inspect", "gv"]).json();
+    assert_eq!(inspect[0]["State"]["ExitCode"], 5, "{inspect}");
+    ctx.rt(&["rm", "gv"]).assert_ok();
+    finish_with(ctx, &[], Ctx::finish_agent);
+}
+
+#[test]
+fn gvisor_flags_are_checked_by_name() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let out = ctx.rt(&["run", "--runtime", "kata", "--", "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--runtime") && out.stderr.contains("kata"),
+        "{out}"
+    );
+    let out = ctx.rt(&["run", "--gvisor-platform", "ptrace", "--", "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(out.stderr.contains("only with --runtime gvisor"), "{out}");
+    let out = docker_run(&ctx, &["--gvisor-platform", "xen", "--", "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+
+    let policy = ctx.scratch("p").join("ll.toml");
+    std::fs::write(
+        &policy,
+        "min_abi = 1\n[[rules]]\npath = \"/tmp\"\naccess = [\"read\"]\n",
+    )
+    .unwrap();
+    let out = docker_run(
+        &ctx,
+        &["--landlock-policy", policy.to_str().unwrap(), "--", "true"],
+    );
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("annotations.org.nucleus.landlock"),
+        "{out}"
+    );
+
+    let secret = ctx.scratch("s").join("token");
+    std::fs::write(&secret, "x").unwrap();
+    let arg = format!("{}:/run/secrets/token", secret.display());
+    let out = docker_run(&ctx, &["--secret", &arg, "--", "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains(".source") && out.stderr.contains("gofer"),
+        "{out}"
+    );
+    finish_with(ctx, &[], Ctx::finish_agent);
 }
