@@ -209,7 +209,7 @@ impl Probe {
                 elapsed_ms: 0,
             }
         } else {
-            run_trial(&self.key.path, platform, work)?
+            run_trial(&self.key.path, platform, Network::None, work)?
         };
         tracing::debug!(platform, works = t.works, detail = %t.detail, "gVisor platform trial");
         self.trials.insert(platform.to_string(), t.clone());
@@ -217,18 +217,49 @@ impl Probe {
     }
 }
 
+/// Trial key of [`Probe::sandbox_network`].
+const SANDBOX_NETWORK: &str = "network=sandbox";
+
+impl Probe {
+    /// Whether runsc can take a network namespace's interfaces into gVisor's
+    /// netstack here (`--network=sandbox`), tried once in a new network
+    /// namespace (`unshare --net`). Runsc releases from before 2023 fail on
+    /// Linux 5.x and later, mistaking every namespace for the host's. Returns
+    /// the trial and whether it was new.
+    pub fn sandbox_network(&mut self, platform: &str, work: &Path) -> Result<(Trial, bool)> {
+        if let Some(t) = self.trials.get(SANDBOX_NETWORK) {
+            return Ok((t.clone(), false));
+        }
+        let t = run_trial(&self.key.path, platform, Network::Sandbox, work)?;
+        tracing::debug!(works = t.works, detail = %t.detail, "gVisor sandbox network trial");
+        self.trials.insert(SANDBOX_NETWORK.to_string(), t.clone());
+        Ok((t, true))
+    }
+}
+
 /// Runs a one-shot sandbox on `platform` (the host root read-only, running
-/// `runsc --version` inside), killed after [`TRIAL_TIMEOUT`].
-fn run_trial(binary: &Path, platform: &str, work: &Path) -> Result<Trial> {
-    let id = format!("nucleus-probe-{platform}-{}", std::process::id());
+/// `runsc --version` inside), killed after [`TRIAL_TIMEOUT`]. With
+/// `Network::Sandbox` it runs in a new network namespace of its own.
+fn run_trial(binary: &Path, platform: &str, network: Network, work: &Path) -> Result<Trial> {
+    let id = format!(
+        "nucleus-probe-{platform}-{}-{}",
+        network.as_flag(),
+        std::process::id()
+    );
     let dir = work.join(&id);
     std::fs::create_dir_all(&dir).map_err(|e| GvisorError::io("create", &dir, e))?;
-    let result = trial_in(binary, platform, &dir, &id);
+    let result = trial_in(binary, platform, network, &dir, &id);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn trial_in(binary: &Path, platform: &str, dir: &Path, id: &str) -> Result<Trial> {
+fn trial_in(
+    binary: &Path,
+    platform: &str,
+    network: Network,
+    dir: &Path,
+    id: &str,
+) -> Result<Trial> {
     let config = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"args": [binary, "--version"], "cwd": "/", "env": ["PATH=/usr/bin:/bin"],
@@ -244,12 +275,18 @@ fn trial_in(binary: &Path, platform: &str, dir: &Path, id: &str) -> Result<Trial
         binary: binary.to_path_buf(),
         root: dir.join("state"),
         platform: platform.to_string(),
-        network: Network::None,
+        network,
         oci_seccomp: false,
         log: dir.join("runsc.log"),
+        netns: None,
     };
     // The trial needs no cgroup.
     let mut cmd = runsc.command_with(&["--ignore-cgroups"], "run");
+    if network == Network::Sandbox {
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
+        cmd = Command::new("unshare");
+        cmd.arg("--net").arg("--").arg(binary).args(args);
+    }
     cmd.arg("--bundle")
         .arg(dir)
         .arg(id)

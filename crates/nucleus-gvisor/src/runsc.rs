@@ -44,6 +44,10 @@ pub struct Runsc {
     pub oci_seccomp: bool,
     /// runsc's `--log`, so its diagnostics never reach the workload's stdout.
     pub log: PathBuf,
+    /// A network namespace `create` and `run` are started in (with
+    /// `nsenter`), so that `--network=host` means that namespace's stack.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 impl Runsc {
@@ -54,7 +58,14 @@ impl Runsc {
 
     /// [`Runsc::command`] with `extra` global flags first.
     pub fn command_with(&self, extra: &[&str], verb: &str) -> Command {
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = match &self.netns {
+            Some(ns) if matches!(verb, "create" | "run") => {
+                let mut c = Command::new("nsenter");
+                c.arg(flag("net", ns)).arg("--").arg(&self.binary);
+                c
+            }
+            _ => Command::new(&self.binary),
+        };
         cmd.args(extra)
             .arg(flag("root", &self.root))
             .arg(format!("--platform={}", self.platform))
@@ -91,6 +102,9 @@ impl Runsc {
             detail = std::fs::read_to_string(&self.log)
                 .map(|t| last_line(&t))
                 .unwrap_or_default();
+        }
+        if detail.contains("cannot run with network enabled in root network namespace") {
+            detail.push_str(" (this runsc cannot use a network namespace's interfaces on this kernel; use --network none, or a newer runsc)");
         }
         GvisorError::Runsc {
             runsc: self.binary.clone(),
@@ -160,6 +174,7 @@ mod tests {
             network: Network::Sandbox,
             oci_seccomp: true,
             log: "/run/nucleus/c1/runsc.log".into(),
+            netns: None,
         };
         let cmd = r.command("kill");
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();

@@ -243,6 +243,57 @@ pub fn translate(
     })
 }
 
+/// Where runsc cannot hand the spec's network namespace to its netstack
+/// (see [`crate::Probe::sandbox_network`]): with degraded security allowed,
+/// the sandbox runs inside that namespace on the host kernel's network stack
+/// (`--network=host` there); otherwise an error naming the field. Returns the
+/// namespace for [`crate::Runsc::netns`].
+pub fn network_without_netstack(
+    t: &mut Translated,
+    allow_degraded: bool,
+    why: &str,
+) -> Result<std::path::PathBuf> {
+    let list = t
+        .config
+        .pointer_mut("/linux/namespaces")
+        .and_then(Value::as_array_mut);
+    let Some(list) = list else {
+        return Err(GvisorError::Refused {
+            field: "linux.namespaces".into(),
+            value: String::new(),
+            reason: "no network namespace to fall back to".into(),
+        });
+    };
+    let i = list
+        .iter()
+        .position(|n| n.get("type").and_then(Value::as_str) == Some("network"))
+        .unwrap_or(0);
+    let path = list
+        .get(i)
+        .and_then(|n| n.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let reason = format!("runsc cannot hand this namespace's interfaces to gVisor's netstack here ({why}); with degraded security allowed the sandbox uses the host kernel's network stack inside it");
+    if !allow_degraded {
+        return Err(GvisorError::Unsupported {
+            field: format!("linux.namespaces[{i}].path"),
+            value: path,
+            reason,
+        });
+    }
+    list.remove(i);
+    t.network = Network::Host;
+    t.warnings
+        .push(format!("linux.namespaces[{i}].path: {reason}"));
+    for e in &mut t.enforcement {
+        if e.what == "network" {
+            e.by = format!("the host kernel's network stack inside `{path}` (--network=host there; degraded security allowed)");
+        }
+    }
+    Ok(std::path::PathBuf::from(path))
+}
+
 type Degrade<'a> = dyn FnMut(&mut Value, &str, String, &str) -> Result<()> + 'a;
 
 /// The `--network` mode from the spec's network namespace; refuses joining

@@ -109,6 +109,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
                 network: nucleus_gvisor::Network::None,
                 oci_seccomp: false,
                 log: PathBuf::new(),
+                netns: None,
             },
             version: String::new(),
             cgroups_path: String::new(),
@@ -157,6 +158,21 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
         crate::spec::allows_degraded(&setup.spec),
         &probe,
     )?;
+    let mut t = t;
+    let mut netns = None;
+    if t.network == nucleus_gvisor::Network::Sandbox {
+        let (trial, learned) = probe.sandbox_network(&platform, &probe_dir)?;
+        if learned {
+            probe.save(&cache)?;
+        }
+        if !trial.works {
+            netns = Some(nucleus_gvisor::translate::network_without_netstack(
+                &mut t,
+                crate::spec::allows_degraded(&setup.spec),
+                &trial.detail,
+            )?);
+        }
+    }
     for w in &t.warnings {
         tracing::warn!(id, "{w}");
     }
@@ -169,6 +185,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
             network: t.network,
             oci_seccomp: t.oci_seccomp,
             log: dir_path.join("runsc.log"),
+            netns,
         },
         version: probe.version.clone(),
         cgroups_path: t.cgroups_path.clone(),
