@@ -191,9 +191,10 @@ fn teardown(
     cgroup: Option<&nucleus_cgroups::Cgroup>,
     force: bool,
 ) -> Result<()> {
-    if let Some(record) = Record::load(dir)? {
-        // runsc delete kills the sandbox and gofer, runs poststop hooks and
-        // removes its cgroup; with no runsc state (a create killed early) there is nothing to do.
+    if let Some(record) = Record::load(dir)?.filter(|r| has_runsc_state(&r.runsc.root)) {
+        // runsc delete kills the sandbox and gofer and runs poststop hooks.
+        // Without runsc state (a foreground `runsc run` removes its own on
+        // exit, a create killed early has none) there is nothing to delete.
         if let Err(e) = record.runsc.call("delete", &["--force", id]) {
             if record.runsc.knows(id) && !force {
                 return Err(e.into());
@@ -205,6 +206,11 @@ fn teardown(
         cg.destroy()?;
     }
     Ok(())
+}
+
+/// Whether runsc's `--root` holds any state (its `<id>_sandbox:<id>.state`).
+fn has_runsc_state(root: &Path) -> bool {
+    std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// `delete --force` of a gVisor container whose create died before
