@@ -55,15 +55,30 @@ fn runsc_processes(root: &Path) -> Vec<String> {
     out
 }
 
-/// The sandbox cgroup of `id` in any hierarchy.
+/// The sandbox cgroup of `id` (`nucleus-<id>`, beneath our own) in any hierarchy.
 fn sandbox_cgroups(id: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let dir = entry.path().join("nucleus-gvisor").join(id);
-        if dir.exists() {
-            out.push(dir.display().to_string());
+    fn walk(dir: &Path, name: &str, depth: u32, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name() == name {
+                out.push(e.path().display().to_string());
+            } else if depth > 0 {
+                walk(&e.path(), name, depth - 1, out);
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        &format!("nucleus-{id}"),
+        4,
+        &mut out,
+    );
     out
 }
 

@@ -15,8 +15,6 @@ use std::path::Path;
 pub const LANDLOCK_ANNOTATION: &str = "org.nucleus.landlock";
 /// The engine's in-memory root annotation, which runsc has no equivalent for.
 pub const ROOTFS_TMPFS_ANNOTATION: &str = "org.nucleus.rootfs-tmpfs";
-/// Where a sandbox's cgroup goes when the spec names none.
-pub const DEFAULT_CGROUP_PARENT: &str = "/nucleus-gvisor";
 
 /// Mount types gVisor implements itself or serves through its gofer.
 const MOUNT_TYPES: &[&str] = &[
@@ -198,9 +196,10 @@ pub fn translate(
                 reason: "systemd cgroup paths are not supported by the gVisor backend".into(),
             })
         }
-        Some(p) if p.starts_with('/') => p.to_string(),
-        Some(p) if !p.is_empty() => format!("/{p}"),
-        _ => format!("{DEFAULT_CGROUP_PARENT}/{id}"),
+        // Relative paths start at the caller's own cgroup, for nucleus and
+        // runsc alike (runsc inherits it), as the native engine places them.
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => format!("nucleus-{id}"),
     };
     if v.get("linux").is_none() {
         v["linux"] = serde_json::json!({});
@@ -556,14 +555,14 @@ mod tests {
     fn paths_and_cgroup_are_filled_in() {
         let t = go(serde_json::json!({}), false).unwrap();
         assert_eq!(t.config["root"]["path"], "/b/rootfs");
-        assert_eq!(t.config["linux"]["cgroupsPath"], "/nucleus-gvisor/c1");
+        assert_eq!(t.config["linux"]["cgroupsPath"], "nucleus-c1");
         assert_eq!(t.network, Network::None);
         let t = go(
             serde_json::json!({"linux": {"cgroupsPath": "default/c1"}}),
             false,
         )
         .unwrap();
-        assert_eq!(t.cgroups_path, "/default/c1");
+        assert_eq!(t.cgroups_path, "default/c1", "relative stays relative");
     }
 
     #[test]
