@@ -561,3 +561,24 @@ fn sandbox_network_reaches_a_server_over_a_veth() {
     drop(net);
     finish(ctx, &[]);
 }
+
+#[test]
+fn docker_memory_limit_holds_under_gvisor() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let out = docker_run(
+        &ctx,
+        &[
+            "--memory",
+            "32m",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo started; x=$(head -c 60000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+        ],
+    );
+    assert!(out.stdout.starts_with("started"), "{out}");
+    assert!(!out.stdout.contains("survived"), "{out}");
+    assert_ne!(out.code, Some(0), "{out}");
+    finish_with(ctx, &[], Ctx::finish_agent);
+}
