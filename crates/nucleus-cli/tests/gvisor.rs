@@ -582,3 +582,42 @@ fn docker_memory_limit_holds_under_gvisor() {
     assert_ne!(out.code, Some(0), "{out}");
     finish_with(ctx, &[], Ctx::finish_agent);
 }
+
+#[test]
+fn foreground_run_passes_signals_to_the_workload() {
+    require_gvisor!();
+    let ctx = Ctx::new();
+    let id = ctx.id();
+    let bundle = gvisor(&ctx)
+        .with_sh("trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done");
+    bundle.write();
+    let out_path = ctx.scratch("fg").join("out");
+    let mut child = std::process::Command::new(common::runtime())
+        .arg("--root")
+        .arg(ctx.root())
+        .args(["run", "--bundle"])
+        .arg(bundle.path())
+        .arg(&*id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .contains("ready")
+    }));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the workload trapped TERM and exited 7"
+    );
+    assert!(std::fs::read_to_string(&out_path)
+        .unwrap()
+        .contains("got-term"));
+    finish(ctx, &[&id]);
+}
