@@ -1567,3 +1567,91 @@ fn force_delete_of_an_unknown_container_succeeds_like_runc() {
     }
     sb.finish();
 }
+
+/// containerd selects gVisor through nucleus with an annotation alone: `ctr run
+/// --runc-binary nucleus --annotation org.nucleus.runtime=gvisor` (needs runsc).
+#[test]
+fn containerd_selects_gvisor_through_nucleus() {
+    let _serial = SHARED_HOST_STATE.lock().unwrap_or_else(|e| e.into_inner());
+    require!(root, busybox);
+    require_tools!("containerd", "ctr", "containerd-shim-runc-v2", "tar");
+    if tool("runsc").is_none() {
+        eprintln!("skipped: needs `runsc` (apt-get install runsc)");
+        return;
+    }
+    let mut sb = Sandbox::new("nucleus-mgr-gvisor-");
+    let archive = build_image(&sb.dir("image"), &sb.io.clone());
+    let sock = start_containerd(&mut sb);
+    let pid = std::process::id();
+    let ns = format!("gvisor-mgr-{pid}");
+    sb.cgroup_parents.push(ns.clone());
+    let runc_root = sb.dir("runc-root/gvisor");
+    sb.runtime_roots.push((nucleus(), runc_root.join(&ns)));
+    let (id_run, id_bg) = (format!("gv-run-{pid}"), format!("gv-bg-{pid}"));
+    sb.ids.extend([id_run.clone(), id_bg.clone()]);
+    {
+        let ctr = Ctr {
+            sb: &sb,
+            sock: sock.clone(),
+            ns,
+            runtime: nucleus(),
+            runc_root,
+            fifo_dir: sb.dir("fifo"),
+        };
+        let import = ctr.ctr(&[
+            "images",
+            "import",
+            "--all-platforms",
+            "--base-name",
+            "localhost/nucleus",
+            &archive.to_string_lossy(),
+        ]);
+        import.assert_ok();
+        let image = import
+            .stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "unpacking")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no image name in the import output\n{import}"))
+            .to_string();
+        let gvisor = [
+            "--annotation",
+            "org.nucleus.runtime=gvisor",
+            "--annotation",
+            "org.nucleus.gvisor.platform=ptrace",
+        ];
+
+        let mut flags = vec!["--rm"];
+        flags.extend(gvisor);
+        let out = ctr.run(&flags, &image, &id_run, &["sh", "-c", "cat /proc/version"]);
+        out.assert_ok();
+        assert!(
+            out.stdout.starts_with("Linux version 4.4.0"),
+            "gVisor's kernel, not the host's\n{out}"
+        );
+
+        let mut flags = vec!["-d"];
+        flags.extend(gvisor);
+        ctr.run(&flags, &image, &id_bg, &["sleep", "600"])
+            .assert_ok();
+        assert_eq!(ctr.wait_status(&id_bg, "RUNNING"), "RUNNING");
+        let exec = ctr.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id_bg,
+            "sh",
+            "-c",
+            "echo in-gvisor; exit 5",
+        ]);
+        assert_eq!(exec.code, Some(5), "{exec}");
+        assert_eq!(exec.stdout.trim(), "in-gvisor", "{exec}");
+        ctr.ctr(&["task", "kill", "-s", "SIGKILL", &id_bg])
+            .assert_ok();
+        ctr.wait_status(&id_bg, "STOPPED");
+        ctr.ctr(&["task", "delete", &id_bg]).assert_ok();
+        ctr.ctr(&["container", "delete", &id_bg]).assert_ok();
+    }
+    sb.finish();
+}

@@ -111,6 +111,9 @@ pub enum EngineError {
     #[error("{0}")]
     Policy(#[from] crate::security::PolicyError),
 
+    #[error("{0}")]
+    Gvisor(#[from] nucleus_gvisor::GvisorError),
+
     #[error("{primary}; cleanup also failed: {cleanup}")]
     WithCleanup {
         primary: Box<EngineError>,

@@ -13,6 +13,7 @@
 //! `nucleus-sys` and `nix`.
 
 pub mod attach;
+pub mod backend;
 pub mod devices;
 pub mod error;
 pub mod fault;

@@ -351,6 +351,9 @@ impl StateRoot {
 
 /// Status from recorded state plus what the kernel says now.
 pub fn status_of(dir: &Path, state: &ContainerState) -> Status {
+    if crate::backend::gvisor::is_gvisor(state) {
+        return crate::backend::gvisor::status(dir, state);
+    }
     if !state.is_alive() {
         return Status::Stopped;
     }

@@ -50,6 +50,8 @@ pub enum Field {
     LandlockPolicy,
     LandlockPolicySha256,
     Network,
+    Runtime,
+    GvisorPlatform,
 }
 
 impl fmt::Display for Field {
@@ -94,6 +96,8 @@ impl fmt::Display for Field {
             Field::LandlockPolicy => "security.landlock_policy",
             Field::LandlockPolicySha256 => "security.landlock_policy.sha256",
             Field::Network => "network",
+            Field::Runtime => "runtime",
+            Field::GvisorPlatform => "runtime.gvisor.platform",
         };
         f.write_str(s)
     }

@@ -299,6 +299,52 @@ pub fn context_mode(m: &str) -> Result<ContextMode> {
 }
 
 /// `none` or `host`.
+/// `--runtime native|gvisor`, with the gVisor options.
+pub fn runtime(
+    name: &str,
+    platform: Option<&str>,
+    runsc: Option<&std::path::Path>,
+) -> Result<crate::spec::Runtime> {
+    use crate::spec::Runtime;
+    match name {
+        "native" => {
+            if let Some(r) = runsc {
+                return Err(SandboxError::invalid(
+                    Field::Runtime,
+                    "native",
+                    format!("--gvisor-runsc `{}` needs --runtime gvisor", r.display()),
+                ));
+            }
+            if let Some(p) = platform {
+                return Err(SandboxError::invalid(
+                    Field::GvisorPlatform,
+                    p,
+                    "only with --runtime gvisor",
+                ));
+            }
+            Ok(Runtime::Native)
+        }
+        "gvisor" => {
+            if let Some(p) = platform.filter(|p| !matches!(*p, "systrap" | "ptrace" | "kvm")) {
+                return Err(SandboxError::invalid(
+                    Field::GvisorPlatform,
+                    p,
+                    "expected systrap, ptrace or kvm",
+                ));
+            }
+            Ok(Runtime::Gvisor {
+                platform: platform.map(str::to_string),
+                runsc: runsc.map(std::path::Path::to_path_buf),
+            })
+        }
+        other => Err(SandboxError::invalid(
+            Field::Runtime,
+            other,
+            "expected native or gvisor",
+        )),
+    }
+}
+
 pub fn network(n: &str) -> Result<Network> {
     match n {
         "none" => Ok(Network::None),

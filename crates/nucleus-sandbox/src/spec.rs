@@ -41,6 +41,31 @@ pub struct SandboxSpec {
     pub timeout: Option<f64>,
     pub security: Security,
     pub network: Network,
+    /// Which backend runs the sandbox.
+    #[serde(default)]
+    pub runtime: Runtime,
+}
+
+/// The backend: the native engine, or gVisor's runsc.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    #[default]
+    Native,
+    Gvisor {
+        /// `systrap`, `ptrace` or `kvm`; probed and chosen when absent.
+        #[serde(default)]
+        platform: Option<String>,
+        /// The runsc binary; the usual paths when absent.
+        #[serde(default)]
+        runsc: Option<PathBuf>,
+    },
+}
+
+impl Runtime {
+    pub fn is_gvisor(&self) -> bool {
+        matches!(self, Runtime::Gvisor { .. })
+    }
 }
 
 /// A host path bind-mounted into the container.

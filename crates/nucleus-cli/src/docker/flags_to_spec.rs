@@ -82,6 +82,8 @@ pub fn flag_of(field: &Field) -> String {
         Field::LandlockPolicy => "--landlock-policy",
         Field::LandlockPolicySha256 => "--landlock-policy-sha256",
         Field::Network => "--network",
+        Field::Runtime => "--runtime",
+        Field::GvisorPlatform => "--gvisor-platform",
     };
     s.to_string()
 }
@@ -251,6 +253,12 @@ pub fn to_spec(
             .transpose()
             .map_err(flag)?
             .unwrap_or_default(),
+        runtime: parse::runtime(
+            f.runtime.as_deref().unwrap_or("native"),
+            f.gvisor_platform.as_deref(),
+            f.gvisor_runsc.as_deref(),
+        )
+        .map_err(flag)?,
     };
     opts.validate(&spec).map_err(flag)?;
     spec.validate().map_err(|e| with_typed_value(flag(e), f))?;

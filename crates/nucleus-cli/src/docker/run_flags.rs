@@ -120,6 +120,15 @@ pub struct RunFlags {
     /// Allow --network host
     #[arg(long)]
     pub allow_host_network: bool,
+    /// Backend: native (the default) or gvisor (runsc, an application kernel)
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// gVisor platform: systrap, ptrace or kvm (default: probed)
+    #[arg(long)]
+    pub gvisor_platform: Option<String>,
+    /// The runsc binary for --runtime gvisor
+    #[arg(long)]
+    pub gvisor_runsc: Option<PathBuf>,
     /// Use this directory as the root filesystem instead of the host-derived one
     #[arg(long)]
     pub rootfs: Option<PathBuf>,

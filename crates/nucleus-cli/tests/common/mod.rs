@@ -818,14 +818,14 @@ impl Ctx {
 
     /// Entries left in the state root.
     /// Entries under `--root` other than the runtime's caches, which are meant
-    /// to outlive containers: compiled seccomp programs (keyed by profile) and
-    /// agent-mode root skeletons (keyed by the host's layout).
+    /// to outlive containers: compiled seccomp programs (keyed by profile),
+    /// agent-mode root skeletons (keyed by the host's layout), and the gVisor probe.
     pub fn root_entries(&self) -> Vec<String> {
         fs::read_dir(self.root())
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".seccomp-cache" && n != ".agent-rootfs")
+                    .filter(|n| n != ".seccomp-cache" && n != ".agent-rootfs" && n != ".gvisor")
                     .collect()
             })
             .unwrap_or_default()

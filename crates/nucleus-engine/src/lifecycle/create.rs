@@ -18,6 +18,9 @@ pub struct CreateOptions<'a> {
 
 /// Creates container `id`; on return its status is `created`.
 pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i32> {
+    if crate::backend::gvisor::selected(opts.bundle)? {
+        return crate::backend::gvisor::create(root, id, opts);
+    }
     let p = prepare(root, id, opts.bundle)?;
     let dir = p
         .reservation

@@ -15,8 +15,14 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let dir = root.open_partial(id)?;
     crate::fault::point("delete-locked");
     match dir.load() {
+        Ok(state) if crate::backend::gvisor::is_gvisor(&state) => {
+            crate::backend::gvisor::remove(root, dir, state, force)
+        }
         Ok(state) => remove(root, dir, state, force),
-        Err(_) if force => delete_partial(dir),
+        Err(_) if force => {
+            crate::backend::gvisor::delete_pending(root, id)?;
+            delete_partial(dir)
+        }
         Err(EngineError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             Err(EngineError::NotFound { id: id.to_string() })
         }
@@ -115,7 +121,7 @@ pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
 }
 
 /// Removes a bundle the runtime generated, only if it lies under the state root.
-fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
+pub(crate) fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
     let (Ok(bundle), Ok(base)) = (
         std::fs::canonicalize(bundle),
         std::fs::canonicalize(root.path()),

@@ -36,6 +36,9 @@ pub fn container_process(root: &StateRoot, id: &str) -> Result<Process> {
 /// Executes `opts.process` inside container `id`.
 pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     let st = root.peek(id)?;
+    if crate::backend::gvisor::is_gvisor(&st) {
+        return crate::backend::gvisor::exec(root, id, opts);
+    }
     let status = root.status_of(&st);
     if status == Status::Paused && !opts.ignore_paused {
         return Err(EngineError::ExecPaused { id: id.to_string() });

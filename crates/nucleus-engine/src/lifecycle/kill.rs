@@ -9,6 +9,9 @@ use std::os::fd::AsFd;
 pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
     let dir = root.open(id)?;
     let state = dir.load()?;
+    if crate::backend::gvisor::is_gvisor(&state) {
+        return crate::backend::gvisor::kill(&dir, &state, signal, all);
+    }
     let status = dir.status(&state);
     if status == Status::Stopped {
         return Err(EngineError::WrongStatus {

@@ -14,10 +14,11 @@ mod start;
 pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuOptions, RestoreOptions};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub(crate) use delete::{remove_owned_bundle, wait_for_exit};
 pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
-pub(crate) use run::{poll_timeout, reap as reap_init};
+pub(crate) use run::{forward_until_exit, poll_timeout, reap as reap_init, BlockedSignals};
 pub use run::{run, run_with, spawn, spawn_with, RunOptions, Spawned};
 pub use start::start;
 
@@ -149,7 +150,7 @@ fn check_unified(spec: &Spec, host: &Host) -> Result<()> {
 }
 
 /// Writes the pid file atomically (runc's `--pid-file`).
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("nucleus-tmp");
     std::fs::write(&tmp, pid.to_string())
         .map_err(|e| EngineError::io("write pid file", &tmp, e))?;

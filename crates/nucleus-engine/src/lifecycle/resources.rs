@@ -19,6 +19,10 @@ const EVENTS_POLL: Duration = Duration::from_millis(100);
 pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
     let dir = root.open(id)?;
     let state = dir.load()?;
+    if crate::backend::gvisor::is_gvisor(&state) {
+        drop(dir);
+        return crate::backend::gvisor::pause(root, id);
+    }
     let status = dir.status(&state);
     if status != Status::Running {
         return Err(EngineError::WrongStatus {
@@ -36,6 +40,10 @@ pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
 pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
     let dir = root.open(id)?;
     let state = dir.load()?;
+    if crate::backend::gvisor::is_gvisor(&state) {
+        drop(dir);
+        return crate::backend::gvisor::resume(root, id);
+    }
     let status = dir.status(&state);
     if status != Status::Paused {
         return Err(EngineError::WrongStatus {

@@ -57,6 +57,9 @@ pub fn run_with(
     opts: &RunOptions<'_>,
     attach: Option<&mut dyn Attach>,
 ) -> Result<i32> {
+    if crate::backend::gvisor::selected(opts.bundle)? {
+        return crate::backend::gvisor::run(root, id, opts, attach);
+    }
     // Blocked before clone so no signal is lost; the child unblocks them.
     let blocked = BlockedSignals::block(!opts.detach)?;
     run_blocked(root, id, opts, &blocked.set, attach)
@@ -138,6 +141,15 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// A spawned container from another backend (its child is `pid`).
+    pub(crate) fn new(pid: nix::unistd::Pid, state: ContainerState) -> Spawned {
+        Spawned {
+            pid,
+            pty_master: None,
+            state,
+        }
+    }
+
     /// Reaps the init if it has exited: exit code, or 128+N if killed by signal N.
     pub fn reap(&self) -> Result<Option<i32>> {
         reap(self.pid)
@@ -157,6 +169,9 @@ pub fn spawn_with(
     opts: &RunOptions<'_>,
     attach: Option<&mut dyn Attach>,
 ) -> Result<Spawned> {
+    if crate::backend::gvisor::selected(opts.bundle)? {
+        return crate::backend::gvisor::spawn(root, id, opts, attach);
+    }
     let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
     tracing::debug!(

@@ -14,6 +14,10 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let dir = root.open(id)?;
     crate::fault::point("start-locked");
     let state = dir.load()?;
+    if crate::backend::gvisor::is_gvisor(&state) {
+        drop(dir);
+        return crate::backend::gvisor::start(root, id);
+    }
     let status = dir.status(&state);
     if status != Status::Created {
         return Err(EngineError::WrongStatus {

@@ -29,6 +29,15 @@ pub(super) fn annotations(
     if let Some(text) = landlock {
         a.insert(ll::ANNOTATION.into(), json!(text));
     }
+    if let crate::spec::Runtime::Gvisor { platform, runsc } = &s.runtime {
+        a.insert(nucleus_gvisor::RUNTIME_ANNOTATION.into(), json!("gvisor"));
+        if let Some(p) = platform {
+            a.insert(nucleus_gvisor::PLATFORM_ANNOTATION.into(), json!(p));
+        }
+        if let Some(r) = runsc {
+            a.insert(nucleus_gvisor::RUNSC_ANNOTATION.into(), json!(r));
+        }
+    }
     a
 }
 
@@ -92,7 +101,10 @@ pub(super) fn landlock_text(
     if let Some(text) = &inp.policies.landlock {
         return Ok(Some(text.clone()));
     }
-    if !agent {
+    // The agent ruleset guards the host kernel's file hooks, which a gVisor
+    // workload never reaches (its files go through the gofer); a given
+    // policy still travels, and the backend refuses it by name.
+    if !agent || s.runtime.is_gvisor() {
         return Ok(None);
     }
     let mut policy = ll::default_agent_policy(writable);

@@ -365,10 +365,32 @@ pub fn inspect(root: &StateRoot, query: &str) -> Result<Value> {
             "Seccomp": !spec["linux"]["seccomp"].is_null(),
             "Landlock": v.state.annotations.get(nucleus_engine::security::landlock::ANNOTATION),
         },
+        "Runtime": runtime_view(root, &v.state),
         "Bundle": v.state.bundle,
         "Rootfs": v.state.rootfs,
         "Annotations": v.state.annotations,
     }))
+}
+
+/// The backend, and under gVisor what is enforced where (from its record).
+fn runtime_view(root: &StateRoot, state: &nucleus_engine::state::ContainerState) -> Value {
+    if !nucleus_engine::backend::gvisor::is_gvisor(state) {
+        return json!({"Name": "native"});
+    }
+    match nucleus_engine::backend::gvisor::record(&root.container_dir(&state.id)) {
+        Ok(Some(r)) => json!({
+            "Name": "gvisor",
+            "Runsc": r.runsc.binary,
+            "Version": r.version,
+            "Platform": r.runsc.platform,
+            "Network": r.runsc.network.as_flag(),
+            "Cgroup": r.cgroups_path,
+            "Warnings": r.warnings,
+            "Enforcement": r.enforcement,
+        }),
+        Ok(None) => json!({"Name": "gvisor"}),
+        Err(e) => json!({"Name": "gvisor", "Error": e.to_string()}),
+    }
 }
 
 #[cfg(test)]
