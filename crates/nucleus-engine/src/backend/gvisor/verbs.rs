@@ -214,9 +214,8 @@ fn has_runsc_state(root: &Path) -> bool {
 }
 
 /// `delete --force` of a gVisor container whose create died before
-/// `state.json`: runsc's state and the recorded cgroup.
+/// `state.json`: runsc's state (the caller then removes the recorded
+/// cgroup and the directory).
 pub(crate) fn delete_pending(root: &StateRoot, id: &str) -> Result<()> {
-    let dir = root.container_dir(id);
-    let cgroup = root.pending_cgroup(id)?;
-    teardown(&dir, id, cgroup.as_ref(), true)
+    teardown(&root.container_dir(id), id, None, true)
 }
