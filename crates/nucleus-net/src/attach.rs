@@ -12,7 +12,9 @@ use crate::ipam::{self, Lease};
 use crate::link;
 use crate::netns;
 use crate::network::{fnv32, Network, NetworkCreate, DEFAULT_NETWORK};
+use crate::proxy;
 use crate::publish::PortMapping;
+use crate::side_task::SideTask;
 use crate::store::{self, Store};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -73,12 +75,12 @@ pub struct Attachment {
     pub resolv_conf: String,
 }
 
-/// `attach`'s result: the record, and the resolver to run for the
-/// container's lifetime (in the monitor, or the foreground runtime).
+/// `attach`'s result: the record, and the side task (resolver, proxies)
+/// to run for the container's lifetime (in the monitor, or the foreground runtime).
 #[derive(Debug)]
 pub struct Attached {
     pub attachment: Attachment,
-    pub resolver: Option<Resolver>,
+    pub side_task: SideTask,
 }
 
 /// `network inspect`: the definition and who is on it.
@@ -339,11 +341,11 @@ impl Networking {
         // Recorded before anything is made, so a crash from here on is repairable.
         store::write_json(&self.store.attachment_path(&req.id), &record)?;
         match self.install(&net, &req, &peer, &mut record) {
-            Ok(resolver) => {
+            Ok(side_task) => {
                 store::write_json(&self.store.attachment_path(&req.id), &record)?;
                 Ok(Attached {
                     attachment: record,
-                    resolver,
+                    side_task,
                 })
             }
             Err(e) => {
@@ -361,7 +363,7 @@ impl Networking {
         req: &AttachRequest,
         peer: &str,
         rec: &mut Attachment,
-    ) -> Result<Option<Resolver>> {
+    ) -> Result<SideTask> {
         link::ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
         self.fw.setup_network(net)?;
@@ -417,7 +419,11 @@ impl Networking {
         })?;
         rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
         rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
-        Ok(Some(resolver))
+        let proxies = proxy::bind_loopback6(&rec.publish, &rec.lease)?;
+        Ok(SideTask {
+            resolver: Some(resolver),
+            proxies,
+        })
     }
 
     /// Undo `attach`. The caller stops the resolver (dropping its handle).

@@ -50,31 +50,6 @@ pub struct Resolver {
     port: u16,
 }
 
-/// A running resolver; dropping it stops it and joins its thread.
-#[derive(Debug)]
-pub struct ResolverHandle {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    port: u16,
-}
-
-impl ResolverHandle {
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-impl Drop for ResolverHandle {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 impl Resolver {
     /// Bind UDP and TCP on the same port on every address in `addrs`.
     pub fn bind(addrs: &[IpAddr], config: ResolverConfig) -> Result<Resolver> {
@@ -112,35 +87,6 @@ impl Resolver {
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Run on a thread of its own until the handle is dropped.
-    pub fn spawn(self) -> Result<ResolverHandle> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let port = self.port;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| NetError::Runtime {
-                purpose: "the resolver",
-                source,
-            })?;
-        let thread = std::thread::Builder::new()
-            .name("nucleus-dns".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    tokio::select! {
-                        r = self.serve() => if let Err(e) = r { tracing::warn!(error = %e, "resolver stopped") },
-                        _ = rx => {}
-                    }
-                })
-            })
-            .map_err(|e| NetError::Resolver { op: "start a thread for", addr: port.to_string(), source: e })?;
-        Ok(ResolverHandle {
-            stop: Some(tx),
-            thread: Some(thread),
-            port,
-        })
     }
 
     /// Serve forever on the caller's tokio runtime.

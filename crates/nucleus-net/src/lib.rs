@@ -16,14 +16,16 @@ pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod network;
+pub mod proxy;
 pub mod publish;
+mod side_task;
 mod store;
 mod sysctl;
 
 pub use attach::{
     pid_start_time, AttachRequest, Attached, Attachment, NetworkInfo, Networking, PruneReport,
 };
-pub use dns::{Resolver, ResolverConfig, ResolverHandle};
+pub use dns::{Resolver, ResolverConfig};
 pub use egress::{CidrRule, DomainPattern, EgressPolicy, Proto};
 pub use error::{NetError, Result};
 pub use etc_files::DnsOptions;
@@ -31,4 +33,5 @@ pub use events::{EgressEvent, EventSink};
 pub use firewall::{Firewall, NftFirewall, NoFirewall};
 pub use network::{Network, NetworkCreate, DEFAULT_BRIDGE, DEFAULT_NETWORK};
 pub use publish::PortMapping;
+pub use side_task::{SideTask, SideTaskHandle};
 pub use store::{Store, DEFAULT_DATA_ROOT};

@@ -305,7 +305,8 @@ impl NftFirewall {
         for p in r.publish {
             for ctr in r.lease.addrs() {
                 let host_ok = p.host_ip.is_none_or(|h| h.is_ipv4() == ctr.is_ipv4());
-                if !host_ok {
+                // IPv6 has no route_localnet: ::1 is proxied in user space (see `proxy`).
+                if !host_ok || p.host_ip.is_some_and(|h| h.is_loopback() && h.is_ipv6()) {
                     continue;
                 }
                 let f = fam(ctr);
@@ -318,11 +319,9 @@ impl NftFirewall {
                     Some(h) if !h.is_unspecified() => {
                         expr.push(m(payload(f, "daddr"), "==", json!(h.to_string())))
                     }
-                    _ => expr.push(m(
-                        meta("nfproto"),
-                        "==",
-                        json!(if ctr.is_ipv4() { "ipv4" } else { "ipv6" }),
-                    )),
+                    _ if ctr.is_ipv4() => expr.push(m(meta("nfproto"), "==", json!("ipv4"))),
+                    // ::1 is left to the user-space proxy.
+                    _ => expr.push(m(payload("ip6", "daddr"), "!=", json!("::1"))),
                 }
                 expr.push(m(meta("l4proto"), "==", json!(p.proto.as_str())));
                 expr.push(m(payload("th", "dport"), "==", json!(p.host_port)));
@@ -332,6 +331,7 @@ impl NftFirewall {
             }
         }
 
+        cmds.extend(self.dns_redirect(r));
         if !r.egress.is_active() {
             return cmds;
         }
@@ -353,22 +353,37 @@ impl NftFirewall {
                 expr.push(json!({"jump": {"target": chain}}));
                 cmds.push(self.rule("inet", base, expr, &tag));
             }
-            if let (Some(port), true) = (r.resolver_port, r.egress.filters_names()) {
-                let gw = if ip.is_ipv4() {
-                    r.net.gateway4().map(IpAddr::V4)
-                } else {
-                    r.net.gateway6().map(IpAddr::V6)
-                };
-                if let Some(gw) = gw {
-                    // Every DNS query, to any server, is answered by nucleus's resolver.
-                    let mut expr = from.clone();
-                    expr.extend(port_match(None, 53));
-                    expr.push(json!({"dnat": {"family": f, "addr": gw.to_string(), "port": port}}));
-                    cmds.push(self.rule("inet", "prerouting", expr, &tag));
-                }
-            }
         }
         cmds.extend(self.egress_chain(r.id, &chain, r.net, r.egress, r.log_group));
+        cmds
+    }
+
+    /// Send the container's DNS to nucleus's resolver: queries to the
+    /// gateway always, and with name filtering every query to any server.
+    fn dns_redirect(&self, r: &ContainerRules<'_>) -> Vec<Value> {
+        let Some(port) = r.resolver_port else {
+            return Vec::new();
+        };
+        let mut cmds = Vec::new();
+        for ip in r.lease.addrs() {
+            let f = fam(ip);
+            let gw = if ip.is_ipv4() {
+                r.net.gateway4().map(IpAddr::V4)
+            } else {
+                r.net.gateway6().map(IpAddr::V6)
+            };
+            let Some(gw) = gw else { continue };
+            let mut expr = vec![
+                m(meta("iifname"), "==", json!(r.net.bridge)),
+                m(payload(f, "saddr"), "==", json!(ip.to_string())),
+            ];
+            if !r.egress.filters_names() {
+                expr.push(m(payload(f, "daddr"), "==", json!(gw.to_string())));
+            }
+            expr.extend(port_match(None, 53));
+            expr.push(json!({"dnat": {"family": f, "addr": gw.to_string(), "port": port}}));
+            cmds.push(self.rule("inet", "prerouting", expr, &ctr_tag(r.id)));
+        }
         cmds
     }
 
