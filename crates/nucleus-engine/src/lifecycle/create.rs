@@ -19,7 +19,12 @@ pub struct CreateOptions<'a> {
 /// Creates container `id`; on return its status is `created`.
 pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i32> {
     let p = prepare(root, id, opts.bundle)?;
-    let dir = p.reservation.dir.as_ref().map(|d| d.fifo_path()).unwrap_or_default();
+    let dir = p
+        .reservation
+        .dir
+        .as_ref()
+        .map(|d| d.fifo_path())
+        .unwrap_or_default();
     let (mut launched, _) = launch(LaunchRequest {
         id,
         spec: &p.spec,
@@ -34,6 +39,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
         cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
         state_dir: p.reservation.dir.as_ref(),
+        attach: None,
     })?;
     let pid = launched.pid.as_raw();
     if let Some(path) = opts.pid_file {

@@ -2,9 +2,11 @@
 //! JSON lines `{"time","stream","log"}` into `<bundle>/container.log`,
 //! rotated once (to `container.log.1`) at `MAX_LOG_BYTES`; `nucleus logs`
 //! reads them back. Buffers are small and fixed: the monitor must stay tiny.
+//! Reading returns entries; printing them is the front end's.
 
-use super::clock;
-use anyhow::{Context, Result};
+use crate::clock;
+use crate::error::{Result, SandboxError};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -29,9 +31,18 @@ pub struct LogWriter {
 impl LogWriter {
     pub fn open(dir: &Path, max: u64) -> Result<Self> {
         let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("open `{}`", path.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SandboxError::io("open", &path, e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter { path, file, size, max })
+        Ok(LogWriter {
+            path,
+            file,
+            size,
+            max,
+        })
     }
 
     /// Writes one entry; `log` is the raw bytes of one line (with its newline).
@@ -40,11 +51,17 @@ impl LogWriter {
         line.push('\n');
         if self.size + line.len() as u64 > self.max && self.size > 0 {
             let old = self.path.with_extension("log.1");
-            fs::rename(&self.path, &old).with_context(|| format!("rotate `{}`", self.path.display()))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path).with_context(|| format!("open `{}`", self.path.display()))?;
+            fs::rename(&self.path, &old).map_err(|e| SandboxError::io("rotate", &self.path, e))?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| SandboxError::io("open", &self.path, e))?;
             self.size = 0;
         }
-        self.file.write_all(line.as_bytes()).with_context(|| format!("write `{}`", self.path.display()))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| SandboxError::io("write", &self.path, e))?;
         self.size += line.len() as u64;
         Ok(())
     }
@@ -59,7 +76,10 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     pub fn new(stream: &'static str) -> Self {
-        LineSplitter { stream, buf: Vec::new() }
+        LineSplitter {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Feeds bytes; writes every complete line (and over-long partial ones).
@@ -88,7 +108,7 @@ impl LineSplitter {
 }
 
 /// One parsed entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub time: String,
     pub stream: String,
@@ -97,38 +117,40 @@ pub struct Entry {
 
 fn parse(line: &str) -> Option<Entry> {
     let v: Value = serde_json::from_str(line).ok()?;
-    Some(Entry { time: v["time"].as_str()?.to_string(), stream: v["stream"].as_str()?.to_string(), log: v["log"].as_str()?.to_string() })
+    Some(Entry {
+        time: v["time"].as_str()?.to_string(),
+        stream: v["stream"].as_str()?.to_string(),
+        log: v["log"].as_str()?.to_string(),
+    })
 }
 
 /// Every entry in the rotated file, then the current one.
 pub fn read_all(dir: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
-    for p in [dir.join(LOG_FILE).with_extension("log.1"), dir.join(LOG_FILE)] {
+    for p in [
+        dir.join(LOG_FILE).with_extension("log.1"),
+        dir.join(LOG_FILE),
+    ] {
         if let Ok(f) = File::open(&p) {
-            out.extend(BufReader::new(f).lines().map_while(|l| l.ok()).filter_map(|l| parse(&l)));
+            out.extend(
+                BufReader::new(f)
+                    .lines()
+                    .map_while(|l| l.ok())
+                    .filter_map(|l| parse(&l)),
+            );
         }
     }
     out
 }
 
-/// Prints entries: stdout ones to stdout, stderr ones to stderr.
-pub fn print(entries: &[Entry], timestamps: bool) -> Result<()> {
-    let mut so = std::io::stdout().lock();
-    let mut se = std::io::stderr().lock();
-    for e in entries {
-        let w: &mut dyn Write = if e.stream == "stderr" { &mut se } else { &mut so };
-        if timestamps {
-            write!(w, "{} ", e.time)?;
-        }
-        w.write_all(e.log.as_bytes())?;
-    }
-    so.flush()?;
-    Ok(())
-}
-
-/// Follows the current log file from `offset` until `done()` says the
-/// container has stopped and nothing new has arrived.
-pub fn follow(dir: &Path, timestamps: bool, done: impl Fn() -> bool) -> Result<()> {
+/// Follows the current log file from its end, handing each new entry to
+/// `emit`, until `done()` says the container has stopped and nothing new
+/// has arrived. An error from `emit` (a closed pipe) ends it.
+pub fn follow(
+    dir: &Path,
+    done: impl Fn() -> bool,
+    mut emit: impl FnMut(&Entry) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let path = dir.join(LOG_FILE);
     let mut offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut partial = String::new();
@@ -149,7 +171,7 @@ pub fn follow(dir: &Path, timestamps: bool, done: impl Fn() -> bool) -> Result<(
                 line.clear();
                 if partial.ends_with('\n') {
                     if let Some(e) = parse(partial.trim_end()) {
-                        print(&[e], timestamps)?;
+                        emit(&e)?;
                     }
                     partial.clear();
                 }
@@ -178,7 +200,9 @@ mod tests {
         let e = read_all(dir.path());
         let logs: Vec<&str> = e.iter().map(|e| e.log.as_str()).collect();
         assert_eq!(logs, ["hello\n", "world\n", "tail"]);
-        assert!(e.iter().all(|e| e.stream == "stdout" && e.time.ends_with('Z')));
+        assert!(e
+            .iter()
+            .all(|e| e.stream == "stdout" && e.time.ends_with('Z')));
         for i in 0..20 {
             w.write("stderr", format!("line {i}\n").as_bytes()).unwrap();
         }
