@@ -4,6 +4,7 @@
 
 mod docker;
 mod logging;
+mod network;
 mod oci;
 mod resources;
 
@@ -61,6 +62,9 @@ enum Verb {
     Oci(oci::Command),
     #[command(flatten)]
     Docker(docker::Command),
+    /// Manage networks (bridges, subnets, leases)
+    #[command(subcommand)]
+    Network(network::Command),
 }
 
 fn main() {
@@ -94,6 +98,7 @@ fn main() {
             };
             docker::dispatch(&g, c)
         }
+        Verb::Network(c) => network::dispatch(c),
     };
     let code = match result {
         Ok(code) => code,

@@ -169,6 +169,10 @@ pub enum SandboxError {
         message: String,
     },
 
+    /// The network attachment step failed (a bridge, a lease, a rule).
+    #[error("network `{network}`: {reason}")]
+    Network { network: String, reason: String },
+
     #[error("monitor side task `{task}` failed: {reason}")]
     SideTask { task: String, reason: String },
 
