@@ -183,17 +183,18 @@ impl Drop for World {
     }
 }
 
-fn ready() -> bool {
-    if common::unmet("root").is_some() || !which("nft") || !which("dnsmasq") || !which("curl") {
-        eprintln!("skipped: needs root, nft, dnsmasq and curl");
-        return false;
+fn tools() -> bool {
+    let ok = which("nft") && which("dnsmasq") && which("curl");
+    if !ok {
+        eprintln!("skipped: needs nft, dnsmasq and curl (apt-get install nftables dnsmasq curl)");
     }
-    true
+    ok
 }
 
 #[test]
 fn an_agent_sandbox_reaches_allowed_domains_and_nothing_else() {
-    if !ready() {
+    require!(root);
+    if !tools() {
         return;
     }
     let w = World::new();
@@ -240,7 +241,8 @@ fn an_agent_sandbox_reaches_allowed_domains_and_nothing_else() {
 
 #[test]
 fn without_a_policy_a_bridge_reaches_everything_through_nat() {
-    if !ready() {
+    require!(root);
+    if !tools() {
         return;
     }
     let w = World::new();
@@ -266,7 +268,8 @@ fn without_a_policy_a_bridge_reaches_everything_through_nat() {
 
 #[test]
 fn network_verbs_and_bad_flags() {
-    if !ready() {
+    require!(root);
+    if !tools() {
         return;
     }
     let w = World::new();

@@ -403,6 +403,7 @@ impl Networking {
             blocked,
             events: EventSink::new(self.store.events_path(&req.id), &req.id),
             firewall: self.fw.clone(),
+            admitted: Default::default(),
         };
         let resolver = Resolver::bind(&gateways, config)?;
         rec.resolver_port = Some(resolver.port());

@@ -3,7 +3,7 @@
 //! refuses names outside `--egress-domain` with NXDOMAIN (and an event),
 //! forwards the rest to the upstreams, drops answers that point back inside
 //! (DNS rebinding), and admits each remaining A/AAAA address to the
-//! container's nftables set for the record's TTL before the client sees it.
+//! container's nftables set (for twice the record's TTL) before the client sees it.
 //! Messages are parsed and built with hickory-proto.
 
 use crate::egress::EgressPolicy;
@@ -15,9 +15,10 @@ use crate::store::Store;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -38,6 +39,9 @@ pub struct ResolverConfig {
     pub blocked: Vec<IpNet>,
     pub events: EventSink,
     pub firewall: Arc<dyn Firewall>,
+    /// Addresses already in the set, and until when: a repeated answer
+    /// costs no `nft` run while its element has at least the TTL left.
+    pub admitted: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
 
 /// A bound, not yet running resolver. Bound early so the firewall can
@@ -260,10 +264,29 @@ pub(crate) async fn answer(cfg: &ResolverConfig, query: &[u8], tcp: bool) -> Opt
         admitted.push((ip, r.ttl));
         true
     });
+    let now = Instant::now();
+    if let Ok(cache) = cfg.admitted.lock() {
+        admitted.retain(|(ip, ttl)| {
+            cache
+                .get(ip)
+                .is_none_or(|until| *until < now + Duration::from_secs(u64::from(*ttl)))
+        });
+    }
     if !admitted.is_empty() {
+        if let Ok(mut cache) = cfg.admitted.lock() {
+            for (ip, ttl) in &admitted {
+                cache.insert(
+                    *ip,
+                    now + Duration::from_secs(u64::from(crate::firewall::set_timeout(*ttl))),
+                );
+            }
+        }
         let (fw, id, addrs) = (cfg.firewall.clone(), cfg.container_id.clone(), admitted);
         let ok = tokio::task::spawn_blocking(move || fw.allow_addresses(&id, &addrs)).await;
         if !matches!(ok, Ok(Ok(()))) {
+            if let Ok(mut cache) = cfg.admitted.lock() {
+                cache.clear();
+            }
             tracing::warn!(
                 name,
                 "could not admit resolved addresses; answering SERVFAIL"

@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn overlap_and_bad_input_are_refused() {
         let a = Network::from_request(&req("a", &["10.1.0.0/16"]), &[]).unwrap();
-        let err = Network::from_request(&req("b", &["10.1.2.0/24"]), &[a.clone()]).unwrap_err();
+        let err = Network::from_request(&req("b", &["10.1.2.0/24"]), std::slice::from_ref(&a))
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("overlaps `10.1.0.0/16` of network `a`"),

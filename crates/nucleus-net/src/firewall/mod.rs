@@ -7,7 +7,7 @@
 mod nft;
 mod none;
 
-pub use nft::NftFirewall;
+pub use nft::{set_timeout, NftFirewall};
 pub use none::NoFirewall;
 
 use crate::egress::EgressPolicy;

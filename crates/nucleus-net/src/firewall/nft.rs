@@ -463,6 +463,13 @@ impl NftFirewall {
     }
 }
 
+/// The timeout a set element gets for a record's TTL, in seconds: twice the
+/// TTL, so the resolver can skip refreshing an element that still has a
+/// full TTL left and a client caching the answer for its TTL still connects.
+pub fn set_timeout(ttl: u32) -> u32 {
+    ttl.saturating_mul(2).clamp(MIN_TIMEOUT, MAX_TIMEOUT)
+}
+
 fn nft_err(op: &'static str, e: nftables::helper::NftablesError) -> NetError {
     let detail = match e {
         nftables::helper::NftablesError::NftFailed {
@@ -524,7 +531,7 @@ impl Firewall for NftFirewall {
             let elems: Vec<Value> = addrs
                 .iter()
                 .filter(|(a, _)| a.is_ipv6() == v6)
-                .map(|(a, ttl)| json!({"elem": {"val": a.to_string(), "timeout": (*ttl).clamp(MIN_TIMEOUT, MAX_TIMEOUT)}}))
+                .map(|(a, ttl)| json!({"elem": {"val": a.to_string(), "timeout": set_timeout(*ttl)}}))
                 .collect();
             if elems.is_empty() {
                 continue;
