@@ -204,7 +204,11 @@ pub fn report(err: &anyhow::Error, has_log_file: bool) {
         Some(e) => e.hint(),
         None => err
             .downcast_ref::<nucleus_engine::EngineError>()
-            .and_then(|e| e.hint()),
+            .and_then(|e| e.hint())
+            .or_else(|| {
+                err.downcast_ref::<nucleus_net::NetError>()
+                    .and_then(|e| e.hint())
+            }),
     };
     emit(&msg, hint, has_log_file);
 }

@@ -4,6 +4,7 @@
 
 mod docker;
 mod logging;
+mod network;
 mod oci;
 mod resources;
 mod serve;
@@ -95,6 +96,9 @@ enum Verb {
     Docker(docker::Command),
     /// Serve the sandbox API (HTTP/JSON) on a unix socket
     Serve(serve::ServeArgs),
+    /// Manage networks (bridges, subnets, leases)
+    #[command(subcommand)]
+    Network(network::Command),
 }
 
 fn main() {
@@ -138,6 +142,7 @@ fn main() {
             docker::dispatch(&g, c)
         }
         Verb::Serve(a) => serve::serve(&cli.root, cli.debug, &a),
+        Verb::Network(c) => network::dispatch(c),
     };
     let code = match result {
         Ok(code) => code,

@@ -176,6 +176,10 @@ pub enum SandboxError {
         message: String,
     },
 
+    /// The network attachment step failed (a bridge, a lease, a rule).
+    #[error("network `{network}`: {reason}")]
+    Network { network: String, reason: String },
+
     /// For `NetworkAttach` implementations.
     #[error("failed to attach the network of `{id}`: {reason}")]
     AttachNetwork { id: String, reason: String },

@@ -3,6 +3,7 @@
 //! with every front end; a refused value is a `FlagError` naming the flag
 //! as typed and the value.
 
+use super::net_attach;
 use super::run_flags::RunFlags;
 use nucleus_sandbox::error::Field;
 use nucleus_sandbox::run::RunOptions;
@@ -249,7 +250,15 @@ pub fn to_spec(
         network: f
             .network
             .as_deref()
-            .map(parse::network)
+            // Bridges and named networks are nucleus-net's: the sandbox
+            // gets a namespace of its own, attached by `net_attach`.
+            .map(|n| {
+                parse::network(if net_attach::is_attached(n) {
+                    "none"
+                } else {
+                    n
+                })
+            })
             .transpose()
             .map_err(flag)?
             .unwrap_or_default(),
@@ -374,7 +383,6 @@ mod tests {
             (&["-e", "=x"][..], "-e/--env", "=x"),
             (&["--secret", "/s:../x"][..], "--secret", "/s:../x"),
             (&["--network", "host"][..], "--network", "host"),
-            (&["--network", "bridge"][..], "--network", "bridge"),
             (
                 &["--landlock-policy-sha256", "abc"][..],
                 "--landlock-policy-sha256",

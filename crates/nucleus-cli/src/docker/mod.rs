@@ -10,6 +10,7 @@
 pub mod argv;
 mod flags_to_spec;
 mod manage;
+mod net_attach;
 mod run;
 pub mod run_flags;
 

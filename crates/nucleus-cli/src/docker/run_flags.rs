@@ -114,9 +114,33 @@ pub struct RunFlags {
     /// Warn instead of failing when a protection cannot be applied
     #[arg(long)]
     pub allow_degraded_security: bool,
-    /// Network: none (loopback only, the default) or host
+    /// Network: none (loopback only, the default), host, bridge, or a network's name
     #[arg(long)]
     pub network: Option<String>,
+    /// Publish a port: [IP:]HOST:CTR[/tcp|udp], or CTR for a free host port
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// DNS server for the container (nucleus's resolver forwards to it)
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Add NAME:IP to /etc/hosts
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Allow egress to CIDR[:PORT[/tcp|udp]]; anything not allowed is refused
+    #[arg(long)]
+    pub egress_allow: Vec<String>,
+    /// Refuse egress to CIDR[:PORT[/tcp|udp]]
+    #[arg(long)]
+    pub egress_deny: Vec<String>,
+    /// Refuse all egress not allowed by another rule
+    #[arg(long)]
+    pub egress_deny_all: bool,
+    /// Allow egress to the addresses this name resolves to (`*.example.com` for names below it)
+    #[arg(long)]
+    pub egress_domain: Vec<String>,
     /// Allow --network host
     #[arg(long)]
     pub allow_host_network: bool,

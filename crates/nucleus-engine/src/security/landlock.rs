@@ -466,7 +466,14 @@ impl LandlockPolicy {
             CompatLevel::HardRequirement
         };
         let fs_handled = AccessFs::from_all(abi) & known_fs();
-        let net_handled = AccessNet::from_all(abi) & known_net();
+        // Without `[[net]]` rules the policy says nothing about TCP: leave it
+        // to the network namespace and the firewall (handling it would refuse
+        // every connect, making any network beyond loopback unusable).
+        let net_handled = if self.net.is_empty() {
+            BitFlags::EMPTY
+        } else {
+            AccessNet::from_all(abi) & known_net()
+        };
         let scopes: BitFlags<Scope> = self.scope.iter().map(|s| s.to_landlock()).collect();
         let err = |step| move |source| PolicyError::ApplyLandlock { step, source };
 

@@ -1,0 +1,447 @@
+//! The two entry points, `attach` and `detach`, symmetric, plus the network
+//! verbs. What `attach` will install is recorded before it is installed, so
+//! `detach` (or `reconcile` after a `kill -9`) can remove it from the record.
+
+use crate::dns::{Resolver, ResolverConfig};
+use crate::egress::EgressPolicy;
+use crate::error::{NetError, Result};
+use crate::etc_files::{self, DnsOptions};
+use crate::events::{self, EgressEvent, EventSink};
+use crate::firewall::{ContainerRules, Firewall};
+use crate::ipam::{self, Lease};
+use crate::link;
+use crate::netns;
+use crate::network::{fnv32, Network, NetworkCreate, DEFAULT_NETWORK};
+use crate::proxy;
+use crate::publish::PortMapping;
+use crate::side_task::SideTask;
+use crate::store::{self, Store};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One container joining one network.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub id: String,
+    /// Its name on the network (peers resolve it).
+    pub name: Option<String>,
+    pub hostname: String,
+    pub network: String,
+    /// The container's init: its network namespace is configured, its
+    /// start time makes the record's liveness check exact.
+    pub pid: u32,
+    pub publish: Vec<PortMapping>,
+    pub egress: EgressPolicy,
+    pub dns: DnsOptions,
+    /// The host's resolver list, read when `--dns` is not given.
+    pub host_resolv_conf: PathBuf,
+}
+
+impl AttachRequest {
+    pub fn new(id: &str, network: &str, pid: u32) -> AttachRequest {
+        AttachRequest {
+            id: id.into(),
+            name: None,
+            hostname: id.chars().take(12).collect(),
+            network: network.into(),
+            pid,
+            publish: Vec::new(),
+            egress: EgressPolicy::default(),
+            dns: DnsOptions::default(),
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// What was installed for a container: `attachments/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub network: String,
+    pub bridge: String,
+    pub host_veth: String,
+    pub lease: Lease,
+    pub publish: Vec<PortMapping>,
+    pub egress: EgressPolicy,
+    pub pid: u32,
+    /// `/proc/<pid>/stat` field 22, so a reused pid is not mistaken for the container.
+    pub pid_start: u64,
+    pub resolver_port: Option<u16>,
+    /// The generated `/etc/hosts` and `/etc/resolv.conf`.
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+/// `attach`'s result: the record, and the side task (resolver, proxies)
+/// to run for the container's lifetime (in the monitor, or the foreground runtime).
+#[derive(Debug)]
+pub struct Attached {
+    pub attachment: Attachment,
+    pub side_task: SideTask,
+}
+
+/// `network inspect`: the definition and who is on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkInfo {
+    #[serde(flatten)]
+    pub network: Network,
+    pub containers: Vec<(String, Lease)>,
+}
+
+/// `network prune`: what was repaired and removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub detached: Vec<String>,
+    pub removed_networks: Vec<String>,
+}
+
+/// Networking on one data root with one firewall driver.
+#[derive(Debug, Clone)]
+pub struct Networking {
+    store: Store,
+    fw: Arc<dyn Firewall>,
+}
+
+fn veth_names(id: &str) -> (String, String) {
+    let h = fnv32(id);
+    (format!("nuc{h:08x}"), format!("nup{h:08x}"))
+}
+
+/// `/proc/<pid>/stat` field 22 (start time in clock ticks).
+pub fn pid_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+impl Attachment {
+    /// Is the container this record was made for still running?
+    pub fn is_alive(&self) -> bool {
+        pid_start_time(self.pid) == Some(self.pid_start)
+    }
+}
+
+impl Networking {
+    pub fn new(data_root: &Path, fw: Arc<dyn Firewall>) -> Result<Networking> {
+        Ok(Networking {
+            store: Store::open(data_root)?,
+            fw,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn firewall(&self) -> &Arc<dyn Firewall> {
+        &self.fw
+    }
+
+    fn load_networks(&self) -> Result<Vec<Network>> {
+        let mut out = Vec::new();
+        for name in store::list_json(&self.store.defs_dir())? {
+            if let Some(n) = store::read_json::<Network>(&self.store.def_path(&name))? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn create_network(&self, req: &NetworkCreate) -> Result<Network> {
+        let _lock = self.store.lock()?;
+        let mut existing = self.load_networks()?;
+        if !existing.iter().any(|n| n.name == DEFAULT_NETWORK) {
+            existing.push(Network::default_bridge());
+        }
+        let net = Network::from_request(req, &existing)?;
+        store::write_json(&self.store.def_path(&net.name), &net)?;
+        Ok(net)
+    }
+
+    /// Every network, the default one included.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        let mut all = self.load_networks()?;
+        if !all.iter().any(|n| n.name == DEFAULT_NETWORK) {
+            all.insert(0, Network::default_bridge());
+        }
+        Ok(all)
+    }
+
+    pub fn network(&self, name: &str) -> Result<Network> {
+        match store::read_json::<Network>(&self.store.def_path(name))? {
+            Some(n) => Ok(n),
+            None if name == DEFAULT_NETWORK => Ok(Network::default_bridge()),
+            None => Err(NetError::NetworkNotFound { name: name.into() }),
+        }
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<NetworkInfo> {
+        let network = self.network(name)?;
+        let containers = ipam::load(&self.store, name)?.into_iter().collect();
+        Ok(NetworkInfo {
+            network,
+            containers,
+        })
+    }
+
+    pub fn attachment(&self, id: &str) -> Result<Option<Attachment>> {
+        store::read_json(&self.store.attachment_path(id))
+    }
+
+    pub fn events(&self, id: &str) -> Result<Vec<EgressEvent>> {
+        events::read(&self.store.events_path(id))
+    }
+
+    /// Remove a network nobody is attached to: its rules, bridge and records.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let _lock = self.store.lock()?;
+        self.reconcile_locked(&|a: &Attachment| a.is_alive())?;
+        let net = self.network(name)?;
+        if net.name == DEFAULT_NETWORK {
+            return Err(NetError::invalid(
+                "network",
+                name,
+                "the default network cannot be removed",
+            ));
+        }
+        self.remove_network_locked(&net)
+    }
+
+    fn remove_network_locked(&self, net: &Network) -> Result<()> {
+        let leases = ipam::load(&self.store, &net.name)?;
+        if !leases.is_empty() {
+            let containers = leases.keys().cloned().collect::<Vec<_>>().join(", ");
+            return Err(NetError::NetworkInUse {
+                name: net.name.clone(),
+                containers,
+            });
+        }
+        self.fw.teardown_network(net)?;
+        link::delete(&net.bridge)?;
+        store::remove_file(&self.store.leases_path(&net.name))?;
+        store::remove_file(&self.store.def_path(&net.name))
+    }
+
+    /// Detach every container whose record says it is gone.
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let _lock = self.store.lock()?;
+        self.reconcile_locked(&|a: &Attachment| a.is_alive())
+    }
+
+    fn reconcile_locked(&self, alive: &dyn Fn(&Attachment) -> bool) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for id in store::list_json(&self.store.attachments_dir())? {
+            let Some(a) = self.attachment(&id)? else {
+                continue;
+            };
+            if !alive(&a) {
+                tracing::debug!(id = %a.id, "repairing the network state of a container that is gone");
+                self.detach_record(&a)?;
+                gone.push(a.id);
+            }
+        }
+        // Leases without a record: a crash between lease and record.
+        for net in self
+            .load_networks()?
+            .into_iter()
+            .chain([Network::default_bridge()])
+        {
+            for id in ipam::load(&self.store, &net.name)?.keys() {
+                if self.attachment(id)?.is_none() {
+                    ipam::release(&self.store, &net.name, id)?;
+                    gone.push(id.clone());
+                }
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Repair after crashes, then remove user-defined networks nobody uses.
+    pub fn prune(&self) -> Result<PruneReport> {
+        let _lock = self.store.lock()?;
+        let detached = self.reconcile_locked(&|a: &Attachment| a.is_alive())?;
+        let mut removed_networks = Vec::new();
+        for net in self.load_networks()? {
+            if net.name != DEFAULT_NETWORK && ipam::load(&self.store, &net.name)?.is_empty() {
+                self.remove_network_locked(&net)?;
+                removed_networks.push(net.name);
+            }
+        }
+        Ok(PruneReport {
+            detached,
+            removed_networks,
+        })
+    }
+
+    /// Join the container whose init is `req.pid` to `req.network`. Runs
+    /// before the workload: link, addresses, routes, rules, resolver socket.
+    pub fn attach(&self, mut req: AttachRequest) -> Result<Attached> {
+        let _lock = self.store.lock()?;
+        self.reconcile_locked(&|a: &Attachment| a.is_alive())?;
+        if self.attachment(&req.id)?.is_some() {
+            return Err(NetError::AlreadyAttached {
+                id: req.id.clone(),
+                network: req.network.clone(),
+            });
+        }
+        let net = self.network(&req.network)?;
+        if net.internal && !req.publish.is_empty() {
+            return Err(NetError::invalid(
+                "--publish",
+                req.network.clone(),
+                "an internal network has no published ports",
+            ));
+        }
+        let others: Vec<Attachment> = store::list_json(&self.store.attachments_dir())?
+            .iter()
+            .filter_map(|id| self.attachment(id).ok().flatten())
+            .collect();
+        for p in &mut req.publish {
+            p.resolve_host_port()?;
+            if others
+                .iter()
+                .flat_map(|a| a.publish.iter())
+                .any(|o| o.conflicts_with(p))
+            {
+                let ip = p.host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string());
+                return Err(NetError::PortTaken {
+                    addr: format!("{ip}:{}/{}", p.host_port, p.proto.as_str()),
+                });
+            }
+        }
+        let pid_start = pid_start_time(req.pid).ok_or_else(|| {
+            NetError::invalid("container pid", req.pid.to_string(), "no such process")
+        })?;
+        if net.name == DEFAULT_NETWORK && !self.store.def_path(DEFAULT_NETWORK).exists() {
+            store::write_json(&self.store.def_path(DEFAULT_NETWORK), &net)?;
+        }
+        let lease = ipam::allocate(&self.store, &net, &req.id, req.name.as_deref())?;
+        let (host_veth, peer) = veth_names(&req.id);
+        let mut record = Attachment {
+            id: req.id.clone(),
+            network: net.name.clone(),
+            bridge: net.bridge.clone(),
+            host_veth,
+            lease,
+            publish: req.publish.clone(),
+            egress: req.egress.clone(),
+            pid: req.pid,
+            pid_start,
+            resolver_port: None,
+            hosts: String::new(),
+            resolv_conf: String::new(),
+        };
+        // Recorded before anything is made, so a crash from here on is repairable.
+        store::write_json(&self.store.attachment_path(&req.id), &record)?;
+        match self.install(&net, &req, &peer, &mut record) {
+            Ok(side_task) => {
+                store::write_json(&self.store.attachment_path(&req.id), &record)?;
+                Ok(Attached {
+                    attachment: record,
+                    side_task,
+                })
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.detach_record(&record) {
+                    tracing::warn!(id = %req.id, error = %cleanup, "cleanup after a failed attach also failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn install(
+        &self,
+        net: &Network,
+        req: &AttachRequest,
+        peer: &str,
+        rec: &mut Attachment,
+    ) -> Result<SideTask> {
+        link::ensure_bridge(net)?;
+        crate::sysctl::enable_forwarding(net)?;
+        self.fw.setup_network(net)?;
+        if link::exists(&rec.host_veth)? {
+            return Err(NetError::invalid(
+                "container id",
+                &req.id,
+                format!("veth `{}` already exists", rec.host_veth),
+            ));
+        }
+        let ns = netns::of_pid(req.pid);
+        link::create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
+        link::configure_container(&ns, peer, "eth0", net, &rec.lease)?;
+
+        let gateways: Vec<IpAddr> = net
+            .gateway4()
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(net.gateway6().map(IpAddr::V6))
+            .collect();
+        let upstreams = if req.dns.servers.is_empty() {
+            etc_files::host_resolvers(&req.host_resolv_conf)?
+        } else {
+            req.dns.servers.iter().map(|s| (*s, 53).into()).collect()
+        };
+        let mut blocked: Vec<IpNet> = Vec::new();
+        for n in self.networks()? {
+            blocked.extend(n.subnets());
+        }
+        let config = ResolverConfig {
+            container_id: req.id.clone(),
+            policy: req.egress.clone(),
+            upstreams,
+            peers: net
+                .dns_names
+                .then(|| (self.store.clone(), net.name.clone())),
+            blocked,
+            events: EventSink::new(self.store.events_path(&req.id), &req.id),
+            firewall: self.fw.clone(),
+            admitted: Default::default(),
+        };
+        let resolver = Resolver::bind(&gateways, config)?;
+        rec.resolver_port = Some(resolver.port());
+
+        self.fw.setup_container(&ContainerRules {
+            id: &req.id,
+            net,
+            host_veth: &rec.host_veth,
+            lease: &rec.lease,
+            publish: &rec.publish,
+            egress: &req.egress,
+            resolver_port: rec.resolver_port,
+            log_group: None,
+        })?;
+        rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
+        rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
+        let proxies = proxy::bind_loopback6(&rec.publish, &rec.lease)?;
+        Ok(SideTask {
+            resolver: Some(resolver),
+            proxies,
+        })
+    }
+
+    /// Undo `attach`. The caller stops the resolver (dropping its handle).
+    pub fn detach(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock()?;
+        match self.attachment(id)? {
+            Some(a) => self.detach_record(&a),
+            None => Ok(()),
+        }
+    }
+
+    fn detach_record(&self, a: &Attachment) -> Result<()> {
+        self.fw.teardown_container(&a.id)?;
+        // Deleting the host end deletes its peer in the container too.
+        link::delete(&a.host_veth)?;
+        ipam::release(&self.store, &a.network, &a.id)?;
+        store::remove_file(&self.store.events_path(&a.id))?;
+        store::remove_file(&self.store.attachment_path(&a.id))
+    }
+}

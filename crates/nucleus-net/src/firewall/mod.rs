@@ -1,0 +1,49 @@
+//! The firewall driver behind a trait: NAT, published ports, anti-spoofing
+//! and per-container egress. `nft` is the real driver; `none` does nothing,
+//! for tests of the rest. Everything a driver installs is tagged with the
+//! network or container it belongs to, so teardown can find it from the
+//! ruleset itself after a crash.
+
+mod nft;
+mod none;
+
+pub use nft::{set_timeout, NftFirewall};
+pub use none::NoFirewall;
+
+use crate::egress::EgressPolicy;
+use crate::error::Result;
+use crate::ipam::Lease;
+use crate::network::Network;
+use crate::publish::PortMapping;
+use std::fmt::Debug;
+use std::net::IpAddr;
+
+/// What one container needs from the firewall.
+#[derive(Debug, Clone)]
+pub struct ContainerRules<'a> {
+    pub id: &'a str,
+    pub net: &'a Network,
+    /// The host end of the container's veth.
+    pub host_veth: &'a str,
+    pub lease: &'a Lease,
+    pub publish: &'a [PortMapping],
+    pub egress: &'a EgressPolicy,
+    /// Where the container's DNS is redirected when names are filtered.
+    pub resolver_port: Option<u16>,
+    /// The NFLOG group refused connections are logged to.
+    pub log_group: Option<u16>,
+}
+
+pub trait Firewall: Debug + Send + Sync {
+    /// Install the network's rules (masquerade, isolation); idempotent.
+    fn setup_network(&self, net: &Network) -> Result<()>;
+    /// Remove the network's rules; nothing installed is fine.
+    fn teardown_network(&self, net: &Network) -> Result<()>;
+    fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
+    /// Remove everything tagged with `id`; nothing installed is fine.
+    fn teardown_container(&self, id: &str) -> Result<()>;
+    /// Make `addrs` reachable for `id` for `ttl` seconds each.
+    fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()>;
+    /// Descriptions of anything still installed for `id` (leak checks).
+    fn leftovers(&self, id: &str) -> Result<Vec<String>>;
+}

@@ -1,0 +1,283 @@
+//! Link setup through rtnetlink (never by running `ip`): the bridge and its
+//! gateway addresses on the host, the veth pair, and inside the container's
+//! namespace `lo`, `eth0`, addresses, MTU and the default routes.
+
+use crate::error::{NetError, Result};
+use crate::ipam::Lease;
+use crate::netns;
+use crate::network::Network;
+use futures::TryStreamExt;
+use nix::errno::Errno;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+fn nl_err<'a>(op: &'static str, target: &'a str) -> impl Fn(rtnetlink::Error) -> NetError + 'a {
+    move |e| NetError::Netlink {
+        op,
+        target: target.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: Errno) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(errno as i32))
+}
+
+/// Open a netlink connection in the calling thread's namespace and run `f`.
+fn with_handle<T, Fut>(purpose: &'static str, f: impl FnOnce(Handle) -> Fut) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    netns::block_on(purpose, async move {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| NetError::io("open a netlink socket for", purpose, e))?;
+        let task = tokio::spawn(conn);
+        let out = f(handle).await;
+        task.abort();
+        out
+    })?
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if is_errno(&e, Errno::ENODEV) => Ok(None),
+        Err(e) => Err(nl_err("look up link", name)(e)),
+    }
+}
+
+async fn add_address(
+    handle: &Handle,
+    index: u32,
+    ifname: &str,
+    addr: IpAddr,
+    prefix: u8,
+) -> Result<()> {
+    let mut req = handle.address().add(index, addr, prefix);
+    if addr.is_ipv6() {
+        // No duplicate address detection: the address is ours by lease and
+        // must be usable the moment the workload starts.
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Err(e) if is_errno(&e, Errno::EEXIST) => Ok(()),
+        r => r.map_err(nl_err("add an address to", ifname)),
+    }
+}
+
+/// Does a link of this name exist in the caller's namespace?
+pub fn exists(name: &str) -> Result<bool> {
+    let name = name.to_string();
+    with_handle("link lookup", |h| async move {
+        Ok(index_of(&h, &name).await?.is_some())
+    })
+}
+
+/// Create the network's bridge if absent, give it the gateway addresses, bring it up.
+pub fn ensure_bridge(net: &Network) -> Result<()> {
+    let net = net.clone();
+    with_handle("bridge setup", |h| async move {
+        let br = net.bridge.as_str();
+        let index = match index_of(&h, br).await? {
+            Some(i) => i,
+            None => {
+                match h
+                    .link()
+                    .add(LinkBridge::new(br).mtu(net.mtu).build())
+                    .execute()
+                    .await
+                {
+                    Err(e) if is_errno(&e, Errno::EEXIST) => {}
+                    r => r.map_err(nl_err("create bridge", br))?,
+                }
+                index_of(&h, br).await?.ok_or_else(|| NetError::Netlink {
+                    op: "find the new bridge",
+                    target: br.into(),
+                    detail: "gone right after creation".into(),
+                })?
+            }
+        };
+        if let (Some(gw), Some(s)) = (net.gateway4(), net.subnet4) {
+            add_address(&h, index, br, gw.into(), s.prefix_len()).await?;
+        }
+        if let (Some(gw), Some(s)) = (net.gateway6(), net.subnet6) {
+            add_address(&h, index, br, gw.into(), s.prefix_len()).await?;
+        }
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl_err("bring up", br))
+    })
+}
+
+/// Delete a link in the caller's namespace; a missing one is fine.
+pub fn delete(name: &str) -> Result<()> {
+    let name = name.to_string();
+    with_handle("link removal", |h| async move {
+        let Some(index) = index_of(&h, &name).await? else {
+            return Ok(());
+        };
+        match h.link().del(index).execute().await {
+            Err(e) if is_errno(&e, Errno::ENODEV) => Ok(()),
+            r => r.map_err(nl_err("delete link", &name)),
+        }
+    })
+}
+
+/// Create `host` <-> `peer`, attach `host` to the bridge, move `peer` into
+/// the namespace at `netns_path`.
+pub fn create_veth(
+    host: &str,
+    peer: &str,
+    bridge: &str,
+    mtu: u32,
+    netns_path: &Path,
+) -> Result<()> {
+    let ns = File::open(netns_path)
+        .map_err(|e| NetError::io("open network namespace", netns_path, e))?;
+    let (host, peer, bridge) = (host.to_string(), peer.to_string(), bridge.to_string());
+    with_handle("veth setup", |h| async move {
+        h.link()
+            .add(LinkVeth::new(&host, &peer).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(nl_err("create veth", &host))?;
+        let br = index_of(&h, &bridge)
+            .await?
+            .ok_or_else(|| NetError::Netlink {
+                op: "find bridge",
+                target: bridge.clone(),
+                detail: "no such device".into(),
+            })?;
+        let hi = index_of(&h, &host).await?.unwrap_or_default();
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(hi)
+                    .controller(br)
+                    .mtu(mtu)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl_err("attach to the bridge", &host))?;
+        let pi = index_of(&h, &peer).await?.unwrap_or_default();
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(pi)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl_err("move into the container's namespace", &peer))
+    })
+}
+
+/// Inside the container's namespace: `lo` up, `peer` renamed to `ifname`
+/// with its addresses and MTU, up, and default routes via the gateways
+/// (none on an internal network).
+pub fn configure_container(
+    netns_path: &Path,
+    peer: &str,
+    ifname: &str,
+    net: &Network,
+    lease: &Lease,
+) -> Result<()> {
+    let (peer, ifname, net, lease) = (
+        peer.to_string(),
+        ifname.to_string(),
+        net.clone(),
+        lease.clone(),
+    );
+    netns::run_in(netns_path, move || {
+        with_handle("container link setup", |h| async move {
+            if let Some(lo) = index_of(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl_err("bring up", "lo"))?;
+            }
+            let i = index_of(&h, &peer)
+                .await?
+                .ok_or_else(|| NetError::Netlink {
+                    op: "find",
+                    target: peer.clone(),
+                    detail: "not in the container's namespace".into(),
+                })?;
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(i)
+                        .name(ifname.clone())
+                        .mtu(net.mtu)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl_err("rename", &peer))?;
+            if let (Some(a), Some(s)) = (lease.ipv4, net.subnet4) {
+                add_address(&h, i, &ifname, a.into(), s.prefix_len()).await?;
+            }
+            if let (Some(a), Some(s)) = (lease.ipv6, net.subnet6) {
+                add_address(&h, i, &ifname, a.into(), s.prefix_len()).await?;
+            }
+            h.link()
+                .set(LinkUnspec::new_with_index(i).up().build())
+                .execute()
+                .await
+                .map_err(nl_err("bring up", &ifname))?;
+            if net.internal {
+                return Ok(());
+            }
+            if let (Some(gw), Some(_)) = (net.gateway4(), lease.ipv4) {
+                let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .output_interface(i)
+                    .gateway(gw)
+                    .build();
+                h.route()
+                    .add(r)
+                    .execute()
+                    .await
+                    .map_err(nl_err("add the IPv4 default route via", &gw.to_string()))?;
+            }
+            if let (Some(gw), Some(_)) = (net.gateway6(), lease.ipv6) {
+                let r = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .output_interface(i)
+                    .gateway(gw)
+                    .build();
+                h.route()
+                    .add(r)
+                    .execute()
+                    .await
+                    .map_err(nl_err("add the IPv6 default route via", &gw.to_string()))?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Bring up `lo` in a namespace (`--network none`).
+pub fn loopback_up(netns_path: &Path) -> Result<()> {
+    netns::run_in(netns_path, || {
+        with_handle("loopback setup", |h| async move {
+            let Some(lo) = index_of(&h, "lo").await? else {
+                return Ok(());
+            };
+            h.link()
+                .set(LinkUnspec::new_with_index(lo).up().build())
+                .execute()
+                .await
+                .map_err(nl_err("bring up", "lo"))
+        })
+    })
+}
