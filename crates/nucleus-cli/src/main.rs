@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod images;
 mod logging;
 mod oci;
 mod resources;
@@ -18,10 +19,20 @@ pub enum LogFormat {
 
 /// nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)
 #[derive(Debug, Parser)]
-#[command(name = "nucleus", version, about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)", disable_help_subcommand = true)]
+#[command(
+    name = "nucleus",
+    version,
+    about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Directory for container state
-    #[arg(long, global = true, default_value = "/run/nucleus", env = "NUCLEUS_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/nucleus",
+        env = "NUCLEUS_ROOT"
+    )]
     root: PathBuf,
     /// Write diagnostics to this file instead of stderr
     #[arg(long, global = true)]
@@ -35,6 +46,9 @@ pub struct Cli {
     /// Accepted for runc compatibility; cgroups are managed through cgroupfs
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// Directory for images (blobs, layers, tags)
+    #[arg(long, global = true, default_value = nucleus_image::DEFAULT_DATA_ROOT, env = "NUCLEUS_DATA_ROOT")]
+    data_root: PathBuf,
     /// Accepted for runc compatibility
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
     rootless: Option<String>,
@@ -51,17 +65,26 @@ enum Verb {
     Oci(oci::Command),
     #[command(flatten)]
     Docker(docker::Command),
+    #[command(flatten)]
+    Images(images::Command),
 }
 
 fn main() {
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
-    let (args, agent_run) = docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
+    let (args, agent_run) =
+        docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.
         Err(e) if agent_run && e.use_stderr() => {
             let text = e.render().to_string();
-            eprintln!("nucleus: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            eprintln!(
+                "nucleus: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
             std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
         }
         Err(e) => e.exit(),
@@ -70,9 +93,14 @@ fn main() {
     let result = match cli.command {
         Verb::Oci(c) => oci::dispatch(&cli.root, c),
         Verb::Docker(c) => {
-            let g = docker::Globals { root: &cli.root, log: cli.log.as_deref(), debug: cli.debug };
+            let g = docker::Globals {
+                root: &cli.root,
+                log: cli.log.as_deref(),
+                debug: cli.debug,
+            };
             docker::dispatch(&g, c)
         }
+        Verb::Images(c) => images::dispatch(&cli.data_root, c),
     };
     let code = match result {
         Ok(code) => code,

@@ -36,8 +36,8 @@ const TAG: &str = "nucleus-mgr";
 
 /// Applets linked into the image.
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "sleep", "id", "tty", "ls", "true", "false", "hostname", "ps",
-    "grep", "test", "pwd", "env", "kill", "head", "stty",
+    "sh", "cat", "echo", "sleep", "id", "tty", "ls", "true", "false", "hostname", "ps", "grep",
+    "test", "pwd", "env", "kill", "head", "stty",
 ];
 
 /// podman's default rlimits for root (RLIMIT_NOFILE and RLIMIT_NPROC are both raised to
@@ -45,7 +45,12 @@ const APPLETS: &[&str] = &[
 const PODMAN_DEFAULT_RLIMIT: u64 = 1_048_576;
 
 /// Lowered limits the podman runs ask for, so they fit under this host's hard limits.
-const ULIMITS: &[&str] = &["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+const ULIMITS: &[&str] = &[
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 fn nucleus() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nucleus"))
@@ -56,9 +61,19 @@ fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
         .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0));
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        });
     found
 }
 
@@ -139,8 +154,15 @@ fn build_with_umoci(umoci: &Path, dir: &Path, layout: &Path, io: &Path) {
     populate_rootfs(&bundle.join("rootfs"));
     run(&["repack", "--image", &image, &bundle.to_string_lossy()]);
     run(&[
-        "config", "--image", &image, "--config.cmd", "sh", "--config.env", "PATH=/bin",
-        "--config.workingdir", "/",
+        "config",
+        "--image",
+        &image,
+        "--config.cmd",
+        "sh",
+        "--config.env",
+        "PATH=/bin",
+        "--config.workingdir",
+        "/",
     ]);
     run(&["gc", "--layout", &layout.to_string_lossy()]);
     fs::remove_dir_all(&bundle).expect("remove umoci bundle");
@@ -152,14 +174,24 @@ fn digest(path: &Path, io: &Path) -> (String, u64) {
     cmd.arg(path);
     let out = exec(cmd, io, TIMEOUT);
     out.assert_ok();
-    let hex = out.stdout.split_whitespace().next().expect("sha256sum output").to_string();
-    (format!("sha256:{hex}"), fs::metadata(path).expect("stat blob").len())
+    let hex = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string();
+    (
+        format!("sha256:{hex}"),
+        fs::metadata(path).expect("stat blob").len(),
+    )
 }
 
 /// Moves `file` into the layout's blob store under its digest; returns (digest, size).
 fn add_blob(layout: &Path, file: &Path, io: &Path) -> (String, u64) {
     let (digest, size) = digest(file, io);
-    let dest = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let dest = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
     fs::rename(file, dest).expect("store blob");
     (digest, size)
 }
@@ -172,7 +204,11 @@ fn build_by_hand(dir: &Path, layout: &Path, io: &Path) {
     populate_rootfs(&rootfs);
     let layer = dir.join("layer.tar");
     let mut tar = Command::new("tar");
-    tar.args(["--numeric-owner", "--owner=0", "--group=0", "-C"]).arg(&rootfs).arg("-cf").arg(&layer).arg(".");
+    tar.args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".");
     exec(tar, io, TIMEOUT).assert_ok();
     fs::remove_dir_all(&rootfs).expect("remove image rootfs");
     let (layer_digest, layer_size) = add_blob(layout, &layer, io);
@@ -210,7 +246,11 @@ fn build_by_hand(dir: &Path, layout: &Path, io: &Path) {
         }],
     });
     fs::write(layout.join("index.json"), index.to_string()).expect("write index");
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -241,7 +281,11 @@ const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 
 fn dir_entries(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -282,12 +326,20 @@ fn dirs_below(dir: &Path) -> Vec<PathBuf> {
 fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+    for entry in fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me || !pid_alive(pid) {
             continue;
         }
-        let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let line = String::from_utf8_lossy(&raw).replace('\0', " ");
         if line.contains(needle) {
             found.push((pid, line.trim().to_string()));
@@ -298,7 +350,10 @@ fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
 
 impl Sandbox {
     fn new(prefix: &str) -> Self {
-        let tmp = tempfile::Builder::new().prefix(prefix).tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod tempdir");
         let io = tmp.path().join("io");
         fs::create_dir_all(&io).expect("create io dir");
@@ -346,9 +401,14 @@ impl Sandbox {
         for mount in cgroup_mounts() {
             for parent in &self.cgroup_parents {
                 for dir in dirs_below(&mount.join(parent)) {
-                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     // podman names a container's cgroup `libpod-<id>`.
-                    if name.starts_with("libpod-") || self.ids.iter().any(|id| name.contains(id.as_str())) {
+                    if name.starts_with("libpod-")
+                        || self.ids.iter().any(|id| name.contains(id.as_str()))
+                    {
                         found.push(dir);
                     }
                 }
@@ -364,7 +424,9 @@ impl Sandbox {
         self.stop_containerd();
         let needle = self.needle();
         let mut problems = Vec::new();
-        if !wait_until(Duration::from_secs(30), || processes_mentioning(&needle).is_empty()) {
+        if !wait_until(Duration::from_secs(30), || {
+            processes_mentioning(&needle).is_empty()
+        }) {
             for (pid, line) in processes_mentioning(&needle) {
                 problems.push(format!("process {pid} left running: {line}"));
             }
@@ -375,37 +437,58 @@ impl Sandbox {
         for (runtime, root) in &self.runtime_roots {
             for id in &self.ids {
                 if root.join(id).exists() {
-                    problems.push(format!("{} state left behind: {}", runtime.display(), root.join(id).display()));
+                    problems.push(format!(
+                        "{} state left behind: {}",
+                        runtime.display(),
+                        root.join(id).display()
+                    ));
                 }
             }
         }
         // A cgroup may take a moment to go after its last task.
-        if !wait_until(Duration::from_secs(5), || self.leftover_cgroups().is_empty()) {
+        if !wait_until(Duration::from_secs(5), || {
+            self.leftover_cgroups().is_empty()
+        }) {
             for dir in self.leftover_cgroups() {
                 problems.push(format!("cgroup left behind: {}", dir.display()));
             }
         }
-        let new_sockets: Vec<String> =
-            dir_entries(Path::new(SHIM_SOCKET_DIR)).difference(&self.shim_sockets_before).cloned().collect();
+        let new_sockets: Vec<String> = dir_entries(Path::new(SHIM_SOCKET_DIR))
+            .difference(&self.shim_sockets_before)
+            .cloned()
+            .collect();
         if !new_sockets.is_empty() {
-            problems.push(format!("shim sockets left in {SHIM_SOCKET_DIR}: {new_sockets:?}"));
+            problems.push(format!(
+                "shim sockets left in {SHIM_SOCKET_DIR}: {new_sockets:?}"
+            ));
         }
         self.cleanup();
         for mount in cgroup_mounts() {
             for parent in &self.cgroup_parents {
                 if mount.join(parent).exists() {
-                    problems.push(format!("cgroup parent not removable: {}", mount.join(parent).display()));
+                    problems.push(format!(
+                        "cgroup parent not removable: {}",
+                        mount.join(parent).display()
+                    ));
                 }
             }
         }
-        assert!(problems.is_empty(), "the managers left things behind:\n  {}", problems.join("\n  "));
+        assert!(
+            problems.is_empty(),
+            "the managers left things behind:\n  {}",
+            problems.join("\n  ")
+        );
     }
 
     fn stop_containerd(&mut self) {
-        let Some(mut child) = self.containerd.take() else { return };
+        let Some(mut child) = self.containerd.take() else {
+            return;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let stopped = wait_until(Duration::from_secs(20), || child.try_wait().ok().flatten().is_some());
+        let stopped = wait_until(Duration::from_secs(20), || {
+            child.try_wait().ok().flatten().is_some()
+        });
         if !stopped {
             let _ = child.kill();
             let _ = child.wait();
@@ -417,14 +500,19 @@ impl Sandbox {
         self.stop_containerd();
         // Shims, conmon, podman cleanup processes: all name the sandbox on their command line.
         for (pid, _) in processes_mentioning(&self.needle()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         for (runtime, root) in &self.runtime_roots {
             for id in &self.ids {
                 if root.join(id).exists() {
                     let mut cmd = Command::new(runtime);
                     cmd.arg("--root").arg(root).args(["delete", "--force", id]);
-                    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                    cmd.stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
                     let _ = cmd.status();
                 }
             }
@@ -437,14 +525,20 @@ impl Sandbox {
         for mount in cgroup_mounts() {
             for parent in &self.cgroup_parents {
                 for dir in dirs_below(&mount.join(parent)) {
-                    let _ = wait_until(Duration::from_secs(2), || fs::remove_dir(&dir).is_ok() || !dir.exists());
+                    let _ = wait_until(Duration::from_secs(2), || {
+                        fs::remove_dir(&dir).is_ok() || !dir.exists()
+                    });
                 }
             }
         }
         for (dir, recursive) in self.host_dirs.iter().rev() {
             // A runtime root we made: nucleus keeps its seccomp filter cache there.
             let _ = fs::remove_dir_all(dir.join(".seccomp-cache"));
-            let _ = if *recursive { fs::remove_dir_all(dir) } else { fs::remove_dir(dir) };
+            let _ = if *recursive {
+                fs::remove_dir_all(dir)
+            } else {
+                fs::remove_dir(dir)
+            };
         }
     }
 }
@@ -471,7 +565,12 @@ struct Ctr<'a> {
 impl Ctr<'_> {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.env("TMPDIR", self.sb.path().join("tmp")).arg("-a").arg(&self.sock).arg("-n").arg(&self.ns).args(args);
+        cmd.env("TMPDIR", self.sb.path().join("tmp"))
+            .arg("-a")
+            .arg(&self.sock)
+            .arg("-n")
+            .arg(&self.ns)
+            .args(args);
         cmd
     }
 
@@ -506,7 +605,16 @@ impl Ctr<'_> {
     /// Runs `ctr ARGS` under `script`, which gives it the terminal `--tty` needs.
     fn with_tty(&self, args: &[String]) -> Out {
         let cmd = self.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut line: Vec<String> = cmd.get_envs().map(|(k, v)| format!("{}={}", k.to_string_lossy(), sh_quote(&v.unwrap_or_default().to_string_lossy()))).collect();
+        let mut line: Vec<String> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k.to_string_lossy(),
+                    sh_quote(&v.unwrap_or_default().to_string_lossy())
+                )
+            })
+            .collect();
         line.insert(0, "env".into());
         line.push("ctr".into());
         line.extend(cmd.get_args().map(|a| sh_quote(&a.to_string_lossy())));
@@ -539,7 +647,11 @@ impl Ctr<'_> {
     fn pid_count(&self, id: &str) -> usize {
         let out = self.ctr(&["task", "ps", id]);
         out.assert_ok();
-        out.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+        out.stdout
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count()
     }
 }
 
@@ -606,7 +718,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     let up = wait_until(Duration::from_secs(60), || {
         let mut cmd = Command::new("ctr");
         cmd.arg("-a").arg(&sock).arg("version");
-        sock.exists() && cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        sock.exists()
+            && cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
     });
     assert!(
         up,
@@ -618,22 +735,46 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 }
 
 /// The scenario, driven through ctr with `runtime` as the runc binary.
-fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &str, runtime: &Path) -> Observations {
+fn containerd_scenario(
+    sb: &mut Sandbox,
+    sock: &Path,
+    archive: &Path,
+    label: &str,
+    runtime: &Path,
+) -> Observations {
     let pid = std::process::id();
     let ns = format!("{label}-mgr-{pid}");
     sb.cgroup_parents.push(ns.clone());
     let runc_root = sb.dir(&format!("runc-root/{label}"));
     // The shim passes `--root <runc-root>/<namespace>`.
-    sb.runtime_roots.push((runtime.to_path_buf(), runc_root.join(&ns)));
-    let ids: Vec<String> = ["out", "err", "exec", "term", "tty"].iter().map(|s| format!("{label}-{s}-{pid}")).collect();
+    sb.runtime_roots
+        .push((runtime.to_path_buf(), runc_root.join(&ns)));
+    let ids: Vec<String> = ["out", "err", "exec", "term", "tty"]
+        .iter()
+        .map(|s| format!("{label}-{s}-{pid}"))
+        .collect();
     sb.ids.extend(ids.iter().cloned());
     let sb = &*sb;
-    let ctr = Ctr { sb, sock: sock.to_path_buf(), ns, runtime: runtime.to_path_buf(), runc_root, fifo_dir: sb.dir("fifo") };
+    let ctr = Ctr {
+        sb,
+        sock: sock.to_path_buf(),
+        ns,
+        runtime: runtime.to_path_buf(),
+        runc_root,
+        fifo_dir: sb.dir("fifo"),
+    };
     let (id_out, id_err, id_exec, id_term, id_tty) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
     let mut obs = Observations::new();
 
     // The image, in this namespace's store.
-    let import = ctr.ctr(&["images", "import", "--all-platforms", "--base-name", "localhost/nucleus", &archive.to_string_lossy()]);
+    let import = ctr.ctr(&[
+        "images",
+        "import",
+        "--all-platforms",
+        "--base-name",
+        "localhost/nucleus",
+        &archive.to_string_lossy(),
+    ]);
     import.assert_ok();
     let image = import
         .stdout
@@ -644,99 +785,297 @@ fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &st
         .to_string();
 
     // Foreground run: the workload's stdout, stderr and exit code reach the user.
-    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo out-line; echo err-line >&2; exit 7"]);
+    let out = ctr.run(
+        &["--rm"],
+        &image,
+        id_out,
+        &["sh", "-c", "echo out-line; echo err-line >&2; exit 7"],
+    );
     observe(&mut obs, "run: exit code", format!("{:?}", out.code));
     observe(&mut obs, "run: stdout", out.stdout.trim());
-    observe(&mut obs, "run: stderr has the workload's line", out.stderr.contains("err-line").to_string());
-    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo pid=$$ uid=$(id -u) cwd=$(pwd) path=$PATH"]);
-    observe(&mut obs, "run: process view", format!("{:?} {}", out.code, out.stdout.trim()));
+    observe(
+        &mut obs,
+        "run: stderr has the workload's line",
+        out.stderr.contains("err-line").to_string(),
+    );
+    let out = ctr.run(
+        &["--rm"],
+        &image,
+        id_out,
+        &["sh", "-c", "echo pid=$$ uid=$(id -u) cwd=$(pwd) path=$PATH"],
+    );
+    observe(
+        &mut obs,
+        "run: process view",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
 
     // A failed create: the shim shows the runtime's error (read back from its --log file).
     let out = ctr.run(&["--rm"], &image, id_err, &["/no/such/binary"]);
-    observe(&mut obs, "run missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "run missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     observe(
         &mut obs,
         "run missing binary: error names the binary",
-        (out.stderr.contains("OCI runtime create failed") && out.stderr.contains("/no/such/binary")).to_string(),
+        (out.stderr.contains("OCI runtime create failed")
+            && out.stderr.contains("/no/such/binary"))
+        .to_string(),
     );
     let left = ctr.ctr(&["containers", "ls", "-q"]);
-    observe(&mut obs, "run missing binary: containers left", left.stdout.trim());
+    observe(
+        &mut obs,
+        "run missing binary: containers left",
+        left.stdout.trim(),
+    );
 
     // Detached run, then exec, ps, metrics, pause/resume, kill --all.
     let out = ctr.run(&["-d"], &image, id_exec, &["sleep", "1000"]);
     observe(&mut obs, "run -d: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "run -d: status", ctr.wait_status(id_exec, "RUNNING"));
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e1", id_exec, "sh", "-c", "echo exec-out $$; exit 5"]);
+    observe(
+        &mut obs,
+        "run -d: status",
+        ctr.wait_status(id_exec, "RUNNING"),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e1",
+        id_exec,
+        "sh",
+        "-c",
+        "echo exec-out $$; exit 5",
+    ]);
     observe(&mut obs, "task exec: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task exec: stdout has output", out.stdout.contains("exec-out").to_string());
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e2", "--cwd", "/tmp", "--user", "0", id_exec, "pwd"]);
-    observe(&mut obs, "task exec --cwd: stdout", format!("{:?} {}", out.code, out.stdout.trim()));
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e3", id_exec, "/no/such/binary"]);
-    observe(&mut obs, "task exec missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task exec: stdout has output",
+        out.stdout.contains("exec-out").to_string(),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e2",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "0",
+        id_exec,
+        "pwd",
+    ]);
+    observe(
+        &mut obs,
+        "task exec --cwd: stdout",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e3",
+        id_exec,
+        "/no/such/binary",
+    ]);
+    observe(
+        &mut obs,
+        "task exec missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     observe(
         &mut obs,
         "task exec missing binary: error names the binary",
-        (out.stderr.contains("OCI runtime exec failed") && out.stderr.contains("/no/such/binary")).to_string(),
+        (out.stderr.contains("OCI runtime exec failed") && out.stderr.contains("/no/such/binary"))
+            .to_string(),
     );
-    let tty_exec: Vec<String> = ["task", "exec", "-t", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e4", id_exec, "sh", "-c", "tty; echo tty-exec-ok"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let tty_exec: Vec<String> = [
+        "task",
+        "exec",
+        "-t",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e4",
+        id_exec,
+        "sh",
+        "-c",
+        "tty; echo tty-exec-ok",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let out = ctr.with_tty(&tty_exec);
     let text = tty_text(&out.stdout);
-    observe(&mut obs, "task exec -t: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task exec -t: on a pty", (text.contains("/dev/pts/") && text.contains("tty-exec-ok")).to_string());
-    observe(&mut obs, "task ps: processes", ctr.pid_count(id_exec).to_string());
+    observe(
+        &mut obs,
+        "task exec -t: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task exec -t: on a pty",
+        (text.contains("/dev/pts/") && text.contains("tty-exec-ok")).to_string(),
+    );
+    observe(
+        &mut obs,
+        "task ps: processes",
+        ctr.pid_count(id_exec).to_string(),
+    );
     let out = ctr.ctr(&["task", "metrics", id_exec]);
-    observe(&mut obs, "task metrics: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task metrics: exit code",
+        format!("{:?}", out.code),
+    );
     let out = ctr.ctr(&["task", "pause", id_exec]);
     observe(&mut obs, "task pause: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task pause: status", ctr.wait_status(id_exec, "PAUSED"));
+    observe(
+        &mut obs,
+        "task pause: status",
+        ctr.wait_status(id_exec, "PAUSED"),
+    );
     let out = ctr.ctr(&["task", "resume", id_exec]);
-    observe(&mut obs, "task resume: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task resume: status", ctr.wait_status(id_exec, "RUNNING"));
-    let out = ctr.ctr(&["task", "exec", "-d", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "bg", id_exec, "sleep", "1000"]);
-    observe(&mut obs, "task exec -d: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task resume: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task resume: status",
+        ctr.wait_status(id_exec, "RUNNING"),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "-d",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "bg",
+        id_exec,
+        "sleep",
+        "1000",
+    ]);
+    observe(
+        &mut obs,
+        "task exec -d: exit code",
+        format!("{:?}", out.code),
+    );
     wait_until(Duration::from_secs(30), || ctr.pid_count(id_exec) == 2);
-    observe(&mut obs, "task exec -d: processes", ctr.pid_count(id_exec).to_string());
+    observe(
+        &mut obs,
+        "task exec -d: processes",
+        ctr.pid_count(id_exec).to_string(),
+    );
     let out = ctr.ctr(&["task", "kill", "--all", "-s", "SIGKILL", id_exec]);
-    observe(&mut obs, "task kill --all SIGKILL: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task kill --all SIGKILL: status", ctr.wait_status(id_exec, "STOPPED"));
+    observe(
+        &mut obs,
+        "task kill --all SIGKILL: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task kill --all SIGKILL: status",
+        ctr.wait_status(id_exec, "STOPPED"),
+    );
     let out = ctr.ctr(&["task", "rm", id_exec]);
     observe(&mut obs, "task rm: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task rm: reported exit status", reported_exit_code(&out));
+    observe(
+        &mut obs,
+        "task rm: reported exit status",
+        reported_exit_code(&out),
+    );
     let out = ctr.ctr(&["containers", "rm", id_exec]);
-    observe(&mut obs, "container rm: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "container rm: exit code",
+        format!("{:?}", out.code),
+    );
 
     // SIGTERM reaches a workload that handles it (resent until the trap is installed:
     // an init without a handler ignores SIGTERM).
-    let out = ctr.run(&["-d"], &image, id_term, &["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]);
-    observe(&mut obs, "run -d (trap): exit code", format!("{:?}", out.code));
+    let out = ctr.run(
+        &["-d"],
+        &image,
+        id_term,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    observe(
+        &mut obs,
+        "run -d (trap): exit code",
+        format!("{:?}", out.code),
+    );
     ctr.wait_status(id_term, "RUNNING");
     let stopped = wait_until(Duration::from_secs(60), || {
         ctr.ctr(&["task", "kill", id_term]);
-        wait_until(Duration::from_millis(500), || ctr.status(id_term).as_deref() == Some("STOPPED"))
+        wait_until(Duration::from_millis(500), || {
+            ctr.status(id_term).as_deref() == Some("STOPPED")
+        })
     });
     observe(&mut obs, "task kill SIGTERM: stopped", stopped.to_string());
     let out = ctr.ctr(&["task", "rm", id_term]);
-    observe(&mut obs, "task kill SIGTERM: reported exit status", reported_exit_code(&out));
+    observe(
+        &mut obs,
+        "task kill SIGTERM: reported exit status",
+        reported_exit_code(&out),
+    );
     ctr.ctr(&["containers", "rm", id_term]);
 
     // A terminal: `ctr run --tty` under script.
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(ctr.run_args());
-    for a in ["--rm", "-t", image.as_str(), id_tty.as_str(), "sh", "-c", "tty; test -t 0 && test -t 1 && echo tty-ok; exit 4"] {
+    for a in [
+        "--rm",
+        "-t",
+        image.as_str(),
+        id_tty.as_str(),
+        "sh",
+        "-c",
+        "tty; test -t 0 && test -t 1 && echo tty-ok; exit 4",
+    ] {
         args.push(a.to_string());
     }
     let out = ctr.with_tty(&args);
     let text = tty_text(&out.stdout);
     observe(&mut obs, "run --tty: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "run --tty: output", text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("|"));
+    observe(
+        &mut obs,
+        "run --tty: output",
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("|"),
+    );
 
     // Nothing is left in containerd, nor in the runtime's state.
-    observe(&mut obs, "end: tasks", ctr.ctr(&["task", "ls", "-q"]).stdout.trim());
-    observe(&mut obs, "end: containers", ctr.ctr(&["containers", "ls", "-q"]).stdout.trim());
-    let left: Vec<String> = dir_entries(&ctr.runc_root.join(&ctr.ns)).into_iter().collect();
+    observe(
+        &mut obs,
+        "end: tasks",
+        ctr.ctr(&["task", "ls", "-q"]).stdout.trim(),
+    );
+    observe(
+        &mut obs,
+        "end: containers",
+        ctr.ctr(&["containers", "ls", "-q"]).stdout.trim(),
+    );
+    let left: Vec<String> = dir_entries(&ctr.runc_root.join(&ctr.ns))
+        .into_iter()
+        .collect();
     observe(&mut obs, "end: runtime state", left.join(","));
     let rm = ctr.ctr(&["images", "rm", &image]);
     rm.assert_ok();
@@ -746,7 +1085,10 @@ fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &st
 fn print_side_by_side(title: &str, a: &Observations, b: Option<&Observations>) {
     let mut text = format!("{title}\n{:<48} | {:<40} | runc\n", "step", "nucleus");
     for (i, (step, value)) in a.iter().enumerate() {
-        let other = b.and_then(|b| b.get(i)).map(|(_, v)| v.as_str()).unwrap_or("-");
+        let other = b
+            .and_then(|b| b.get(i))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("-");
         let _ = writeln!(text, "{step:<48} | {value:<40} | {other}");
     }
     eprintln!("{text}");
@@ -760,32 +1102,56 @@ fn assert_same(a: &Observations, b: &Observations) {
         .filter(|(x, y)| x != y)
         .map(|((step, va), (_, vb))| format!("{step}: nucleus {va:?}, runc {vb:?}"))
         .collect();
-    assert!(diffs.is_empty() && a.len() == b.len(), "nucleus and runc differ:\n  {}", diffs.join("\n  "));
+    assert!(
+        diffs.is_empty() && a.len() == b.len(),
+        "nucleus and runc differ:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 fn value<'a>(obs: &'a Observations, step: &str) -> &'a str {
-    obs.iter().find(|(s, _)| s == step).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no step {step}"))
+    obs.iter()
+        .find(|(s, _)| s == step)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no step {step}"))
 }
 
 #[test]
 fn containerd_runs_nucleus_like_runc() {
     let _serial = SHARED_HOST_STATE.lock().unwrap_or_else(|e| e.into_inner());
     require!(root, busybox);
-    require_tools!("containerd", "ctr", "containerd-shim-runc-v2", "script", "tar");
+    require_tools!(
+        "containerd",
+        "ctr",
+        "containerd-shim-runc-v2",
+        "script",
+        "tar"
+    );
     let mut sb = Sandbox::new("nucleus-mgr-ctr-");
     let archive = build_image(&sb.dir("image"), &sb.io.clone());
     let sock = start_containerd(&mut sb);
 
     let ours = containerd_scenario(&mut sb, &sock, &archive, "nucleus", &nucleus());
-    let theirs = tool("runc").map(|runc| containerd_scenario(&mut sb, &sock, &archive, "runc", &runc));
-    print_side_by_side("containerd (ctr → containerd-shim-runc-v2 → runtime)", &ours, theirs.as_ref());
+    let theirs =
+        tool("runc").map(|runc| containerd_scenario(&mut sb, &sock, &archive, "runc", &runc));
+    print_side_by_side(
+        "containerd (ctr → containerd-shim-runc-v2 → runtime)",
+        &ours,
+        theirs.as_ref(),
+    );
 
     // What must hold for nucleus regardless of runc.
     assert_eq!(value(&ours, "run: exit code"), "Some(7)");
     assert_eq!(value(&ours, "run: stdout"), "out-line");
     assert_eq!(value(&ours, "run: stderr has the workload's line"), "true");
-    assert_eq!(value(&ours, "run: process view"), "Some(0) pid=1 uid=0 cwd=/ path=/bin");
-    assert_eq!(value(&ours, "run missing binary: error names the binary"), "true");
+    assert_eq!(
+        value(&ours, "run: process view"),
+        "Some(0) pid=1 uid=0 cwd=/ path=/bin"
+    );
+    assert_eq!(
+        value(&ours, "run missing binary: error names the binary"),
+        "true"
+    );
     assert_eq!(value(&ours, "run -d: status"), "RUNNING");
     assert_eq!(value(&ours, "task exec: exit code"), "Some(5)");
     assert_eq!(value(&ours, "task exec: stdout has output"), "true");
@@ -825,13 +1191,23 @@ impl Podman<'_> {
         let mut cmd = Command::new("podman");
         cmd.env("CONTAINERS_CONF", p.join("podman/containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", p.join("podman/storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", p.join("podman/registries.conf"))
+            .env(
+                "CONTAINERS_REGISTRIES_CONF",
+                p.join("podman/registries.conf"),
+            )
             .env("TMPDIR", p.join("tmp"))
             .arg("--root")
             .arg(p.join("podman/storage"))
             .arg("--runroot")
             .arg(p.join("podman/run"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
             .arg("--tmpdir")
             .arg(p.join("podman/libpod"))
             .arg("--runtime")
@@ -842,7 +1218,13 @@ impl Podman<'_> {
 
     /// `podman run --rm --net none --cgroup-parent P EXTRA... IMAGE CMD...`.
     fn run(&self, extra: &[&str], image: &str, cmd: &[&str]) -> Out {
-        let mut args = vec!["run", "--net", "none", "--cgroup-parent", &self.cgroup_parent];
+        let mut args = vec![
+            "run",
+            "--net",
+            "none",
+            "--cgroup-parent",
+            &self.cgroup_parent,
+        ];
         args.extend_from_slice(extra);
         args.push(image);
         args.extend_from_slice(cmd);
@@ -850,7 +1232,10 @@ impl Podman<'_> {
     }
 
     fn status(&self, name: &str) -> String {
-        self.podman(&["inspect", "--format", "{{.State.Status}}", name]).stdout.trim().to_string()
+        self.podman(&["inspect", "--format", "{{.State.Status}}", name])
+            .stdout
+            .trim()
+            .to_string()
     }
 }
 
@@ -859,7 +1244,9 @@ impl Podman<'_> {
 /// files stay in the sandbox.
 fn podman_config(sb: &Sandbox) {
     let p = sb.dir("podman");
-    for d in ["storage", "run", "libpod", "net", "volumes", "static", "imgtmp"] {
+    for d in [
+        "storage", "run", "libpod", "net", "volumes", "static", "imgtmp",
+    ] {
         sb.dir(&format!("podman/{d}"));
     }
     sb.dir("tmp");
@@ -885,63 +1272,127 @@ network_config_dir = "{p}/net"
         p = p.display()
     );
     fs::write(p.join("storage.conf"), storage).expect("write storage.conf");
-    fs::write(p.join("registries.conf"), "unqualified-search-registries = []\n").expect("write registries.conf");
+    fs::write(
+        p.join("registries.conf"),
+        "unqualified-search-registries = []\n",
+    )
+    .expect("write registries.conf");
 }
 
 /// The hard limit of `resource` in this process.
 fn hard_limit(resource: nix::sys::resource::Resource) -> u64 {
-    nix::sys::resource::getrlimit(resource).map(|(_, hard)| hard).unwrap_or(u64::MAX)
+    nix::sys::resource::getrlimit(resource)
+        .map(|(_, hard)| hard)
+        .unwrap_or(u64::MAX)
 }
 
 fn has_cap_sys_resource() -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .unwrap_or("0");
     u64::from_str_radix(eff, 16).unwrap_or(0) & (1 << 24) != 0
 }
 
 /// The podman container ids (full) podman knows of.
 fn podman_ids(pm: &Podman<'_>) -> Vec<String> {
-    pm.podman(&["ps", "-a", "-q", "--no-trunc"]).stdout.split_whitespace().map(str::to_string).collect()
+    pm.podman(&["ps", "-a", "-q", "--no-trunc"])
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
-fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, default_root: &str) -> Observations {
+fn podman_scenario(
+    sb: &mut Sandbox,
+    image: &str,
+    label: &str,
+    runtime: &Path,
+    default_root: &str,
+) -> Observations {
     let pid = std::process::id();
     let cgroup_parent = format!("{label}-mgr-podman-{pid}");
     sb.cgroup_parents.push(cgroup_parent.clone());
     // podman does not pass --root: the runtime keeps state in its default root.
     sb.host_dir(default_root, false);
-    sb.runtime_roots.push((runtime.to_path_buf(), PathBuf::from(default_root)));
+    sb.runtime_roots
+        .push((runtime.to_path_buf(), PathBuf::from(default_root)));
     let name = format!("{label}-podman-{pid}");
     let state_before = dir_entries(Path::new(default_root));
-    let pm = Podman { sb, runtime: runtime.to_path_buf(), cgroup_parent: format!("/{cgroup_parent}") };
+    let pm = Podman {
+        sb,
+        runtime: runtime.to_path_buf(),
+        cgroup_parent: format!("/{cgroup_parent}"),
+    };
     let mut obs = Observations::new();
     let mut ids = BTreeSet::new();
 
     let mut flags = vec!["--rm"];
     flags.extend_from_slice(ULIMITS);
-    let out = pm.run(&flags, image, &["sh", "-c", "echo podman-out; echo podman-err >&2; exit 7"]);
+    let out = pm.run(
+        &flags,
+        image,
+        &["sh", "-c", "echo podman-out; echo podman-err >&2; exit 7"],
+    );
     observe(&mut obs, "run --rm: exit code", format!("{:?}", out.code));
     observe(&mut obs, "run --rm: stdout", out.stdout.trim());
-    observe(&mut obs, "run --rm: stderr has the workload's line", out.stderr.contains("podman-err").to_string());
-    let out = pm.run(&flags, image, &["sh", "-c", "echo pid=$$ uid=$(id -u); grep -E 'open files|processes' /proc/self/limits"]);
-    let view: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    observe(&mut obs, "run --rm: process view and rlimits", format!("{:?} {}", out.code, view.join("|")));
+    observe(
+        &mut obs,
+        "run --rm: stderr has the workload's line",
+        out.stderr.contains("podman-err").to_string(),
+    );
+    let out = pm.run(
+        &flags,
+        image,
+        &[
+            "sh",
+            "-c",
+            "echo pid=$$ uid=$(id -u); grep -E 'open files|processes' /proc/self/limits",
+        ],
+    );
+    let view: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    observe(
+        &mut obs,
+        "run --rm: process view and rlimits",
+        format!("{:?} {}", out.code, view.join("|")),
+    );
 
     // podman's default rlimits are above this host's hard limits: without --ulimit the
     // runtime must fail, and say which limit.
-    let expect_rlimit_failure =
-        !has_cap_sys_resource() && hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE) < PODMAN_DEFAULT_RLIMIT;
+    let expect_rlimit_failure = !has_cap_sys_resource()
+        && hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE) < PODMAN_DEFAULT_RLIMIT;
     if expect_rlimit_failure {
         let out = pm.run(&["--rm"], image, &["true"]);
-        observe(&mut obs, "run without --ulimit: exit code", format!("{:?}", out.code));
-        observe(&mut obs, "run without --ulimit: error names a rlimit", out.stderr.to_lowercase().contains("rlimit").to_string());
-        observe(&mut obs, "run without --ulimit: single error (no failed cleanup)", (!out.stderr.contains("Removing container")).to_string());
+        observe(
+            &mut obs,
+            "run without --ulimit: exit code",
+            format!("{:?}", out.code),
+        );
+        observe(
+            &mut obs,
+            "run without --ulimit: error names a rlimit",
+            out.stderr.to_lowercase().contains("rlimit").to_string(),
+        );
+        observe(
+            &mut obs,
+            "run without --ulimit: single error (no failed cleanup)",
+            (!out.stderr.contains("Removing container")).to_string(),
+        );
         if runtime == nucleus() {
             assert!(
                 out.stderr.contains("RLIMIT_NOFILE") || out.stderr.contains("RLIMIT_NPROC"),
                 "the rlimit error must name the limit\n{out}"
             );
-            assert!(out.stderr.contains("CAP_SYS_RESOURCE"), "the rlimit error must say what is missing\n{out}");
+            assert!(
+                out.stderr.contains("CAP_SYS_RESOURCE"),
+                "the rlimit error must say what is missing\n{out}"
+            );
         }
     }
 
@@ -953,11 +1404,23 @@ fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, d
     ids.extend(podman_ids(&pm));
     observe(&mut obs, "run -d: status", pm.status(&name));
     let out = pm.podman(&["exec", &name, "sh", "-c", "echo exec-out; exit 4"]);
-    observe(&mut obs, "exec: exit code and stdout", format!("{:?} {}", out.code, out.stdout.trim()));
+    observe(
+        &mut obs,
+        "exec: exit code and stdout",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
     let out = pm.podman(&["exec", &name, "/no/such/binary"]);
-    observe(&mut obs, "exec missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "exec missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     let out = pm.podman(&["exec", "-t", &name, "tty"]);
-    observe(&mut obs, "exec -t: output", format!("{:?} {}", out.code, tty_text(&out.stdout).trim()));
+    observe(
+        &mut obs,
+        "exec -t: output",
+        format!("{:?} {}", out.code, tty_text(&out.stdout).trim()),
+    );
     let out = pm.podman(&["pause", &name]);
     observe(&mut obs, "pause: exit code", format!("{:?}", out.code));
     observe(&mut obs, "pause: status", pm.status(&name));
@@ -965,17 +1428,35 @@ fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, d
     observe(&mut obs, "unpause: exit code", format!("{:?}", out.code));
     observe(&mut obs, "unpause: status", pm.status(&name));
     let out = pm.podman(&["top", &name, "pid", "args"]);
-    observe(&mut obs, "top", format!("{:?} {}", out.code, out.stdout.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("|")));
+    observe(
+        &mut obs,
+        "top",
+        format!(
+            "{:?} {}",
+            out.code,
+            out.stdout
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("|")
+        ),
+    );
     let out = pm.podman(&["rm", "-f", "-t", "0", &name]);
     observe(&mut obs, "rm -f: exit code", format!("{:?}", out.code));
 
     observe(&mut obs, "end: containers", podman_ids(&pm).join(","));
     // podman's cleanup runs in conmon's exit command; wait for it to finish.
     let needle = sb.needle();
-    wait_until(Duration::from_secs(60), || processes_mentioning(&needle).is_empty());
+    wait_until(Duration::from_secs(60), || {
+        processes_mentioning(&needle).is_empty()
+    });
     // Dot entries are the runtime's own (nucleus's seccomp cache), not container state.
-    let left: Vec<String> =
-        dir_entries(Path::new(default_root)).difference(&state_before).filter(|e| !e.starts_with('.')).cloned().collect();
+    let left: Vec<String> = dir_entries(Path::new(default_root))
+        .difference(&state_before)
+        .filter(|e| !e.starts_with('.'))
+        .cloned()
+        .collect();
     observe(&mut obs, "end: runtime state", format!("{left:?}"));
     sb.ids.extend(ids.iter().cloned());
     obs
@@ -992,30 +1473,44 @@ fn podman_runs_nucleus_like_runc() {
     let archive = build_image(&sb.dir("image"), &sb.io.clone());
     podman_config(&sb);
     let image = {
-        let loader = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() };
+        let loader = Podman {
+            sb: &sb,
+            runtime: nucleus(),
+            cgroup_parent: String::new(),
+        };
         let load = loader.podman(&["load", "-i", &archive.to_string_lossy()]);
         load.assert_ok();
         load.stdout
             .lines()
-            .find_map(|l| l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image(s): ")))
+            .find_map(|l| {
+                l.strip_prefix("Loaded image: ")
+                    .or_else(|| l.strip_prefix("Loaded image(s): "))
+            })
             .unwrap_or_else(|| panic!("no image name in the load output\n{load}"))
             .trim()
             .to_string()
     };
 
     let ours = podman_scenario(&mut sb, &image, "nucleus", &nucleus(), "/run/nucleus");
-    let theirs = tool("runc").map(|runc| podman_scenario(&mut sb, &image, "runc", &runc, "/run/runc"));
+    let theirs =
+        tool("runc").map(|runc| podman_scenario(&mut sb, &image, "runc", &runc, "/run/runc"));
     print_side_by_side("podman (podman → conmon → runtime)", &ours, theirs.as_ref());
 
     assert_eq!(value(&ours, "run --rm: exit code"), "Some(7)");
     assert_eq!(value(&ours, "run --rm: stdout"), "podman-out");
-    assert_eq!(value(&ours, "run --rm: stderr has the workload's line"), "true");
+    assert_eq!(
+        value(&ours, "run --rm: stderr has the workload's line"),
+        "true"
+    );
     assert_eq!(
         value(&ours, "run --rm: process view and rlimits"),
         "Some(0) pid=1 uid=0|Max processes 1024 1024 processes|Max open files 1024 1024 files"
     );
     assert_eq!(value(&ours, "run -d: status"), "running");
-    assert_eq!(value(&ours, "exec: exit code and stdout"), "Some(4) exec-out");
+    assert_eq!(
+        value(&ours, "exec: exit code and stdout"),
+        "Some(4) exec-out"
+    );
     assert_eq!(value(&ours, "exec -t: output"), "Some(0) /dev/pts/0");
     assert_eq!(value(&ours, "pause: status"), "paused");
     assert_eq!(value(&ours, "unpause: status"), "running");
@@ -1027,7 +1522,12 @@ fn podman_runs_nucleus_like_runc() {
     } else {
         eprintln!("note: runc is not installed; nucleus was not compared with it");
     }
-    let rmi = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() }.podman(&["rmi", "-a", "-f"]);
+    let rmi = Podman {
+        sb: &sb,
+        runtime: nucleus(),
+        cgroup_parent: String::new(),
+    }
+    .podman(&["rmi", "-a", "-f"]);
     rmi.assert_ok();
     sb.finish();
 }
@@ -1043,16 +1543,26 @@ fn podman_runs_nucleus_like_runc() {
 fn force_delete_of_an_unknown_container_succeeds_like_runc() {
     require!(root);
     let sb = Sandbox::new("nucleus-mgr-delete-");
-    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")].into_iter().flatten().collect();
+    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")]
+        .into_iter()
+        .flatten()
+        .collect();
     for runtime in &runtimes {
-        let root = sb.dir(&format!("root-{}", runtime.file_name().unwrap().to_string_lossy()));
+        let root = sb.dir(&format!(
+            "root-{}",
+            runtime.file_name().unwrap().to_string_lossy()
+        ));
         let mut cmd = Command::new(runtime);
-        cmd.arg("--root").arg(&root).args(["delete", "--force", "no-such-container"]);
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", "no-such-container"]);
         let out = sb.run(cmd);
         assert_eq!(out.code, Some(0), "{out}");
         assert_eq!(out.stderr, "", "{out}");
         let mut cmd = Command::new(runtime);
-        cmd.arg("--root").arg(&root).args(["delete", "no-such-container"]);
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["delete", "no-such-container"]);
         sb.run(cmd).assert_fail();
     }
     sb.finish();

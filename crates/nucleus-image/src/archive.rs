@@ -199,7 +199,13 @@ impl ImageStore {
             reason,
         };
         let mut out = Vec::new();
-        if let Some(bytes) = files.small.get("manifest.json") {
+        // An OCI index keeps the original manifests (and digests); Docker 25
+        // writes both, older docker-archives only manifest.json.
+        let oci = files
+            .small
+            .get("index.json")
+            .filter(|_| files.small.contains_key("oci-layout"));
+        if let (None, Some(bytes)) = (oci, files.small.get("manifest.json")) {
             let list: Vec<DockerManifest> =
                 serde_json::from_slice(bytes).map_err(|source| ImageError::ParseJson {
                     what: format!("`manifest.json` in `{}`", archive.display()),
@@ -242,7 +248,7 @@ impl ImageStore {
                     .collect::<Result<Vec<_>>>()?;
                 out.push(self.finish_load(&digest, tags)?);
             }
-        } else if let Some(bytes) = files.small.get("index.json") {
+        } else if let Some(bytes) = oci {
             let index: ImageIndex =
                 serde_json::from_slice(bytes).map_err(|source| ImageError::ParseJson {
                     what: format!("`index.json` in `{}`", archive.display()),
