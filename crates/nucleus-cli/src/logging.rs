@@ -136,14 +136,30 @@ pub fn report(err: &anyhow::Error, has_log_file: bool) {
             msg.push_str(&text);
         }
     }
+    let hint = match err.downcast_ref::<nucleus_sandbox::SandboxError>() {
+        Some(e) => e.hint(),
+        None => err
+            .downcast_ref::<nucleus_engine::EngineError>()
+            .and_then(|e| e.hint()),
+    };
+    emit(&msg, hint, has_log_file);
+}
+
+/// Reports a docker-like verb's failure, like `report`.
+pub fn report_sandbox(err: &nucleus_sandbox::SandboxError, has_log_file: bool) {
+    emit(
+        &nucleus_sandbox::error::render_chain(err),
+        err.hint(),
+        has_log_file,
+    );
+}
+
+fn emit(msg: &str, hint: Option<&str>, has_log_file: bool) {
     if has_log_file {
         tracing::error!("{msg}");
     }
     eprintln!("nucleus: {msg}");
-    if let Some(hint) = err
-        .downcast_ref::<nucleus_engine::EngineError>()
-        .and_then(|e| e.hint())
-    {
+    if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod image_root;
 mod images;
 mod logging;
 mod oci;
@@ -85,7 +86,7 @@ fn main() {
                     .unwrap_or("invalid arguments")
                     .trim_start_matches("error: ")
             );
-            std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
+            std::process::exit(docker::RUNTIME_ERROR);
         }
         Err(e) => e.exit(),
     };
@@ -95,6 +96,7 @@ fn main() {
         Verb::Docker(c) => {
             let g = docker::Globals {
                 root: &cli.root,
+                data_root: &cli.data_root,
                 log: cli.log.as_deref(),
                 debug: cli.debug,
             };

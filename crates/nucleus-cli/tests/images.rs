@@ -19,6 +19,8 @@ use tempfile::TempDir;
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// debootstrap plus apt on a busy machine.
+const FIXTURE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Skips unless root and the tools the images are built with are here.
 macro_rules! require_tools {
@@ -239,8 +241,7 @@ fn python_layout() -> Option<PathBuf> {
         umoci unpack --image oci:py b >/dev/null
         debootstrap --variant=minbase bookworm b/rootfs http://deb.debian.org/debian >debootstrap.log 2>&1
         rm -rf b/rootfs/var/cache/apt/archives/*.deb b/rootfs/var/lib/apt/lists/*
-        umoci repack --image oci:py b >/dev/null
-        rm -rf b; umoci unpack --image oci:py b >/dev/null
+        umoci repack --refresh-bundle --image oci:py b >/dev/null
         cp /etc/resolv.conf b/rootfs/etc/resolv.conf
         chroot b/rootfs apt-get update >apt.log 2>&1
         chroot b/rootfs apt-get install -y --no-install-recommends python3 >>apt.log 2>&1
@@ -251,7 +252,9 @@ fn python_layout() -> Option<PathBuf> {
         rm -rf b
         touch done
     "#;
-    let out = sh(script, &layout);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-ec", script]).current_dir(&layout);
+    let out = exec(cmd, &layout, FIXTURE_TIMEOUT);
     if !out.success() {
         let log = fs::read_to_string(layout.join("debootstrap.log")).unwrap_or_default();
         panic!("building the python image failed\n{out}\n{log}");

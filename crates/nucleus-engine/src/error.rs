@@ -68,6 +68,12 @@ pub enum EngineError {
         reason: String,
     },
 
+    #[error("attach step for container init {pid} failed: {source}")]
+    Attach {
+        pid: i32,
+        source: crate::attach::AttachError,
+    },
+
     #[error("corrupt state file `{path}`: {source}")]
     CorruptState {
         path: PathBuf,

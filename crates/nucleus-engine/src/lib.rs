@@ -12,6 +12,7 @@
 //! and adopting fds received over SCM_RIGHTS); everything else uses
 //! `nucleus-sys` and `nix`.
 
+pub mod attach;
 pub mod devices;
 pub mod error;
 pub mod features;

@@ -1,36 +1,31 @@
 //! The docker-like front end: `nucleus run` with flags (the agent sandbox),
-//! and the verbs that manage containers by name. Like every front end it
-//! only translates into an OCI spec and calls the engine's lifecycle; it
-//! holds no container logic of its own.
+//! and the verbs that manage containers by name. The model lives in
+//! `nucleus-sandbox`; this module only parses flags, prints results and
+//! picks exit codes.
 //!
 //! - `argv`: tells the runc forms of `run`, `ps` and `kill` from these.
-//! - `run_flags` → `spec_builder` (+ `agent_root`) → `bundle` → engine.
-//! - `monitor`, `logs`: detached containers.
-//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect.
+//! - `run_flags` → `flags_to_spec` → `nucleus_sandbox::run`.
+//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect, printed.
 
-pub mod agent_root;
 pub mod argv;
-mod bundle;
-mod clock;
-mod logs;
+mod flags_to_spec;
 mod manage;
-mod monitor;
-mod names;
 mod run;
 pub mod run_flags;
-pub mod spec_builder;
 
 use anyhow::Result;
 use clap::Subcommand;
 use nucleus_engine::state::StateRoot;
 use std::path::Path;
 
+pub use run::RUNTIME_ERROR;
 pub use run_flags::RunFlags;
 
 /// The global flags a docker-like verb needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Globals<'a> {
     pub root: &'a Path,
+    pub data_root: &'a Path,
     pub log: Option<&'a Path>,
     pub debug: bool,
 }
@@ -40,9 +35,12 @@ pub enum Command {
     /// `run` in its docker-like form (chosen by `argv::rewrite`)
     #[command(name = "__agent-run", hide = true)]
     AgentRun(Box<RunFlags>),
-    /// The per-container monitor of `run -d`
+    /// The per-container monitor of `run -d` (arguments: `nucleus_sandbox::monitor::MonitorArgs`)
     #[command(name = "__monitor", hide = true)]
-    Monitor(monitor::MonitorArgs),
+    Monitor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// `ps` without a container id: list containers
     #[command(name = "__docker-ps", hide = true)]
     DockerPs(manage::PsArgs),
@@ -68,12 +66,21 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
     let root = StateRoot::new(g.root);
     match command {
         Command::AgentRun(f) => Ok(run::run(g, &f)),
-        Command::Monitor(a) => monitor::run(&root, &a),
+        Command::Monitor { args } => {
+            let code = run::monitor(&root, &args);
+            // A `--rm` container is gone now; so must its image root be.
+            crate::image_root::sweep(g.root)?;
+            code
+        }
         Command::DockerPs(a) => manage::ps(&root, &a),
         Command::DockerKill(a) => manage::kill(&root, &a),
         Command::Logs(a) => manage::logs(&root, &a),
         Command::Stop(a) => manage::stop(&root, &a),
-        Command::Rm(a) => manage::rm(&root, &a),
+        Command::Rm(a) => {
+            let code = manage::rm(&root, &a)?;
+            crate::image_root::sweep(g.root)?;
+            Ok(code)
+        }
         Command::Attach(a) => manage::attach(&root, &a),
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),

@@ -1,6 +1,7 @@
 //! The flags of the docker-like `nucleus run`, as clap parses them. Values
-//! stay strings here: `spec_builder` checks each one and names the flag and
-//! value when it refuses it, so every bad value exits 125 the same way.
+//! stay strings here: `flags_to_spec` parses each one (with the library's
+//! parsers) and names the flag and value when it refuses it, so every bad
+//! value exits 125 the same way.
 
 use clap::Args;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ pub struct RunFlags {
     /// Additional groups (names or numbers)
     #[arg(long)]
     pub group_add: Vec<String>,
+    /// With an image: run this instead of its entrypoint (its cmd is dropped too)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// Mount the root filesystem read-only (always so in agent mode)
     #[arg(long)]
     pub read_only: bool,

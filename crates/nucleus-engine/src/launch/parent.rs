@@ -54,6 +54,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub seccomp_cache: Option<&'a Path>,
     /// Where to save `state.json`; it is written while the init sets up.
     pub state_dir: Option<&'a ContainerDir>,
+    /// The front end's attach step (see `crate::attach`).
+    pub attach: Option<&'a mut dyn crate::attach::Attach>,
 }
 
 /// A container init that is set up and waiting to exec.
@@ -339,6 +341,15 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let state = initial_state(&req, pid, start_time);
     if let Some(dir) = req.state_dir {
         dir.save(&state)?;
+    }
+    // Namespaces exist and the init is blocked in setup: it cannot exec
+    // before READY, so the workload never runs unattached.
+    if let Some(step) = req.attach.as_deref_mut() {
+        step.attach(pid.as_raw())
+            .map_err(|source| EngineError::Attach {
+                pid: pid.as_raw(),
+                source,
+            })?;
     }
     loop {
         let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;

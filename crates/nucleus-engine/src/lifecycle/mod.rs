@@ -16,7 +16,7 @@ pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub(crate) use run::{poll_timeout, reap as reap_init};
-pub use run::{run, spawn, RunOptions, Spawned};
+pub use run::{run, run_with, spawn, spawn_with, RunOptions, Spawned};
 pub use start::start;
 
 use crate::error::{EngineError, Result};
