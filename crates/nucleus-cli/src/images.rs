@@ -23,9 +23,19 @@ pub enum Command {
     Save(SaveArgs),
     /// Remove images
     Rmi(RmiArgs),
+    /// Make an image from a container's changes (its overlay upper layer)
+    Commit(CommitArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Container name, id or unique id prefix
+    container: String,
+    /// Tag for the new image
+    reference: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,7 +120,7 @@ pub struct PruneArgs {
 }
 
 /// Runs one image verb; returns the exit code.
-pub fn dispatch(data_root: &Path, command: Command) -> Result<i32> {
+pub fn dispatch(state_root: &Path, data_root: &Path, command: Command) -> Result<i32> {
     let store = ImageStore::open(data_root)
         .with_context(|| format!("open the image store at `{}`", data_root.display()))?;
     match command {
@@ -121,7 +131,28 @@ pub fn dispatch(data_root: &Path, command: Command) -> Result<i32> {
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi(&store, &a),
         Command::Image(ImageCommand::Inspect(a)) => inspect(&store, &a),
         Command::Image(ImageCommand::Prune(a)) => prune(&store, &a),
+        Command::Commit(a) => commit(&store, state_root, &a),
     }
+}
+
+fn commit(store: &ImageStore, state_root: &Path, a: &CommitArgs) -> Result<i32> {
+    let state = nucleus_engine::state::StateRoot::new(state_root);
+    let id = state
+        .resolve(&a.container)
+        .with_context(|| format!("no such container `{}`", a.container))?;
+    let upper = state_root
+        .join(crate::image_root::IMAGE_ROOTS)
+        .join(&id)
+        .join("upper");
+    let base = store.image_of(&id).context("read the container's image")?;
+    let Some(base) = base.filter(|_| upper.is_dir()) else {
+        bail!("container `{}` was not made from an image", a.container);
+    };
+    let record = store
+        .commit(&base.to_string(), &upper, a.reference.as_deref())
+        .with_context(|| format!("commit `{}`", a.container))?;
+    println!("{}", record.id());
+    Ok(0)
 }
 
 fn pull(store: &ImageStore, a: &PullArgs) -> Result<i32> {

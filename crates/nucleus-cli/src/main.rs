@@ -102,7 +102,7 @@ fn main() {
             };
             docker::dispatch(&g, c)
         }
-        Verb::Images(c) => images::dispatch(&cli.data_root, c),
+        Verb::Images(c) => images::dispatch(&cli.root, &cli.data_root, c),
     };
     let code = match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+mod commit;
 mod content;
 mod digest;
 mod error;
