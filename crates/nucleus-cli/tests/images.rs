@@ -673,3 +673,139 @@ fn a_debian_python_image_pulls_and_matches_umoci() {
     store.nucleus(&["rmi", &repo]).assert_ok();
     assert_eq!(store.leftovers(), Vec::<String>::new());
 }
+
+/// A state root of its own for containers, checked empty at the end.
+fn assert_no_containers_left(store: &Store, state: &Path) {
+    let roots = state.join(".image-roots");
+    let left: Vec<_> = fs::read_dir(&roots)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "image roots left: {left:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(state.to_str().unwrap()),
+        "mounts left under {}",
+        state.display()
+    );
+    let users: Vec<_> = fs::read_dir(store.data().join("users")).unwrap().collect();
+    assert!(users.is_empty(), "use records left: {users:?}");
+}
+
+#[test]
+fn pull_run_commit_run_and_rm_leave_nothing() {
+    require_tools!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let repo = reg.push(&busybox_layout(work.path()), "bb", "test/run:1");
+    let store = Store::new();
+    let state = store.dir.path().join("state");
+    let st = state.to_str().unwrap();
+    store.nucleus(&["pull", "-q", &repo]).assert_ok();
+
+    // The image's cmd, env and layers, with the whiteout applied; every agent protection on.
+    let out = store.nucleus(&["--root", st, "run", &repo, "--", "/bin/sh", "-c",
+        "echo $PATH; cat /added; test ! -e /gone && echo gone-hidden; grep -E '^(NoNewPrivs|CapEff|Seccomp):' /proc/self/status; echo w > /w && cat /w"]).assert_ok().stdout.clone();
+    for want in [
+        "/bin\n",
+        "new\n",
+        "gone-hidden",
+        "NoNewPrivs:\t1",
+        "CapEff:\t0000000000000000",
+        "Seccomp:\t2",
+        "w\n",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    assert_no_containers_left(&store, &state);
+    // Docker's override rules: --entrypoint replaces the image's, CMD follows the image.
+    let out = store
+        .nucleus(&[
+            "--root",
+            st,
+            "run",
+            "--entrypoint",
+            "/bin/echo",
+            &repo,
+            "hi",
+        ])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert_eq!(out, "hi\n");
+    let out = store
+        .nucleus(&[
+            "--root",
+            st,
+            "run",
+            "--read-only",
+            &repo,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > /x",
+        ])
+        .assert_fail()
+        .stderr
+        .clone();
+    assert!(out.contains("Read-only file system"), "{out}");
+
+    // Detached: in use, so rmi is refused; commit keeps its changes, deletions as whiteouts.
+    let id = store.nucleus(&["--root", st, "run", "-d", "--name", "c1", &repo, "--", "/bin/sh", "-c",
+        "rm /added; rm -rf /keep; mkdir /keep; echo fresh > /keep/only; echo made > /made; sleep 60"]).assert_ok().stdout.trim().to_string();
+    assert!(common::wait_until(Duration::from_secs(10), || store
+        .nucleus(&["--root", st, "logs", "c1"])
+        .success()
+        && fs::read_dir(
+            state.join(".image-roots").join(&id).join("upper")
+        )
+        .map(|d| d.count() >= 3)
+        .unwrap_or(false)));
+    let ps = store
+        .nucleus(&["--root", st, "ps"])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert!(ps.contains("c1"), "{ps}");
+    let err = store
+        .nucleus(&["rmi", "-f", &repo])
+        .assert_fail()
+        .stderr
+        .clone();
+    assert!(
+        err.contains("in use by container(s)") && err.contains(&id),
+        "{err}"
+    );
+    let committed = "nucleus.test/committed:1";
+    store
+        .nucleus(&["--root", st, "commit", "c1", committed])
+        .assert_ok();
+    store.nucleus(&["--root", st, "rm", "-f", "c1"]).assert_ok();
+    assert_no_containers_left(&store, &state);
+    let out = store
+        .nucleus(&[
+            "--root",
+            st,
+            "run",
+            committed,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /made; ls /keep; test ! -e /added && echo added-gone",
+        ])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert_eq!(out, "made\nonly\nadded-gone\n");
+    assert_eq!(
+        store.inspect(committed)["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    store.nucleus(&["rmi", committed]).assert_ok();
+    store.nucleus(&["rmi", &repo]).assert_ok();
+    assert_no_containers_left(&store, &state);
+    assert_eq!(store.leftovers(), Vec::<String>::new());
+}
