@@ -302,6 +302,11 @@ pub(crate) fn find(images: &[ImageRecord], name: &str) -> Result<ImageRecord> {
             }
         }
     }
+    if let Some(full) = crate::reference::quick_normalize(name) {
+        if let Some(hit) = images.iter().find(|i| i.tags.contains(&full)) {
+            return Ok(hit.clone());
+        }
+    }
     let r = ImageRef::parse(name).map_err(|_| not_found())?;
     if let Some(d) = r.digest() {
         return images
