@@ -59,7 +59,6 @@ fn image_err(reference: &str, e: ImageError) -> SandboxError {
 
 impl ImageProvider for StoreProvider {
     fn prepare(&self, reference: &str, id: &str) -> nucleus_sandbox::error::Result<PreparedImage> {
-        let t0 = std::time::Instant::now();
         let store = ImageStore::open(&self.data_root).map_err(|e| image_err(reference, e))?;
         if let Err(ImageError::ImageNotFound { .. }) = store.resolve(reference) {
             // As docker does: pull what is not here (quietly: stdout is the workload's).
