@@ -172,6 +172,11 @@ pub enum SandboxError {
         message: String,
     },
 
+    /// For `NetworkAttach` implementations.
+    #[error("failed to attach the network of `{id}`: {reason}")]
+    AttachNetwork { id: String, reason: String },
+
+    /// For `SideTask` implementations.
     #[error("monitor side task `{task}` failed: {reason}")]
     SideTask { task: String, reason: String },
 

@@ -16,9 +16,11 @@ use nucleus_sandbox::run::{self, Extensions, RunOptions, RunOutcome};
 use nucleus_sandbox::side_task::{SideTask, SideTasks, TaskContext};
 use nucleus_sandbox::spec::Volume;
 use nucleus_sandbox::{SandboxError, SandboxSpec};
+use std::cell::Cell;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Where the monitor's network step and side tasks write what they saw.
@@ -257,6 +259,57 @@ fn monitor_runs_attach_and_side_tasks_in_order() {
     std::env::remove_var(RECORD_ENV);
 }
 
+/// Refuses every container, remembering the init it was shown.
+#[derive(Debug, Default)]
+struct Refuse {
+    pid: Rc<Cell<Option<i32>>>,
+}
+
+impl NetworkAttach for Refuse {
+    fn attach(&mut self, ctx: &AttachContext<'_>) -> Result<(), SandboxError> {
+        self.pid.set(Some(ctx.pid));
+        Err(SandboxError::AttachNetwork {
+            id: ctx.id.to_string(),
+            reason: "no network for you".into(),
+        })
+    }
+}
+
+/// The step's error aborts the start and nothing of the container is left.
+fn failing_attach_leaves_nothing() {
+    let s = Scratch::new();
+    let seen = Rc::new(Cell::new(None));
+    let mut ext = Extensions {
+        network: Box::new(Refuse { pid: seen.clone() }),
+        ..Extensions::default()
+    };
+    let monitor = MonitorCommand::current_exe(false).expect("exe");
+    let err = run::run(
+        &s.root(),
+        &s.spec("touch /vol/ran"),
+        &RunOptions::default(),
+        &mut ext,
+        &monitor,
+    )
+    .expect_err("refused");
+    assert!(
+        nucleus_sandbox::error::render_chain(&err).contains("no network for you"),
+        "{err}"
+    );
+    assert!(!s.vol().join("ran").exists(), "the workload never ran");
+    let root = StateRoot::new(s.root());
+    assert!(
+        root.ids().expect("ids").is_empty(),
+        "no container state left"
+    );
+    let bundles: Vec<_> = fs::read_dir(s.root().join(".bundles"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(bundles.is_empty(), "no bundle left: {bundles:?}");
+    let pid = seen.get().expect("the step saw the init");
+    assert!(!alive(pid), "the init {pid} was killed and reaped");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == MONITOR_VERB) {
@@ -274,6 +327,10 @@ fn main() {
         (
             "monitor_runs_attach_and_side_tasks_in_order",
             monitor_runs_attach_and_side_tasks_in_order,
+        ),
+        (
+            "failing_attach_leaves_nothing",
+            failing_attach_leaves_nothing,
         ),
     ] {
         test();

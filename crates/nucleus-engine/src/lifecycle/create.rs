@@ -45,6 +45,7 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
     if let Some(path) = opts.pid_file {
         write_pid_file(path, pid)?;
     }
+    crate::fault::point("create-pid-file");
     launched.disarm();
     p.reservation.disarm();
     tracing::debug!(id, pid, "container created");

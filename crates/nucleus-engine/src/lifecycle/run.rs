@@ -112,6 +112,7 @@ fn run_blocked(
         Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m, deadline)?,
         None => forward_until_exit(forwarded, spawned.pid, deadline)?,
     };
+    crate::fault::point("run-exited");
     let t = std::time::Instant::now();
     if !opts.keep {
         delete_known(root, spawned.state)?;
@@ -198,6 +199,7 @@ pub fn spawn_with(
     let t = std::time::Instant::now();
     // End-of-file means execve succeeded (the child's end is close-on-exec).
     sync::start_and_confirm_exec(&launched.sync)?;
+    crate::fault::point("run-started");
     tracing::debug!(
         id,
         elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),

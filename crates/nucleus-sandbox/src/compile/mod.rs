@@ -188,6 +188,9 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     });
     spec["process"] = process;
     spec["mounts"] = Value::Array(m.mounts);
+    // The engine names a default cgroup after the id, as runc does; keep a
+    // `nucleus-` prefix so these 64-hex-digit ids are findable on the host.
+    linux["cgroupsPath"] = json!(format!("nucleus-{}", inp.id));
     spec["linux"] = linux;
     spec["annotations"] = Value::Object(annotations);
     Ok(Plan {
