@@ -265,11 +265,13 @@ fn python_layout() -> Option<PathBuf> {
 /// An overlayfs of `lowers` (top first), read-only, unmounted on drop.
 struct Overlay {
     dir: TempDir,
+    _io: TempDir,
 }
 
 impl Overlay {
     fn mount(lowers: &[PathBuf]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let io = tempfile::tempdir().unwrap();
         let lower = lowers
             .iter()
             .map(|p| p.display().to_string())
@@ -279,8 +281,8 @@ impl Overlay {
         cmd.args(["-t", "overlay", "overlay", "-o"])
             .arg(format!("ro,lowerdir={lower}"))
             .arg(dir.path());
-        exec(cmd, Path::new("/tmp"), TIMEOUT).assert_ok();
-        Self { dir }
+        exec(cmd, io.path(), TIMEOUT).assert_ok();
+        Self { dir, _io: io }
     }
 }
 
