@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod docker;
+mod image_root;
+mod images;
 mod logging;
 mod network;
 mod oci;
@@ -76,6 +78,9 @@ pub struct Cli {
     /// Accepted for runc compatibility; cgroups are managed through cgroupfs
     #[arg(long, global = true)]
     systemd_cgroup: bool,
+    /// Directory for images (blobs, layers, tags)
+    #[arg(long, global = true, default_value = nucleus_image::DEFAULT_DATA_ROOT, env = "NUCLEUS_DATA_ROOT")]
+    data_root: PathBuf,
     /// Accepted for runc compatibility
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
     rootless: Option<String>,
@@ -94,6 +99,8 @@ enum Verb {
     Oci(oci::Command),
     #[command(flatten)]
     Docker(docker::Command),
+    #[command(flatten)]
+    Images(images::Command),
     /// Serve the sandbox API (HTTP/JSON) on a unix socket
     Serve(serve::ServeArgs),
     /// Manage networks (bridges, subnets, leases)
@@ -136,11 +143,13 @@ fn main() {
         Verb::Docker(c) => {
             let g = docker::Globals {
                 root: &cli.root,
+                data_root: &cli.data_root,
                 log: cli.log.as_deref(),
                 debug: cli.debug,
             };
             docker::dispatch(&g, c)
         }
+        Verb::Images(c) => images::dispatch(&cli.root, &cli.data_root, c),
         Verb::Serve(a) => serve::serve(&cli.root, cli.debug, &a),
         Verb::Network(c) => network::dispatch(c),
     };

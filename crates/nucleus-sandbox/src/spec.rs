@@ -18,6 +18,9 @@ pub struct SandboxSpec {
     pub rootfs: RootfsSource,
     /// Read-only root (always so for the host-derived root).
     pub read_only: bool,
+    /// Replaces an image's entrypoint (and drops its cmd), as Docker's
+    /// `--entrypoint`; `""` means none.
+    pub entrypoint: Option<String>,
     /// argv; empty means the image's command, else `/bin/sh`.
     pub command: Vec<String>,
     pub tty: bool,

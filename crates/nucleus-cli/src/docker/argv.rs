@@ -17,12 +17,19 @@ pub const DOCKER_KILL: &str = "__docker-kill";
 pub const COMMAND_FOLLOWS: &str = "--__command-follows";
 
 /// Global flags that take a value (they may come before or after the verb).
-const GLOBAL_VALUED: &[&str] = &["--root", "--log", "--log-format", "--rootless"];
+const GLOBAL_VALUED: &[&str] = &[
+    "--root",
+    "--log",
+    "--log-format",
+    "--rootless",
+    "--data-root",
+];
 
 /// Flags of either `run` that take a value, so their values are not
 /// counted as positional arguments.
 const RUN_VALUED: &[&str] = &[
     "--name",
+    "--entrypoint",
     "-e",
     "--env",
     "--env-file",
@@ -95,7 +102,13 @@ pub fn rewrite(
     match new {
         Some(name) => {
             args[verb_at] = OsString::from(name);
-            if name == AGENT_RUN && rest.iter().any(|a| a == "--") {
+            // `run IMAGE -- CMD`: a positional before `--` is the image, so
+            // the words after it are its command, not a host-derived run's.
+            let before: Vec<&String> = rest.iter().take_while(|a| a.as_str() != "--").collect();
+            if name == AGENT_RUN
+                && rest.iter().any(|a| a == "--")
+                && positionals(&before).is_empty()
+            {
                 args.insert(verb_at + 1, OsString::from(COMMAND_FOLLOWS));
             }
             (args, name == AGENT_RUN)
@@ -220,6 +233,17 @@ mod tests {
 
     #[test]
     fn run_forms() {
+        assert_eq!(
+            rw(&["run", "busybox", "--", "ls"], false),
+            "__agent-run busybox -- ls"
+        );
+        assert_eq!(
+            rw(
+                &["run", "--entrypoint", "/bin/echo", "busybox", "--", "x"],
+                false
+            ),
+            "__agent-run --entrypoint /bin/echo busybox -- x"
+        );
         assert_eq!(
             rw(&["run", "--bundle", "/b", "id"], false),
             "run --bundle /b id"

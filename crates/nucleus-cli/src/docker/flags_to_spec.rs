@@ -142,7 +142,11 @@ pub fn to_spec(
     // `-- CMD`, or with --rootfs the positional words; else the first word is an image.
     let (rootfs, command) = match (&f.rootfs, f.command_follows, f.args.split_first()) {
         (Some(dir), _, _) => (RootfsSource::Directory(dir.clone()), f.args.clone()),
-        (None, false, Some((image, rest))) => (RootfsSource::Image(image.clone()), rest.to_vec()),
+        // `IMAGE -- CMD`: clap keeps the `--` once positionals have begun.
+        (None, false, Some((image, rest))) => {
+            let rest = rest.strip_prefix(&["--".to_string()]).unwrap_or(rest);
+            (RootfsSource::Image(image.clone()), rest.to_vec())
+        }
         (None, _, _) => (RootfsSource::HostDerived, f.args.clone()),
     };
     let mut env = Vec::new();
@@ -207,6 +211,7 @@ pub fn to_spec(
         name: f.name.clone(),
         rootfs,
         read_only: f.read_only,
+        entrypoint: f.entrypoint.clone(),
         command,
         tty: f.tty,
         env,

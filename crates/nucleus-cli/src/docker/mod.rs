@@ -26,6 +26,7 @@ pub use run_flags::RunFlags;
 #[derive(Debug, Clone, Copy)]
 pub struct Globals<'a> {
     pub root: &'a Path,
+    pub data_root: &'a Path,
     pub log: Option<&'a Path>,
     pub debug: bool,
 }
@@ -66,12 +67,21 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
     let root = StateRoot::new(g.root);
     match command {
         Command::AgentRun(f) => Ok(run::run(g, &f)),
-        Command::Monitor { args } => run::monitor(&root, &args),
+        Command::Monitor { args } => {
+            let code = run::monitor(&root, &args);
+            // A `--rm` container is gone now; so must its image root be.
+            crate::image_root::sweep(g.root)?;
+            code
+        }
         Command::DockerPs(a) => manage::ps(&root, &a),
         Command::DockerKill(a) => manage::kill(&root, &a),
         Command::Logs(a) => manage::logs(&root, &a),
         Command::Stop(a) => manage::stop(&root, &a),
-        Command::Rm(a) => manage::rm(&root, &a),
+        Command::Rm(a) => {
+            let code = manage::rm(&root, &a)?;
+            crate::image_root::sweep(g.root)?;
+            Ok(code)
+        }
         Command::Attach(a) => manage::attach(&root, &a),
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),

@@ -45,6 +45,9 @@ pub struct RunFlags {
     /// Additional groups (names or numbers)
     #[arg(long)]
     pub group_add: Vec<String>,
+    /// With an image: run this instead of its entrypoint (its cmd is dropped too)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// Mount the root filesystem read-only (always so in agent mode)
     #[arg(long)]
     pub read_only: bool,

@@ -642,6 +642,11 @@ impl Ctx {
         self.root.path()
     }
 
+    /// The image data root (`NUCLEUS_DATA_ROOT`), so no test touches `/var/lib/nucleus`.
+    pub fn data_root(&self) -> PathBuf {
+        self.io.path().join("data-root")
+    }
+
     /// A scratch directory for the test's own files (host logs, bind sources).
     pub fn scratch(&self, name: &str) -> PathBuf {
         let dir = self.io.path().join(name);
@@ -676,7 +681,10 @@ impl Ctx {
     /// `<runtime> --root ROOT ARGS...`, with a timeout.
     pub fn rt(&self, args: &[&str]) -> Out {
         let mut cmd = Command::new(&self.runtime);
-        cmd.arg("--root").arg(self.root()).args(args);
+        cmd.env("NUCLEUS_DATA_ROOT", self.data_root())
+            .arg("--root")
+            .arg(self.root())
+            .args(args);
         exec(cmd, self.io.path(), CMD_TIMEOUT)
     }
 
@@ -684,6 +692,7 @@ impl Ctx {
     pub fn rt_in(&self, cwd: &Path, args: &[&str]) -> Out {
         let mut cmd = Command::new(&self.runtime);
         cmd.current_dir(cwd)
+            .env("NUCLEUS_DATA_ROOT", self.data_root())
             .arg("--root")
             .arg(self.root())
             .args(args);

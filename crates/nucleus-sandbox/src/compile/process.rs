@@ -14,10 +14,14 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// The command; an image's entrypoint goes first, its cmd is the default.
 /// `/bin/sh` when nothing is given.
 pub(super) fn command(s: &SandboxSpec, image: Option<&ImageConfig>) -> Vec<String> {
-    let mut args: Vec<String> = image.map(|c| c.entrypoint.clone()).unwrap_or_default();
+    let mut args: Vec<String> = match &s.entrypoint {
+        // Docker's override: `--entrypoint` replaces the entrypoint and drops the image's cmd.
+        Some(e) => e.split_whitespace().take(1).map(str::to_string).collect(),
+        None => image.map(|c| c.entrypoint.clone()).unwrap_or_default(),
+    };
     if !s.command.is_empty() {
         args.extend(s.command.iter().cloned());
-    } else if let Some(c) = image {
+    } else if let (Some(c), None) = (image, &s.entrypoint) {
         args.extend(c.cmd.iter().cloned());
     }
     if args.is_empty() {
