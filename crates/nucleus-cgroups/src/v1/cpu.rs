@@ -6,7 +6,7 @@ use crate::{fs, CgroupError};
 use oci_spec::runtime::LinuxCpu;
 
 pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
-    if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
+    if let Some(shares) = cpu.shares() {
         ctl.write("cpu.shares", &shares.to_string())?;
         // The kernel clamps silently; report it as runc does.
         let dir = ctl.dir_for("cpu.shares", &shares.to_string())?;
@@ -20,20 +20,20 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         }
     }
     // Period first: a new quota is checked against the hierarchy with it.
-    if let Some(p) = cpu.period().filter(|p| *p != 0) {
+    if let Some(p) = cpu.period() {
         ctl.write("cpu.cfs_period_us", &p.to_string())?;
     }
-    if let Some(q) = cpu.quota().filter(|q| *q != 0) {
+    if let Some(q) = cpu.quota() {
         ctl.write("cpu.cfs_quota_us", &q.max(-1).to_string())?;
     }
     if let Some(b) = cpu.burst() {
         ctl.write("cpu.cfs_burst_us", &b.to_string())?;
     }
     // RT period before runtime, as the runtime is bounded by the period.
-    if let Some(p) = cpu.realtime_period().filter(|p| *p != 0) {
+    if let Some(p) = cpu.realtime_period() {
         ctl.write("cpu.rt_period_us", &p.to_string())?;
     }
-    if let Some(r) = cpu.realtime_runtime().filter(|r| *r != 0) {
+    if let Some(r) = cpu.realtime_runtime() {
         ctl.write("cpu.rt_runtime_us", &r.to_string())?;
     }
     if let Some(i) = cpu.idle() {
