@@ -27,7 +27,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(EngineError::Child { step, detail }) = cause.downcast_ref::<EngineError>() {
             if step == "exec" {
-                return if detail.ends_with("No such file or directory") { 127 } else { 126 };
+                return if detail.to_ascii_lowercase().ends_with("no such file or directory") { 127 } else { 126 };
             }
         }
     }
