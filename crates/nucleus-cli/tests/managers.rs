@@ -545,3 +545,36 @@ fn force_delete_of_an_unknown_container_succeeds_like_runc() {
     }
     sb.finish();
 }
+
+/// containerd's CRI plugin deletes a task that has exited with `kill --all ID SIGKILL` first
+/// (containerd's WithProcessKill); runc then succeeds, as nothing is left to signal, while a
+/// plain `kill` of a stopped container fails. A failure there left StopContainer hanging.
+#[test]
+fn kill_all_of_a_stopped_container_succeeds_like_runc() {
+    require!(root, busybox);
+    let mut sb = Sandbox::new("nucleus-mgr-killall-");
+    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")].into_iter().flatten().collect();
+    for runtime in &runtimes {
+        let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
+        let root = sb.dir(&format!("root-{name}"));
+        let id = format!("killall-{name}-{}", std::process::id());
+        sb.ids.insert(id.clone());
+        sb.runtime_roots.push((runtime.clone(), root.clone()));
+        let bundle = common::Bundle::new().with_args(&["true"]);
+        bundle.write();
+        let rt = |args: &[&str]| {
+            let mut cmd = Command::new(runtime);
+            cmd.arg("--root").arg(&root).args(args);
+            sb.run(cmd)
+        };
+        rt(&["create", "--bundle", &bundle.path().to_string_lossy(), &id]).assert_ok();
+        rt(&["start", &id]).assert_ok();
+        let stopped = wait_until(Duration::from_secs(30), || rt(&["state", &id]).stdout.contains(r#""status": "stopped""#) || rt(&["state", &id]).stdout.contains(r#""status":"stopped""#));
+        assert!(stopped, "{name}: the container did not stop\n{}", rt(&["state", &id]));
+        let out = rt(&["kill", "--all", &id, "KILL"]);
+        assert_eq!(out.code, Some(0), "{name}: kill --all of a stopped container\n{out}");
+        rt(&["kill", &id, "KILL"]).assert_fail();
+        rt(&["delete", &id]).assert_ok();
+    }
+    sb.finish();
+}

@@ -25,7 +25,7 @@ pub const TAG: &str = "nucleus-mgr";
 /// Applets linked into the image.
 pub const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "sleep", "id", "tty", "ls", "true", "false", "hostname", "ps", "grep",
-    "test", "pwd", "env", "kill", "head", "stty", "dd",
+    "test", "pwd", "env", "kill", "head", "stty", "dd", "readlink", "tr", "cut", "ip",
 ];
 
 pub fn nucleus() -> PathBuf {
@@ -104,14 +104,20 @@ pub fn populate_rootfs(rootfs: &Path) {
 /// `TAG`) from busybox, in `dir`; returns the archive's path. Uses umoci when installed
 /// (and `NUCLEUS_TEST_NO_UMOCI` is unset).
 pub fn build_image(dir: &Path, io: &Path) -> PathBuf {
-    let layout = build_layout(dir, io);
+    build_image_running(dir, io, &["sh"])
+}
+
+/// `build_image` with `cmd` as the image's default command (a CRI pause image needs
+/// one that keeps running).
+pub fn build_image_running(dir: &Path, io: &Path, cmd: &[&str]) -> PathBuf {
+    let layout = build_layout(dir, io, cmd);
     tar_layout(&layout, &dir.join("image.tar"), io)
 }
 
 /// The same image as an archive `docker load` takes: the OCI layout plus the
 /// `manifest.json` of `docker save` naming the same blobs, tagged `repo_tag`.
 pub fn build_docker_image(dir: &Path, io: &Path, repo_tag: &str) -> PathBuf {
-    let layout = build_layout(dir, io);
+    let layout = build_layout(dir, io, &["sh"]);
     let read_json = |path: PathBuf| -> serde_json::Value {
         let text =
             fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -139,11 +145,11 @@ pub fn build_docker_image(dir: &Path, io: &Path, repo_tag: &str) -> PathBuf {
 }
 
 /// The image layout in `dir/oci-layout`, built with umoci or by hand.
-fn build_layout(dir: &Path, io: &Path) -> PathBuf {
+fn build_layout(dir: &Path, io: &Path, cmd: &[&str]) -> PathBuf {
     let layout = dir.join("oci-layout");
     match tool("umoci").filter(|_| std::env::var_os("NUCLEUS_TEST_NO_UMOCI").is_none()) {
-        Some(umoci) => build_with_umoci(&umoci, dir, &layout, io),
-        None => build_by_hand(dir, &layout, io),
+        Some(umoci) => build_with_umoci(&umoci, dir, &layout, io, cmd),
+        None => build_by_hand(dir, &layout, io, cmd),
     }
     layout
 }
@@ -157,7 +163,7 @@ fn tar_layout(layout: &Path, archive: &Path, io: &Path) -> PathBuf {
     archive.to_path_buf()
 }
 
-fn build_with_umoci(umoci: &Path, dir: &Path, layout: &Path, io: &Path) {
+fn build_with_umoci(umoci: &Path, dir: &Path, layout: &Path, io: &Path, cmd: &[&str]) {
     let image = format!("{}:{TAG}", layout.display());
     let bundle = dir.join("umoci-bundle");
     let run = |args: &[&str]| {
@@ -170,17 +176,19 @@ fn build_with_umoci(umoci: &Path, dir: &Path, layout: &Path, io: &Path) {
     run(&["unpack", "--image", &image, &bundle.to_string_lossy()]);
     populate_rootfs(&bundle.join("rootfs"));
     run(&["repack", "--image", &image, &bundle.to_string_lossy()]);
-    run(&[
+    let mut config = vec![
         "config",
         "--image",
         &image,
-        "--config.cmd",
-        "sh",
         "--config.env",
         "PATH=/bin",
         "--config.workingdir",
         "/",
-    ]);
+    ];
+    for arg in cmd {
+        config.extend(["--config.cmd", arg]);
+    }
+    run(&config);
     run(&["gc", "--layout", &layout.to_string_lossy()]);
     fs::remove_dir_all(&bundle).expect("remove umoci bundle");
 }
@@ -215,7 +223,7 @@ pub fn add_blob(layout: &Path, file: &Path, io: &Path) -> (String, u64) {
 
 /// The OCI image layout written directly: an uncompressed tar layer, the image config,
 /// the manifest and the index, each blob named by its sha256.
-pub fn build_by_hand(dir: &Path, layout: &Path, io: &Path) {
+pub fn build_by_hand(dir: &Path, layout: &Path, io: &Path, cmd: &[&str]) {
     fs::create_dir_all(layout.join("blobs/sha256")).expect("create layout");
     let rootfs = dir.join("image-rootfs");
     populate_rootfs(&rootfs);
@@ -237,7 +245,7 @@ pub fn build_by_hand(dir: &Path, layout: &Path, io: &Path) {
     let config = json!({
         "architecture": arch,
         "os": "linux",
-        "config": { "Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/" },
+        "config": { "Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/" },
         "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
     });
     let config_file = dir.join("config.json");

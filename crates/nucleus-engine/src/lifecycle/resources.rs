@@ -54,7 +54,16 @@ pub fn update(root: &StateRoot, id: &str, delta: &LinuxResources) -> Result<Linu
         return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "update the resources of a stopped container" });
     }
     let current = state.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
-    let (merged, to_apply) = merge_resources(&current, delta)?;
+    // Device rules are not updated, as with runc: containerd's CRI plugin sends
+    // the spec's whole `linux.resources`, whose device list is only the
+    // deny-all that the runtime's default device rules follow at create;
+    // written alone it would cut a running container off /dev/null.
+    let mut delta = delta.clone();
+    if delta.devices().is_some() {
+        tracing::debug!(id, "linux.resources.devices is not updated on a running container");
+        delta.set_devices(None);
+    }
+    let (merged, to_apply) = merge_resources(&current, &delta)?;
     cgroup_of(&state)?.apply(&to_apply)?;
     let linux = state.spec.linux_mut().get_or_insert_with(Linux::default);
     linux.set_resources(Some(merged.clone()));
