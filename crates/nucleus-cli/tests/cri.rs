@@ -569,6 +569,10 @@ fn cri_scenario(
             format!("{:?}", cgroup_file(main_pid, file)),
         );
     }
+    // What the container itself reads: its own cgroup, not the host's hierarchy.
+    let seen = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares";
+    let seen = exec_sync(cri, &id, &["sh", "-c", seen]).replace('\n', " ");
+    note(&mut obs, "after update: the container's own view", seen);
     note(
         &mut obs,
         "after update: /dev/null still usable",
@@ -962,6 +966,10 @@ fn cri_runs_pods_on_nucleus_like_runc() {
         "true"
     );
     assert_eq!(value(&ours, "UpdateContainerResources"), "ok");
+    assert_eq!(
+        value(&ours, "after update: the container's own view"),
+        "0 67108864 256|"
+    );
     assert_eq!(
         value(&ours, "after update: /dev/null still usable"),
         "0 ok|"

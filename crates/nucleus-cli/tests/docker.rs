@@ -320,6 +320,10 @@ fn docker_scenario(dk: &Docker<'_>, runtime: &str) -> Observations {
             format!("{:?}", cgroup_file(&pid, file)),
         );
     }
+    // What the container itself reads: its own cgroup, not the host's hierarchy.
+    let seen = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares; ls /sys/fs/cgroup/memory | grep -c -e '-docker-'";
+    let out = dk.docker(&["exec", &name, "sh", "-c", seen]);
+    observe(&mut obs, "update: the container's own view", format!("{:?} {}", out.code, out.stdout.split_whitespace().collect::<Vec<_>>().join(" ")));
     let out = dk.docker(&["pause", &name]);
     observe(&mut obs, "pause: exit code", format!("{:?}", out.code));
     observe(
@@ -460,6 +464,7 @@ fn docker_runs_nucleus_like_runc() {
         "Some(\"67108864\")"
     );
     assert_eq!(value(&ours, "update: cgroup cpu.shares"), "Some(\"256\")");
+    assert_eq!(value(&ours, "update: the container's own view"), "Some(1) 67108864 256 0");
     assert_eq!(value(&ours, "pause: status"), "paused");
     assert_eq!(value(&ours, "unpause: status"), "running");
     assert_eq!(

@@ -20,12 +20,14 @@ use std::path::Path;
 const NONE: Option<&str> = None;
 
 /// A cgroup hierarchy of the host, to mount inside the container for a
-/// `cgroup` mount: directory name under the mount point, fstype, options.
+/// `cgroup` mount: directory name under the mount point, fstype, options,
+/// and the container's own directory in it when that is bind-mounted.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupHierarchy {
     pub name: Option<String>,
     pub fstype: &'static str,
     pub options: String,
+    pub own: Option<std::path::PathBuf>,
 }
 
 /// The host's cgroup hierarchies under `/sys/fs/cgroup`, from the layout
@@ -34,18 +36,41 @@ pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHier
     let base = Path::new("/sys/fs/cgroup");
     let v2 = host.v2_hierarchy();
     if v2.is_some_and(|h| h.mountpoint == base) {
-        return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new() }];
+        return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new(), own: None }];
     }
     let name = |p: &Path| p.strip_prefix(base).ok().map(|n| n.display().to_string()).filter(|n| !n.is_empty());
     let mut out: Vec<CgroupHierarchy> = host
         .v1_hierarchies()
         .iter()
-        .filter_map(|h| Some(CgroupHierarchy { name: Some(name(&h.mountpoint)?), fstype: "cgroup", options: h.controllers.join(",") }))
+        .filter_map(|h| Some(CgroupHierarchy { name: Some(name(&h.mountpoint)?), fstype: "cgroup", options: h.controllers.join(","), own: None }))
         .collect();
     if let Some(n) = v2.and_then(|h| name(&h.mountpoint)) {
-        out.push(CgroupHierarchy { name: Some(n), fstype: "cgroup2", options: String::new() });
+        out.push(CgroupHierarchy { name: Some(n), fstype: "cgroup2", options: String::new(), own: None });
     }
     out
+}
+
+/// `hierarchies` with the container's own directory in each, for a
+/// container without a cgroup namespace: as with runc, it then sees its own
+/// cgroup at `/sys/fs/cgroup/<name>`, not the host's whole hierarchy.
+/// Inside a cgroup namespace a fresh mount already shows just that.
+pub(crate) fn with_own_cgroups(hierarchies: &[CgroupHierarchy], cg: &nucleus_cgroups::Cgroup, spec: &Spec) -> Vec<CgroupHierarchy> {
+    let has_cgroupns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
+    let base = Path::new("/sys/fs/cgroup");
+    hierarchies
+        .iter()
+        .map(|h| {
+            let mountpoint = h.name.as_ref().map_or_else(|| base.to_path_buf(), |n| base.join(n));
+            let own = (!has_cgroupns)
+                .then(|| cg.v1.iter().chain(cg.v2.iter()).find(|d| d.mountpoint == mountpoint).map(|d| d.path.clone()))
+                .flatten();
+            CgroupHierarchy { own, ..h.clone() }
+        })
+        .collect()
 }
 
 /// Everything the mount steps need, prepared by the parent.
@@ -253,21 +278,39 @@ fn mount_cgroups(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, dest: &Path, opts:
     let ro = opts.flags & MsFlags::MS_RDONLY;
     let target_fd = open_in_root(root, dest)?;
     let target = fd_path(&target_fd);
-    if let [CgroupHierarchy { name: None, .. }] = plan.cgroups {
-        return mount(Some("cgroup2"), target.as_str(), Some("cgroup2"), flags | ro, NONE);
+    if let [h @ CgroupHierarchy { name: None, .. }] = plan.cgroups {
+        return mount_hierarchy(h, root, dest, flags | ro);
     }
     mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some("mode=755"))?;
     for h in plan.cgroups {
         let Some(name) = &h.name else { continue };
-        let dir = create_in_root(root, &dest.join(name), Leaf::Directory)?;
-        let data = if h.options.is_empty() { None } else { Some(h.options.as_str()) };
-        mount(Some("cgroup"), fd_path(&dir).as_str(), Some(h.fstype), flags | ro, data)?;
+        create_in_root(root, &dest.join(name), Leaf::Directory)?;
+        mount_hierarchy(h, root, &dest.join(name), flags | ro)?;
     }
     if !ro.is_empty() {
         let top = open_in_root(root, dest)?;
         mount(NONE, fd_path(&top).as_str(), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | ro, NONE)?;
     }
     Ok(())
+}
+
+/// One hierarchy at `dest` in the rootfs: the container's own directory
+/// bind-mounted (then remounted with `flags`), or a fresh mount of it.
+fn mount_hierarchy(h: &CgroupHierarchy, root: BorrowedFd<'_>, dest: &Path, flags: MsFlags) -> Result<(), Errno> {
+    let target_fd = open_in_root(root, dest)?;
+    let target = fd_path(&target_fd);
+    match &h.own {
+        Some(own) => {
+            mount(Some(own.as_path()), target.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+            // Reopened: the old fd still names the directory under the new mount.
+            let mounted_fd = open_in_root(root, dest)?;
+            mount(NONE, fd_path(&mounted_fd).as_str(), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, NONE)
+        }
+        None => {
+            let data = if h.options.is_empty() { None } else { Some(h.options.as_str()) };
+            mount(Some(h.fstype), target.as_str(), Some(h.fstype), flags, data)
+        }
+    }
 }
 
 /// Creates `process.cwd` inside the rootfs if it is missing.

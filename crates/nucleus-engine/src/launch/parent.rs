@@ -156,6 +156,10 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         _ => None,
     };
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty() || !HookKind::CreateRuntime.of(req.spec).is_empty();
+    let cgroup_mounts = match req.cgroup {
+        Some(cg) => rootfs::with_own_cgroups(req.cgroup_mounts, cg, req.spec),
+        None => req.cgroup_mounts.to_vec(),
+    };
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
@@ -164,7 +168,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             rootfs: req.rootfs,
             bundle: req.bundle,
             in_userns: ns.in_userns(),
-            cgroups: req.cgroup_mounts,
+            cgroups: &cgroup_mounts,
         },
         namespaces: &ns,
         process: &process,
