@@ -414,6 +414,56 @@ fn stop_and_remove(cri: &Cri, id: &str) {
     );
 }
 
+/// RunPodSandbox with `handler`, observed as `LABEL: RunPodSandbox`.
+fn run_pod(
+    sb: &Sandbox,
+    cri: &Cri,
+    obs: &mut Observations,
+    label: &str,
+    handler: &str,
+    cgroup_parent: &str,
+    ns: NamespaceOption,
+) -> Pod {
+    let name = format!("{handler}-{}", label.replace(' ', "-"));
+    let config = pod_config(sb, &name, cgroup_parent, ns.clone());
+    let r = cri.call(cri.rs().run_pod_sandbox(RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: handler.into(),
+    }));
+    note(
+        obs,
+        &format!("{label}: RunPodSandbox"),
+        outcome("RunPodSandbox", &r),
+    );
+    Pod {
+        id: ok("RunPodSandbox", r).pod_sandbox_id,
+        config,
+        namespaces: ns,
+    }
+}
+
+/// StopPodSandbox and RemovePodSandbox, observed.
+fn remove_pod(cri: &Cri, obs: &mut Observations, label: &str, pod: &Pod) {
+    let id = pod.id.clone();
+    let r = cri.call(cri.rs().stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: id.clone(),
+    }));
+    note(
+        obs,
+        &format!("{label}: StopPodSandbox"),
+        outcome("StopPodSandbox", &r),
+    );
+    let r = cri.call(
+        cri.rs()
+            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
+    );
+    note(
+        obs,
+        &format!("{label}: RemovePodSandbox"),
+        outcome("RemovePodSandbox", &r),
+    );
+}
+
 fn namespaces(network: NamespaceMode, pid: NamespaceMode) -> NamespaceOption {
     NamespaceOption {
         network: network as i32,
@@ -439,21 +489,15 @@ fn cri_scenario(
 
     // Pod 1: host network, own pid namespaces.
     let ns = namespaces(NamespaceMode::Node, NamespaceMode::Container);
-    let config = pod_config(sb, &format!("{handler}-host"), &cgroup_parent, ns.clone());
-    let r = cri.call(cri.rs().run_pod_sandbox(RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: handler.into(),
-    }));
-    note(
+    let pod = run_pod(
+        sb,
+        cri,
         &mut obs,
-        "host-network pod: RunPodSandbox",
-        outcome("RunPodSandbox", &r),
+        "host-network pod",
+        handler,
+        &cgroup_parent,
+        ns,
     );
-    let pod = Pod {
-        id: ok("RunPodSandbox", r).pod_sandbox_id,
-        config,
-        namespaces: ns,
-    };
     let pause = sandbox_pid(cri, &pod.id);
     let id = start_container(
         cri,
@@ -619,8 +663,9 @@ fn cri_scenario(
                 .remove_container(RemoveContainerRequest { container_id: id }),
         ),
     );
-    // The shell outlives the OOM kill, so the OOM event comes before the exit.
-    let hog = "dd if=/dev/zero of=/dev/null bs=64M count=1; st=$?; sleep 1; exit $st";
+    // The hog waits a second (the shim watches for OOM only once `start` has returned),
+    // and the shell outlives it, so the OOM event comes before the exit.
+    let hog = "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1; st=$?; sleep 1; exit $st";
     let id = start_container(
         cri,
         &pod,
@@ -683,40 +728,19 @@ fn cri_scenario(
                 .remove_container(RemoveContainerRequest { container_id: id }),
         ),
     );
-    let r = cri.call(cri.rs().stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.id.clone(),
-    }));
-    note(
-        &mut obs,
-        "host-network pod: StopPodSandbox",
-        outcome("StopPodSandbox", &r),
-    );
-    let r = cri.call(cri.rs().remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod.id.clone(),
-    }));
-    note(
-        &mut obs,
-        "host-network pod: RemovePodSandbox",
-        outcome("RemovePodSandbox", &r),
-    );
+    remove_pod(cri, &mut obs, "host-network pod", &pod);
 
     // Pod 2: its own network namespace (CNI loopback + bridge) and a shared pid namespace.
     let ns = namespaces(NamespaceMode::Pod, NamespaceMode::Pod);
-    let config = pod_config(sb, &format!("{handler}-net"), &cgroup_parent, ns.clone());
-    let r = cri.call(cri.rs().run_pod_sandbox(RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: handler.into(),
-    }));
-    note(
+    let pod = run_pod(
+        sb,
+        cri,
         &mut obs,
-        "pod network: RunPodSandbox",
-        outcome("RunPodSandbox", &r),
+        "pod network",
+        handler,
+        &cgroup_parent,
+        ns,
     );
-    let pod = Pod {
-        id: ok("RunPodSandbox", r).pod_sandbox_id,
-        config,
-        namespaces: ns,
-    };
     let st = ok(
         "PodSandboxStatus",
         cri.call(cri.rs().pod_sandbox_status(PodSandboxStatusRequest {
@@ -823,22 +847,7 @@ fn cri_scenario(
             .to_string()
     });
     stop_and_remove(cri, &id);
-    let r = cri.call(cri.rs().stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.id.clone(),
-    }));
-    note(
-        &mut obs,
-        "pod network: StopPodSandbox",
-        outcome("StopPodSandbox", &r),
-    );
-    let r = cri.call(cri.rs().remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod.id.clone(),
-    }));
-    note(
-        &mut obs,
-        "pod network: RemovePodSandbox",
-        outcome("RemovePodSandbox", &r),
-    );
+    remove_pod(cri, &mut obs, "pod network", &pod);
 
     let left = ok(
         "ListContainers",

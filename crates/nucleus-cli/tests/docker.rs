@@ -16,7 +16,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::managers::*;
 use common::Out;
@@ -104,12 +104,7 @@ fn start_dockerd<'a>(sb: &'a mut Sandbox, containerd: &Path, cgroup_parent: &str
                 .arg("--config")
                 .arg(&cli_config)
                 .arg("version");
-            sock.exists()
-                && cmd
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
+            sock.exists() && quietly_succeeds(cmd)
         }
     };
     start_daemon(sb, cmd, &base.join("dockerd.log"), probe);
@@ -200,10 +195,11 @@ fn docker_scenario(dk: &Docker<'_>, runtime: &str) -> Observations {
         format!("{:?} {}", out.code, tty_text(&out.stdout).trim()),
     );
     // Out of memory: the kernel kills the process, and Docker hears of it from the shim.
-    // The shell outlives the OOM kill so that the OOM event comes before the exit event
-    // (dockerd records OOMKilled only then, with either runtime).
+    // The hog waits a second (the shim watches for OOM only once `start` has returned)
+    // and the shell outlives it, so that the OOM event comes before the exit event:
+    // dockerd records OOMKilled only then, with either runtime.
     let oom = format!("{name}-oom");
-    let hog = "dd if=/dev/zero of=/dev/null bs=64M count=1; st=$?; sleep 1; exit $st";
+    let hog = "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1; st=$?; sleep 1; exit $st";
     let out = run(&["--name", &oom, "--memory", "8m"], &["sh", "-c", hog]);
     observe(
         &mut obs,
@@ -323,7 +319,15 @@ fn docker_scenario(dk: &Docker<'_>, runtime: &str) -> Observations {
     // What the container itself reads: its own cgroup, not the host's hierarchy.
     let seen = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares; ls /sys/fs/cgroup/memory | grep -c -e '-docker-'";
     let out = dk.docker(&["exec", &name, "sh", "-c", seen]);
-    observe(&mut obs, "update: the container's own view", format!("{:?} {}", out.code, out.stdout.split_whitespace().collect::<Vec<_>>().join(" ")));
+    observe(
+        &mut obs,
+        "update: the container's own view",
+        format!(
+            "{:?} {}",
+            out.code,
+            out.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+    );
     let out = dk.docker(&["pause", &name]);
     observe(&mut obs, "pause: exit code", format!("{:?}", out.code));
     observe(
@@ -464,7 +468,10 @@ fn docker_runs_nucleus_like_runc() {
         "Some(\"67108864\")"
     );
     assert_eq!(value(&ours, "update: cgroup cpu.shares"), "Some(\"256\")");
-    assert_eq!(value(&ours, "update: the container's own view"), "Some(1) 67108864 256 0");
+    assert_eq!(
+        value(&ours, "update: the container's own view"),
+        "Some(1) 67108864 256 0"
+    );
     assert_eq!(value(&ours, "pause: status"), "paused");
     assert_eq!(value(&ours, "unpause: status"), "running");
     assert_eq!(

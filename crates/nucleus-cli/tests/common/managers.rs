@@ -644,14 +644,14 @@ state = "{state}"
     start_daemon(sb, cmd, &base.join("containerd.log"), || {
         let mut cmd = Command::new("ctr");
         cmd.arg("-a").arg(&sock).arg("version");
-        sock.exists()
-            && cmd
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+        sock.exists() && quietly_succeeds(cmd)
     });
     sock
+}
+
+/// Runs `cmd` with its output discarded; true if it exits 0 (a daemon's readiness probe).
+pub fn quietly_succeeds(mut cmd: Command) -> bool {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Starts `cmd` as one of the sandbox's daemons (TMPDIR in the sandbox, output to `log`)
