@@ -5,7 +5,7 @@
 //! pause image built at test time. A CRI client (gRPC over the unix socket, `k8s-cri`)
 //! drives the kubelet's sequence once per handler — RunPodSandbox (host network, then a
 //! pod network with a shared pid namespace), an imported image, CreateContainer,
-//! StartContainer, ExecSync, Exec, ContainerStatus, ContainerStats,
+//! StartContainer, ExecSync, Exec (streamed over its websocket), ContainerStatus, ContainerStats,
 //! UpdateContainerResources, StopContainer, RemoveContainer, StopPodSandbox,
 //! RemovePodSandbox — and everything observable is compared.
 //!
@@ -414,6 +414,55 @@ fn stop_and_remove(cri: &Cri, id: &str) {
     );
 }
 
+/// Opens the URL Exec returned the way kubelet's websocket client does (subprotocol
+/// `v4.channel.k8s.io`: each binary frame starts with its channel, 1 stdout, 2 stderr,
+/// 3 the final status) and reads to the end: "stdout|stderr|exit code".
+fn stream_exec(url: &str) -> String {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::{Error, Message};
+    let mut req = match url.replacen("http://", "ws://", 1).into_client_request() {
+        Ok(req) => req,
+        Err(e) => return format!("bad url {url}: {e}"),
+    };
+    req.headers_mut().insert("Sec-WebSocket-Protocol", tungstenite::http::HeaderValue::from_static("v4.channel.k8s.io"));
+    let mut ws = match tungstenite::connect(req) {
+        Ok((ws, _)) => ws,
+        Err(e) => return format!("connect: {e}"),
+    };
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(60)));
+    }
+    let mut channels: [Vec<u8>; 4] = Default::default();
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(frame)) => {
+                if let Some((&ch, data)) = frame.split_first() {
+                    if let Some(buf) = channels.get_mut(usize::from(ch)) {
+                        buf.extend_from_slice(data);
+                    }
+                }
+            }
+            Ok(Message::Close(_)) | Err(Error::ConnectionClosed | Error::AlreadyClosed) => break,
+            Ok(_) => {}
+            Err(e) => return format!("read: {e}"),
+        }
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    // The status is a metav1.Status; a non-zero exit is reason NonZeroExitCode with the
+    // code as the ExitCode cause's message.
+    let status: serde_json::Value = serde_json::from_slice(&channels[3]).unwrap_or_default();
+    let code = match status["status"].as_str() {
+        Some("Success") => "0".to_string(),
+        _ => status["details"]["causes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["reason"] == "ExitCode"))
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("?")
+            .to_string(),
+    };
+    format!("{}|{}|{code}", text(&channels[1]), text(&channels[2]))
+}
+
 /// RunPodSandbox with `handler`, observed as `LABEL: RunPodSandbox`.
 fn run_pod(
     sb: &Sandbox,
@@ -624,14 +673,18 @@ fn cri_scenario(
     );
     let r = cri.call(cri.rs().exec(ExecRequest {
         container_id: id.clone(),
-        cmd: vec!["true".into()],
+        cmd: ["sh", "-c", "echo streamed; echo to-stderr >&2; exit 2"].map(String::from).to_vec(),
         stdout: true,
+        stderr: true,
         ..Default::default()
     }));
     let url = r
         .as_ref()
         .map(|e| e.url.starts_with("http://127.0.0.1:"))
         .unwrap_or(false);
+    if let Ok(e) = &r {
+        note(&mut obs, "Exec: the stream", stream_exec(&e.url));
+    }
     note(
         &mut obs,
         "Exec: streaming URL",
@@ -975,6 +1028,7 @@ fn cri_runs_pods_on_nucleus_like_runc() {
         "true"
     );
     assert_eq!(value(&ours, "UpdateContainerResources"), "ok");
+    assert_eq!(value(&ours, "Exec: the stream"), "streamed|to-stderr|2");
     assert_eq!(
         value(&ours, "after update: the container's own view"),
         "0 67108864 256|"
