@@ -191,13 +191,29 @@ fn write_cni_conf(sb: &Sandbox, bridge: &str, subnet: &str) {
     .expect("write CNI conflist");
 }
 
-/// Removes the test's bridge (the pods' veths go with their namespaces).
-struct BridgeGuard(String);
+/// Removes the test's bridge (the pods' veths go with their namespaces) and, after a
+/// failure, the pod network namespaces the CRI plugin made (`cni-*` entries that were
+/// not there before).
+struct NetGuard {
+    bridge: String,
+    netns_before: std::collections::BTreeSet<String>,
+}
 
-impl Drop for BridgeGuard {
+impl NetGuard {
+    fn new_netns(&self) -> Vec<String> {
+        netns_entries().difference(&self.netns_before).filter(|n| n.starts_with("cni-")).cloned().collect()
+    }
+}
+
+impl Drop for NetGuard {
     fn drop(&mut self) {
+        for name in self.new_netns() {
+            let path = Path::new(NETNS_DIR).join(name);
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = fs::remove_file(&path);
+        }
         let _ = Command::new("ip")
-            .args(["link", "delete", &self.0])
+            .args(["link", "delete", &self.bridge])
             .stderr(std::process::Stdio::null())
             .status();
     }
@@ -956,9 +972,8 @@ fn cri_runs_pods_on_nucleus_like_runc() {
     let mut sb = Sandbox::new("nucleus-cri-");
     sb.host_dir("/var/lib/cni", true);
     sb.host_dir(NETNS_DIR, false);
-    let netns_before = netns_entries();
     let bridge = format!("ncri{}", pid % 100_000);
-    let _bridge = BridgeGuard(bridge.clone());
+    let net = NetGuard { bridge: bridge.clone(), netns_before: netns_entries() };
     let third = pid % 250 + 1;
     let (subnet, prefix) = (format!("198.18.{third}.0/24"), format!("198.18.{third}."));
     write_cni_conf(&sb, &bridge, &subnet);
@@ -1068,12 +1083,12 @@ fn cri_runs_pods_on_nucleus_like_runc() {
         .args(["-n", "k8s.io", "images", "rm", image]);
     sb.run(rmi);
     sb.stop_daemons();
-    let new_netns: Vec<String> = netns_entries().difference(&netns_before).cloned().collect();
+    let new_netns = net.new_netns();
     assert!(
         new_netns.is_empty(),
         "pod network namespaces left in {NETNS_DIR}: {new_netns:?}"
     );
-    drop(_bridge);
+    drop(net);
     assert!(!bridge_exists(&bridge), "bridge {bridge} left behind");
     sb.finish();
 }

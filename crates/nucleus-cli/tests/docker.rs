@@ -57,9 +57,10 @@ impl Docker<'_> {
 fn start_dockerd<'a>(sb: &'a mut Sandbox, containerd: &Path, cgroup_parent: &str) -> Docker<'a> {
     let base = sb.dir("docker");
     // dockerd 20.10 writes its identity key to this fixed path, and makes the plugin dir.
+    // Parents first: they are removed last.
     sb.host_dir("/etc/docker/key.json", false);
-    sb.host_dir("/run/docker/plugins", false);
     sb.host_dir("/run/docker", false);
+    sb.host_dir("/run/docker/plugins", false);
     sb.cgroup_parents.push(cgroup_parent.to_string());
     std::fs::write(base.join("daemon.json"), "{}").expect("write daemon.json");
     let sock = base.join("docker.sock");

@@ -497,10 +497,13 @@ impl Sandbox {
                 problems.push(format!("cgroup left behind: {}", dir.display()));
             }
         }
-        let new_sockets: Vec<String> = dir_entries(Path::new(SHIM_SOCKET_DIR))
-            .difference(&self.shim_sockets_before)
-            .cloned()
-            .collect();
+        // The directory is the machine's: a shim (ours, or another test's) may take a
+        // moment to remove its socket after it exits.
+        let new_sockets = || -> Vec<String> {
+            dir_entries(Path::new(SHIM_SOCKET_DIR)).difference(&self.shim_sockets_before).cloned().collect()
+        };
+        wait_until(Duration::from_secs(10), || new_sockets().is_empty());
+        let new_sockets = new_sockets();
         if !new_sockets.is_empty() {
             problems.push(format!(
                 "shim sockets left in {SHIM_SOCKET_DIR}: {new_sockets:?}"
@@ -545,6 +548,17 @@ impl Sandbox {
                         .stdout(Stdio::null())
                         .stderr(Stdio::null());
                     let _ = cmd.status();
+                }
+            }
+        }
+        // Container processes name no sandbox path (a failed CRI test's pause `sleep`):
+        // they are found in the cgroups below our parents, thawed if frozen, and killed.
+        for parent in self.cgroup_parent_dirs() {
+            for dir in dirs_below(&parent) {
+                let _ = fs::write(dir.join("freezer.state"), "THAWED");
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }
