@@ -70,8 +70,9 @@ impl Cgroup {
         let start = Instant::now();
         // Fast path: an empty leaf with no children just goes (one rmdir
         // per hierarchy instead of reading every cgroup.procs).
-        if self.dirs().all(|d| matches!(std::fs::remove_dir(&d.path), Ok(()))
-            || !d.path.exists())
+        if self
+            .dirs()
+            .all(|d| matches!(std::fs::remove_dir(&d.path), Ok(())) || !d.path.exists())
         {
             for d in self.dirs() {
                 remove_dir(d, start)?;

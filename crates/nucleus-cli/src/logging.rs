@@ -40,7 +40,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.extra.insert(field.name().to_string(), format!("{value:?}").into());
+            self.extra
+                .insert(field.name().to_string(), format!("{value:?}").into());
         }
     }
 }
@@ -50,7 +51,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let level = match *event.metadata().level() {
@@ -79,7 +85,11 @@ pub struct LogGuard;
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
     let level = if debug { Level::DEBUG } else { Level::WARN };
     let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log.and_then(|p| {
-        std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
     }) {
         Some(file) => {
             let file = std::sync::Arc::new(Mutex::new(file));
@@ -87,7 +97,10 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
         }
         None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(writer).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(writer)
+        .with_ansi(false);
     let _ = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.with_target(false).without_time().try_init(),
@@ -127,7 +140,10 @@ pub fn report(err: &anyhow::Error, has_log_file: bool) {
         tracing::error!("{msg}");
     }
     eprintln!("nucleus: {msg}");
-    if let Some(hint) = err.downcast_ref::<nucleus_engine::EngineError>().and_then(|e| e.hint()) {
+    if let Some(hint) = err
+        .downcast_ref::<nucleus_engine::EngineError>()
+        .and_then(|e| e.hint())
+    {
         eprintln!("hint: {hint}");
     }
 }

@@ -18,10 +18,20 @@ pub enum LogFormat {
 
 /// nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)
 #[derive(Debug, Parser)]
-#[command(name = "nucleus", version, about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)", disable_help_subcommand = true)]
+#[command(
+    name = "nucleus",
+    version,
+    about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Directory for container state
-    #[arg(long, global = true, default_value = "/run/nucleus", env = "NUCLEUS_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/nucleus",
+        env = "NUCLEUS_ROOT"
+    )]
     root: PathBuf,
     /// Write diagnostics to this file instead of stderr
     #[arg(long, global = true)]
@@ -55,13 +65,20 @@ enum Verb {
 
 fn main() {
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
-    let (args, agent_run) = docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
+    let (args, agent_run) =
+        docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.
         Err(e) if agent_run && e.use_stderr() => {
             let text = e.render().to_string();
-            eprintln!("nucleus: {}", text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: "));
+            eprintln!(
+                "nucleus: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
             std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
         }
         Err(e) => e.exit(),
@@ -70,7 +87,11 @@ fn main() {
     let result = match cli.command {
         Verb::Oci(c) => oci::dispatch(&cli.root, c),
         Verb::Docker(c) => {
-            let g = docker::Globals { root: &cli.root, log: cli.log.as_deref(), debug: cli.debug };
+            let g = docker::Globals {
+                root: &cli.root,
+                log: cli.log.as_deref(),
+                debug: cli.debug,
+            };
             docker::dispatch(&g, c)
         }
     };

@@ -164,7 +164,8 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
     let root = StateRoot::new(root);
     match command {
         Command::Create(a) => {
-            lifecycle::create(&root, &a.id, &create_options(&a)).with_context(|| format!("create `{}`", a.id))?;
+            lifecycle::create(&root, &a.id, &create_options(&a))
+                .with_context(|| format!("create `{}`", a.id))?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -196,7 +197,8 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
                 detach: a.detach,
                 preserve_fds: a.preserve_fds,
             };
-            Ok(lifecycle::exec(&root, &a.id, &opts).with_context(|| format!("exec in `{}`", a.id))?)
+            Ok(lifecycle::exec(&root, &a.id, &opts)
+                .with_context(|| format!("exec in `{}`", a.id))?)
         }
         Command::State { id } => {
             let id = resolve(&root, &id);
@@ -206,8 +208,10 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
         }
         Command::Kill(mut a) => {
             a.id = resolve(&root, &a.id);
-            let sig = nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
-            lifecycle::kill(&root, &a.id, sig, a.all).with_context(|| format!("kill `{}`", a.id))?;
+            let sig =
+                nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
+            lifecycle::kill(&root, &a.id, sig, a.all)
+                .with_context(|| format!("kill `{}`", a.id))?;
             Ok(0)
         }
         Command::Delete(mut a) => {
@@ -229,10 +233,14 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             if path.exists() {
                 bail!("`{}` exists; remove it first", path.display());
             }
-            let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+            let (uid, gid) = (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            );
             let v = nucleus_engine::template::default_spec(a.rootless, uid, gid);
             let text = serde_json::to_string_pretty(&v)?;
-            std::fs::write(&path, text + "\n").with_context(|| format!("write `{}`", path.display()))?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("write `{}`", path.display()))?;
             Ok(0)
         }
         Command::Resources(c) => crate::resources::dispatch(&root, c),
@@ -255,19 +263,24 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
     use oci_spec::runtime::{Capability, Process};
     use std::str::FromStr;
     if let Some(path) = &a.process {
-        let text = std::fs::read(path).with_context(|| format!("--process: read `{}`", path.display()))?;
-        let p: Process = serde_json::from_slice(&text).with_context(|| format!("--process: `{}` is not a valid process", path.display()))?;
+        let text =
+            std::fs::read(path).with_context(|| format!("--process: read `{}`", path.display()))?;
+        let p: Process = serde_json::from_slice(&text)
+            .with_context(|| format!("--process: `{}` is not a valid process", path.display()))?;
         return Ok(p);
     }
     if a.command.is_empty() {
         bail!("exec needs a command (or --process)");
     }
-    let mut p = lifecycle::container_process(root, &a.id).with_context(|| format!("exec in `{}`", a.id))?;
+    let mut p =
+        lifecycle::container_process(root, &a.id).with_context(|| format!("exec in `{}`", a.id))?;
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     let mut env = p.env().clone().unwrap_or_default();
     for kv in &a.env {
-        let Some((key, _)) = kv.split_once('=') else { bail!("--env: `{kv}` is not KEY=VALUE") };
+        let Some((key, _)) = kv.split_once('=') else {
+            bail!("--env: `{kv}` is not KEY=VALUE")
+        };
         env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
         env.push(kv.clone());
     }
@@ -280,27 +293,38 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
             Some((u, g)) => (u, Some(g)),
             None => (user.as_str(), None),
         };
-        let uid: u32 = uid.parse().map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?;
+        let uid: u32 = uid
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?;
         p.user_mut().set_uid(uid);
         if let Some(g) = gid {
-            p.user_mut().set_gid(g.parse().map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?);
+            p.user_mut().set_gid(
+                g.parse()
+                    .map_err(|_| anyhow::anyhow!("--user: `{user}` is not uid[:gid]"))?,
+            );
         }
     }
     if !a.additional_gids.is_empty() {
-        p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
+        p.user_mut()
+            .set_additional_gids(Some(a.additional_gids.clone()));
     }
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
             let upper = name.to_ascii_uppercase();
             let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-            let cap = Capability::from_str(bare).map_err(|_| anyhow::anyhow!("--cap: unknown capability `{name}`"))?;
+            let cap = Capability::from_str(bare)
+                .map_err(|_| anyhow::anyhow!("--cap: unknown capability `{name}`"))?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
                 Some(s)
             };
-            let (b, e, pm) = (add(caps.bounding()), add(caps.effective()), add(caps.permitted()));
+            let (b, e, pm) = (
+                add(caps.bounding()),
+                add(caps.effective()),
+                add(caps.permitted()),
+            );
             caps.set_bounding(b);
             caps.set_effective(e);
             caps.set_permitted(pm);
@@ -345,9 +369,22 @@ fn list(root: &StateRoot, a: &ListArgs) -> Result<i32> {
             writeln!(out)?;
         }
         "table" => {
-            writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+            writeln!(
+                out,
+                "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            )?;
             for e in &entries {
-                writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} {}", e.id, e.pid, e.status, e.bundle.display(), e.created, e.owner)?;
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                    e.id,
+                    e.pid,
+                    e.status,
+                    e.bundle.display(),
+                    e.created,
+                    e.owner
+                )?;
             }
         }
         other => bail!("--format: invalid value `{other}` (expected table or json)"),

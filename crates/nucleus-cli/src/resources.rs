@@ -130,13 +130,18 @@ fn ps(root: &StateRoot, a: &PsArgs) -> Result<i32> {
     match a.format.as_str() {
         "json" => {
             if !a.ps_args.is_empty() {
-                bail!("ps `{}`: ps arguments `{}` cannot be used with --format json", a.id, a.ps_args.join(" "));
+                bail!(
+                    "ps `{}`: ps arguments `{}` cannot be used with --format json",
+                    a.id,
+                    a.ps_args.join(" ")
+                );
             }
             serde_json::to_writer(&mut out, &pids)?;
             writeln!(out)?;
         }
         "table" => {
-            let table = engine::ps_table(&pids, &a.ps_args).with_context(|| format!("ps `{}`", a.id))?;
+            let table =
+                engine::ps_table(&pids, &a.ps_args).with_context(|| format!("ps `{}`", a.id))?;
             out.write_all(table.as_bytes())?;
         }
         other => bail!("--format: invalid value `{other}` (expected table or json)"),
@@ -148,21 +153,30 @@ fn events(root: &StateRoot, a: &EventsArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     if a.stats {
         let stats = engine::stats(root, &a.id).with_context(|| format!("events `{}`", a.id))?;
-        let e = engine::Event { kind: "stats", id: a.id.clone(), data: Some(stats) };
+        let e = engine::Event {
+            kind: "stats",
+            id: a.id.clone(),
+            data: Some(stats),
+        };
         serde_json::to_writer(&mut out, &e)?;
         writeln!(out)?;
         return Ok(0);
     }
-    let interval = parse_duration(&a.interval).with_context(|| format!("--interval: invalid value `{}`", a.interval))?;
+    let interval = parse_duration(&a.interval)
+        .with_context(|| format!("--interval: invalid value `{}`", a.interval))?;
     if interval.is_zero() {
-        bail!("--interval: invalid value `{}`: must be greater than 0", a.interval);
+        bail!(
+            "--interval: invalid value `{}`: must be greater than 0",
+            a.interval
+        );
     }
     let mut sink = |e: &engine::Event| -> std::io::Result<()> {
         serde_json::to_writer(&mut out, e)?;
         writeln!(out)?;
         out.flush()
     };
-    engine::events(root, &a.id, interval, &mut sink).with_context(|| format!("events `{}`", a.id))?;
+    engine::events(root, &a.id, interval, &mut sink)
+        .with_context(|| format!("events `{}`", a.id))?;
     Ok(0)
 }
 
@@ -174,12 +188,20 @@ fn update_delta(a: &UpdateArgs) -> Result<LinuxResources> {
         }
         let text = if path.as_os_str() == "-" {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("--resources: read stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("--resources: read stdin")?;
             s
         } else {
-            std::fs::read_to_string(path).with_context(|| format!("--resources: read `{}`", path.display()))?
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--resources: read `{}`", path.display()))?
         };
-        return serde_json::from_str(&text).with_context(|| format!("--resources: `{}` is not valid linux.resources JSON", path.display()));
+        return serde_json::from_str(&text).with_context(|| {
+            format!(
+                "--resources: `{}` is not valid linux.resources JSON",
+                path.display()
+            )
+        });
     }
     let mut memory = Map::new();
     for (flag, key, value) in [
@@ -231,15 +253,27 @@ fn update_delta(a: &UpdateArgs) -> Result<LinuxResources> {
         res.insert("blockIO".into(), json!({ "weight": w }));
     }
     let text = Value::Object(res).to_string();
-    serde_json::from_str(&text).with_context(|| format!("update flags give invalid resources `{text}`"))
+    serde_json::from_str(&text)
+        .with_context(|| format!("update flags give invalid resources `{text}`"))
 }
 
 /// True if any resource flag besides `--resources` is set.
 fn update_flags_given(a: &UpdateArgs) -> bool {
-    let strings = [&a.cpuset_cpus, &a.cpuset_mems, &a.memory, &a.memory_reservation, &a.memory_swap, &a.kernel_memory, &a.kernel_memory_tcp];
+    let strings = [
+        &a.cpuset_cpus,
+        &a.cpuset_mems,
+        &a.memory,
+        &a.memory_reservation,
+        &a.memory_swap,
+        &a.kernel_memory,
+        &a.kernel_memory_tcp,
+    ];
     let signed = [a.cpu_quota, a.cpu_rt_runtime, a.cpu_idle, a.pids_limit];
     let unsigned = [a.cpu_period, a.cpu_burst, a.cpu_rt_period, a.cpu_share];
-    a.blkio_weight.is_some() || strings.iter().any(|s| s.is_some()) || signed.iter().any(Option::is_some) || unsigned.iter().any(Option::is_some)
+    a.blkio_weight.is_some()
+        || strings.iter().any(|s| s.is_some())
+        || signed.iter().any(Option::is_some)
+        || unsigned.iter().any(Option::is_some)
 }
 
 /// A byte count as runc's memory flags take it: `-1` (unlimited), or a
@@ -250,11 +284,18 @@ fn parse_bytes(s: &str) -> Result<i64> {
     if s == "-1" {
         return Ok(-1);
     }
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().map_err(|_| anyhow::anyhow!("expected a number of bytes, optionally with a k/m/g/t/p suffix"))?;
+    let num: f64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("expected a number of bytes, optionally with a k/m/g/t/p suffix")
+    })?;
     let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty())).unwrap_or(&unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
+        .unwrap_or(&unit);
     let shift = match unit {
         "" | "b" => 0,
         "k" => 10,
@@ -281,10 +322,16 @@ fn parse_duration(s: &str) -> Result<Duration> {
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().map_err(|_| anyhow::anyhow!("expected a number before the unit"))?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n]
+            .parse()
+            .map_err(|_| anyhow::anyhow!("expected a number before the unit"))?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let secs = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -25,14 +25,20 @@ fn run(ctx: &Ctx, args: &[&str]) -> Out {
 
 /// `key=value` lines printed by a probe script.
 fn fields(out: &str) -> BTreeMap<String, String> {
-    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// `ps -a --format json`, one object per line.
 fn ps_all(ctx: &Ctx) -> Vec<Value> {
     let out = ctx.rt(&["ps", "-a", "--format", "json"]);
     out.assert_ok();
-    out.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ps line {l:?}: {e}"))).collect()
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ps line {l:?}: {e}")))
+        .collect()
 }
 
 /// The init pid of a running container, from `inspect`; recorded for the leak checks.
@@ -100,7 +106,11 @@ fn agent_sandbox_runs_host_programs_locked_down() {
             script,
         ],
     );
-    assert_eq!(out.code, Some(7), "the workload's exit code comes back\n{out}");
+    assert_eq!(
+        out.code,
+        Some(7),
+        "the workload's exit code comes back\n{out}"
+    );
     let f = fields(&out.stdout);
     let want = [
         ("ls", "ok"),
@@ -125,7 +135,10 @@ fn agent_sandbox_runs_host_programs_locked_down() {
     for (k, v) in want {
         assert_eq!(f.get(k).map(String::as_str), Some(v), "{k}\n{out}");
     }
-    assert_eq!(fs::read_to_string(volume.join("written")).unwrap(), "data\n");
+    assert_eq!(
+        fs::read_to_string(volume.join("written")).unwrap(),
+        "data\n"
+    );
     // The context was copied: the original is untouched, the copy went with the container.
     assert!(!context.join("new").exists());
     ctx.finish_agent();
@@ -159,7 +172,10 @@ fn context_bind_is_read_only_and_secret_belongs_to_the_user() {
         ],
     );
     out.assert_ok();
-    assert_eq!(out.stdout, "x\nctx=readonly\nowner=nobody\nk\n65534\n", "{out}");
+    assert_eq!(
+        out.stdout, "x\nctx=readonly\nowner=nobody\nk\n65534\n",
+        "{out}"
+    );
     ctx.finish_agent();
 }
 
@@ -167,10 +183,26 @@ fn context_bind_is_read_only_and_secret_belongs_to_the_user() {
 fn memory_limit_stops_a_tmpfs_write() {
     require!(root);
     let ctx = Ctx::new();
-    let out = run(&ctx, &["--memory", "32M", "--", "/bin/sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=64 2>/dev/null; echo dd=$?"]);
+    let out = run(
+        &ctx,
+        &[
+            "--memory",
+            "32M",
+            "--",
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/big bs=1M count=64 2>/dev/null; echo dd=$?",
+        ],
+    );
     let f = fields(&out.stdout);
-    let dd: i32 = f.get("dd").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no dd status\n{out}"));
-    assert_ne!(dd, 0, "a 64 MiB write must fail under a 32 MiB limit\n{out}");
+    let dd: i32 = f
+        .get("dd")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no dd status\n{out}"));
+    assert_ne!(
+        dd, 0,
+        "a 64 MiB write must fail under a 32 MiB limit\n{out}"
+    );
     ctx.finish_agent();
 }
 
@@ -204,27 +236,73 @@ fn bad_flag_values_exit_125_naming_flag_and_value() {
     require!(root);
     let ctx = Ctx::new();
     for (args, needle) in [
-        (&["--memory", "lots", "--", "true"][..], "--memory: invalid value `lots`"),
-        (&["--cpus", "zero", "--", "true"][..], "--cpus: invalid value `zero`"),
-        (&["--pids", "-5", "--", "true"][..], "--pids: invalid value `-5`"),
-        (&["--ulimit", "nofile=x", "--", "true"][..], "--ulimit: invalid value `nofile=x`"),
-        (&["-v", "/no/such/dir:/x", "--", "true"][..], "-v/--volume: invalid value `/no/such/dir:/x`"),
-        (&["--secret", "/no/such/file", "--", "true"][..], "--secret: invalid value `/no/such/file`"),
-        (&["--context", "/no/such/dir", "--", "true"][..], "--context: invalid value `/no/such/dir`"),
-        (&["--network", "host", "--", "true"][..], "--network: invalid value `host`"),
-        (&["--timeout", "soon", "--", "true"][..], "--timeout: invalid value `soon`"),
-        (&["--cap-add", "FLY", "--", "true"][..], "--cap-add: invalid value `FLY`"),
-        (&["-u", "no-such-user", "--", "true"][..], "-u/--user: invalid value `no-such-user`"),
-        (&["--seccomp-profile", "/no/such.json", "--", "true"][..], "--seccomp-profile: invalid value `/no/such.json`"),
-        (&["--landlock-policy-sha256", "abc", "--", "true"][..], "--landlock-policy-sha256: invalid value `abc`"),
+        (
+            &["--memory", "lots", "--", "true"][..],
+            "--memory: invalid value `lots`",
+        ),
+        (
+            &["--cpus", "zero", "--", "true"][..],
+            "--cpus: invalid value `zero`",
+        ),
+        (
+            &["--pids", "-5", "--", "true"][..],
+            "--pids: invalid value `-5`",
+        ),
+        (
+            &["--ulimit", "nofile=x", "--", "true"][..],
+            "--ulimit: invalid value `nofile=x`",
+        ),
+        (
+            &["-v", "/no/such/dir:/x", "--", "true"][..],
+            "-v/--volume: invalid value `/no/such/dir:/x`",
+        ),
+        (
+            &["--secret", "/no/such/file", "--", "true"][..],
+            "--secret: invalid value `/no/such/file`",
+        ),
+        (
+            &["--context", "/no/such/dir", "--", "true"][..],
+            "--context: invalid value `/no/such/dir`",
+        ),
+        (
+            &["--network", "host", "--", "true"][..],
+            "--network: invalid value `host`",
+        ),
+        (
+            &["--timeout", "soon", "--", "true"][..],
+            "--timeout: invalid value `soon`",
+        ),
+        (
+            &["--cap-add", "FLY", "--", "true"][..],
+            "--cap-add: invalid value `FLY`",
+        ),
+        (
+            &["-u", "no-such-user", "--", "true"][..],
+            "-u/--user: invalid value `no-such-user`",
+        ),
+        (
+            &["--seccomp-profile", "/no/such.json", "--", "true"][..],
+            "--seccomp-profile: invalid value `/no/such.json`",
+        ),
+        (
+            &["--landlock-policy-sha256", "abc", "--", "true"][..],
+            "--landlock-policy-sha256: invalid value `abc`",
+        ),
         (&["--no-such-flag", "--", "true"][..], "--no-such-flag"),
         (&["--memory"][..], "--memory"),
         (&["alpine"][..], "IMAGE: invalid value `alpine`"),
     ] {
         let out = run(&ctx, args);
         assert_eq!(out.code, Some(125), "{args:?}\n{out}");
-        assert_eq!(out.stderr.lines().filter(|l| !l.contains("WARN")).count(), 1, "one line\n{out}");
-        assert!(out.stderr.contains(needle), "{args:?} should say {needle:?}\n{out}");
+        assert_eq!(
+            out.stderr.lines().filter(|l| !l.contains("WARN")).count(),
+            1,
+            "one line\n{out}"
+        );
+        assert!(
+            out.stderr.contains(needle),
+            "{args:?} should say {needle:?}\n{out}"
+        );
     }
     ctx.finish_agent();
 }
@@ -233,7 +311,18 @@ fn bad_flag_values_exit_125_naming_flag_and_value() {
 fn detached_container_managed_by_name() {
     require!(root);
     let ctx = Ctx::new();
-    let out = run(&ctx, &["-d", "--name", "web", "--", "/bin/sh", "-c", "echo started; echo warn >&2; trap 'exit 5' TERM; while :; do sleep 0.1; done"]);
+    let out = run(
+        &ctx,
+        &[
+            "-d",
+            "--name",
+            "web",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo started; echo warn >&2; trap 'exit 5' TERM; while :; do sleep 0.1; done",
+        ],
+    );
     out.assert_ok();
     let id = out.out().to_string();
     assert_eq!(id.len(), 64, "prints the id\n{out}");
@@ -241,22 +330,46 @@ fn detached_container_managed_by_name() {
 
     let ps = ctx.rt(&["ps"]);
     ps.assert_ok();
-    assert!(ps.stdout.contains("web") && ps.stdout.contains(&id[..12]), "{ps}");
+    assert!(
+        ps.stdout.contains("web") && ps.stdout.contains(&id[..12]),
+        "{ps}"
+    );
     // The same name cannot be taken twice.
     let dup = run(&ctx, &["-d", "--name", "web", "--", "true"]);
     assert_eq!(dup.code, Some(125), "{dup}");
     assert!(dup.stderr.contains("already in use"), "{dup}");
 
-    assert!(common::wait_until(Duration::from_secs(5), || ctx.rt(&["logs", "web"]).stdout.contains("started")));
+    assert!(common::wait_until(Duration::from_secs(5), || ctx
+        .rt(&["logs", "web"])
+        .stdout
+        .contains("started")));
     let logs = ctx.rt(&["logs", "web"]);
-    assert!(logs.stderr.contains("warn"), "stderr goes to stderr\n{logs}");
-    let raw = fs::read_to_string(ctx.root().join(".bundles").join(&id).join("container.log")).unwrap();
+    assert!(
+        logs.stderr.contains("warn"),
+        "stderr goes to stderr\n{logs}"
+    );
+    let raw =
+        fs::read_to_string(ctx.root().join(".bundles").join(&id).join("container.log")).unwrap();
     let first: Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
-    assert!(first["time"].is_string() && first["stream"].is_string() && first["log"].is_string(), "{first}");
+    assert!(
+        first["time"].is_string() && first["stream"].is_string() && first["log"].is_string(),
+        "{first}"
+    );
 
-    let attach = ctx.rt(&["attach", "web", "--", "/bin/sh", "-c", "echo inside-$(hostname); cat /proc/1/comm"]);
+    let attach = ctx.rt(&[
+        "attach",
+        "web",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo inside-$(hostname); cat /proc/1/comm",
+    ]);
     attach.assert_ok();
-    assert_eq!(attach.stdout, format!("inside-{}\nsh\n", &id[..12]), "{attach}");
+    assert_eq!(
+        attach.stdout,
+        format!("inside-{}\nsh\n", &id[..12]),
+        "{attach}"
+    );
     // By unique id prefix too.
     assert!(ctx.rt(&["attach", &id[..10], "--", "true"]).success());
 
@@ -268,10 +381,16 @@ fn detached_container_managed_by_name() {
     let stop = ctx.rt(&["stop", "-t", "5", "web"]);
     stop.assert_ok();
     let all = ps_all(&ctx);
-    let web = all.iter().find(|c| c["Names"] == "web").unwrap_or_else(|| panic!("web in ps -a: {all:?}"));
+    let web = all
+        .iter()
+        .find(|c| c["Names"] == "web")
+        .unwrap_or_else(|| panic!("web in ps -a: {all:?}"));
     assert_eq!(web["State"], "exited");
     assert_eq!(web["ExitCode"], 5, "{web}");
-    assert!(!ctx.rt(&["ps"]).stdout.contains("web"), "not running any more");
+    assert!(
+        !ctx.rt(&["ps"]).stdout.contains("web"),
+        "not running any more"
+    );
     let inspect = ctx.rt(&["inspect", "web"]).json();
     assert_eq!(inspect[0]["State"]["ExitCode"], 5);
     assert_eq!(inspect[0]["Limits"]["pids"]["limit"], 1024);
@@ -286,22 +405,44 @@ fn detached_container_managed_by_name() {
 fn detached_kill_with_signal_and_timeout() {
     require!(root);
     let ctx = Ctx::new();
-    run(&ctx, &["-d", "--name", "k", "--", "/bin/sh", "-c", "trap 'exit 9' USR1; while :; do sleep 0.1; done"]).assert_ok();
+    run(
+        &ctx,
+        &[
+            "-d",
+            "--name",
+            "k",
+            "--",
+            "/bin/sh",
+            "-c",
+            "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+        ],
+    )
+    .assert_ok();
     init_pid(&ctx, "k");
     ctx.rt(&["kill", "-s", "USR1", "k"]).assert_ok();
-    assert!(common::wait_until(Duration::from_secs(5), || ps_all(&ctx).iter().any(|c| c["Names"] == "k" && c["ExitCode"] == 9)));
+    assert!(common::wait_until(Duration::from_secs(5), || ps_all(&ctx)
+        .iter()
+        .any(|c| c["Names"] == "k" && c["ExitCode"] == 9)));
 
-    run(&ctx, &["-d", "--name", "t", "--timeout", "1", "--", "sleep", "30"]).assert_ok();
+    run(
+        &ctx,
+        &["-d", "--name", "t", "--timeout", "1", "--", "sleep", "30"],
+    )
+    .assert_ok();
     init_pid(&ctx, "t");
     let start = Instant::now();
-    assert!(common::wait_until(Duration::from_secs(5), || ps_all(&ctx).iter().any(|c| c["Names"] == "t" && c["ExitCode"] == 137)));
+    assert!(common::wait_until(Duration::from_secs(5), || ps_all(&ctx)
+        .iter()
+        .any(|c| c["Names"] == "t" && c["ExitCode"] == 137)));
     assert!(start.elapsed() < Duration::from_secs(3));
     let inspect = ctx.rt(&["inspect", "t"]).json();
     assert_eq!(inspect[0]["State"]["TimedOut"], true);
 
     // --rm: gone once it exits.
     run(&ctx, &["-d", "--rm", "--name", "gone", "--", "true"]).assert_ok();
-    assert!(common::wait_until(Duration::from_secs(5), || !ps_all(&ctx).iter().any(|c| c["Names"] == "gone")));
+    assert!(common::wait_until(Duration::from_secs(5), || !ps_all(&ctx)
+        .iter()
+        .any(|c| c["Names"] == "gone")));
     ctx.finish_agent();
 }
 
@@ -318,7 +459,16 @@ fn fifty_concurrent_sandboxes() {
                 std::process::Command::new(common::runtime())
                     .arg("--root")
                     .arg(&root)
-                    .args(["run", "-d", "--name", &format!("box{i}"), "--", "/bin/sh", "-c", "echo up; sleep 60"])
+                    .args([
+                        "run",
+                        "-d",
+                        "--name",
+                        &format!("box{i}"),
+                        "--",
+                        "/bin/sh",
+                        "-c",
+                        "echo up; sleep 60",
+                    ])
                     .stdin(std::process::Stdio::null())
                     .output()
                     .expect("run nucleus")
@@ -327,7 +477,11 @@ fn fifty_concurrent_sandboxes() {
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
         let out = h.join().unwrap();
-        assert!(out.status.success(), "box{i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "box{i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let all = ps_all(&ctx);
     assert_eq!(all.len(), n, "{all:?}");
@@ -335,7 +489,10 @@ fn fifty_concurrent_sandboxes() {
     for i in 0..n {
         init_pid(&ctx, &format!("box{i}"));
     }
-    let ids: Vec<String> = all.iter().map(|c| c["Id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = all
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_string())
+        .collect();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     ctx.rt(&args).assert_ok();
@@ -362,7 +519,11 @@ fn concurrent_runs_with_one_name_only_one_wins() {
             })
         })
         .collect();
-    let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|o| o.status.success()).count();
+    let wins = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|o| o.status.success())
+        .count();
     assert_eq!(wins, 1);
     assert_eq!(ps_all(&ctx).len(), 1);
     ctx.finish_agent();

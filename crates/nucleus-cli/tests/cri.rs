@@ -201,7 +201,11 @@ struct NetGuard {
 
 impl NetGuard {
     fn new_netns(&self) -> Vec<String> {
-        netns_entries().difference(&self.netns_before).filter(|n| n.starts_with("cni-")).cloned().collect()
+        netns_entries()
+            .difference(&self.netns_before)
+            .filter(|n| n.starts_with("cni-"))
+            .cloned()
+            .collect()
     }
 }
 
@@ -440,7 +444,10 @@ fn stream_exec(url: &str) -> String {
         Ok(req) => req,
         Err(e) => return format!("bad url {url}: {e}"),
     };
-    req.headers_mut().insert("Sec-WebSocket-Protocol", tungstenite::http::HeaderValue::from_static("v4.channel.k8s.io"));
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        tungstenite::http::HeaderValue::from_static("v4.channel.k8s.io"),
+    );
     let mut ws = match tungstenite::connect(req) {
         Ok((ws, _)) => ws,
         Err(e) => return format!("connect: {e}"),
@@ -687,13 +694,17 @@ fn cri_scenario(
         "after update: /dev/null still usable",
         exec_sync(cri, &id, &["sh", "-c", "echo x > /dev/null && echo ok"]),
     );
-    let r = cri.call(cri.rs().exec(ExecRequest {
-        container_id: id.clone(),
-        cmd: ["sh", "-c", "echo streamed; echo to-stderr >&2; exit 2"].map(String::from).to_vec(),
-        stdout: true,
-        stderr: true,
-        ..Default::default()
-    }));
+    let r = cri.call(
+        cri.rs().exec(ExecRequest {
+            container_id: id.clone(),
+            cmd: ["sh", "-c", "echo streamed; echo to-stderr >&2; exit 2"]
+                .map(String::from)
+                .to_vec(),
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
     let url = r
         .as_ref()
         .map(|e| e.url.starts_with("http://127.0.0.1:"))
@@ -973,7 +984,10 @@ fn cri_runs_pods_on_nucleus_like_runc() {
     sb.host_dir("/var/lib/cni", true);
     sb.host_dir(NETNS_DIR, false);
     let bridge = format!("ncri{}", pid % 100_000);
-    let net = NetGuard { bridge: bridge.clone(), netns_before: netns_entries() };
+    let net = NetGuard {
+        bridge: bridge.clone(),
+        netns_before: netns_entries(),
+    };
     let third = pid % 250 + 1;
     let (subnet, prefix) = (format!("198.18.{third}.0/24"), format!("198.18.{third}."));
     write_cni_conf(&sb, &bridge, &subnet);

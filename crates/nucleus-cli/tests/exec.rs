@@ -12,7 +12,10 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{accept_until, cap_mask, pty_master, read_pty, install_sysprobe, parse_probe, recv_fd, status_field, Bundle, Ctx, DEFAULT_CAPS};
+use common::{
+    accept_until, cap_mask, install_sysprobe, parse_probe, pty_master, read_pty, recv_fd,
+    status_field, Bundle, Ctx, DEFAULT_CAPS,
+};
 use serde_json::json;
 
 /// The value of `Field:` in a /proc/PID/status dump.

@@ -46,7 +46,10 @@ access = ["read", "write", "create", "remove"]
     assert!(out.contains("allowed-ok"), "{out}");
     assert!(out.contains("denied-refused"), "{out}");
     assert_eq!(std::fs::read_to_string(allowed.join("x")).unwrap(), "in\n");
-    assert!(!denied.join("x").exists(), "a write outside the policy reached the host");
+    assert!(
+        !denied.join("x").exists(),
+        "a write outside the policy reached the host"
+    );
     ctx.finish();
 }
 
@@ -60,7 +63,10 @@ fn net_rules_limit_tcp_connect() {
     let ctx = Ctx::new();
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (p_open, p_closed) = (open.local_addr().unwrap().port(), closed.local_addr().unwrap().port());
+    let (p_open, p_closed) = (
+        open.local_addr().unwrap().port(),
+        closed.local_addr().unwrap().port(),
+    );
     for l in [open, closed] {
         std::thread::spawn(move || {
             for conn in l.incoming().take(2) {
@@ -112,9 +118,15 @@ fn malformed_policy_names_the_line() {
         return;
     }
     let ctx = Ctx::new();
-    let bundle = with_policy(ctx.bundle().with_sh("echo ran"), "min_abi = 1\n[[rules]]\npath = \"/\"\naccess = [\"fly\"]\n");
+    let bundle = with_policy(
+        ctx.bundle().with_sh("echo ran"),
+        "min_abi = 1\n[[rules]]\npath = \"/\"\naccess = [\"fly\"]\n",
+    );
     let out = ctx.run(&bundle);
     out.assert_fail();
-    assert!(out.stderr.contains("line 4") && out.stderr.contains("fly"), "{out}");
+    assert!(
+        out.stderr.contains("line 4") && out.stderr.contains("fly"),
+        "{out}"
+    );
     ctx.finish();
 }

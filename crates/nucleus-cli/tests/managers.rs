@@ -30,7 +30,12 @@ use common::{wait_until, Out};
 const PODMAN_DEFAULT_RLIMIT: u64 = 1_048_576;
 
 /// Lowered limits the podman runs ask for, so they fit under this host's hard limits.
-const ULIMITS: &[&str] = &["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+const ULIMITS: &[&str] = &[
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 // ---------------------------------------------------------------------------------------
 // containerd
@@ -48,7 +53,12 @@ struct Ctr<'a> {
 impl Ctr<'_> {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.env("TMPDIR", self.sb.path().join("tmp")).arg("-a").arg(&self.sock).arg("-n").arg(&self.ns).args(args);
+        cmd.env("TMPDIR", self.sb.path().join("tmp"))
+            .arg("-a")
+            .arg(&self.sock)
+            .arg("-n")
+            .arg(&self.ns)
+            .args(args);
         cmd
     }
 
@@ -83,7 +93,16 @@ impl Ctr<'_> {
     /// Runs `ctr ARGS` under `script`, which gives it the terminal `--tty` needs.
     fn with_tty(&self, args: &[String]) -> Out {
         let cmd = self.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut line: Vec<String> = cmd.get_envs().map(|(k, v)| format!("{}={}", k.to_string_lossy(), sh_quote(&v.unwrap_or_default().to_string_lossy()))).collect();
+        let mut line: Vec<String> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k.to_string_lossy(),
+                    sh_quote(&v.unwrap_or_default().to_string_lossy())
+                )
+            })
+            .collect();
         line.insert(0, "env".into());
         line.push("ctr".into());
         line.extend(cmd.get_args().map(|a| sh_quote(&a.to_string_lossy())));
@@ -116,7 +135,11 @@ impl Ctr<'_> {
     fn pid_count(&self, id: &str) -> usize {
         let out = self.ctr(&["task", "ps", id]);
         out.assert_ok();
-        out.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+        out.stdout
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count()
     }
 }
 
@@ -130,22 +153,46 @@ fn reported_exit_code(out: &Out) -> String {
 }
 
 /// The scenario, driven through ctr with `runtime` as the runc binary.
-fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &str, runtime: &Path) -> Observations {
+fn containerd_scenario(
+    sb: &mut Sandbox,
+    sock: &Path,
+    archive: &Path,
+    label: &str,
+    runtime: &Path,
+) -> Observations {
     let pid = std::process::id();
     let ns = format!("{label}-mgr-{pid}");
     sb.cgroup_parents.push(ns.clone());
     let runc_root = sb.dir(&format!("runc-root/{label}"));
     // The shim passes `--root <runc-root>/<namespace>`.
-    sb.runtime_roots.push((runtime.to_path_buf(), runc_root.join(&ns)));
-    let ids: Vec<String> = ["out", "err", "exec", "term", "tty"].iter().map(|s| format!("{label}-{s}-{pid}")).collect();
+    sb.runtime_roots
+        .push((runtime.to_path_buf(), runc_root.join(&ns)));
+    let ids: Vec<String> = ["out", "err", "exec", "term", "tty"]
+        .iter()
+        .map(|s| format!("{label}-{s}-{pid}"))
+        .collect();
     sb.ids.extend(ids.iter().cloned());
     let sb = &*sb;
-    let ctr = Ctr { sb, sock: sock.to_path_buf(), ns, runtime: runtime.to_path_buf(), runc_root, fifo_dir: sb.dir("fifo") };
+    let ctr = Ctr {
+        sb,
+        sock: sock.to_path_buf(),
+        ns,
+        runtime: runtime.to_path_buf(),
+        runc_root,
+        fifo_dir: sb.dir("fifo"),
+    };
     let (id_out, id_err, id_exec, id_term, id_tty) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
     let mut obs = Observations::new();
 
     // The image, in this namespace's store.
-    let import = ctr.ctr(&["images", "import", "--all-platforms", "--base-name", "localhost/nucleus", &archive.to_string_lossy()]);
+    let import = ctr.ctr(&[
+        "images",
+        "import",
+        "--all-platforms",
+        "--base-name",
+        "localhost/nucleus",
+        &archive.to_string_lossy(),
+    ]);
     import.assert_ok();
     let image = import
         .stdout
@@ -156,99 +203,297 @@ fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &st
         .to_string();
 
     // Foreground run: the workload's stdout, stderr and exit code reach the user.
-    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo out-line; echo err-line >&2; exit 7"]);
+    let out = ctr.run(
+        &["--rm"],
+        &image,
+        id_out,
+        &["sh", "-c", "echo out-line; echo err-line >&2; exit 7"],
+    );
     observe(&mut obs, "run: exit code", format!("{:?}", out.code));
     observe(&mut obs, "run: stdout", out.stdout.trim());
-    observe(&mut obs, "run: stderr has the workload's line", out.stderr.contains("err-line").to_string());
-    let out = ctr.run(&["--rm"], &image, id_out, &["sh", "-c", "echo pid=$$ uid=$(id -u) cwd=$(pwd) path=$PATH"]);
-    observe(&mut obs, "run: process view", format!("{:?} {}", out.code, out.stdout.trim()));
+    observe(
+        &mut obs,
+        "run: stderr has the workload's line",
+        out.stderr.contains("err-line").to_string(),
+    );
+    let out = ctr.run(
+        &["--rm"],
+        &image,
+        id_out,
+        &["sh", "-c", "echo pid=$$ uid=$(id -u) cwd=$(pwd) path=$PATH"],
+    );
+    observe(
+        &mut obs,
+        "run: process view",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
 
     // A failed create: the shim shows the runtime's error (read back from its --log file).
     let out = ctr.run(&["--rm"], &image, id_err, &["/no/such/binary"]);
-    observe(&mut obs, "run missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "run missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     observe(
         &mut obs,
         "run missing binary: error names the binary",
-        (out.stderr.contains("OCI runtime create failed") && out.stderr.contains("/no/such/binary")).to_string(),
+        (out.stderr.contains("OCI runtime create failed")
+            && out.stderr.contains("/no/such/binary"))
+        .to_string(),
     );
     let left = ctr.ctr(&["containers", "ls", "-q"]);
-    observe(&mut obs, "run missing binary: containers left", left.stdout.trim());
+    observe(
+        &mut obs,
+        "run missing binary: containers left",
+        left.stdout.trim(),
+    );
 
     // Detached run, then exec, ps, metrics, pause/resume, kill --all.
     let out = ctr.run(&["-d"], &image, id_exec, &["sleep", "1000"]);
     observe(&mut obs, "run -d: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "run -d: status", ctr.wait_status(id_exec, "RUNNING"));
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e1", id_exec, "sh", "-c", "echo exec-out $$; exit 5"]);
+    observe(
+        &mut obs,
+        "run -d: status",
+        ctr.wait_status(id_exec, "RUNNING"),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e1",
+        id_exec,
+        "sh",
+        "-c",
+        "echo exec-out $$; exit 5",
+    ]);
     observe(&mut obs, "task exec: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task exec: stdout has output", out.stdout.contains("exec-out").to_string());
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e2", "--cwd", "/tmp", "--user", "0", id_exec, "pwd"]);
-    observe(&mut obs, "task exec --cwd: stdout", format!("{:?} {}", out.code, out.stdout.trim()));
-    let out = ctr.ctr(&["task", "exec", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e3", id_exec, "/no/such/binary"]);
-    observe(&mut obs, "task exec missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task exec: stdout has output",
+        out.stdout.contains("exec-out").to_string(),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e2",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "0",
+        id_exec,
+        "pwd",
+    ]);
+    observe(
+        &mut obs,
+        "task exec --cwd: stdout",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e3",
+        id_exec,
+        "/no/such/binary",
+    ]);
+    observe(
+        &mut obs,
+        "task exec missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     observe(
         &mut obs,
         "task exec missing binary: error names the binary",
-        (out.stderr.contains("OCI runtime exec failed") && out.stderr.contains("/no/such/binary")).to_string(),
+        (out.stderr.contains("OCI runtime exec failed") && out.stderr.contains("/no/such/binary"))
+            .to_string(),
     );
-    let tty_exec: Vec<String> = ["task", "exec", "-t", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "e4", id_exec, "sh", "-c", "tty; echo tty-exec-ok"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let tty_exec: Vec<String> = [
+        "task",
+        "exec",
+        "-t",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "e4",
+        id_exec,
+        "sh",
+        "-c",
+        "tty; echo tty-exec-ok",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let out = ctr.with_tty(&tty_exec);
     let text = tty_text(&out.stdout);
-    observe(&mut obs, "task exec -t: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task exec -t: on a pty", (text.contains("/dev/pts/") && text.contains("tty-exec-ok")).to_string());
-    observe(&mut obs, "task ps: processes", ctr.pid_count(id_exec).to_string());
+    observe(
+        &mut obs,
+        "task exec -t: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task exec -t: on a pty",
+        (text.contains("/dev/pts/") && text.contains("tty-exec-ok")).to_string(),
+    );
+    observe(
+        &mut obs,
+        "task ps: processes",
+        ctr.pid_count(id_exec).to_string(),
+    );
     let out = ctr.ctr(&["task", "metrics", id_exec]);
-    observe(&mut obs, "task metrics: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task metrics: exit code",
+        format!("{:?}", out.code),
+    );
     let out = ctr.ctr(&["task", "pause", id_exec]);
     observe(&mut obs, "task pause: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task pause: status", ctr.wait_status(id_exec, "PAUSED"));
+    observe(
+        &mut obs,
+        "task pause: status",
+        ctr.wait_status(id_exec, "PAUSED"),
+    );
     let out = ctr.ctr(&["task", "resume", id_exec]);
-    observe(&mut obs, "task resume: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task resume: status", ctr.wait_status(id_exec, "RUNNING"));
-    let out = ctr.ctr(&["task", "exec", "-d", "--fifo-dir", &ctr.fifo_dir.to_string_lossy(), "--exec-id", "bg", id_exec, "sleep", "1000"]);
-    observe(&mut obs, "task exec -d: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "task resume: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task resume: status",
+        ctr.wait_status(id_exec, "RUNNING"),
+    );
+    let out = ctr.ctr(&[
+        "task",
+        "exec",
+        "-d",
+        "--fifo-dir",
+        &ctr.fifo_dir.to_string_lossy(),
+        "--exec-id",
+        "bg",
+        id_exec,
+        "sleep",
+        "1000",
+    ]);
+    observe(
+        &mut obs,
+        "task exec -d: exit code",
+        format!("{:?}", out.code),
+    );
     wait_until(Duration::from_secs(30), || ctr.pid_count(id_exec) == 2);
-    observe(&mut obs, "task exec -d: processes", ctr.pid_count(id_exec).to_string());
+    observe(
+        &mut obs,
+        "task exec -d: processes",
+        ctr.pid_count(id_exec).to_string(),
+    );
     let out = ctr.ctr(&["task", "kill", "--all", "-s", "SIGKILL", id_exec]);
-    observe(&mut obs, "task kill --all SIGKILL: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task kill --all SIGKILL: status", ctr.wait_status(id_exec, "STOPPED"));
+    observe(
+        &mut obs,
+        "task kill --all SIGKILL: exit code",
+        format!("{:?}", out.code),
+    );
+    observe(
+        &mut obs,
+        "task kill --all SIGKILL: status",
+        ctr.wait_status(id_exec, "STOPPED"),
+    );
     let out = ctr.ctr(&["task", "rm", id_exec]);
     observe(&mut obs, "task rm: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "task rm: reported exit status", reported_exit_code(&out));
+    observe(
+        &mut obs,
+        "task rm: reported exit status",
+        reported_exit_code(&out),
+    );
     let out = ctr.ctr(&["containers", "rm", id_exec]);
-    observe(&mut obs, "container rm: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "container rm: exit code",
+        format!("{:?}", out.code),
+    );
 
     // SIGTERM reaches a workload that handles it (resent until the trap is installed:
     // an init without a handler ignores SIGTERM).
-    let out = ctr.run(&["-d"], &image, id_term, &["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"]);
-    observe(&mut obs, "run -d (trap): exit code", format!("{:?}", out.code));
+    let out = ctr.run(
+        &["-d"],
+        &image,
+        id_term,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    observe(
+        &mut obs,
+        "run -d (trap): exit code",
+        format!("{:?}", out.code),
+    );
     ctr.wait_status(id_term, "RUNNING");
     let stopped = wait_until(Duration::from_secs(60), || {
         ctr.ctr(&["task", "kill", id_term]);
-        wait_until(Duration::from_millis(500), || ctr.status(id_term).as_deref() == Some("STOPPED"))
+        wait_until(Duration::from_millis(500), || {
+            ctr.status(id_term).as_deref() == Some("STOPPED")
+        })
     });
     observe(&mut obs, "task kill SIGTERM: stopped", stopped.to_string());
     let out = ctr.ctr(&["task", "rm", id_term]);
-    observe(&mut obs, "task kill SIGTERM: reported exit status", reported_exit_code(&out));
+    observe(
+        &mut obs,
+        "task kill SIGTERM: reported exit status",
+        reported_exit_code(&out),
+    );
     ctr.ctr(&["containers", "rm", id_term]);
 
     // A terminal: `ctr run --tty` under script.
     let mut args: Vec<String> = vec!["run".into()];
     args.extend(ctr.run_args());
-    for a in ["--rm", "-t", image.as_str(), id_tty.as_str(), "sh", "-c", "tty; test -t 0 && test -t 1 && echo tty-ok; exit 4"] {
+    for a in [
+        "--rm",
+        "-t",
+        image.as_str(),
+        id_tty.as_str(),
+        "sh",
+        "-c",
+        "tty; test -t 0 && test -t 1 && echo tty-ok; exit 4",
+    ] {
         args.push(a.to_string());
     }
     let out = ctr.with_tty(&args);
     let text = tty_text(&out.stdout);
     observe(&mut obs, "run --tty: exit code", format!("{:?}", out.code));
-    observe(&mut obs, "run --tty: output", text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("|"));
+    observe(
+        &mut obs,
+        "run --tty: output",
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("|"),
+    );
 
     // Nothing is left in containerd, nor in the runtime's state.
-    observe(&mut obs, "end: tasks", ctr.ctr(&["task", "ls", "-q"]).stdout.trim());
-    observe(&mut obs, "end: containers", ctr.ctr(&["containers", "ls", "-q"]).stdout.trim());
-    let left: Vec<String> = dir_entries(&ctr.runc_root.join(&ctr.ns)).into_iter().collect();
+    observe(
+        &mut obs,
+        "end: tasks",
+        ctr.ctr(&["task", "ls", "-q"]).stdout.trim(),
+    );
+    observe(
+        &mut obs,
+        "end: containers",
+        ctr.ctr(&["containers", "ls", "-q"]).stdout.trim(),
+    );
+    let left: Vec<String> = dir_entries(&ctr.runc_root.join(&ctr.ns))
+        .into_iter()
+        .collect();
     observe(&mut obs, "end: runtime state", left.join(","));
     let rm = ctr.ctr(&["images", "rm", &image]);
     rm.assert_ok();
@@ -259,21 +504,38 @@ fn containerd_scenario(sb: &mut Sandbox, sock: &Path, archive: &Path, label: &st
 fn containerd_runs_nucleus_like_runc() {
     let _serial = SHARED_HOST_STATE.lock().unwrap_or_else(|e| e.into_inner());
     require!(root, busybox);
-    require_tools!("containerd", "ctr", "containerd-shim-runc-v2", "script", "tar");
+    require_tools!(
+        "containerd",
+        "ctr",
+        "containerd-shim-runc-v2",
+        "script",
+        "tar"
+    );
     let mut sb = Sandbox::new("nucleus-mgr-ctr-");
     let archive = build_image(&sb.dir("image"), &sb.io.clone());
     let sock = start_containerd(&mut sb, None);
 
     let ours = containerd_scenario(&mut sb, &sock, &archive, "nucleus", &nucleus());
-    let theirs = tool("runc").map(|runc| containerd_scenario(&mut sb, &sock, &archive, "runc", &runc));
-    print_side_by_side("containerd (ctr → containerd-shim-runc-v2 → runtime)", &ours, theirs.as_ref());
+    let theirs =
+        tool("runc").map(|runc| containerd_scenario(&mut sb, &sock, &archive, "runc", &runc));
+    print_side_by_side(
+        "containerd (ctr → containerd-shim-runc-v2 → runtime)",
+        &ours,
+        theirs.as_ref(),
+    );
 
     // What must hold for nucleus regardless of runc.
     assert_eq!(value(&ours, "run: exit code"), "Some(7)");
     assert_eq!(value(&ours, "run: stdout"), "out-line");
     assert_eq!(value(&ours, "run: stderr has the workload's line"), "true");
-    assert_eq!(value(&ours, "run: process view"), "Some(0) pid=1 uid=0 cwd=/ path=/bin");
-    assert_eq!(value(&ours, "run missing binary: error names the binary"), "true");
+    assert_eq!(
+        value(&ours, "run: process view"),
+        "Some(0) pid=1 uid=0 cwd=/ path=/bin"
+    );
+    assert_eq!(
+        value(&ours, "run missing binary: error names the binary"),
+        "true"
+    );
     assert_eq!(value(&ours, "run -d: status"), "RUNNING");
     assert_eq!(value(&ours, "task exec: exit code"), "Some(5)");
     assert_eq!(value(&ours, "task exec: stdout has output"), "true");
@@ -313,13 +575,23 @@ impl Podman<'_> {
         let mut cmd = Command::new("podman");
         cmd.env("CONTAINERS_CONF", p.join("podman/containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", p.join("podman/storage.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", p.join("podman/registries.conf"))
+            .env(
+                "CONTAINERS_REGISTRIES_CONF",
+                p.join("podman/registries.conf"),
+            )
             .env("TMPDIR", p.join("tmp"))
             .arg("--root")
             .arg(p.join("podman/storage"))
             .arg("--runroot")
             .arg(p.join("podman/run"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ])
             .arg("--tmpdir")
             .arg(p.join("podman/libpod"))
             .arg("--runtime")
@@ -330,7 +602,13 @@ impl Podman<'_> {
 
     /// `podman run --rm --net none --cgroup-parent P EXTRA... IMAGE CMD...`.
     fn run(&self, extra: &[&str], image: &str, cmd: &[&str]) -> Out {
-        let mut args = vec!["run", "--net", "none", "--cgroup-parent", &self.cgroup_parent];
+        let mut args = vec![
+            "run",
+            "--net",
+            "none",
+            "--cgroup-parent",
+            &self.cgroup_parent,
+        ];
         args.extend_from_slice(extra);
         args.push(image);
         args.extend_from_slice(cmd);
@@ -338,7 +616,10 @@ impl Podman<'_> {
     }
 
     fn status(&self, name: &str) -> String {
-        self.podman(&["inspect", "--format", "{{.State.Status}}", name]).stdout.trim().to_string()
+        self.podman(&["inspect", "--format", "{{.State.Status}}", name])
+            .stdout
+            .trim()
+            .to_string()
     }
 }
 
@@ -347,7 +628,9 @@ impl Podman<'_> {
 /// files stay in the sandbox.
 fn podman_config(sb: &Sandbox) {
     let p = sb.dir("podman");
-    for d in ["storage", "run", "libpod", "net", "volumes", "static", "imgtmp"] {
+    for d in [
+        "storage", "run", "libpod", "net", "volumes", "static", "imgtmp",
+    ] {
         sb.dir(&format!("podman/{d}"));
     }
     sb.dir("tmp");
@@ -373,63 +656,127 @@ network_config_dir = "{p}/net"
         p = p.display()
     );
     fs::write(p.join("storage.conf"), storage).expect("write storage.conf");
-    fs::write(p.join("registries.conf"), "unqualified-search-registries = []\n").expect("write registries.conf");
+    fs::write(
+        p.join("registries.conf"),
+        "unqualified-search-registries = []\n",
+    )
+    .expect("write registries.conf");
 }
 
 /// The hard limit of `resource` in this process.
 fn hard_limit(resource: nix::sys::resource::Resource) -> u64 {
-    nix::sys::resource::getrlimit(resource).map(|(_, hard)| hard).unwrap_or(u64::MAX)
+    nix::sys::resource::getrlimit(resource)
+        .map(|(_, hard)| hard)
+        .unwrap_or(u64::MAX)
 }
 
 fn has_cap_sys_resource() -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("0");
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .unwrap_or("0");
     u64::from_str_radix(eff, 16).unwrap_or(0) & (1 << 24) != 0
 }
 
 /// The podman container ids (full) podman knows of.
 fn podman_ids(pm: &Podman<'_>) -> Vec<String> {
-    pm.podman(&["ps", "-a", "-q", "--no-trunc"]).stdout.split_whitespace().map(str::to_string).collect()
+    pm.podman(&["ps", "-a", "-q", "--no-trunc"])
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
-fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, default_root: &str) -> Observations {
+fn podman_scenario(
+    sb: &mut Sandbox,
+    image: &str,
+    label: &str,
+    runtime: &Path,
+    default_root: &str,
+) -> Observations {
     let pid = std::process::id();
     let cgroup_parent = format!("{label}-mgr-podman-{pid}");
     sb.cgroup_parents.push(cgroup_parent.clone());
     // podman does not pass --root: the runtime keeps state in its default root.
     sb.host_dir(default_root, false);
-    sb.runtime_roots.push((runtime.to_path_buf(), PathBuf::from(default_root)));
+    sb.runtime_roots
+        .push((runtime.to_path_buf(), PathBuf::from(default_root)));
     let name = format!("{label}-podman-{pid}");
     let state_before = dir_entries(Path::new(default_root));
-    let pm = Podman { sb, runtime: runtime.to_path_buf(), cgroup_parent: format!("/{cgroup_parent}") };
+    let pm = Podman {
+        sb,
+        runtime: runtime.to_path_buf(),
+        cgroup_parent: format!("/{cgroup_parent}"),
+    };
     let mut obs = Observations::new();
     let mut ids = BTreeSet::new();
 
     let mut flags = vec!["--rm"];
     flags.extend_from_slice(ULIMITS);
-    let out = pm.run(&flags, image, &["sh", "-c", "echo podman-out; echo podman-err >&2; exit 7"]);
+    let out = pm.run(
+        &flags,
+        image,
+        &["sh", "-c", "echo podman-out; echo podman-err >&2; exit 7"],
+    );
     observe(&mut obs, "run --rm: exit code", format!("{:?}", out.code));
     observe(&mut obs, "run --rm: stdout", out.stdout.trim());
-    observe(&mut obs, "run --rm: stderr has the workload's line", out.stderr.contains("podman-err").to_string());
-    let out = pm.run(&flags, image, &["sh", "-c", "echo pid=$$ uid=$(id -u); grep -E 'open files|processes' /proc/self/limits"]);
-    let view: Vec<String> = out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-    observe(&mut obs, "run --rm: process view and rlimits", format!("{:?} {}", out.code, view.join("|")));
+    observe(
+        &mut obs,
+        "run --rm: stderr has the workload's line",
+        out.stderr.contains("podman-err").to_string(),
+    );
+    let out = pm.run(
+        &flags,
+        image,
+        &[
+            "sh",
+            "-c",
+            "echo pid=$$ uid=$(id -u); grep -E 'open files|processes' /proc/self/limits",
+        ],
+    );
+    let view: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    observe(
+        &mut obs,
+        "run --rm: process view and rlimits",
+        format!("{:?} {}", out.code, view.join("|")),
+    );
 
     // podman's default rlimits are above this host's hard limits: without --ulimit the
     // runtime must fail, and say which limit.
-    let expect_rlimit_failure =
-        !has_cap_sys_resource() && hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE) < PODMAN_DEFAULT_RLIMIT;
+    let expect_rlimit_failure = !has_cap_sys_resource()
+        && hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE) < PODMAN_DEFAULT_RLIMIT;
     if expect_rlimit_failure {
         let out = pm.run(&["--rm"], image, &["true"]);
-        observe(&mut obs, "run without --ulimit: exit code", format!("{:?}", out.code));
-        observe(&mut obs, "run without --ulimit: error names a rlimit", out.stderr.to_lowercase().contains("rlimit").to_string());
-        observe(&mut obs, "run without --ulimit: single error (no failed cleanup)", (!out.stderr.contains("Removing container")).to_string());
+        observe(
+            &mut obs,
+            "run without --ulimit: exit code",
+            format!("{:?}", out.code),
+        );
+        observe(
+            &mut obs,
+            "run without --ulimit: error names a rlimit",
+            out.stderr.to_lowercase().contains("rlimit").to_string(),
+        );
+        observe(
+            &mut obs,
+            "run without --ulimit: single error (no failed cleanup)",
+            (!out.stderr.contains("Removing container")).to_string(),
+        );
         if runtime == nucleus() {
             assert!(
                 out.stderr.contains("RLIMIT_NOFILE") || out.stderr.contains("RLIMIT_NPROC"),
                 "the rlimit error must name the limit\n{out}"
             );
-            assert!(out.stderr.contains("CAP_SYS_RESOURCE"), "the rlimit error must say what is missing\n{out}");
+            assert!(
+                out.stderr.contains("CAP_SYS_RESOURCE"),
+                "the rlimit error must say what is missing\n{out}"
+            );
         }
     }
 
@@ -441,11 +788,23 @@ fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, d
     ids.extend(podman_ids(&pm));
     observe(&mut obs, "run -d: status", pm.status(&name));
     let out = pm.podman(&["exec", &name, "sh", "-c", "echo exec-out; exit 4"]);
-    observe(&mut obs, "exec: exit code and stdout", format!("{:?} {}", out.code, out.stdout.trim()));
+    observe(
+        &mut obs,
+        "exec: exit code and stdout",
+        format!("{:?} {}", out.code, out.stdout.trim()),
+    );
     let out = pm.podman(&["exec", &name, "/no/such/binary"]);
-    observe(&mut obs, "exec missing binary: exit code", format!("{:?}", out.code));
+    observe(
+        &mut obs,
+        "exec missing binary: exit code",
+        format!("{:?}", out.code),
+    );
     let out = pm.podman(&["exec", "-t", &name, "tty"]);
-    observe(&mut obs, "exec -t: output", format!("{:?} {}", out.code, tty_text(&out.stdout).trim()));
+    observe(
+        &mut obs,
+        "exec -t: output",
+        format!("{:?} {}", out.code, tty_text(&out.stdout).trim()),
+    );
     let out = pm.podman(&["pause", &name]);
     observe(&mut obs, "pause: exit code", format!("{:?}", out.code));
     observe(&mut obs, "pause: status", pm.status(&name));
@@ -453,17 +812,35 @@ fn podman_scenario(sb: &mut Sandbox, image: &str, label: &str, runtime: &Path, d
     observe(&mut obs, "unpause: exit code", format!("{:?}", out.code));
     observe(&mut obs, "unpause: status", pm.status(&name));
     let out = pm.podman(&["top", &name, "pid", "args"]);
-    observe(&mut obs, "top", format!("{:?} {}", out.code, out.stdout.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("|")));
+    observe(
+        &mut obs,
+        "top",
+        format!(
+            "{:?} {}",
+            out.code,
+            out.stdout
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("|")
+        ),
+    );
     let out = pm.podman(&["rm", "-f", "-t", "0", &name]);
     observe(&mut obs, "rm -f: exit code", format!("{:?}", out.code));
 
     observe(&mut obs, "end: containers", podman_ids(&pm).join(","));
     // podman's cleanup runs in conmon's exit command; wait for it to finish.
     let needle = sb.needle();
-    wait_until(Duration::from_secs(60), || processes_mentioning(&needle).is_empty());
+    wait_until(Duration::from_secs(60), || {
+        processes_mentioning(&needle).is_empty()
+    });
     // Dot entries are the runtime's own (nucleus's seccomp cache), not container state.
-    let left: Vec<String> =
-        dir_entries(Path::new(default_root)).difference(&state_before).filter(|e| !e.starts_with('.')).cloned().collect();
+    let left: Vec<String> = dir_entries(Path::new(default_root))
+        .difference(&state_before)
+        .filter(|e| !e.starts_with('.'))
+        .cloned()
+        .collect();
     observe(&mut obs, "end: runtime state", format!("{left:?}"));
     sb.ids.extend(ids.iter().cloned());
     obs
@@ -480,30 +857,44 @@ fn podman_runs_nucleus_like_runc() {
     let archive = build_image(&sb.dir("image"), &sb.io.clone());
     podman_config(&sb);
     let image = {
-        let loader = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() };
+        let loader = Podman {
+            sb: &sb,
+            runtime: nucleus(),
+            cgroup_parent: String::new(),
+        };
         let load = loader.podman(&["load", "-i", &archive.to_string_lossy()]);
         load.assert_ok();
         load.stdout
             .lines()
-            .find_map(|l| l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image(s): ")))
+            .find_map(|l| {
+                l.strip_prefix("Loaded image: ")
+                    .or_else(|| l.strip_prefix("Loaded image(s): "))
+            })
             .unwrap_or_else(|| panic!("no image name in the load output\n{load}"))
             .trim()
             .to_string()
     };
 
     let ours = podman_scenario(&mut sb, &image, "nucleus", &nucleus(), "/run/nucleus");
-    let theirs = tool("runc").map(|runc| podman_scenario(&mut sb, &image, "runc", &runc, "/run/runc"));
+    let theirs =
+        tool("runc").map(|runc| podman_scenario(&mut sb, &image, "runc", &runc, "/run/runc"));
     print_side_by_side("podman (podman → conmon → runtime)", &ours, theirs.as_ref());
 
     assert_eq!(value(&ours, "run --rm: exit code"), "Some(7)");
     assert_eq!(value(&ours, "run --rm: stdout"), "podman-out");
-    assert_eq!(value(&ours, "run --rm: stderr has the workload's line"), "true");
+    assert_eq!(
+        value(&ours, "run --rm: stderr has the workload's line"),
+        "true"
+    );
     assert_eq!(
         value(&ours, "run --rm: process view and rlimits"),
         "Some(0) pid=1 uid=0|Max processes 1024 1024 processes|Max open files 1024 1024 files"
     );
     assert_eq!(value(&ours, "run -d: status"), "running");
-    assert_eq!(value(&ours, "exec: exit code and stdout"), "Some(4) exec-out");
+    assert_eq!(
+        value(&ours, "exec: exit code and stdout"),
+        "Some(4) exec-out"
+    );
     assert_eq!(value(&ours, "exec -t: output"), "Some(0) /dev/pts/0");
     assert_eq!(value(&ours, "pause: status"), "paused");
     assert_eq!(value(&ours, "unpause: status"), "running");
@@ -515,7 +906,12 @@ fn podman_runs_nucleus_like_runc() {
     } else {
         eprintln!("note: runc is not installed; nucleus was not compared with it");
     }
-    let rmi = Podman { sb: &sb, runtime: nucleus(), cgroup_parent: String::new() }.podman(&["rmi", "-a", "-f"]);
+    let rmi = Podman {
+        sb: &sb,
+        runtime: nucleus(),
+        cgroup_parent: String::new(),
+    }
+    .podman(&["rmi", "-a", "-f"]);
     rmi.assert_ok();
     sb.finish();
 }
@@ -531,16 +927,26 @@ fn podman_runs_nucleus_like_runc() {
 fn force_delete_of_an_unknown_container_succeeds_like_runc() {
     require!(root);
     let sb = Sandbox::new("nucleus-mgr-delete-");
-    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")].into_iter().flatten().collect();
+    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")]
+        .into_iter()
+        .flatten()
+        .collect();
     for runtime in &runtimes {
-        let root = sb.dir(&format!("root-{}", runtime.file_name().unwrap().to_string_lossy()));
+        let root = sb.dir(&format!(
+            "root-{}",
+            runtime.file_name().unwrap().to_string_lossy()
+        ));
         let mut cmd = Command::new(runtime);
-        cmd.arg("--root").arg(&root).args(["delete", "--force", "no-such-container"]);
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", "no-such-container"]);
         let out = sb.run(cmd);
         assert_eq!(out.code, Some(0), "{out}");
         assert_eq!(out.stderr, "", "{out}");
         let mut cmd = Command::new(runtime);
-        cmd.arg("--root").arg(&root).args(["delete", "no-such-container"]);
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["delete", "no-such-container"]);
         sb.run(cmd).assert_fail();
     }
     sb.finish();
@@ -553,7 +959,10 @@ fn force_delete_of_an_unknown_container_succeeds_like_runc() {
 fn kill_all_of_a_stopped_container_succeeds_like_runc() {
     require!(root, busybox);
     let mut sb = Sandbox::new("nucleus-mgr-killall-");
-    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")].into_iter().flatten().collect();
+    let runtimes: Vec<PathBuf> = [Some(nucleus()), tool("runc")]
+        .into_iter()
+        .flatten()
+        .collect();
     for runtime in &runtimes {
         let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
         let root = sb.dir(&format!("root-{name}"));
@@ -569,10 +978,23 @@ fn kill_all_of_a_stopped_container_succeeds_like_runc() {
         };
         rt(&["create", "--bundle", &bundle.path().to_string_lossy(), &id]).assert_ok();
         rt(&["start", &id]).assert_ok();
-        let stopped = wait_until(Duration::from_secs(30), || rt(&["state", &id]).stdout.contains(r#""status": "stopped""#) || rt(&["state", &id]).stdout.contains(r#""status":"stopped""#));
-        assert!(stopped, "{name}: the container did not stop\n{}", rt(&["state", &id]));
+        let stopped = wait_until(Duration::from_secs(30), || {
+            rt(&["state", &id])
+                .stdout
+                .contains(r#""status": "stopped""#)
+                || rt(&["state", &id]).stdout.contains(r#""status":"stopped""#)
+        });
+        assert!(
+            stopped,
+            "{name}: the container did not stop\n{}",
+            rt(&["state", &id])
+        );
         let out = rt(&["kill", "--all", &id, "KILL"]);
-        assert_eq!(out.code, Some(0), "{name}: kill --all of a stopped container\n{out}");
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{name}: kill --all of a stopped container\n{out}"
+        );
         rt(&["kill", &id, "KILL"]).assert_fail();
         rt(&["delete", &id]).assert_ok();
     }

@@ -274,9 +274,16 @@ fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
 fn loopback_is_up_in_a_new_network_namespace() {
     require!(root, busybox);
     let ctx = Ctx::new();
-    let out = ctx.sh(ctx.bundle(), "busybox ip link show lo; busybox ip -o link | wc -l");
+    let out = ctx.sh(
+        ctx.bundle(),
+        "busybox ip link show lo; busybox ip -o link | wc -l",
+    );
     assert!(out.contains("LOOPBACK,UP"), "{out}");
-    assert_eq!(out.lines().last(), Some("1"), "only loopback is present: {out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("1"),
+        "only loopback is present: {out}"
+    );
     ctx.finish();
 }
 
@@ -306,7 +313,10 @@ fn unsupported_fields_are_refused_by_name() {
     });
     let out = ctx.run(&bundle);
     out.assert_fail();
-    assert!(out.stderr.contains("process.apparmorProfile") && out.stderr.contains("docker-default"), "{out}");
+    assert!(
+        out.stderr.contains("process.apparmorProfile") && out.stderr.contains("docker-default"),
+        "{out}"
+    );
     assert!(!out.stdout.contains("ran"), "{out}");
     ctx.finish();
 }

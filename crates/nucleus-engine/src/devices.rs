@@ -25,18 +25,25 @@ pub(crate) struct DeviceNode {
 
 /// The devices every container gets when the runtime sets up `/dev`.
 pub(crate) fn default_devices() -> Vec<DeviceNode> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| DeviceNode {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| DeviceNode {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 /// Converts a `linux.devices` entry; `index` is used in error messages.
@@ -45,12 +52,21 @@ pub(crate) fn from_spec(d: &LinuxDevice, index: usize) -> Result<DeviceNode, Str
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
-        LinuxDeviceType::A => return Err(format!("linux.devices[{index}].type: `a` is not a device type")),
+        LinuxDeviceType::A => {
+            return Err(format!(
+                "linux.devices[{index}].type: `a` is not a device type"
+            ))
+        }
     };
     if !d.path().starts_with("/dev") {
-        return Err(format!("linux.devices[{index}].path: `{}` is not under /dev", d.path().display()));
+        return Err(format!(
+            "linux.devices[{index}].path: `{}` is not under /dev",
+            d.path().display()
+        ));
     }
-    let num = |v: i64, f: &str| u64::try_from(v).map_err(|_| format!("linux.devices[{index}].{f}: `{v}` is negative"));
+    let num = |v: i64, f: &str| {
+        u64::try_from(v).map_err(|_| format!("linux.devices[{index}].{f}: `{v}` is negative"))
+    };
     Ok(DeviceNode {
         path: d.path().clone(),
         kind,
@@ -63,35 +79,71 @@ pub(crate) fn from_spec(d: &LinuxDevice, index: usize) -> Result<DeviceNode, Str
 }
 
 /// Creates one node under `root`. `bind_from_host` is used in user namespaces.
-pub(crate) fn create_node(root: BorrowedFd<'_>, dev: &DeviceNode, bind_from_host: bool) -> Result<(), (String, Errno)> {
+pub(crate) fn create_node(
+    root: BorrowedFd<'_>,
+    dev: &DeviceNode,
+    bind_from_host: bool,
+) -> Result<(), (String, Errno)> {
     let path = &dev.path;
     let ctx = |what: &str, e| (format!("{what} `{}`", path.display()), e);
     let parent_path = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().ok_or_else(|| ctx("device path has no name", Errno::EINVAL))?;
-    let parent = create_in_root(root, parent_path, Leaf::Directory).map_err(|e| ctx("create parent of", e))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| ctx("device path has no name", Errno::EINVAL))?;
+    let parent = create_in_root(root, parent_path, Leaf::Directory)
+        .map_err(|e| ctx("create parent of", e))?;
     if bind_from_host {
-        let target = create_in_root(root, path, Leaf::File).map_err(|e| ctx("create bind target", e))?;
-        return mount(Some(path.as_path()), fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| ctx("bind-mount host device", e));
+        let target =
+            create_in_root(root, path, Leaf::File).map_err(|e| ctx("create bind target", e))?;
+        return mount(
+            Some(path.as_path()),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| ctx("bind-mount host device", e));
     }
     match unlinkat(parent.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(ctx("replace", e)),
     }
     let mode = Mode::from_bits_truncate(dev.mode);
-    mknodat(parent.as_fd(), name, dev.kind, mode, makedev(dev.major, dev.minor)).map_err(|e| ctx("mknod", e))?;
-    fchownat(parent.as_fd(), name, Some(Uid::from_raw(dev.uid)), Some(Gid::from_raw(dev.gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .map_err(|e| ctx("chown", e))?;
+    mknodat(
+        parent.as_fd(),
+        name,
+        dev.kind,
+        mode,
+        makedev(dev.major, dev.minor),
+    )
+    .map_err(|e| ctx("mknod", e))?;
+    fchownat(
+        parent.as_fd(),
+        name,
+        Some(Uid::from_raw(dev.uid)),
+        Some(Gid::from_raw(dev.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| ctx("chown", e))?;
     // mknod applies the umask; set the exact mode asked for.
     let node = open_in_root(root, path).map_err(|e| ctx("open", e))?;
-    std::fs::set_permissions(fd_path(&node), std::os::unix::fs::PermissionsExt::from_mode(dev.mode))
-        .map_err(|e| ctx("chmod", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    std::fs::set_permissions(
+        fd_path(&node),
+        std::os::unix::fs::PermissionsExt::from_mode(dev.mode),
+    )
+    .map_err(|e| {
+        ctx(
+            "chmod",
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
     Ok(())
 }
 
 /// The standard `/dev` symlinks (`/dev/fd`, `/dev/stdin`, …, `/dev/ptmx`).
 pub(crate) fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), (String, Errno)> {
-    let dev = create_in_root(root, Path::new("/dev"), Leaf::Directory).map_err(|e| ("open /dev".to_string(), e))?;
+    let dev = create_in_root(root, Path::new("/dev"), Leaf::Directory)
+        .map_err(|e| ("open /dev".to_string(), e))?;
     let mut links = vec![
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -115,11 +167,15 @@ pub(crate) fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), (String, Errno
 /// for every node the runtime creates (the defaults, `/dev/pts/*`, ptmx,
 /// console, and `linux.devices`), as runc does. Without them a spec that
 /// starts with "deny all" could not even create /dev/null.
-pub(crate) fn cgroup_rules(spec: &oci_spec::runtime::Spec) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+pub(crate) fn cgroup_rules(
+    spec: &oci_spec::runtime::Spec,
+) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
     use oci_spec::runtime::LinuxDeviceCgroup;
     let linux = spec.linux().as_ref();
-    let mut rules: Vec<LinuxDeviceCgroup> =
-        linux.and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone()).unwrap_or_default();
+    let mut rules: Vec<LinuxDeviceCgroup> = linux
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
     let allow = |typ, major: i64, minor: Option<i64>| {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(true);
@@ -130,12 +186,20 @@ pub(crate) fn cgroup_rules(spec: &oci_spec::runtime::Spec) -> Vec<oci_spec::runt
         r
     };
     for d in default_devices() {
-        rules.push(allow(LinuxDeviceType::C, i64::try_from(d.major).unwrap_or(0), i64::try_from(d.minor).ok()));
+        rules.push(allow(
+            LinuxDeviceType::C,
+            i64::try_from(d.major).unwrap_or(0),
+            i64::try_from(d.minor).ok(),
+        ));
     }
     rules.push(allow(LinuxDeviceType::C, 5, Some(1))); // /dev/console
     rules.push(allow(LinuxDeviceType::C, 5, Some(2))); // /dev/ptmx
     rules.push(allow(LinuxDeviceType::C, 136, None)); // /dev/pts/*
-    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         rules.push(LinuxDeviceCgroup::from(d));
     }
     rules

@@ -20,31 +20,59 @@ pub enum EngineError {
     NotFound { id: String },
 
     #[error("container `{id}` is {status}: cannot {op}")]
-    WrongStatus { id: String, status: String, op: &'static str },
+    WrongStatus {
+        id: String,
+        status: String,
+        op: &'static str,
+    },
 
     #[error("cannot read `{path}`: {source}")]
-    ReadSpec { path: PathBuf, source: std::io::Error },
+    ReadSpec {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("`{path}` is not a valid OCI config: {source}")]
-    ParseSpec { path: PathBuf, source: serde_json::Error },
+    ParseSpec {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 
     #[error("{field}: {reason} (got `{value}`)")]
-    InvalidSpec { field: String, value: String, reason: String },
+    InvalidSpec {
+        field: String,
+        value: String,
+        reason: String,
+    },
 
     #[error("failed to {op} `{path}`: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("failed to {op}: {source}")]
-    Sys { op: &'static str, source: nix::errno::Errno },
+    Sys {
+        op: &'static str,
+        source: nix::errno::Errno,
+    },
 
     #[error("container setup failed at step `{step}`: {detail}")]
     Child { step: String, detail: String },
 
     #[error("{kind} hook `{path}` failed: {reason}")]
-    Hook { kind: &'static str, path: PathBuf, reason: String },
+    Hook {
+        kind: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 
     #[error("corrupt state file `{path}`: {source}")]
-    CorruptState { path: PathBuf, source: serde_json::Error },
+    CorruptState {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 
     #[error("{0}")]
     Cgroup(#[from] nucleus_cgroups::CgroupError),
@@ -56,20 +84,35 @@ pub enum EngineError {
     Policy(#[from] crate::security::PolicyError),
 
     #[error("{primary}; cleanup also failed: {cleanup}")]
-    WithCleanup { primary: Box<EngineError>, cleanup: Box<EngineError> },
+    WithCleanup {
+        primary: Box<EngineError>,
+        cleanup: Box<EngineError>,
+    },
 }
 
 impl EngineError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io { op, path: path.into(), source }
+        EngineError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn sys(op: &'static str, source: nix::errno::Errno) -> Self {
         EngineError::Sys { op, source }
     }
 
-    pub(crate) fn invalid(field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        EngineError::InvalidSpec { field: field.into(), value: value.into(), reason: reason.into() }
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        EngineError::InvalidSpec {
+            field: field.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A hint for the user when the cause is a well-known host limitation.

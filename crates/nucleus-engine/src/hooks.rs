@@ -59,7 +59,11 @@ pub fn run_all(kind: HookKind, spec: &oci_spec::runtime::Spec, state_json: &str)
 }
 
 fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
-    let fail = |reason: String| EngineError::Hook { kind: kind.name(), path: hook.path().clone(), reason };
+    let fail = |reason: String| EngineError::Hook {
+        kind: kind.name(),
+        path: hook.path().clone(),
+        reason,
+    };
     if let Some(t) = hook.timeout() {
         if t <= 0 {
             return Err(fail(format!("timeout must be positive (got `{t}`)")));
@@ -80,8 +84,14 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
         }
     }
     let out2 = output.try_clone().map_err(|e| fail(e.to_string()))?;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::from(output.try_clone().map_err(|e| fail(e.to_string()))?)).stderr(Stdio::from(out2));
-    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start: {e}")))?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(
+            output.try_clone().map_err(|e| fail(e.to_string()))?,
+        ))
+        .stderr(Stdio::from(out2));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin; EPIPE is not an error then.
         let _ = stdin.write_all(state_json.as_bytes());
@@ -100,10 +110,17 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
         _ => "unknown status".to_string(),
     };
     let text = text.trim();
-    Err(fail(if text.is_empty() { how } else { format!("{how}: {text}") }))
+    Err(fail(if text.is_empty() {
+        how
+    } else {
+        format!("{how}: {text}")
+    }))
 }
 
-fn wait_with_timeout(child: &mut std::process::Child, timeout: Option<i64>) -> Result<std::process::ExitStatus, String> {
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Option<i64>,
+) -> Result<std::process::ExitStatus, String> {
     let Some(secs) = timeout else {
         return child.wait().map_err(|e| e.to_string());
     };

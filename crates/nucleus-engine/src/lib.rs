@@ -12,24 +12,23 @@
 //! and adopting fds received over SCM_RIGHTS); everything else uses
 //! `nucleus-sys` and `nix`.
 
+pub mod devices;
 pub mod error;
 pub mod features;
 pub mod hooks;
+mod launch;
 pub mod lifecycle;
+mod mount_options;
+mod namespaces;
+mod process;
+mod rootfs;
+mod safe_path;
 pub mod security;
 pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod template;
 pub mod timefmt;
-pub 
-mod devices;
-mod launch;
-mod mount_options;
-mod namespaces;
-mod process;
-mod rootfs;
-mod safe_path;
 mod tty;
 mod userns;
 

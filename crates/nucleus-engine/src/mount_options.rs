@@ -21,7 +21,13 @@ pub(crate) struct MountOptions {
 
 /// Parses an options list; returns the first unsupported option on error.
 pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
-    let mut out = MountOptions { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), bind: false, data: String::new() };
+    let mut out = MountOptions {
+        flags: MsFlags::empty(),
+        cleared: MsFlags::empty(),
+        propagation: Vec::new(),
+        bind: false,
+        data: String::new(),
+    };
     let mut data = Vec::new();
     for opt in options {
         let (set, clear) = match opt.as_str() {
@@ -59,15 +65,18 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
                 out.bind = true;
                 (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
             }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
-                out.propagation.push(propagation(opt).unwrap_or(MsFlags::MS_PRIVATE));
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                out.propagation
+                    .push(propagation(opt).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
             // Handled by the runtime, not the kernel: accepted for compatibility.
             "defaults" | "tmpcopyup" => continue,
-            "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec"
-            | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" | "rnodiratime"
-            | "rdiratime" | "rnosymfollow" | "rsymfollow" => return Err(opt.clone()),
+            "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev"
+            | "rnoexec" | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime"
+            | "rstrictatime" | "rnostrictatime" | "rnodiratime" | "rdiratime" | "rnosymfollow"
+            | "rsymfollow" => return Err(opt.clone()),
             _ => {
                 data.push(opt.as_str());
                 continue;
@@ -122,6 +131,9 @@ mod tests {
 
     #[test]
     fn unsupported_is_named() {
-        assert_eq!(parse(&["nosuid".into(), "idmap".into()]), Err("idmap".to_string()));
+        assert_eq!(
+            parse(&["nosuid".into(), "idmap".into()]),
+            Err("idmap".to_string())
+        );
     }
 }

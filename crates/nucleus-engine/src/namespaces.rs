@@ -52,7 +52,11 @@ impl NamespacePlan {
 
     /// Whether the init runs in a user namespace other than the host's.
     pub(crate) fn in_userns(&self) -> bool {
-        self.creates(CloneFlags::CLONE_NEWUSER) || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+        self.creates(CloneFlags::CLONE_NEWUSER)
+            || self
+                .join
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
     }
 }
 
@@ -63,7 +67,10 @@ pub(crate) fn is_early(flag: CloneFlags) -> bool {
 
 /// Builds the plan from `linux.namespaces`.
 pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
-    let mut out = NamespacePlan { create: CloneFlags::empty(), join: Vec::new() };
+    let mut out = NamespacePlan {
+        create: CloneFlags::empty(),
+        join: Vec::new(),
+    };
     let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     for (i, ns) in list.into_iter().flatten().enumerate() {
         let flag = flag_of(ns.typ());
@@ -71,7 +78,11 @@ pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
             None => out.create |= flag,
             Some(path) => {
                 if !path.exists() {
-                    return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "no such namespace file"));
+                    return Err(EngineError::invalid(
+                        format!("linux.namespaces[{i}].path"),
+                        path.display().to_string(),
+                        "no such namespace file",
+                    ));
                 }
                 out.join.push((flag, path.clone()));
             }

@@ -67,7 +67,8 @@ fn caps_of(field: &str, set: &Option<Capabilities>) -> Result<Option<CapsHashSet
     let mut out = CapsHashSet::new();
     for cap in set {
         let name = format!("CAP_{cap}");
-        let parsed = Capability::from_str(&name).map_err(|_| EngineError::invalid(field, &name, "unknown capability"))?;
+        let parsed = Capability::from_str(&name)
+            .map_err(|_| EngineError::invalid(field, &name, "unknown capability"))?;
         out.insert(parsed);
     }
     Ok(Some(out))
@@ -118,10 +119,20 @@ impl ProcessPlan {
             .to_string();
         let mut rlimits = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (i, r) in p.rlimits().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, r) in p
+            .rlimits()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let (name, resource) = resource_of(r.typ());
             if !seen.insert(name) {
-                return Err(EngineError::invalid(format!("process.rlimits[{i}].type"), name, "rlimit listed twice"));
+                return Err(EngineError::invalid(
+                    format!("process.rlimits[{i}].type"),
+                    name,
+                    "rlimit listed twice",
+                ));
             }
             if r.soft() > r.hard() {
                 return Err(EngineError::invalid(
@@ -130,7 +141,12 @@ impl ProcessPlan {
                     "soft limit exceeds hard limit",
                 ));
             }
-            rlimits.push(Rlimit { name, resource, soft: r.soft(), hard: r.hard() });
+            rlimits.push(Rlimit {
+                name,
+                resource,
+                soft: r.soft(),
+                hard: r.hard(),
+            });
         }
         let c = p.capabilities().as_ref();
         let mut caps = match c {
@@ -150,7 +166,10 @@ impl ProcessPlan {
             let inheritable = caps.inheritable.as_ref().unwrap_or(&empty);
             let dropped: Vec<String> = ambient
                 .iter()
-                .filter(|c| !inheritable.contains(c) || caps.permitted.as_ref().is_some_and(|p| !p.contains(c)))
+                .filter(|c| {
+                    !inheritable.contains(c)
+                        || caps.permitted.as_ref().is_some_and(|p| !p.contains(c))
+                })
                 .map(|c| c.to_string())
                 .collect();
             if !dropped.is_empty() {
@@ -184,7 +203,13 @@ impl ProcessPlan {
                     let level = u32::try_from(io.priority())
                         .ok()
                         .filter(|l| *l <= 7)
-                        .ok_or_else(|| EngineError::invalid("process.ioPriority.priority", io.priority().to_string(), "must be 0 to 7"))?;
+                        .ok_or_else(|| {
+                            EngineError::invalid(
+                                "process.ioPriority.priority",
+                                io.priority().to_string(),
+                                "must be 0 to 7",
+                            )
+                        })?;
                     Some((class, level))
                 }
             },
@@ -194,10 +219,17 @@ impl ProcessPlan {
 }
 
 /// Sets `linux.personality` on the plan; flags are not supported.
-pub(crate) fn with_personality(mut plan: ProcessPlan, spec: &oci_spec::runtime::Spec) -> Result<ProcessPlan> {
+pub(crate) fn with_personality(
+    mut plan: ProcessPlan,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<ProcessPlan> {
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-            return Err(EngineError::invalid("linux.personality.flags", format!("{:?}", p.flags()), "personality flags are not supported"));
+            return Err(EngineError::invalid(
+                "linux.personality.flags",
+                format!("{:?}", p.flags()),
+                "personality flags are not supported",
+            ));
         }
         plan.personality = Some(match p.domain() {
             oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
@@ -210,10 +242,13 @@ pub(crate) fn with_personality(mut plan: ProcessPlan, spec: &oci_spec::runtime::
 /// ioPriority and personality: settings of the process itself.
 pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some((class, level)) = plan.io_priority {
-        nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || format!("ioprio_set class {class} level {level}"))?;
+        nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || {
+            format!("ioprio_set class {class} level {level}")
+        })?;
     }
     if let Some(persona) = plan.personality {
-        nucleus_sys::uts::set_personality(persona).step("personality", || format!("personality {persona:#x}"))?;
+        nucleus_sys::uts::set_personality(persona)
+            .step("personality", || format!("personality {persona:#x}"))?;
     }
     Ok(())
 }
@@ -222,7 +257,10 @@ pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
 pub(crate) fn apply_rlimits(plan: &ProcessPlan) -> Result<(), StepError> {
     for r in &plan.rlimits {
         setrlimit(r.resource, r.soft, r.hard).step("rlimits", || {
-            format!("setrlimit {} soft={} hard={} (raising a hard limit needs CAP_SYS_RESOURCE)", r.name, r.soft, r.hard)
+            format!(
+                "setrlimit {} soft={} hard={} (raising a hard limit needs CAP_SYS_RESOURCE)",
+                r.name, r.soft, r.hard
+            )
         })?;
     }
     Ok(())
@@ -240,7 +278,9 @@ pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some(bounding) = &plan.caps.bounding {
         for cap in caps::runtime::thread_all_supported() {
             if !bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| caps_err("capabilities", &format!("drop {cap} from bounding"), e))?;
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    caps_err("capabilities", &format!("drop {cap} from bounding"), e)
+                })?;
             }
         }
     }
@@ -259,13 +299,16 @@ pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
         (CapSet::Inheritable, &c.inheritable, "inheritable"),
     ] {
         if let Some(v) = value {
-            caps::set(None, set, v).map_err(|e| caps_err("capabilities", &format!("set {name} set"), e))?;
+            caps::set(None, set, v)
+                .map_err(|e| caps_err("capabilities", &format!("set {name} set"), e))?;
         }
     }
     if let Some(ambient) = &c.ambient {
-        caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("capabilities", "clear ambient set", e))?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| caps_err("capabilities", "clear ambient set", e))?;
         for cap in ambient {
-            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| caps_err("capabilities", &format!("raise ambient {cap}"), e))?;
+            caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| caps_err("capabilities", &format!("raise ambient {cap}"), e))?;
         }
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
@@ -275,9 +318,14 @@ pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
 /// Finds the executable the way execvp would, inside the container's root,
 /// so a missing program is reported at create time rather than lost after start.
 pub(crate) fn find_executable(plan: &ProcessPlan) -> Result<CString, StepError> {
-    let arg0 = plan.args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let arg0 = plan
+        .args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let check = |p: &Path| -> Result<(), Errno> {
-        let meta = std::fs::metadata(p).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
+        let meta = std::fs::metadata(p)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
         if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
             return Err(Errno::EACCES);
         }
@@ -286,7 +334,8 @@ pub(crate) fn find_executable(plan: &ProcessPlan) -> Result<CString, StepError> 
     if arg0.contains('/') {
         let p = Path::new(&arg0);
         check(p).step("exec", || format!("executable `{arg0}`"))?;
-        return CString::new(arg0.clone()).map_err(|_| StepError::new("exec", "NUL in path", Errno::EINVAL));
+        return CString::new(arg0.clone())
+            .map_err(|_| StepError::new("exec", "NUL in path", Errno::EINVAL));
     }
     let mut denied = false;
     for dir in plan.path_var.split(':').filter(|d| !d.is_empty()) {
@@ -301,5 +350,9 @@ pub(crate) fn find_executable(plan: &ProcessPlan) -> Result<CString, StepError> 
         }
     }
     let errno = if denied { Errno::EACCES } else { Errno::ENOENT };
-    Err(StepError::new("exec", format!("executable file `{arg0}` not found in $PATH"), errno))
+    Err(StepError::new(
+        "exec",
+        format!("executable file `{arg0}` not found in $PATH"),
+        errno,
+    ))
 }

@@ -36,16 +36,38 @@ pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHier
     let base = Path::new("/sys/fs/cgroup");
     let v2 = host.v2_hierarchy();
     if v2.is_some_and(|h| h.mountpoint == base) {
-        return vec![CgroupHierarchy { name: None, fstype: "cgroup2", options: String::new(), own: None }];
+        return vec![CgroupHierarchy {
+            name: None,
+            fstype: "cgroup2",
+            options: String::new(),
+            own: None,
+        }];
     }
-    let name = |p: &Path| p.strip_prefix(base).ok().map(|n| n.display().to_string()).filter(|n| !n.is_empty());
+    let name = |p: &Path| {
+        p.strip_prefix(base)
+            .ok()
+            .map(|n| n.display().to_string())
+            .filter(|n| !n.is_empty())
+    };
     let mut out: Vec<CgroupHierarchy> = host
         .v1_hierarchies()
         .iter()
-        .filter_map(|h| Some(CgroupHierarchy { name: Some(name(&h.mountpoint)?), fstype: "cgroup", options: h.controllers.join(","), own: None }))
+        .filter_map(|h| {
+            Some(CgroupHierarchy {
+                name: Some(name(&h.mountpoint)?),
+                fstype: "cgroup",
+                options: h.controllers.join(","),
+                own: None,
+            })
+        })
         .collect();
     if let Some(n) = v2.and_then(|h| name(&h.mountpoint)) {
-        out.push(CgroupHierarchy { name: Some(n), fstype: "cgroup2", options: String::new(), own: None });
+        out.push(CgroupHierarchy {
+            name: Some(n),
+            fstype: "cgroup2",
+            options: String::new(),
+            own: None,
+        });
     }
     out
 }
@@ -54,19 +76,35 @@ pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHier
 /// container without a cgroup namespace: as with runc, it then sees its own
 /// cgroup at `/sys/fs/cgroup/<name>`, not the host's whole hierarchy.
 /// Inside a cgroup namespace a fresh mount already shows just that.
-pub(crate) fn with_own_cgroups(hierarchies: &[CgroupHierarchy], cg: &nucleus_cgroups::Cgroup, spec: &Spec) -> Vec<CgroupHierarchy> {
+pub(crate) fn with_own_cgroups(
+    hierarchies: &[CgroupHierarchy],
+    cg: &nucleus_cgroups::Cgroup,
+    spec: &Spec,
+) -> Vec<CgroupHierarchy> {
     let has_cgroupns = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup));
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        });
     let base = Path::new("/sys/fs/cgroup");
     hierarchies
         .iter()
         .map(|h| {
-            let mountpoint = h.name.as_ref().map_or_else(|| base.to_path_buf(), |n| base.join(n));
+            let mountpoint = h
+                .name
+                .as_ref()
+                .map_or_else(|| base.to_path_buf(), |n| base.join(n));
             let own = (!has_cgroupns)
-                .then(|| cg.v1.iter().chain(cg.v2.iter()).find(|d| d.mountpoint == mountpoint).map(|d| d.path.clone()))
+                .then(|| {
+                    cg.v1
+                        .iter()
+                        .chain(cg.v2.iter())
+                        .find(|d| d.mountpoint == mountpoint)
+                        .map(|d| d.path.clone())
+                })
                 .flatten();
             CgroupHierarchy { own, ..h.clone() }
         })
@@ -87,7 +125,8 @@ pub(crate) struct RootfsPlan<'a> {
 /// (pivot_root needs a mount point). Returns an O_PATH fd on the new root.
 pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> {
     // rslave first: nothing we mount may propagate back to the host's shared `/`.
-    mount(NONE, "/", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).step("rootfs", || "make / rslave".into())?;
+    mount(NONE, "/", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .step("rootfs", || "make / rslave".into())?;
     let prop = root_propagation(plan.spec)?;
     if let Some(p) = prop {
         if !p.contains(MsFlags::MS_SHARED) {
@@ -97,10 +136,22 @@ pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> 
     if crate::spec::wants_rootfs_tmpfs(plan.spec) {
         return rootfs_on_tmpfs(plan.rootfs);
     }
-    mount(Some(plan.rootfs), plan.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-        .step("rootfs", || format!("bind-mount `{}` onto itself", plan.rootfs.display()))?;
-    open(plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("rootfs", || format!("open `{}`", plan.rootfs.display()))
+    mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .step("rootfs", || {
+        format!("bind-mount `{}` onto itself", plan.rootfs.display())
+    })?;
+    open(
+        plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("rootfs", || format!("open `{}`", plan.rootfs.display()))
 }
 
 /// A private in-memory root: a tmpfs over the rootfs directory, seeded with
@@ -108,19 +159,44 @@ pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> 
 /// copied). Mount points made later land in memory, so a shared skeleton
 /// is never written and nothing per container touches the disk.
 fn rootfs_on_tmpfs(rootfs: &Path) -> Result<OwnedFd, StepError> {
-    let skeleton = open(rootfs, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("rootfs", || format!("open `{}`", rootfs.display()))?;
-    mount(Some("tmpfs"), rootfs, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755,size=1m"))
-        .step("rootfs", || format!("mount tmpfs on `{}`", rootfs.display()))?;
-    let root = open(rootfs, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("rootfs", || format!("open tmpfs `{}`", rootfs.display()))?;
-    copy_skeleton(skeleton.as_fd(), root.as_fd(), 0).map_err(|(what, e)| StepError::new("rootfs", format!("copy skeleton: {what}"), e))?;
-    open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("rootfs", || format!("open `{}`", rootfs.display()))
+    let skeleton = open(
+        rootfs,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("rootfs", || format!("open `{}`", rootfs.display()))?;
+    mount(
+        Some("tmpfs"),
+        rootfs,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=1m"),
+    )
+    .step("rootfs", || {
+        format!("mount tmpfs on `{}`", rootfs.display())
+    })?;
+    let root = open(
+        rootfs,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("rootfs", || format!("open tmpfs `{}`", rootfs.display()))?;
+    copy_skeleton(skeleton.as_fd(), root.as_fd(), 0)
+        .map_err(|(what, e)| StepError::new("rootfs", format!("copy skeleton: {what}"), e))?;
+    open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("rootfs", || format!("open `{}`", rootfs.display()))
 }
 
 /// Recreates directories and symlinks of `from` in `to`, a few levels deep.
-fn copy_skeleton(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result<(), (String, Errno)> {
+fn copy_skeleton(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    depth: u32,
+) -> Result<(), (String, Errno)> {
     use nix::dir::{Dir, Type};
     if depth > 4 {
         return Ok(());
@@ -140,12 +216,25 @@ fn copy_skeleton(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result
                 nix::unistd::symlinkat(target.as_os_str(), to, name).map_err(|e| (what(), e))?;
             }
             Some(Type::Directory) => {
-                let st = nix::sys::stat::fstatat(from, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| (what(), e))?;
-                nix::sys::stat::mkdirat(to, name, Mode::from_bits_truncate(st.st_mode & 0o7777)).map_err(|e| (what(), e))?;
-                let sub_from = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                let st =
+                    nix::sys::stat::fstatat(from, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| (what(), e))?;
+                nix::sys::stat::mkdirat(to, name, Mode::from_bits_truncate(st.st_mode & 0o7777))
                     .map_err(|e| (what(), e))?;
-                let sub_to = nix::fcntl::openat(to, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| (what(), e))?;
+                let sub_from = nix::fcntl::openat(
+                    from,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| (what(), e))?;
+                let sub_to = nix::fcntl::openat(
+                    to,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| (what(), e))?;
                 copy_skeleton(sub_from.as_fd(), sub_to.as_fd(), depth + 1)?;
             }
             _ => {}
@@ -155,18 +244,34 @@ fn copy_skeleton(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result
 }
 
 fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>, StepError> {
-    let Some(name) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()) else { return Ok(None) };
-    mount_options::propagation(&name)
-        .map(Some)
-        .ok_or_else(|| StepError::new("rootfs", format!("linux.rootfsPropagation: unknown value `{name}`"), Errno::EINVAL))
+    let Some(name) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    else {
+        return Ok(None);
+    };
+    mount_options::propagation(&name).map(Some).ok_or_else(|| {
+        StepError::new(
+            "rootfs",
+            format!("linux.rootfsPropagation: unknown value `{name}`"),
+            Errno::EINVAL,
+        )
+    })
 }
 
 /// Performs every `mounts[]` entry in order, then creates devices.
 pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(), StepError> {
     let mut dev_is_ours = false;
     for (i, m) in plan.spec.mounts().iter().flatten().enumerate() {
-        let opts = mount_options::parse(m.options().as_deref().unwrap_or_default())
-            .map_err(|o| StepError::new("mounts", format!("mounts[{i}].options: unsupported option `{o}`"), Errno::EINVAL))?;
+        let opts =
+            mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|o| {
+                StepError::new(
+                    "mounts",
+                    format!("mounts[{i}].options: unsupported option `{o}`"),
+                    Errno::EINVAL,
+                )
+            })?;
         mount_one(plan, root, i, m, &opts)?;
         if relative(m.destination()) == Path::new("dev") && !opts.bind {
             dev_is_ours = true;
@@ -174,67 +279,136 @@ pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(
     }
     if dev_is_ours {
         for dev in devices::default_devices() {
-            devices::create_node(root, &dev, plan.in_userns).map_err(|(d, e)| StepError::new("devices", d, e))?;
+            devices::create_node(root, &dev, plan.in_userns)
+                .map_err(|(d, e)| StepError::new("devices", d, e))?;
         }
         devices::create_symlinks(root).map_err(|(d, e)| StepError::new("devices", d, e))?;
     }
-    let spec_devices = plan.spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+    let spec_devices = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref());
     for (i, d) in spec_devices.into_iter().flatten().enumerate() {
-        let node = devices::from_spec(d, i).map_err(|d| StepError::new("devices", d, Errno::EINVAL))?;
-        devices::create_node(root, &node, plan.in_userns).map_err(|(d, e)| StepError::new("devices", d, e))?;
+        let node =
+            devices::from_spec(d, i).map_err(|d| StepError::new("devices", d, Errno::EINVAL))?;
+        devices::create_node(root, &node, plan.in_userns)
+            .map_err(|(d, e)| StepError::new("devices", d, e))?;
     }
     Ok(())
 }
 
-fn mount_one(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, i: usize, m: &Mount, opts: &MountOptions) -> Result<(), StepError> {
+fn mount_one(
+    plan: &RootfsPlan<'_>,
+    root: BorrowedFd<'_>,
+    i: usize,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<(), StepError> {
     let dest = m.destination();
     let ctx = |what: &str| format!("mounts[{i}] ({what} on `{}`)", dest.display());
-    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "none" });
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "none" });
     let is_bind = opts.bind || typ == "bind";
     if is_bind {
-        let source = m.source().as_ref().ok_or_else(|| StepError::new("mounts", ctx("bind without source"), Errno::EINVAL))?;
-        let source = if source.is_absolute() { source.clone() } else { plan.bundle.join(source) };
-        let meta = std::fs::metadata(&source).step("mounts", || ctx(&format!("source `{}`", source.display())))?;
-        let leaf = if meta.is_dir() { Leaf::Directory } else { Leaf::File };
-        let target = create_in_root(root, dest, leaf).step("mounts", || ctx("resolve destination"))?;
-        check_target_kind(&target, leaf).map_err(|e| StepError::new("mounts", ctx("destination type differs from source"), e))?;
+        let source = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| StepError::new("mounts", ctx("bind without source"), Errno::EINVAL))?;
+        let source = if source.is_absolute() {
+            source.clone()
+        } else {
+            plan.bundle.join(source)
+        };
+        let meta = std::fs::metadata(&source)
+            .step("mounts", || ctx(&format!("source `{}`", source.display())))?;
+        let leaf = if meta.is_dir() {
+            Leaf::Directory
+        } else {
+            Leaf::File
+        };
+        let target =
+            create_in_root(root, dest, leaf).step("mounts", || ctx("resolve destination"))?;
+        check_target_kind(&target, leaf).map_err(|e| {
+            StepError::new("mounts", ctx("destination type differs from source"), e)
+        })?;
         let target_path = fd_path(&target);
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(Some(&source), target_path.as_str(), NONE, MsFlags::MS_BIND | rec, NONE)
-            .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+        mount(
+            Some(&source),
+            target_path.as_str(),
+            NONE,
+            MsFlags::MS_BIND | rec,
+            NONE,
+        )
+        .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             // Re-open: the fd from before the mount still names the covered directory.
             let mounted = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
             let flags = extra | locked_flags(&mounted, opts.cleared);
-            mount(NONE, fd_path(&mounted).as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, NONE)
-                .step("mounts", || ctx("remount bind with flags"))?;
+            mount(
+                NONE,
+                fd_path(&mounted).as_str(),
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+                NONE,
+            )
+            .step("mounts", || ctx("remount bind with flags"))?;
         }
     } else {
-        let target = create_in_root(root, dest, Leaf::Directory).step("mounts", || ctx("resolve destination"))?;
-        check_target_kind(&target, Leaf::Directory).map_err(|e| StepError::new("mounts", ctx("destination is not a directory"), e))?;
+        let target = create_in_root(root, dest, Leaf::Directory)
+            .step("mounts", || ctx("resolve destination"))?;
+        check_target_kind(&target, Leaf::Directory)
+            .map_err(|e| StepError::new("mounts", ctx("destination is not a directory"), e))?;
         let target_path = fd_path(&target);
-        let data = if opts.data.is_empty() { None } else { Some(opts.data.as_str()) };
+        let data = if opts.data.is_empty() {
+            None
+        } else {
+            Some(opts.data.as_str())
+        };
         match typ {
-            "cgroup" | "cgroup2" => mount_cgroups(plan, root, dest, opts).map_err(|e| StepError::new("mounts", ctx("cgroup"), e))?,
+            "cgroup" | "cgroup2" => mount_cgroups(plan, root, dest, opts)
+                .map_err(|e| StepError::new("mounts", ctx("cgroup"), e))?,
             _ => {
-                let source = m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.to_string());
+                let source = m
+                    .source()
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_else(|| typ.to_string());
                 let flags = opts.flags & !MsFlags::MS_REMOUNT;
-                match mount(Some(source.as_str()), target_path.as_str(), Some(typ), flags, data) {
+                match mount(
+                    Some(source.as_str()),
+                    target_path.as_str(),
+                    Some(typ),
+                    flags,
+                    data,
+                ) {
                     Ok(()) => {}
                     // sysfs needs a network namespace owned by our user namespace; fall back to a bind.
                     Err(Errno::EPERM) if typ == "sysfs" && plan.in_userns => {
-                        mount(Some("/sys"), target_path.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                            .step("mounts", || ctx("bind /sys"))?;
+                        mount(
+                            Some("/sys"),
+                            target_path.as_str(),
+                            NONE,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            NONE,
+                        )
+                        .step("mounts", || ctx("bind /sys"))?;
                     }
-                    Err(e) => return Err(StepError::new("mounts", ctx(&format!("mount {typ}")), e)),
+                    Err(e) => {
+                        return Err(StepError::new("mounts", ctx(&format!("mount {typ}")), e))
+                    }
                 }
             }
         }
     }
     for p in &opts.propagation {
         let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
-        mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE).step("mounts", || ctx("set propagation"))?;
+        mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE)
+            .step("mounts", || ctx("set propagation"))?;
     }
     Ok(())
 }
@@ -252,7 +426,9 @@ fn check_target_kind(fd: &OwnedFd, want: Leaf) -> Result<(), Errno> {
 /// Flags already set on the mount that a bind remount must keep (the kernel
 /// refuses to clear locked flags), minus the ones the options clear.
 fn locked_flags(fd: &OwnedFd, cleared: MsFlags) -> MsFlags {
-    let Ok(st) = fstatvfs(fd.as_fd()) else { return MsFlags::empty() };
+    let Ok(st) = fstatvfs(fd.as_fd()) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (st_flag, ms) in [
@@ -273,7 +449,12 @@ fn locked_flags(fd: &OwnedFd, cleared: MsFlags) -> MsFlags {
 /// A `cgroup` mount: cgroup2 directly on a v2 host; otherwise a tmpfs with
 /// one directory per hierarchy. Inside a cgroup namespace each shows the
 /// container's own cgroup as its root.
-fn mount_cgroups(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &MountOptions) -> Result<(), Errno> {
+fn mount_cgroups(
+    plan: &RootfsPlan<'_>,
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<(), Errno> {
     let flags = opts.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
     let ro = opts.flags & MsFlags::MS_RDONLY;
     let target_fd = open_in_root(root, dest)?;
@@ -281,7 +462,13 @@ fn mount_cgroups(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, dest: &Path, opts:
     if let [h @ CgroupHierarchy { name: None, .. }] = plan.cgroups {
         return mount_hierarchy(h, root, dest, flags | ro);
     }
-    mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), flags, Some("mode=755"))?;
+    mount(
+        Some("tmpfs"),
+        target.as_str(),
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )?;
     for h in plan.cgroups {
         let Some(name) = &h.name else { continue };
         create_in_root(root, &dest.join(name), Leaf::Directory)?;
@@ -289,25 +476,52 @@ fn mount_cgroups(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>, dest: &Path, opts:
     }
     if !ro.is_empty() {
         let top = open_in_root(root, dest)?;
-        mount(NONE, fd_path(&top).as_str(), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | ro, NONE)?;
+        mount(
+            NONE,
+            fd_path(&top).as_str(),
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | ro,
+            NONE,
+        )?;
     }
     Ok(())
 }
 
 /// One hierarchy at `dest` in the rootfs: the container's own directory
 /// bind-mounted (then remounted with `flags`), or a fresh mount of it.
-fn mount_hierarchy(h: &CgroupHierarchy, root: BorrowedFd<'_>, dest: &Path, flags: MsFlags) -> Result<(), Errno> {
+fn mount_hierarchy(
+    h: &CgroupHierarchy,
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<(), Errno> {
     let target_fd = open_in_root(root, dest)?;
     let target = fd_path(&target_fd);
     match &h.own {
         Some(own) => {
-            mount(Some(own.as_path()), target.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+            mount(
+                Some(own.as_path()),
+                target.as_str(),
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )?;
             // Reopened: the old fd still names the directory under the new mount.
             let mounted_fd = open_in_root(root, dest)?;
-            mount(NONE, fd_path(&mounted_fd).as_str(), NONE, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags, NONE)
+            mount(
+                NONE,
+                fd_path(&mounted_fd).as_str(),
+                NONE,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+                NONE,
+            )
         }
         None => {
-            let data = if h.options.is_empty() { None } else { Some(h.options.as_str()) };
+            let data = if h.options.is_empty() {
+                None
+            } else {
+                Some(h.options.as_str())
+            };
             mount(Some(h.fstype), target.as_str(), Some(h.fstype), flags, data)
         }
     }
@@ -315,7 +529,11 @@ fn mount_hierarchy(h: &CgroupHierarchy, root: BorrowedFd<'_>, dest: &Path, flags
 
 /// Creates `process.cwd` inside the rootfs if it is missing.
 pub(crate) fn ensure_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<(), StepError> {
-    create_in_root(root, cwd, Leaf::Directory).map(drop).step("rootfs", || format!("create process.cwd `{}`", cwd.display()))
+    create_in_root(root, cwd, Leaf::Directory)
+        .map(drop)
+        .step("rootfs", || {
+            format!("create process.cwd `{}`", cwd.display())
+        })
 }
 
 /// Switches the root: pivot_root into the rootfs and detach the old root,
@@ -323,13 +541,15 @@ pub(crate) fn ensure_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<(), StepErr
 pub(crate) fn switch_root(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), StepError> {
     fchdir(root).step("pivot_root", || "chdir into rootfs".into())?;
     if no_pivot {
-        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE).step("pivot_root", || "move rootfs to /".into())?;
+        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
+            .step("pivot_root", || "move rootfs to /".into())?;
         chroot(".").step("pivot_root", || "chroot".into())?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one;
         // detaching "." then leaves only the new root.
         pivot_root(".", ".").step("pivot_root", || "pivot_root".into())?;
-        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).step("pivot_root", || "make old root rslave".into())?;
+        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+            .step("pivot_root", || "make old root rslave".into())?;
         umount2(".", MntFlags::MNT_DETACH).step("pivot_root", || "detach old root".into())?;
     }
     chdir("/").step("pivot_root", || "chdir /".into())
@@ -339,19 +559,39 @@ pub(crate) fn switch_root(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), St
 /// final root propagation.
 pub(crate) fn finish(spec: &Spec) -> Result<(), StepError> {
     let linux = spec.linux().as_ref();
-    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step("rootfs", || "open /".into())?;
-    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    let root = open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("rootfs", || "open /".into())?;
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let target = match open_in_root(root.as_fd(), Path::new(path)) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(StepError::new("readonlyPaths", format!("open `{path}`"), e)),
         };
         let p = fd_path(&target);
-        mount(Some(p.as_str()), p.as_str(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-            .step("readonlyPaths", || format!("bind `{path}`"))?;
-        let mounted = open_in_root(root.as_fd(), Path::new(path)).step("readonlyPaths", || format!("reopen `{path}`"))?;
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&mounted, MsFlags::empty());
-        mount(NONE, fd_path(&mounted).as_str(), NONE, flags, NONE).step("readonlyPaths", || format!("remount `{path}` read-only"))?;
+        mount(
+            Some(p.as_str()),
+            p.as_str(),
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .step("readonlyPaths", || format!("bind `{path}`"))?;
+        let mounted = open_in_root(root.as_fd(), Path::new(path))
+            .step("readonlyPaths", || format!("reopen `{path}`"))?;
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(&mounted, MsFlags::empty());
+        mount(NONE, fd_path(&mounted).as_str(), NONE, flags, NONE)
+            .step("readonlyPaths", || format!("remount `{path}` read-only"))?;
     }
     let masked = linux.and_then(|l| l.masked_paths().as_ref());
     if masked.is_some_and(|m| !m.is_empty()) {
@@ -360,8 +600,16 @@ pub(crate) fn finish(spec: &Spec) -> Result<(), StepError> {
             mask(root.as_fd(), &null, path)?;
         }
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&root, MsFlags::empty());
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(&root, MsFlags::empty());
         mount(NONE, "/", NONE, flags, NONE).step("rootfs", || "remount / read-only".into())?;
     }
     if let Some(p) = root_propagation(spec)? {
@@ -373,11 +621,16 @@ pub(crate) fn finish(spec: &Spec) -> Result<(), StepError> {
 /// Opens the container's /dev/null and checks it really is the 1:3 char
 /// device, so a planted symlink or file can't redirect a masking bind mount.
 fn verified_dev_null(root: BorrowedFd<'_>) -> Result<OwnedFd, StepError> {
-    let fd = open_in_root(root, Path::new("/dev/null")).step("maskedPaths", || "open /dev/null".into())?;
+    let fd = open_in_root(root, Path::new("/dev/null"))
+        .step("maskedPaths", || "open /dev/null".into())?;
     let st = fstat(fd.as_fd()).step("maskedPaths", || "stat /dev/null".into())?;
     let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
     if !is_chr || st.st_rdev != makedev(1, 3) {
-        return Err(StepError::new("maskedPaths", "/dev/null in the container is not the null device", Errno::EPERM));
+        return Err(StepError::new(
+            "maskedPaths",
+            "/dev/null in the container is not the null device",
+            Errno::EPERM,
+        ));
     }
     Ok(fd)
 }
@@ -392,9 +645,21 @@ fn mask(root: BorrowedFd<'_>, null: &OwnedFd, path: &str) -> Result<(), StepErro
     let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
     let t = fd_path(&target);
     if is_dir {
-        mount(Some("tmpfs"), t.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+        mount(
+            Some("tmpfs"),
+            t.as_str(),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            NONE,
+        )
     } else {
-        mount(Some(fd_path(null).as_str()), t.as_str(), NONE, MsFlags::MS_BIND, NONE)
+        mount(
+            Some(fd_path(null).as_str()),
+            t.as_str(),
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )
     }
     .step("maskedPaths", || format!("mask `{path}`"))
 }

@@ -44,20 +44,33 @@ pub(crate) fn relative(path: &Path) -> PathBuf {
 /// Opens `path` (O_PATH) inside `root`.
 pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
     let rel = relative(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel.as_path()
+    };
     openat2(root, rel, how(OFlag::O_PATH))
 }
 
 /// Opens `path` inside `root`, creating missing directories (mode 0755) and,
 /// if `leaf` is `File`, an empty file at the end. Returns an O_PATH fd.
-pub(crate) fn create_in_root(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> Result<OwnedFd, Errno> {
+pub(crate) fn create_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    leaf: Leaf,
+) -> Result<OwnedFd, Errno> {
     create_in_root_depth(root, path, leaf, 0)
 }
 
 /// Symlinks followed while creating, as the kernel's own limit.
 const MAX_SYMLINKS: u32 = 40;
 
-fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u32) -> Result<OwnedFd, Errno> {
+fn create_in_root_depth(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    leaf: Leaf,
+    depth: u32,
+) -> Result<OwnedFd, Errno> {
     if depth > MAX_SYMLINKS {
         return Err(Errno::ELOOP);
     }
@@ -84,7 +97,11 @@ fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u3
                 };
                 // A dangling symlink: create its target instead, re-rooted.
                 if let Ok(target) = nix::fcntl::readlinkat(parent.as_fd(), comp.as_os_str()) {
-                    let base = if Path::new(&target).is_absolute() { PathBuf::from("/") } else { Path::new("/").join(&prefix) };
+                    let base = if Path::new(&target).is_absolute() {
+                        PathBuf::from("/")
+                    } else {
+                        Path::new("/").join(&prefix)
+                    };
                     let mut redirected = base.join(&target);
                     for rest in &comps[i + 1..] {
                         redirected.push(rest);
@@ -95,7 +112,11 @@ fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u3
                 let made = if is_last && leaf == Leaf::File {
                     create_file_at(parent.as_fd(), comp.as_os_str())
                 } else {
-                    mkdirat(parent.as_fd(), comp.as_os_str(), Mode::from_bits_truncate(0o755))
+                    mkdirat(
+                        parent.as_fd(),
+                        comp.as_os_str(),
+                        Mode::from_bits_truncate(0o755),
+                    )
                 };
                 match made {
                     Ok(()) | Err(Errno::EEXIST) => {}
@@ -113,9 +134,19 @@ fn create_in_root_depth(root: BorrowedFd<'_>, path: &Path, leaf: Leaf, depth: u3
 /// Creates it in its parent (resolved inside the root) and opens it without
 /// following anything. `None` sends the caller down the component walk: the
 /// parent is missing too, or something (a dangling symlink) holds the name.
-fn create_leaf_in_existing_parent(root: BorrowedFd<'_>, rel: &Path, leaf: Leaf) -> Result<Option<OwnedFd>, Errno> {
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(None) };
-    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+fn create_leaf_in_existing_parent(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    leaf: Leaf,
+) -> Result<Option<OwnedFd>, Errno> {
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(None);
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
     let dir = match openat2(root, parent, how(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
@@ -132,7 +163,11 @@ fn create_leaf_in_existing_parent(root: BorrowedFd<'_>, rel: &Path, leaf: Leaf) 
     }
     let exact = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
     openat2(dir.as_fd(), name, exact).map(Some)
 }
 
@@ -161,7 +196,12 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn root_fd(dir: &Path) -> OwnedFd {
-        open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+        open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -176,7 +216,11 @@ mod tests {
         let root = root_fd(&rootfs);
         create_in_root(root.as_fd(), Path::new("/abs/x/y"), Leaf::Directory).unwrap();
         create_in_root(root.as_fd(), Path::new("/rel/file"), Leaf::File).unwrap();
-        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing may be created outside the root");
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing may be created outside the root"
+        );
         // The absolute symlink target was re-rooted: <rootfs>/<outside path>/x/y.
         assert!(rootfs.join(relative(&outside)).join("x/y").is_dir());
         assert!(rootfs.join("outside/file").is_file());
@@ -194,7 +238,10 @@ mod tests {
         let file = create_in_root(root.as_fd(), Path::new("/etc/newfile"), Leaf::File).unwrap();
         assert!(fstat(file.as_fd()).unwrap().st_mode & libc::S_IFMT == libc::S_IFREG);
         create_in_root(root.as_fd(), Path::new("/etc/dangling"), Leaf::Directory).unwrap();
-        assert!(rootfs.join("elsewhere/target").is_dir(), "a dangling symlink's target is made inside the root");
+        assert!(
+            rootfs.join("elsewhere/target").is_dir(),
+            "a dangling symlink's target is made inside the root"
+        );
         assert!(!Path::new("/elsewhere").exists());
     }
 

@@ -15,18 +15,26 @@ pub const ROOTFS_TMPFS_ANNOTATION: &str = "org.nucleus.rootfs-tmpfs";
 
 /// Whether the spec asks for an in-memory root (see [`ROOTFS_TMPFS_ANNOTATION`]).
 pub fn wants_rootfs_tmpfs(spec: &Spec) -> bool {
-    spec.annotations().as_ref().and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION)).is_some_and(|v| v == "true")
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ROOTFS_TMPFS_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// Whether the spec opts in to degraded security.
 pub fn allows_degraded(spec: &Spec) -> bool {
-    spec.annotations().as_ref().and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION)).is_some_and(|v| v == "true")
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ALLOW_DEGRADED_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// The Landlock policy the spec carries, checked against the kernel.
 /// Fails closed unless the spec allows degraded security.
 pub fn landlock_policy(spec: &Spec) -> Result<Option<crate::security::landlock::LandlockPolicy>> {
-    let Some(policy) = crate::security::landlock::policy_from_annotations(spec.annotations().as_ref())? else {
+    let Some(policy) =
+        crate::security::landlock::policy_from_annotations(spec.annotations().as_ref())?
+    else {
         return Ok(None);
     };
     for warning in policy.check_supported(allows_degraded(spec))? {
@@ -43,7 +51,10 @@ pub const OCI_VERSION: &str = "1.2.0";
 /// Reads `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec { path: path.clone(), source })?;
+    let text = std::fs::read(&path).map_err(|source| EngineError::ReadSpec {
+        path: path.clone(),
+        source,
+    })?;
     match serde_json::from_slice::<Spec>(&text) {
         Ok(spec) => Ok(spec),
         Err(source) => {
@@ -51,7 +62,10 @@ pub fn load(bundle: &Path) -> Result<Spec> {
             // name the JSON field instead when that is where the error is.
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) {
                 if let Some(profile) = value.get("linux").and_then(|l| l.get("seccomp")) {
-                    crate::security::seccomp::parse_profile_value(profile.clone(), "linux.seccomp")?;
+                    crate::security::seccomp::parse_profile_value(
+                        profile.clone(),
+                        "linux.seccomp",
+                    )?;
                 }
             }
             Err(EngineError::ParseSpec { path, source })
@@ -61,7 +75,10 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 
 /// Checks `ociVersion` is a 1.x release.
 pub fn check_version(version: &str) -> Result<()> {
-    let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u64>().ok());
     let well_formed = version.split('.').count() >= 2;
     match major {
         Some(SUPPORTED_MAJOR) if well_formed => Ok(()),
@@ -75,12 +92,27 @@ pub fn check_version(version: &str) -> Result<()> {
 
 /// Resolves `root.path` against the bundle and checks it is a directory.
 pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
-    let root = spec.root().as_ref().ok_or_else(|| EngineError::invalid("root", "null", "root is required"))?;
-    let path = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("root", "null", "root is required"))?;
+    let path = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
     match std::fs::metadata(&path) {
         Ok(m) if m.is_dir() => Ok(path),
-        Ok(_) => Err(EngineError::invalid("root.path", path.display().to_string(), "not a directory")),
-        Err(e) => Err(EngineError::invalid("root.path", path.display().to_string(), e.to_string())),
+        Ok(_) => Err(EngineError::invalid(
+            "root.path",
+            path.display().to_string(),
+            "not a directory",
+        )),
+        Err(e) => Err(EngineError::invalid(
+            "root.path",
+            path.display().to_string(),
+            e.to_string(),
+        )),
     }
 }
 
@@ -88,52 +120,111 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
     check_version(spec.version())?;
     if needs_process {
-        let process = spec.process().as_ref().ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
         let args = process.args().as_deref().unwrap_or_default();
         if args.is_empty() || args[0].is_empty() {
-            return Err(EngineError::invalid("process.args", format!("{args:?}"), "must name a program"));
+            return Err(EngineError::invalid(
+                "process.args",
+                format!("{args:?}"),
+                "must name a program",
+            ));
         }
         if !process.cwd().is_absolute() {
-            return Err(EngineError::invalid("process.cwd", process.cwd().display().to_string(), "must be an absolute path"));
+            return Err(EngineError::invalid(
+                "process.cwd",
+                process.cwd().display().to_string(),
+                "must be an absolute path",
+            ));
         }
-        for (i, var) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, var) in process
+            .env()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             if !var.contains('=') || var.contains('\0') {
-                return Err(EngineError::invalid(format!("process.env[{i}]"), var, "must be KEY=VALUE"));
+                return Err(EngineError::invalid(
+                    format!("process.env[{i}]"),
+                    var,
+                    "must be KEY=VALUE",
+                ));
             }
         }
     }
     let linux = spec.linux().as_ref();
-    let namespaces = linux.and_then(|l| l.namespaces().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let namespaces = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut seen = HashSet::new();
     for (i, ns) in namespaces.iter().enumerate() {
         if !seen.insert(ns.typ()) {
-            return Err(EngineError::invalid(format!("linux.namespaces[{i}].type"), ns.typ().to_string(), "namespace listed twice"));
+            return Err(EngineError::invalid(
+                format!("linux.namespaces[{i}].type"),
+                ns.typ().to_string(),
+                "namespace listed twice",
+            ));
         }
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
-                return Err(EngineError::invalid(format!("linux.namespaces[{i}].path"), path.display().to_string(), "must be absolute"));
+                return Err(EngineError::invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    path.display().to_string(),
+                    "must be absolute",
+                ));
             }
         }
     }
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(EngineError::invalid("hostname", spec.hostname().clone().unwrap_or_default(), "setting a hostname needs a uts namespace"));
+        return Err(EngineError::invalid(
+            "hostname",
+            spec.hostname().clone().unwrap_or_default(),
+            "setting a hostname needs a uts namespace",
+        ));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(EngineError::invalid("domainname", spec.domainname().clone().unwrap_or_default(), "setting a domainname needs a uts namespace"));
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts)
+    {
+        return Err(EngineError::invalid(
+            "domainname",
+            spec.domainname().clone().unwrap_or_default(),
+            "setting a domainname needs a uts namespace",
+        ));
     }
     if let Some(linux) = linux {
-        let new_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let new_userns = namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if new_userns && !has_maps {
-            return Err(EngineError::invalid("linux.uidMappings", "[]", "a new user namespace needs uidMappings and gidMappings"));
+            return Err(EngineError::invalid(
+                "linux.uidMappings",
+                "[]",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
         }
         if !new_userns && has_maps {
-            return Err(EngineError::invalid("linux.uidMappings", "[...]", "uidMappings need a new user namespace"));
+            return Err(EngineError::invalid(
+                "linux.uidMappings",
+                "[...]",
+                "uidMappings need a new user namespace",
+            ));
         }
         for (key, _) in linux.sysctl().iter().flatten() {
-            if key.is_empty() || key.contains("..") || key.contains('/') && key.contains('.') || key.starts_with(['.', '/']) {
-                return Err(EngineError::invalid(format!("linux.sysctl.{key}"), key, "invalid sysctl name"));
+            if key.is_empty()
+                || key.contains("..")
+                || key.contains('/') && key.contains('.')
+                || key.starts_with(['.', '/'])
+            {
+                return Err(EngineError::invalid(
+                    format!("linux.sysctl.{key}"),
+                    key,
+                    "invalid sysctl name",
+                ));
             }
         }
     }
@@ -141,10 +232,19 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination();
         if dest.as_os_str().is_empty() {
-            return Err(EngineError::invalid(format!("mounts[{i}].destination"), "", "must not be empty"));
+            return Err(EngineError::invalid(
+                format!("mounts[{i}].destination"),
+                "",
+                "must not be empty",
+            ));
         }
-        crate::mount_options::parse(m.options().as_deref().unwrap_or_default())
-            .map_err(|opt| EngineError::invalid(format!("mounts[{i}].options"), opt, "unsupported mount option"))?;
+        crate::mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|opt| {
+            EngineError::invalid(
+                format!("mounts[{i}].options"),
+                opt,
+                "unsupported mount option",
+            )
+        })?;
     }
     Ok(())
 }
@@ -154,21 +254,35 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
 /// degraded security, in which case they are ignored with a warning.
 fn check_unsupported(spec: &Spec) -> Result<()> {
     let unsupported = |field: &str, value: String| {
-        Err(EngineError::invalid(field, value, "not supported by nucleus; remove it"))
+        Err(EngineError::invalid(
+            field,
+            value,
+            "not supported by nucleus; remove it",
+        ))
     };
     if let Some(p) = spec.process() {
         if p.scheduler().is_some() {
             return unsupported("process.scheduler", format!("{:?}", p.scheduler()));
         }
         if p.exec_cpu_affinity().is_some() {
-            return unsupported("process.execCPUAffinity", format!("{:?}", p.exec_cpu_affinity()));
+            return unsupported(
+                "process.execCPUAffinity",
+                format!("{:?}", p.exec_cpu_affinity()),
+            );
         }
-        for (field, label) in [("process.apparmorProfile", p.apparmor_profile()), ("process.selinuxLabel", p.selinux_label())] {
+        for (field, label) in [
+            ("process.apparmorProfile", p.apparmor_profile()),
+            ("process.selinuxLabel", p.selinux_label()),
+        ] {
             if let Some(label) = label.as_deref().filter(|l| !l.is_empty()) {
                 if !allows_degraded(spec) {
                     return Err(EngineError::invalid(field, label, "this host's nucleus cannot apply AppArmor or SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
                 }
-                tracing::warn!(field, label, "security label ignored (degraded security allowed)");
+                tracing::warn!(
+                    field,
+                    label,
+                    "security label ignored (degraded security allowed)"
+                );
             }
         }
     }
@@ -177,7 +291,10 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
             if !allows_degraded(spec) {
                 return Err(EngineError::invalid("linux.mountLabel", label, "this host's nucleus cannot apply SELinux labels (set org.nucleus.allow-degraded-security=true to run without it)"));
             }
-            tracing::warn!(label, "linux.mountLabel ignored (degraded security allowed)");
+            tracing::warn!(
+                label,
+                "linux.mountLabel ignored (degraded security allowed)"
+            );
         }
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
@@ -189,12 +306,23 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
             return unsupported("linux.timeOffsets", format!("{:?}", l.time_offsets()));
         }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return unsupported("linux.netDevices", format!("{:?}", l.net_devices().as_ref().map(|d| d.keys().collect::<Vec<_>>())));
+            return unsupported(
+                "linux.netDevices",
+                format!(
+                    "{:?}",
+                    l.net_devices()
+                        .as_ref()
+                        .map(|d| d.keys().collect::<Vec<_>>())
+                ),
+            );
         }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return unsupported(&format!("mounts[{i}].uidMappings"), m.destination().display().to_string());
+            return unsupported(
+                &format!("mounts[{i}].uidMappings"),
+                m.destination().display().to_string(),
+            );
         }
     }
     Ok(())
@@ -210,7 +338,10 @@ mod tests {
         assert!(check_version("1.2.0").is_ok());
         assert!(check_version("1.0.2-dev").is_ok());
         let err = check_version("2.0.0").unwrap_err().to_string();
-        assert!(err.contains("ociVersion") && err.contains("`2.0.0`"), "{err}");
+        assert!(
+            err.contains("ociVersion") && err.contains("`2.0.0`"),
+            "{err}"
+        );
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("").is_err());
         assert!(check_version("1").is_err());
@@ -225,7 +356,10 @@ mod tests {
         p.set_apparmor_profile(Some("docker-default".into()));
         spec.set_process(Some(p));
         let err = validate(&spec, true).unwrap_err().to_string();
-        assert!(err.starts_with("process.apparmorProfile") && err.contains("docker-default"), "{err}");
+        assert!(
+            err.starts_with("process.apparmorProfile") && err.contains("docker-default"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -73,19 +73,30 @@ pub struct ContainerState {
 impl ContainerState {
     /// Whether the recorded init process is still alive (and not a zombie).
     pub fn is_alive(&self) -> bool {
-        self.pid > 0 && matches!(proc_start_time(self.pid), Some((start, alive)) if alive && start == self.pid_start_time)
+        self.pid > 0
+            && matches!(proc_start_time(self.pid), Some((start, alive)) if alive && start == self.pid_start_time)
     }
 
     /// The OCI state JSON (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
     pub fn oci_state(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
         oci_state(&self.id, status, pid, &self.bundle, &self.annotations)
     }
 }
 
 /// The OCI state object, as `state` prints it and hooks, the seccomp agent
 /// and the console read it on stdin.
-pub fn oci_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &HashMap<String, String>) -> serde_json::Value {
+pub fn oci_state(
+    id: &str,
+    status: Status,
+    pid: i32,
+    bundle: &Path,
+    annotations: &HashMap<String, String>,
+) -> serde_json::Value {
     serde_json::json!({
         "ociVersion": crate::spec::OCI_VERSION,
         "id": id,
@@ -110,7 +121,12 @@ pub fn proc_start_time(pid: i32) -> Option<(u64, bool)> {
 
 /// Checks a container id: non-empty, bounded, and a single safe path component.
 pub fn validate_id(id: &str) -> Result<()> {
-    let bad = |reason| Err(EngineError::InvalidId { id: id.to_string(), reason });
+    let bad = |reason| {
+        Err(EngineError::InvalidId {
+            id: id.to_string(),
+            reason,
+        })
+    };
     if id.is_empty() {
         return bad("it is empty");
     }
@@ -120,7 +136,10 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.starts_with('.') {
         return bad("it starts with `.` (reserved for the runtime's own entries)");
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+')) {
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+    {
         return bad("only letters, digits and `_ - . +` are allowed");
     }
     Ok(())
@@ -224,16 +243,27 @@ impl StateRoot {
             return Ok(id);
         }
         let ids = self.ids()?;
-        let matches: Vec<&String> = ids.iter().filter(|id| !query.is_empty() && id.starts_with(query)).collect();
+        let matches: Vec<&String> = ids
+            .iter()
+            .filter(|id| !query.is_empty() && id.starts_with(query))
+            .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(EngineError::NotFound { id: query.to_string() }),
-            _ => Err(EngineError::InvalidId { id: query.to_string(), reason: "it is a prefix of more than one container id" }),
+            [] => Err(EngineError::NotFound {
+                id: query.to_string(),
+            }),
+            _ => Err(EngineError::InvalidId {
+                id: query.to_string(),
+                reason: "it is a prefix of more than one container id",
+            }),
         }
     }
 
     fn name_path(&self, name: &str) -> Result<PathBuf> {
-        validate_id(name).map_err(|_| EngineError::InvalidId { id: name.to_string(), reason: "names follow the same rules as ids" })?;
+        validate_id(name).map_err(|_| EngineError::InvalidId {
+            id: name.to_string(),
+            reason: "names follow the same rules as ids",
+        })?;
         Ok(self.root.join(NAMES_DIR).join(name))
     }
 
@@ -249,10 +279,23 @@ impl StateRoot {
     pub fn claim_name(&self, name: &str, id: &str) -> Result<()> {
         let path = self.name_path(name)?;
         let dir = self.root.join(NAMES_DIR);
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| EngineError::io("create", &dir, e))?;
         for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(mut f) => return f.write_all(id.as_bytes()).map_err(|e| EngineError::io("write", &path, e)),
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    return f
+                        .write_all(id.as_bytes())
+                        .map_err(|e| EngineError::io("write", &path, e))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // A claim whose container is not reserved yet is live, not stale.
                     let young = fs::metadata(&path)
@@ -261,7 +304,9 @@ impl StateRoot {
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age < std::time::Duration::from_secs(60));
                     if self.name_owner(name).is_some() || young {
-                        return Err(EngineError::NameInUse { name: name.to_string() });
+                        return Err(EngineError::NameInUse {
+                            name: name.to_string(),
+                        });
                     }
                     // Stale: its container is gone. Remove and retry once.
                     let _ = fs::remove_file(&path);
@@ -269,7 +314,9 @@ impl StateRoot {
                 Err(e) => return Err(EngineError::io("create", &path, e)),
             }
         }
-        Err(EngineError::NameInUse { name: name.to_string() })
+        Err(EngineError::NameInUse {
+            name: name.to_string(),
+        })
     }
 
     /// Releases `name` if it still belongs to `id`.
@@ -295,7 +342,9 @@ impl StateRoot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(EngineError::io("read", &path, e)),
         };
-        serde_json::from_slice(&text).map(Some).map_err(|source| EngineError::CorruptState { path, source })
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| EngineError::CorruptState { path, source })
     }
 
     /// Current status of a container from its state and the live process.
@@ -322,7 +371,10 @@ pub fn status_of(dir: &Path, state: &ContainerState) -> Status {
 
 fn read_state(path: &Path) -> Result<ContainerState> {
     let text = fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
-    serde_json::from_slice(&text).map_err(|source| EngineError::CorruptState { path: path.to_path_buf(), source })
+    serde_json::from_slice(&text).map_err(|source| EngineError::CorruptState {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A locked container state directory. The lock is released on drop.
@@ -346,7 +398,11 @@ impl ContainerDir {
             .map_err(|e| EngineError::io("open lock file", &lock_path, e))?;
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| EngineError::io("lock", &lock_path, errno.into()))?;
-        Ok(ContainerDir { id: id.to_string(), dir, _lock: lock })
+        Ok(ContainerDir {
+            id: id.to_string(),
+            dir,
+            _lock: lock,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -372,7 +428,10 @@ impl ContainerDir {
     /// Writes state.json atomically: a temp file in the same directory, then rename.
     pub fn save(&self, state: &ContainerState) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
-        let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState { path: tmp.clone(), source })?;
+        let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState {
+            path: tmp.clone(),
+            source,
+        })?;
         let mut f = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -380,14 +439,19 @@ impl ContainerDir {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| EngineError::io("create", &tmp, e))?;
-        f.write_all(&data).map_err(|e| EngineError::io("write", &tmp, e))?;
-        fs::rename(&tmp, self.state_path()).map_err(|e| EngineError::io("rename into place", self.state_path(), e))
+        f.write_all(&data)
+            .map_err(|e| EngineError::io("write", &tmp, e))?;
+        fs::rename(&tmp, self.state_path())
+            .map_err(|e| EngineError::io("rename into place", self.state_path(), e))
     }
 
     /// Records the cgroup before it is created (see `CGROUP_FILE`).
     pub fn save_cgroup(&self, cg: &Cgroup) -> Result<()> {
         let path = self.dir.join(CGROUP_FILE);
-        let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState { path: path.clone(), source })?;
+        let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState {
+            path: path.clone(),
+            source,
+        })?;
         fs::write(&path, data).map_err(|e| EngineError::io("write", &path, e))
     }
 
@@ -414,7 +478,17 @@ mod tests {
         for ok in ["abc", "a-b_c.d+e", "0", &"x".repeat(1024)] {
             assert!(validate_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", ".names", "a/b", "../x", "a b", &"x".repeat(1025), "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".names",
+            "a/b",
+            "../x",
+            "a b",
+            &"x".repeat(1025),
+            "a\0b",
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }
@@ -424,7 +498,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = StateRoot::new(tmp.path().join("state"));
         let d = root.reserve("c1").unwrap();
-        assert!(matches!(root.reserve("c1"), Err(EngineError::AlreadyExists { .. })));
+        assert!(matches!(
+            root.reserve("c1"),
+            Err(EngineError::AlreadyExists { .. })
+        ));
         d.remove().unwrap();
         assert!(root.ids().unwrap().is_empty());
         assert!(matches!(root.open("c1"), Err(EngineError::NotFound { .. })));
@@ -437,7 +514,10 @@ mod tests {
         let d = root.reserve("abc123").unwrap();
         std::fs::write(d.state_path(), "{}").unwrap();
         root.claim_name("web", "abc123").unwrap();
-        assert!(matches!(root.claim_name("web", "other"), Err(EngineError::NameInUse { .. })));
+        assert!(matches!(
+            root.claim_name("web", "other"),
+            Err(EngineError::NameInUse { .. })
+        ));
         assert_eq!(root.resolve("web").unwrap(), "abc123");
         assert_eq!(root.resolve("abc").unwrap(), "abc123");
         assert_eq!(root.resolve("abc123").unwrap(), "abc123");

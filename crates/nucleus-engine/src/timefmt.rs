@@ -36,7 +36,11 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>());
     let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let nanos: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").get(..9)?.parse().ok()? };
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").get(..9)?.parse().ok()?
+    };
     let days = u64::try_from(days_from_civil(y, m, day)).ok()?;
     Some(UNIX_EPOCH + Duration::new(days * 86_400 + hh * 3600 + mm * 60 + ss, nanos))
 }
@@ -63,7 +67,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 #[cfg(test)]
@@ -82,7 +90,10 @@ mod tests {
     fn parse_round_trip() {
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:01Z"), Some(UNIX_EPOCH + Duration::from_secs(951_782_401)));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:01Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(951_782_401))
+        );
         assert_eq!(parse_rfc3339("nope"), None);
     }
 }

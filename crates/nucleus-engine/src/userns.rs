@@ -15,7 +15,11 @@ fn format_map(maps: &[LinuxIdMapping]) -> String {
 
 /// Writes `/proc/<pid>/{uid_map,gid_map}`. Runs in the parent, which is
 /// privileged in the user namespace that owns the child's new one.
-pub(crate) fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
+pub(crate) fn write_id_maps(
+    pid: i32,
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<()> {
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         let text = format_map(maps);
@@ -31,7 +35,12 @@ mod tests {
 
     #[test]
     fn map_lines() {
-        let m = LinuxIdMappingBuilder::default().container_id(0u32).host_id(100000u32).size(65536u32).build().unwrap();
+        let m = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap();
         assert_eq!(format_map(&[m]), "0 100000 65536\n");
     }
 }

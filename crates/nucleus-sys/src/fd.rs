@@ -23,13 +23,21 @@ pub fn close_range_cloexec(first: u32) -> Result<(), Errno> {
 /// `recvmsg(sock, buf, SCM_RIGHTS, MSG_CMSG_CLOEXEC)`: receives one message
 /// and at most one attached descriptor, which comes back owned (and
 /// close-on-exec). Extra descriptors are closed. Retries on EINTR.
-pub fn recv_with_fd(sock: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<std::os::fd::OwnedFd>), Errno> {
+pub fn recv_with_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<std::os::fd::OwnedFd>), Errno> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     loop {
         let mut iov = [std::io::IoSliceMut::new(buf)];
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
             Ok(r) => {

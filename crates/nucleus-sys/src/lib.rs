@@ -4,13 +4,13 @@
 //! No policy lives here.
 
 pub mod clone;
-pub mod pidfd;
 pub mod fd;
+pub mod mem;
+pub mod net;
+pub mod pidfd;
 pub mod seccomp;
+pub mod signal;
 pub mod tty;
 pub mod uts;
-pub mod signal;
-pub mod net;
-pub mod mem;
 
 pub use nix::errno::Errno;

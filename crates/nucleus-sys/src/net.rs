@@ -23,12 +23,25 @@ pub fn set_loopback_up() -> Result<(), Errno> {
         *dst = *src as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of `req`, a live ifreq.
-    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req as *mut libc::ifreq) };
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS,
+            &mut req as *mut libc::ifreq,
+        )
+    };
     Errno::result(ret)?;
     // SAFETY: the kernel just filled the ifru_flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | libc::c_short::try_from(libc::IFF_UP).map_err(|_| Errno::EINVAL)?;
+    req.ifr_ifru.ifru_flags =
+        flags | libc::c_short::try_from(libc::IFF_UP).map_err(|_| Errno::EINVAL)?;
     // SAFETY: SIOCSIFFLAGS reads `req`, a live ifreq with the name and new flags.
-    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req as *const libc::ifreq) };
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFFLAGS,
+            &req as *const libc::ifreq,
+        )
+    };
     Errno::result(ret).map(drop)
 }

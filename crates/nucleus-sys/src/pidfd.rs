@@ -51,7 +51,10 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(n) => return Ok(n > 0),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),

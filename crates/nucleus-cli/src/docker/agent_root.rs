@@ -54,10 +54,20 @@ impl HostLayout {
                 let target = std::fs::read_link(p).ok()?;
                 return Some(HostEntry::Symlink(target.to_string_lossy().into_owned()));
             }
-            Some(if meta.is_dir() { HostEntry::Dir } else { HostEntry::File })
+            Some(if meta.is_dir() {
+                HostEntry::Dir
+            } else {
+                HostEntry::File
+            })
         };
-        let system = SYSTEM_DIRS.iter().filter_map(|n| entry(&host_root.join(n)).map(|e| (n.to_string(), e))).collect();
-        let etc = ETC_ALLOWED.iter().filter_map(|n| entry(&host_root.join("etc").join(n)).map(|e| (n.to_string(), e))).collect();
+        let system = SYSTEM_DIRS
+            .iter()
+            .filter_map(|n| entry(&host_root.join(n)).map(|e| (n.to_string(), e)))
+            .collect();
+        let etc = ETC_ALLOWED
+            .iter()
+            .filter_map(|n| entry(&host_root.join("etc").join(n)).map(|e| (n.to_string(), e)))
+            .collect();
         HostLayout { system, etc }
     }
 }
@@ -126,7 +136,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// `/proc` paths made read-only (OCI and Docker defaults).
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Contents of the generated `/etc/hosts`.
 pub fn hosts_file(hostname: &str) -> String {
@@ -149,7 +165,10 @@ mod tests {
             etc: vec![
                 ("ld.so.cache".into(), HostEntry::File),
                 ("ssl".into(), HostEntry::Dir),
-                ("localtime".into(), HostEntry::Symlink("/usr/share/zoneinfo/Etc/UTC".into())),
+                (
+                    "localtime".into(),
+                    HostEntry::Symlink("/usr/share/zoneinfo/Etc/UTC".into()),
+                ),
             ],
         }
     }
@@ -157,13 +176,24 @@ mod tests {
     #[test]
     fn symlinked_dirs_stay_symlinks() {
         let (mounts, links) = system_mounts(&debian12());
-        let dests: Vec<&str> = mounts.iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        let dests: Vec<&str> = mounts
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
         assert_eq!(dests, ["/usr", "/etc/ld.so.cache", "/etc/ssl"]);
         assert!(links.contains(&("bin".into(), "usr/bin".into())));
         assert!(links.contains(&("etc/localtime".into(), "/usr/share/zoneinfo/Etc/UTC".into())));
         for m in &mounts {
-            let opts: Vec<&str> = m["options"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
-            assert!(opts.contains(&"ro") && opts.contains(&"nosuid") && opts.contains(&"nodev"), "{m}");
+            let opts: Vec<&str> = m["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o.as_str().unwrap())
+                .collect();
+            assert!(
+                opts.contains(&"ro") && opts.contains(&"nosuid") && opts.contains(&"nodev"),
+                "{m}"
+            );
         }
     }
 
@@ -173,7 +203,9 @@ mod tests {
         host.etc.push(("shadow".into(), HostEntry::File));
         host.etc.push(("gshadow".into(), HostEntry::File));
         let (mounts, links) = system_mounts(&host);
-        assert!(mounts.iter().all(|m| !m["destination"].as_str().unwrap().contains("shadow")));
+        assert!(mounts
+            .iter()
+            .all(|m| !m["destination"].as_str().unwrap().contains("shadow")));
         assert!(links.iter().all(|(p, _)| !p.contains("shadow")));
         assert!(!ETC_ALLOWED.iter().any(|n| n.contains("shadow")));
     }
@@ -182,6 +214,9 @@ mod tests {
     fn probe_reads_this_host() {
         let host = HostLayout::probe(Path::new("/"));
         assert!(host.system.iter().any(|(n, _)| n == "usr"));
-        assert!(host.etc.iter().all(|(n, _)| ETC_ALLOWED.contains(&n.as_str())));
+        assert!(host
+            .etc
+            .iter()
+            .all(|(n, _)| ETC_ALLOWED.contains(&n.as_str())));
     }
 }

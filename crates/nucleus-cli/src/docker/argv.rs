@@ -22,19 +22,62 @@ const GLOBAL_VALUED: &[&str] = &["--root", "--log", "--log-format", "--rootless"
 /// Flags of either `run` that take a value, so their values are not
 /// counted as positional arguments.
 const RUN_VALUED: &[&str] = &[
-    "--name", "-e", "--env", "--env-file", "-w", "--workdir", "--hostname", "-u", "--user", "--group-add", "-v", "--volume",
-    "--tmpfs", "--context", "--context-mode", "--secret", "-m", "--memory", "--memory-swap", "--cpus", "--cpu-weight",
-    "--pids", "--io-limit", "--ulimit", "--timeout", "--cap-add", "--cap-drop", "--seccomp-profile",
-    "--seccomp-profile-sha256", "--caps-policy", "--caps-policy-sha256", "--landlock-policy", "--landlock-policy-sha256",
-    "--network", "--rootfs", "-b", "--bundle", "--console-socket", "--pid-file", "--preserve-fds",
+    "--name",
+    "-e",
+    "--env",
+    "--env-file",
+    "-w",
+    "--workdir",
+    "--hostname",
+    "-u",
+    "--user",
+    "--group-add",
+    "-v",
+    "--volume",
+    "--tmpfs",
+    "--context",
+    "--context-mode",
+    "--secret",
+    "-m",
+    "--memory",
+    "--memory-swap",
+    "--cpus",
+    "--cpu-weight",
+    "--pids",
+    "--io-limit",
+    "--ulimit",
+    "--timeout",
+    "--cap-add",
+    "--cap-drop",
+    "--seccomp-profile",
+    "--seccomp-profile-sha256",
+    "--caps-policy",
+    "--caps-policy-sha256",
+    "--landlock-policy",
+    "--landlock-policy-sha256",
+    "--network",
+    "--rootfs",
+    "-b",
+    "--bundle",
+    "--console-socket",
+    "--pid-file",
+    "--preserve-fds",
 ];
 
 /// Returns `args` (including argv[0]) with the verb renamed when the
 /// docker-like form is meant, and whether it was `run` in agent form.
-pub fn rewrite(mut args: Vec<OsString>, cwd_has_config: impl FnOnce() -> bool) -> (Vec<OsString>, bool) {
-    let Some(verb_at) = verb_index(&args) else { return (args, false) };
+pub fn rewrite(
+    mut args: Vec<OsString>,
+    cwd_has_config: impl FnOnce() -> bool,
+) -> (Vec<OsString>, bool) {
+    let Some(verb_at) = verb_index(&args) else {
+        return (args, false);
+    };
     let verb = args[verb_at].to_string_lossy().into_owned();
-    let rest: Vec<String> = args[verb_at + 1..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let rest: Vec<String> = args[verb_at + 1..]
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let new = match verb.as_str() {
         "run" if !is_oci_run(&rest, cwd_has_config) => Some(AGENT_RUN),
         "ps" if is_docker_ps(&rest) => Some(DOCKER_PS),
@@ -76,7 +119,10 @@ fn is_oci_run(rest: &[String], cwd_has_config: impl FnOnce() -> bool) -> bool {
     let before_dashdash: Vec<&String> = rest.iter().take_while(|a| a.as_str() != "--").collect();
     let has_dashdash = before_dashdash.len() != rest.len();
     let bundle_flag = before_dashdash.iter().any(|a| {
-        a.as_str() == "-b" || a.as_str() == "--bundle" || a.starts_with("--bundle=") || (a.starts_with("-b") && !a.starts_with("--"))
+        a.as_str() == "-b"
+            || a.as_str() == "--bundle"
+            || a.starts_with("--bundle=")
+            || (a.starts_with("-b") && !a.starts_with("--"))
     });
     if bundle_flag {
         return true;
@@ -93,7 +139,8 @@ fn positionals<'a>(args: &[&'a String]) -> Vec<&'a String> {
             continue;
         }
         if a.starts_with('-') {
-            skip = (RUN_VALUED.contains(&a.as_str()) || GLOBAL_VALUED.contains(&a.as_str())) && !a.contains('=');
+            skip = (RUN_VALUED.contains(&a.as_str()) || GLOBAL_VALUED.contains(&a.as_str()))
+                && !a.contains('=');
             continue;
         }
         out.push(*a);
@@ -122,9 +169,12 @@ fn is_docker_ps(rest: &[String]) -> bool {
 }
 
 fn has_flag(rest: &[String], names: &[&str]) -> bool {
-    rest.iter()
-        .take_while(|a| a.as_str() != "--")
-        .any(|a| names.iter().any(|n| a == n || a.starts_with(&format!("{n}="))) || is_short_cluster(a, names))
+    rest.iter().take_while(|a| a.as_str() != "--").any(|a| {
+        names
+            .iter()
+            .any(|n| a == n || a.starts_with(&format!("{n}=")))
+            || is_short_cluster(a, names)
+    })
 }
 
 /// `-as` style clusters of short flags without values.
@@ -132,7 +182,10 @@ fn is_short_cluster(a: &str, names: &[&str]) -> bool {
     if !a.starts_with('-') || a.starts_with("--") || a.len() < 3 {
         return false;
     }
-    names.iter().filter_map(|n| n.strip_prefix('-').filter(|s| s.len() == 1)).any(|c| a[1..].contains(c))
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix('-').filter(|s| s.len() == 1))
+        .any(|c| a[1..].contains(c))
 }
 
 /// Whether `./config.json` exists (the OCI form of a one-argument `run`).
@@ -145,34 +198,68 @@ mod tests {
     use super::*;
 
     fn rw(args: &[&str], config: bool) -> String {
-        let v: Vec<OsString> = std::iter::once("nucleus").chain(args.iter().copied()).map(OsString::from).collect();
+        let v: Vec<OsString> = std::iter::once("nucleus")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
         let (out, _) = rewrite(v, || config);
-        out.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        out.iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn run_forms() {
-        assert_eq!(rw(&["run", "--bundle", "/b", "id"], false), "run --bundle /b id");
-        assert_eq!(rw(&["--root", "/r", "run", "-b", "/b", "id"], false), "--root /r run -b /b id");
+        assert_eq!(
+            rw(&["run", "--bundle", "/b", "id"], false),
+            "run --bundle /b id"
+        );
+        assert_eq!(
+            rw(&["--root", "/r", "run", "-b", "/b", "id"], false),
+            "--root /r run -b /b id"
+        );
         assert_eq!(rw(&["run", "id"], true), "run id");
         assert_eq!(rw(&["run", "-d", "id"], true), "run -d id");
         assert_eq!(rw(&["run", "id"], false), "__agent-run id");
-        assert_eq!(rw(&["run", "--", "/bin/true"], true), "__agent-run --__command-follows -- /bin/true");
-        assert_eq!(rw(&["run", "--name", "x", "--", "true"], true), "__agent-run --__command-follows --name x -- true");
+        assert_eq!(
+            rw(&["run", "--", "/bin/true"], true),
+            "__agent-run --__command-follows -- /bin/true"
+        );
+        assert_eq!(
+            rw(&["run", "--name", "x", "--", "true"], true),
+            "__agent-run --__command-follows --name x -- true"
+        );
         assert_eq!(rw(&["run", "--name", "x"], true), "__agent-run --name x");
-        assert_eq!(rw(&["--debug", "run", "-e", "A=1", "-d", "--", "sh"], false), "--debug __agent-run --__command-follows -e A=1 -d -- sh");
+        assert_eq!(
+            rw(&["--debug", "run", "-e", "A=1", "-d", "--", "sh"], false),
+            "--debug __agent-run --__command-follows -e A=1 -d -- sh"
+        );
     }
 
     #[test]
     fn ps_and_kill_forms() {
         assert_eq!(rw(&["ps"], false), "__docker-ps");
         assert_eq!(rw(&["ps", "-a"], false), "__docker-ps -a");
-        assert_eq!(rw(&["ps", "--format", "json"], false), "__docker-ps --format json");
+        assert_eq!(
+            rw(&["ps", "--format", "json"], false),
+            "__docker-ps --format json"
+        );
         assert_eq!(rw(&["ps", "abc"], false), "ps abc");
-        assert_eq!(rw(&["ps", "-f", "json", "abc", "--", "-ef"], false), "ps -f json abc -- -ef");
+        assert_eq!(
+            rw(&["ps", "-f", "json", "abc", "--", "-ef"], false),
+            "ps -f json abc -- -ef"
+        );
         assert_eq!(rw(&["kill", "web"], false), "kill web");
         assert_eq!(rw(&["kill", "web", "KILL"], false), "kill web KILL");
-        assert_eq!(rw(&["kill", "-s", "KILL", "web"], false), "__docker-kill -s KILL web");
-        assert_eq!(rw(&["kill", "--all", "web", "9"], false), "kill --all web 9");
+        assert_eq!(
+            rw(&["kill", "-s", "KILL", "web"], false),
+            "__docker-kill -s KILL web"
+        );
+        assert_eq!(
+            rw(&["kill", "--all", "web", "9"], false),
+            "kill --all web 9"
+        );
     }
 }

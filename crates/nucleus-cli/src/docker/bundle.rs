@@ -43,9 +43,16 @@ pub fn bundle_path(root: &Path, id: &str) -> PathBuf {
 /// Creates the bundle directory (it must not exist yet).
 pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
     let base = root.join(BUNDLES_DIR);
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&base).with_context(|| format!("create `{}`", base.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&base)
+        .with_context(|| format!("create `{}`", base.display()))?;
     let path = bundle_path(root, id);
-    fs::DirBuilder::new().mode(0o711).create(&path).with_context(|| format!("create `{}`", path.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o711)
+        .create(&path)
+        .with_context(|| format!("create `{}`", path.display()))?;
     Ok(path)
 }
 
@@ -73,23 +80,39 @@ fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result
         h.update(target.as_bytes());
         h.update(b"\0");
     }
-    let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let base = root.join(SKELETONS_DIR);
     let path = base.join(&key);
     if path.is_dir() {
         return Ok(path);
     }
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&base).with_context(|| format!("create `{}`", base.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&base)
+        .with_context(|| format!("create `{}`", base.display()))?;
     let tmp = base.join(format!(".tmp-{}-{key}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    fs::DirBuilder::new().mode(0o755).create(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&tmp)
+        .with_context(|| format!("create `{}`", tmp.display()))?;
     for d in dirs {
         let p = tmp.join(d);
-        fs::DirBuilder::new().mode(if d == "root" { 0o700 } else { 0o755 }).create(&p).with_context(|| format!("create `{}`", p.display()))?;
+        fs::DirBuilder::new()
+            .mode(if d == "root" { 0o700 } else { 0o755 })
+            .create(&p)
+            .with_context(|| format!("create `{}`", p.display()))?;
     }
     for (link, target) in symlinks {
         let p = tmp.join(link);
-        std::os::unix::fs::symlink(target, &p).with_context(|| format!("symlink `{}`", p.display()))?;
+        std::os::unix::fs::symlink(target, &p)
+            .with_context(|| format!("symlink `{}`", p.display()))?;
     }
     match fs::rename(&tmp, &path) {
         Ok(()) => Ok(path),
@@ -105,25 +128,34 @@ fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result
 /// Writes everything `plan` asks for into `dir` and returns the bundle.
 pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     if plan.generated_root {
-        let root = dir.parent().and_then(Path::parent).ok_or_else(|| anyhow::anyhow!("bundle `{}` is not under a state root", dir.display()))?;
+        let root = dir.parent().and_then(Path::parent).ok_or_else(|| {
+            anyhow::anyhow!("bundle `{}` is not under a state root", dir.display())
+        })?;
         let skeleton = ensure_skeleton(root, &plan.dirs, &plan.symlinks)?;
         plan.spec["root"]["path"] = json!(skeleton);
         plan.spec["annotations"][nucleus_engine::spec::ROOTFS_TMPFS_ANNOTATION] = json!("true");
     }
-    fs::DirBuilder::new().mode(0o755).create(dir.join("etc")).context("create etc")?;
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir.join("etc"))
+        .context("create etc")?;
     for (rel, text) in &plan.files {
         let p = dir.join(rel);
         fs::write(&p, text).with_context(|| format!("write `{}`", p.display()))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).with_context(|| format!("chmod `{}`", p.display()))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod `{}`", p.display()))?;
     }
     let mut extra = Vec::new();
     if let Some((src, mode)) = &plan.context {
         match mode {
             ContextMode::Copy => {
                 let dest = dir.join("context");
-                copy_tree(src, &dest).map_err(|e| anyhow::anyhow!("--context: cannot copy `{}`: {e:#}", src.display()))?;
+                copy_tree(src, &dest).map_err(|e| {
+                    anyhow::anyhow!("--context: cannot copy `{}`: {e:#}", src.display())
+                })?;
                 if plan.uid != 0 || plan.gid != 0 {
-                    chown_tree(&dest, plan.uid, plan.gid).context("--context: give the copy to the workload user")?;
+                    chown_tree(&dest, plan.uid, plan.gid)
+                        .context("--context: give the copy to the workload user")?;
                 }
                 extra.push(json!({"destination": "/context", "type": "bind", "source": dest, "options": ["rbind", "nosuid", "nodev"]}));
             }
@@ -151,7 +183,10 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     // Compact: the engine is its only reader, and this is on the start path.
     let text = serde_json::to_vec(&plan.spec)?;
     fs::write(&config, text).with_context(|| format!("write `{}`", config.display()))?;
-    Ok(Bundle { path: dir.to_path_buf(), secret_fds })
+    Ok(Bundle {
+        path: dir.to_path_buf(),
+        secret_fds,
+    })
 }
 
 /// Makes a detached tmpfs (`fsopen`/`fsmount`: in memory, and mounted in
@@ -163,19 +198,38 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
 /// Not a memfd: the kernel refuses to bind-mount a memfd (EINVAL, its
 /// internal mount is in no namespace), while binding from a detached mount
 /// is allowed since Linux 6.15.
-fn secrets_tmpfs(secrets: &[(PathBuf, String)], uid: u32, gid: u32) -> Result<(OwnedFd, Vec<String>)> {
-    use rustix::mount::{fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags, MountAttrFlags};
+fn secrets_tmpfs(
+    secrets: &[(PathBuf, String)],
+    uid: u32,
+    gid: u32,
+) -> Result<(OwnedFd, Vec<String>)> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
+        MountAttrFlags,
+    };
     let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).context("--secret: fsopen tmpfs")?;
-    let total: u64 = secrets.iter().filter_map(|(p, _)| fs::metadata(p).ok()).map(|m| m.len()).sum();
-    fsconfig_set_string(&fs, "size", (total + 64 * 1024).to_string()).context("--secret: size the tmpfs")?;
+    let total: u64 = secrets
+        .iter()
+        .filter_map(|(p, _)| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    fsconfig_set_string(&fs, "size", (total + 64 * 1024).to_string())
+        .context("--secret: size the tmpfs")?;
     fsconfig_set_string(&fs, "mode", "0700").context("--secret: mode of the tmpfs")?;
     fsconfig_create(&fs).context("--secret: create the tmpfs")?;
-    let mnt = fsmount(&fs, FsMountFlags::empty(), MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOEXEC)
-        .context("--secret: fsmount the tmpfs")?;
+    let mnt = fsmount(
+        &fs,
+        FsMountFlags::empty(),
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .context("--secret: fsmount the tmpfs")?;
     let mut names = Vec::new();
     for (i, (src, _)) in secrets.iter().enumerate() {
         let name = format!("secret{i}");
-        write_secret(&mnt, &name, src, uid, gid).map_err(|e| anyhow::anyhow!("--secret: invalid value `{}`: {e:#}", src.display()))?;
+        write_secret(&mnt, &name, src, uid, gid)
+            .map_err(|e| anyhow::anyhow!("--secret: invalid value `{}`: {e:#}", src.display()))?;
         names.push(name);
     }
     Ok((mnt, names))
@@ -191,8 +245,16 @@ fn write_secret(dir: &OwnedFd, name: &str, src: &Path, uid: u32, gid: u32) -> Re
     // Sized up front so the buffer never reallocates and leaves stray copies.
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
     let result = (|| -> Result<()> {
-        file.take(MAX_SECRET_BYTES).read_to_end(&mut buf).context("read")?;
-        let fd = openat(dir, name, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, RMode::from_raw_mode(0o400)).context("create in tmpfs")?;
+        file.take(MAX_SECRET_BYTES)
+            .read_to_end(&mut buf)
+            .context("read")?;
+        let fd = openat(
+            dir,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            RMode::from_raw_mode(0o400),
+        )
+        .context("create in tmpfs")?;
         let mut f = fs::File::from(fd);
         f.write_all(&buf).context("write")?;
         fchmod(&f, Mode::from_bits_truncate(0o400)).context("fchmod")?;
@@ -231,7 +293,8 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| format!("chown `{}`", path.display()))?;
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown `{}`", path.display()))?;
     if fs::symlink_metadata(path)?.is_dir() {
         for entry in fs::read_dir(path)? {
             chown_tree(&entry?.path(), uid, gid)?;
@@ -282,7 +345,17 @@ mod tests {
         std::os::unix::fs::symlink("sub/a", src.join("l")).unwrap();
         copy_tree(&src, &dir.path().join("dst")).unwrap();
         assert_eq!(fs::read(dir.path().join("dst/sub/a")).unwrap(), b"x");
-        assert_eq!(fs::metadata(dir.path().join("dst/sub/a")).unwrap().permissions().mode() & 0o777, 0o751);
-        assert_eq!(fs::read_link(dir.path().join("dst/l")).unwrap(), Path::new("sub/a"));
+        assert_eq!(
+            fs::metadata(dir.path().join("dst/sub/a"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o751
+        );
+        assert_eq!(
+            fs::read_link(dir.path().join("dst/l")).unwrap(),
+            Path::new("sub/a")
+        );
     }
 }

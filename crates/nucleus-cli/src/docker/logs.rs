@@ -29,9 +29,18 @@ pub struct LogWriter {
 impl LogWriter {
     pub fn open(dir: &Path, max: u64) -> Result<Self> {
         let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("open `{}`", path.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("open `{}`", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter { path, file, size, max })
+        Ok(LogWriter {
+            path,
+            file,
+            size,
+            max,
+        })
     }
 
     /// Writes one entry; `log` is the raw bytes of one line (with its newline).
@@ -40,11 +49,18 @@ impl LogWriter {
         line.push('\n');
         if self.size + line.len() as u64 > self.max && self.size > 0 {
             let old = self.path.with_extension("log.1");
-            fs::rename(&self.path, &old).with_context(|| format!("rotate `{}`", self.path.display()))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path).with_context(|| format!("open `{}`", self.path.display()))?;
+            fs::rename(&self.path, &old)
+                .with_context(|| format!("rotate `{}`", self.path.display()))?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("open `{}`", self.path.display()))?;
             self.size = 0;
         }
-        self.file.write_all(line.as_bytes()).with_context(|| format!("write `{}`", self.path.display()))?;
+        self.file
+            .write_all(line.as_bytes())
+            .with_context(|| format!("write `{}`", self.path.display()))?;
         self.size += line.len() as u64;
         Ok(())
     }
@@ -59,7 +75,10 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     pub fn new(stream: &'static str) -> Self {
-        LineSplitter { stream, buf: Vec::new() }
+        LineSplitter {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Feeds bytes; writes every complete line (and over-long partial ones).
@@ -97,15 +116,27 @@ pub struct Entry {
 
 fn parse(line: &str) -> Option<Entry> {
     let v: Value = serde_json::from_str(line).ok()?;
-    Some(Entry { time: v["time"].as_str()?.to_string(), stream: v["stream"].as_str()?.to_string(), log: v["log"].as_str()?.to_string() })
+    Some(Entry {
+        time: v["time"].as_str()?.to_string(),
+        stream: v["stream"].as_str()?.to_string(),
+        log: v["log"].as_str()?.to_string(),
+    })
 }
 
 /// Every entry in the rotated file, then the current one.
 pub fn read_all(dir: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
-    for p in [dir.join(LOG_FILE).with_extension("log.1"), dir.join(LOG_FILE)] {
+    for p in [
+        dir.join(LOG_FILE).with_extension("log.1"),
+        dir.join(LOG_FILE),
+    ] {
         if let Ok(f) = File::open(&p) {
-            out.extend(BufReader::new(f).lines().map_while(|l| l.ok()).filter_map(|l| parse(&l)));
+            out.extend(
+                BufReader::new(f)
+                    .lines()
+                    .map_while(|l| l.ok())
+                    .filter_map(|l| parse(&l)),
+            );
         }
     }
     out
@@ -116,7 +147,11 @@ pub fn print(entries: &[Entry], timestamps: bool) -> Result<()> {
     let mut so = std::io::stdout().lock();
     let mut se = std::io::stderr().lock();
     for e in entries {
-        let w: &mut dyn Write = if e.stream == "stderr" { &mut se } else { &mut so };
+        let w: &mut dyn Write = if e.stream == "stderr" {
+            &mut se
+        } else {
+            &mut so
+        };
         if timestamps {
             write!(w, "{} ", e.time)?;
         }
@@ -178,7 +213,9 @@ mod tests {
         let e = read_all(dir.path());
         let logs: Vec<&str> = e.iter().map(|e| e.log.as_str()).collect();
         assert_eq!(logs, ["hello\n", "world\n", "tail"]);
-        assert!(e.iter().all(|e| e.stream == "stdout" && e.time.ends_with('Z')));
+        assert!(e
+            .iter()
+            .all(|e| e.stream == "stdout" && e.time.ends_with('Z')));
         for i in 0..20 {
             w.write("stderr", format!("line {i}\n").as_bytes()).unwrap();
         }

@@ -8,7 +8,9 @@ use super::monitor::ExitRecord;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nucleus_engine::lifecycle;
-use nucleus_engine::state::{ContainerState, StateRoot, Status, NAME_ANNOTATION, OWNED_BUNDLE_ANNOTATION};
+use nucleus_engine::state::{
+    ContainerState, StateRoot, Status, NAME_ANNOTATION, OWNED_BUNDLE_ANNOTATION,
+};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -103,19 +105,37 @@ struct View {
 
 impl View {
     fn load(root: &StateRoot, query: &str) -> Result<View> {
-        let id = root.resolve(query).with_context(|| format!("no such container `{query}`"))?;
-        let state = root.peek(&id).with_context(|| format!("no such container `{query}`"))?;
+        let id = root
+            .resolve(query)
+            .with_context(|| format!("no such container `{query}`"))?;
+        let state = root
+            .peek(&id)
+            .with_context(|| format!("no such container `{query}`"))?;
         let status = root.status_of(&state);
         let exit = bundle_dir(&state).and_then(|b| ExitRecord::read(&b));
-        Ok(View { state, status, exit })
+        Ok(View {
+            state,
+            status,
+            exit,
+        })
     }
 
     fn name(&self) -> &str {
-        self.state.annotations.get(NAME_ANNOTATION).map(String::as_str).unwrap_or("")
+        self.state
+            .annotations
+            .get(NAME_ANNOTATION)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     fn command(&self) -> String {
-        self.state.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default().join(" ")
+        self.state
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default()
+            .join(" ")
     }
 
     /// `running`, `exited`, `created` or `paused`.
@@ -129,11 +149,20 @@ impl View {
     }
 
     fn status_text(&self) -> String {
-        let since = |t: &str| clock::parse_rfc3339(t).and_then(|t| SystemTime::now().duration_since(t).ok()).map(clock::human).unwrap_or_default();
+        let since = |t: &str| {
+            clock::parse_rfc3339(t)
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(clock::human)
+                .unwrap_or_default()
+        };
         match (self.status, &self.exit) {
             (Status::Stopped, Some(e)) => {
                 let why = if e.timed_out { ", timed out" } else { "" };
-                format!("Exited ({}{why}) {} ago", e.exit_code, since(&e.finished_at))
+                format!(
+                    "Exited ({}{why}) {} ago",
+                    e.exit_code,
+                    since(&e.finished_at)
+                )
             }
             (Status::Stopped, None) => "Exited".into(),
             (Status::Running, _) => format!("Up {}", since(&self.state.created)),
@@ -157,13 +186,18 @@ impl View {
 }
 
 fn bundle_dir(state: &ContainerState) -> Option<PathBuf> {
-    state.annotations.get(OWNED_BUNDLE_ANNOTATION).map(PathBuf::from)
+    state
+        .annotations
+        .get(OWNED_BUNDLE_ANNOTATION)
+        .map(PathBuf::from)
 }
 
 pub fn ps(root: &StateRoot, a: &PsArgs) -> Result<i32> {
     let mut views = Vec::new();
     for id in root.ids()? {
-        let Ok(v) = View::load(root, &id) else { continue };
+        let Ok(v) = View::load(root, &id) else {
+            continue;
+        };
         if a.all || v.status != Status::Stopped {
             views.push(v);
         }
@@ -183,14 +217,25 @@ pub fn ps(root: &StateRoot, a: &PsArgs) -> Result<i32> {
             }
         }
         "table" => {
-            writeln!(out, "{:<12}   {:<22}   {:<19}   {:<32}   NAMES", "CONTAINER ID", "COMMAND", "CREATED", "STATUS")?;
+            writeln!(
+                out,
+                "{:<12}   {:<22}   {:<19}   {:<32}   NAMES",
+                "CONTAINER ID", "COMMAND", "CREATED", "STATUS"
+            )?;
             for v in &views {
                 let mut cmd = v.command();
                 if cmd.chars().count() > 20 {
                     cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
                 }
                 let short: String = v.state.id.chars().take(12).collect();
-                writeln!(out, "{short:<12}   {:<22}   {:<19}   {:<32}   {}", format!("\"{cmd}\""), v.state.created.get(..19).unwrap_or(""), v.status_text(), v.name())?;
+                writeln!(
+                    out,
+                    "{short:<12}   {:<22}   {:<19}   {:<32}   {}",
+                    format!("\"{cmd}\""),
+                    v.state.created.get(..19).unwrap_or(""),
+                    v.status_text(),
+                    v.name()
+                )?;
             }
         }
         other => bail!("--format: invalid value `{other}` (expected table or json)"),
@@ -200,14 +245,24 @@ pub fn ps(root: &StateRoot, a: &PsArgs) -> Result<i32> {
 
 pub fn logs(root: &StateRoot, a: &LogsArgs) -> Result<i32> {
     let v = View::load(root, &a.container)?;
-    let Some(dir) = bundle_dir(&v.state) else { bail!("container `{}` has no logs (it was not started by `nucleus run -d`)", a.container) };
+    let Some(dir) = bundle_dir(&v.state) else {
+        bail!(
+            "container `{}` has no logs (it was not started by `nucleus run -d`)",
+            a.container
+        )
+    };
     let mut entries = logs::read_all(&dir);
     if let Some(n) = a.tail {
         let skip = entries.len().saturating_sub(n);
         entries.drain(..skip);
     }
     match logs::print(&entries, a.timestamps) {
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => return Ok(0),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            return Ok(0)
+        }
         r => r?,
     }
     if a.follow {
@@ -215,7 +270,10 @@ pub fn logs(root: &StateRoot, a: &LogsArgs) -> Result<i32> {
         let dir2 = dir.clone();
         logs::follow(&dir, a.timestamps, || {
             // Done once it has stopped and the monitor has recorded the exit (its last write).
-            root.peek(&id).map(|s| root.status_of(&s) == Status::Stopped).unwrap_or(true) && (ExitRecord::read(&dir2).is_some() || !dir2.exists())
+            root.peek(&id)
+                .map(|s| root.status_of(&s) == Status::Stopped)
+                .unwrap_or(true)
+                && (ExitRecord::read(&dir2).is_some() || !dir2.exists())
         })?;
     }
     Ok(0)
@@ -243,9 +301,13 @@ pub fn stop(root: &StateRoot, a: &StopArgs) -> Result<i32> {
             let v = View::load(root, q)?;
             let id = &v.state.id;
             if v.status != Status::Stopped {
-                lifecycle::kill(root, id, libc::SIGTERM, false).or_else(ignore_stopped).with_context(|| format!("stop `{q}`"))?;
+                lifecycle::kill(root, id, libc::SIGTERM, false)
+                    .or_else(ignore_stopped)
+                    .with_context(|| format!("stop `{q}`"))?;
                 if !wait_stopped(root, id, Duration::from_secs(a.time)) {
-                    lifecycle::kill(root, id, libc::SIGKILL, true).or_else(ignore_stopped).with_context(|| format!("kill `{q}`"))?;
+                    lifecycle::kill(root, id, libc::SIGKILL, true)
+                        .or_else(ignore_stopped)
+                        .with_context(|| format!("kill `{q}`"))?;
                     wait_stopped(root, id, Duration::from_secs(10));
                 }
             }
@@ -281,11 +343,14 @@ fn report_each(q: &str, r: Result<()>, code: i32) -> i32 {
 }
 
 pub fn kill(root: &StateRoot, a: &DockerKillArgs) -> Result<i32> {
-    let sig = nucleus_engine::signal::parse_signal(&a.signal).map_err(|e| anyhow::anyhow!("--signal: {e}"))?;
+    let sig = nucleus_engine::signal::parse_signal(&a.signal)
+        .map_err(|e| anyhow::anyhow!("--signal: {e}"))?;
     let mut code = 0;
     for q in &a.containers {
         let r = (|| -> Result<()> {
-            let id = root.resolve(q).with_context(|| format!("no such container `{q}`"))?;
+            let id = root
+                .resolve(q)
+                .with_context(|| format!("no such container `{q}`"))?;
             lifecycle::kill(root, &id, sig, false).with_context(|| format!("kill `{q}`"))?;
             Ok(())
         })();
@@ -302,9 +367,14 @@ pub fn rm(root: &StateRoot, a: &RmArgs) -> Result<i32> {
             let id = &v.state.id;
             if v.status != Status::Stopped {
                 if !a.force {
-                    bail!("container `{q}` is {}: stop it first or use `rm -f`", v.status);
+                    bail!(
+                        "container `{q}` is {}: stop it first or use `rm -f`",
+                        v.status
+                    );
                 }
-                lifecycle::kill(root, id, libc::SIGKILL, true).or_else(ignore_stopped).with_context(|| format!("kill `{q}`"))?;
+                lifecycle::kill(root, id, libc::SIGKILL, true)
+                    .or_else(ignore_stopped)
+                    .with_context(|| format!("kill `{q}`"))?;
                 wait_stopped(root, id, Duration::from_secs(10));
             }
             // The monitor writes into the bundle until it has recorded the exit;
@@ -323,7 +393,10 @@ pub fn rm(root: &StateRoot, a: &RmArgs) -> Result<i32> {
 
 /// Waits (briefly) until a detached container's monitor has recorded its exit.
 fn wait_for_exit_record(state: &ContainerState) {
-    let Some(dir) = bundle_dir(state).filter(|d| d.join(super::monitor::MONITOR_LOG).exists()) else { return };
+    let Some(dir) = bundle_dir(state).filter(|d| d.join(super::monitor::MONITOR_LOG).exists())
+    else {
+        return;
+    };
     let deadline = Instant::now() + Duration::from_secs(3);
     while ExitRecord::read(&dir).is_none() && dir.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -331,13 +404,26 @@ fn wait_for_exit_record(state: &ContainerState) {
 }
 
 pub fn attach(root: &StateRoot, a: &AttachArgs) -> Result<i32> {
-    let id = root.resolve(&a.container).with_context(|| format!("no such container `{}`", a.container))?;
-    let mut process = lifecycle::container_process(root, &id).with_context(|| format!("attach to `{}`", a.container))?;
-    let args = if a.command.is_empty() { vec!["/bin/sh".to_string()] } else { a.command.clone() };
+    let id = root
+        .resolve(&a.container)
+        .with_context(|| format!("no such container `{}`", a.container))?;
+    let mut process = lifecycle::container_process(root, &id)
+        .with_context(|| format!("attach to `{}`", a.container))?;
+    let args = if a.command.is_empty() {
+        vec!["/bin/sh".to_string()]
+    } else {
+        a.command.clone()
+    };
     process.set_args(Some(args));
     let tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
     process.set_terminal(Some(tty));
-    let opts = lifecycle::ExecOptions { process, console_socket: None, pid_file: None, detach: false, preserve_fds: 0 };
+    let opts = lifecycle::ExecOptions {
+        process,
+        console_socket: None,
+        pid_file: None,
+        detach: false,
+        preserve_fds: 0,
+    };
     match lifecycle::exec(root, &id, &opts) {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -359,13 +445,23 @@ struct Sample {
 
 fn sample(state: &ContainerState) -> Option<Sample> {
     let s = state.cgroup.as_ref()?.stats().ok()?;
-    Some(Sample { cpu_ns: s.cpu.usage.total, at: Instant::now(), mem: s.memory.usage.usage, limit: s.memory.usage.limit, pids: s.pids.current })
+    Some(Sample {
+        cpu_ns: s.cpu.usage.total,
+        at: Instant::now(),
+        mem: s.memory.usage.usage,
+        limit: s.memory.usage.limit,
+        pids: s.pids.current,
+    })
 }
 
 fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -383,20 +479,42 @@ fn human_bytes(b: u64) -> String {
 
 pub fn stats(root: &StateRoot, a: &StatsArgs) -> Result<i32> {
     if a.format != "table" && a.format != "json" {
-        bail!("--format: invalid value `{}` (expected table or json)", a.format);
+        bail!(
+            "--format: invalid value `{}` (expected table or json)",
+            a.format
+        );
     }
     let targets: Vec<String> = if a.containers.is_empty() {
-        root.ids()?.into_iter().filter(|id| root.peek(id).is_ok_and(|s| root.status_of(&s) == Status::Running)).collect()
+        root.ids()?
+            .into_iter()
+            .filter(|id| {
+                root.peek(id)
+                    .is_ok_and(|s| root.status_of(&s) == Status::Running)
+            })
+            .collect()
     } else {
-        a.containers.iter().map(|q| root.resolve(q).with_context(|| format!("no such container `{q}`"))).collect::<Result<_>>()?
+        a.containers
+            .iter()
+            .map(|q| {
+                root.resolve(q)
+                    .with_context(|| format!("no such container `{q}`"))
+            })
+            .collect::<Result<_>>()?
     };
     let total = host_memory();
-    let mut prev: Vec<Option<Sample>> = targets.iter().map(|id| root.peek(id).ok().and_then(|s| sample(&s))).collect();
+    let mut prev: Vec<Option<Sample>> = targets
+        .iter()
+        .map(|id| root.peek(id).ok().and_then(|s| sample(&s)))
+        .collect();
     loop {
         std::thread::sleep(Duration::from_millis(if a.no_stream { 250 } else { 1000 }));
         let mut out = std::io::stdout().lock();
         if a.format == "table" {
-            writeln!(out, "{:<12}   {:<20}   {:<8}   {:<24}   PIDS", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT")?;
+            writeln!(
+                out,
+                "{:<12}   {:<20}   {:<8}   {:<24}   PIDS",
+                "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT"
+            )?;
         }
         for (i, id) in targets.iter().enumerate() {
             let Ok(state) = root.peek(id) else { continue };
@@ -408,13 +526,39 @@ pub fn stats(root: &StateRoot, a: &StatsArgs) -> Result<i32> {
                 }
                 _ => 0.0,
             };
-            let (mem, limit, pids) = now.as_ref().map(|n| (n.mem, if n.limit == 0 || n.limit >= total { total } else { n.limit }, n.pids)).unwrap_or((0, total, 0));
-            let name = state.annotations.get(NAME_ANNOTATION).cloned().unwrap_or_default();
+            let (mem, limit, pids) = now
+                .as_ref()
+                .map(|n| {
+                    (
+                        n.mem,
+                        if n.limit == 0 || n.limit >= total {
+                            total
+                        } else {
+                            n.limit
+                        },
+                        n.pids,
+                    )
+                })
+                .unwrap_or((0, total, 0));
+            let name = state
+                .annotations
+                .get(NAME_ANNOTATION)
+                .cloned()
+                .unwrap_or_default();
             if a.format == "json" {
-                writeln!(out, "{}", json!({"Id": id, "Name": name, "CPUPerc": format!("{cpu:.2}%"), "MemUsage": mem, "MemLimit": limit, "Pids": pids}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"Id": id, "Name": name, "CPUPerc": format!("{cpu:.2}%"), "MemUsage": mem, "MemLimit": limit, "Pids": pids})
+                )?;
             } else {
                 let short: String = id.chars().take(12).collect();
-                writeln!(out, "{short:<12}   {name:<20}   {:<8}   {:<24}   {pids}", format!("{cpu:.2}%"), format!("{} / {}", human_bytes(mem), human_bytes(limit)))?;
+                writeln!(
+                    out,
+                    "{short:<12}   {name:<20}   {:<8}   {:<24}   {pids}",
+                    format!("{cpu:.2}%"),
+                    format!("{} / {}", human_bytes(mem), human_bytes(limit))
+                )?;
             }
             prev[i] = now;
         }

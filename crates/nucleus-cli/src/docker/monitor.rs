@@ -67,8 +67,10 @@ impl ExitRecord {
     /// Written with rename, so a reader never sees half a record.
     pub fn write(&self, bundle: &Path) -> Result<()> {
         let tmp = bundle.join(".exit.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self)?).with_context(|| format!("write `{}`", tmp.display()))?;
-        std::fs::rename(&tmp, bundle.join(EXIT_FILE)).with_context(|| format!("rename `{}`", tmp.display()))
+        std::fs::write(&tmp, serde_json::to_vec(self)?)
+            .with_context(|| format!("write `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, bundle.join(EXIT_FILE))
+            .with_context(|| format!("rename `{}`", tmp.display()))
     }
 }
 
@@ -81,15 +83,30 @@ pub struct StartFailure {
 
 /// CLI side: starts the monitor for container `id` (bundle already
 /// written, secret fds open and inheritable) and waits for its report.
-pub fn start(root: &Path, id: &str, bundle: &Path, timeout: Option<Duration>, rm: bool, debug: bool) -> Result<(), StartFailure> {
+pub fn start(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    timeout: Option<Duration>,
+    rm: bool,
+    debug: bool,
+) -> Result<(), StartFailure> {
     let fail = |message: String| StartFailure { code: 125, message };
-    let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find the nucleus binary: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| fail(format!("cannot find the nucleus binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--root").arg(root).arg("--log").arg(bundle.join(MONITOR_LOG));
+    cmd.arg("--root")
+        .arg(root)
+        .arg("--log")
+        .arg(bundle.join(MONITOR_LOG));
     if debug {
         cmd.arg("--debug");
     }
-    cmd.arg("__monitor").arg("--id").arg(id).arg("--bundle").arg(bundle);
+    cmd.arg("__monitor")
+        .arg("--id")
+        .arg(id)
+        .arg("--bundle")
+        .arg(bundle);
     if let Some(t) = timeout {
         cmd.arg("--timeout").arg(t.as_secs_f64().to_string());
     }
@@ -102,7 +119,9 @@ pub fn start(root: &Path, id: &str, bundle: &Path, timeout: Option<Duration>, rm
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| fail(format!("cannot start the container monitor: {e}")))?;
-    let Some(out) = child.stdout.take() else { return Err(fail("the container monitor has no status pipe".into())) };
+    let Some(out) = child.stdout.take() else {
+        return Err(fail("the container monitor has no status pipe".into()));
+    };
     let mut line = String::new();
     let _ = BufReader::new(out).read_line(&mut line);
     match line.trim_end().split_once(' ') {
@@ -111,11 +130,16 @@ pub fn start(root: &Path, id: &str, bundle: &Path, timeout: Option<Duration>, rm
             let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
             // The monitor exits right after reporting; reap it.
             let _ = child.wait();
-            Err(StartFailure { code: code.parse().unwrap_or(125), message: msg.to_string() })
+            Err(StartFailure {
+                code: code.parse().unwrap_or(125),
+                message: msg.to_string(),
+            })
         }
         _ => {
             let _ = child.wait();
-            Err(fail("the container monitor exited before the container started".into()))
+            Err(fail(
+                "the container monitor exited before the container started".into(),
+            ))
         }
     }
 }
@@ -127,7 +151,8 @@ pub fn run(root: &StateRoot, a: &MonitorArgs) -> Result<i32> {
     let _ = nix::sys::prctl::set_name(c"nucleus:[mon]");
     std::env::set_current_dir("/").context("chdir /")?;
     let status = nix::unistd::dup(std::io::stdout()).context("keep the status pipe")?;
-    fcntl(&status, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("mark the status pipe close-on-exec")?;
+    fcntl(&status, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .context("mark the status pipe close-on-exec")?;
     let mut status = File::from(status);
     match start_container(root, a) {
         Ok(started) => {
@@ -150,13 +175,25 @@ struct Started {
 
 fn start_container(root: &StateRoot, a: &MonitorArgs) -> Result<Started, (i32, String)> {
     let setup = |e: anyhow::Error| (125, format!("{e:#}"));
-    let devnull = File::open("/dev/null").context("open /dev/null").map_err(setup)?;
-    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe").map_err(setup)?;
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe").map_err(setup)?;
+    let devnull = File::open("/dev/null")
+        .context("open /dev/null")
+        .map_err(setup)?;
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .context("pipe")
+        .map_err(setup)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .context("pipe")
+        .map_err(setup)?;
     // The init inherits fds 0-2: make them the container's stdio.
-    nix::unistd::dup2_stdin(&devnull).context("dup2 stdin").map_err(setup)?;
-    nix::unistd::dup2_stdout(&out_w).context("dup2 stdout").map_err(setup)?;
-    nix::unistd::dup2_stderr(&err_w).context("dup2 stderr").map_err(setup)?;
+    nix::unistd::dup2_stdin(&devnull)
+        .context("dup2 stdin")
+        .map_err(setup)?;
+    nix::unistd::dup2_stdout(&out_w)
+        .context("dup2 stdout")
+        .map_err(setup)?;
+    nix::unistd::dup2_stderr(&err_w)
+        .context("dup2 stderr")
+        .map_err(setup)?;
     drop((out_w, err_w));
     let opts = RunOptions {
         bundle: &a.bundle,
@@ -170,11 +207,19 @@ fn start_container(root: &StateRoot, a: &MonitorArgs) -> Result<Started, (i32, S
     };
     let spawned = lifecycle::spawn(root, &a.id, &opts);
     // Only the container holds the pipes' write ends from now on.
-    let null_w = OpenOptions::new().write(true).open("/dev/null").context("open /dev/null").map_err(setup)?;
+    let null_w = OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .context("open /dev/null")
+        .map_err(setup)?;
     let _ = nix::unistd::dup2_stdout(&null_w);
     let _ = nix::unistd::dup2_stderr(&null_w);
     match spawned {
-        Ok(spawned) => Ok(Started { spawned, stdout: out_r, stderr: err_r }),
+        Ok(spawned) => Ok(Started {
+            spawned,
+            stdout: out_r,
+            stderr: err_r,
+        }),
         Err(e) => {
             let err = anyhow::Error::from(e);
             Err((super::run::exit_code_for(&err), format!("{err:#}")))
@@ -183,8 +228,11 @@ fn start_container(root: &StateRoot, a: &MonitorArgs) -> Result<Started, (i32, S
 }
 
 fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
-    let pidfd = nucleus_sys::pidfd::pidfd_open(s.spawned.pid).context("pidfd_open the container init")?;
-    let deadline = a.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
+    let pidfd =
+        nucleus_sys::pidfd::pidfd_open(s.spawned.pid).context("pidfd_open the container init")?;
+    let deadline = a
+        .timeout
+        .map(|t| Instant::now() + Duration::from_secs_f64(t));
     let mut log = LogWriter::open(&a.bundle, MAX_LOG_BYTES)?;
     let mut splitters = [LineSplitter::new("stdout"), LineSplitter::new("stderr")];
     let mut pipes = [Some(File::from(s.stdout)), Some(File::from(s.stderr))];
@@ -203,12 +251,26 @@ fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
             }
             timed_out = true;
         }
-        if exit.is_some() && (pipes.iter().all(Option::is_none) || drain_until.is_some_and(|d| now >= d)) {
+        if exit.is_some()
+            && (pipes.iter().all(Option::is_none) || drain_until.is_some_and(|d| now >= d))
+        {
             break;
         }
-        let wake = [if exit.is_none() && !timed_out { deadline } else { None }, drain_until].into_iter().flatten().min();
+        let wake = [
+            if exit.is_none() && !timed_out {
+                deadline
+            } else {
+                None
+            },
+            drain_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match wake {
-            Some(w) => PollTimeout::try_from(w.saturating_duration_since(now)).unwrap_or(PollTimeout::MAX),
+            Some(w) => {
+                PollTimeout::try_from(w.saturating_duration_since(now)).unwrap_or(PollTimeout::MAX)
+            }
             None => PollTimeout::NONE,
         };
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
@@ -228,7 +290,12 @@ fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
             Err(e) => bail!("poll: {e}"),
             Ok(_) => {}
         }
-        let ready: Vec<usize> = fds.iter().zip(&which).filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty())).map(|(_, w)| *w).collect();
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&which)
+            .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, w)| *w)
+            .collect();
         drop(fds);
         for w in ready {
             if w == 2 {
@@ -252,7 +319,11 @@ fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
         sp.flush(&mut log)?;
     }
     let code = exit.ok_or_else(|| anyhow!("container exited without a status"))?;
-    let record = ExitRecord { exit_code: code, finished_at: clock::rfc3339(SystemTime::now()), timed_out };
+    let record = ExitRecord {
+        exit_code: code,
+        finished_at: clock::rfc3339(SystemTime::now()),
+        timed_out,
+    };
     if let Err(e) = record.write(&a.bundle) {
         // `rm -f` may have removed the bundle already.
         tracing::debug!(error = %e, "exit record not written");
@@ -265,7 +336,9 @@ fn supervise(root: &StateRoot, a: &MonitorArgs, s: Started) -> Result<i32> {
     if a.rm {
         match lifecycle::delete(root, &a.id, true) {
             Ok(()) | Err(nucleus_engine::EngineError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(id = a.id, error = %e, "cannot remove the container after it exited"),
+            Err(e) => {
+                tracing::warn!(id = a.id, error = %e, "cannot remove the container after it exited")
+            }
         }
     }
     Ok(0)

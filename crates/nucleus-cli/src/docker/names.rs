@@ -12,7 +12,9 @@ use std::io::Read;
 /// A fresh id: 32 random bytes from /dev/urandom, in hex.
 pub fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("read /dev/urandom")?;
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("read /dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -42,7 +44,10 @@ mod tests {
         super::super::bundle::create_dir(tmp.path(), "aaa").unwrap();
         claim(&root, "web", "aaa").unwrap();
         // No container directory yet for `aaa`, but its bundle is fresh.
-        assert!(matches!(claim(&root, "web", "bbb"), Err(EngineError::NameInUse { .. })));
+        assert!(matches!(
+            claim(&root, "web", "bbb"),
+            Err(EngineError::NameInUse { .. })
+        ));
         // Released (a failed create does this), the name is free again.
         fs::remove_dir_all(bundle_path(tmp.path(), "aaa")).unwrap();
         root.release_name("web", "aaa");

@@ -27,7 +27,14 @@ pub fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if let Some(EngineError::Child { step, detail }) = cause.downcast_ref::<EngineError>() {
             if step == "exec" {
-                return if detail.to_ascii_lowercase().ends_with("no such file or directory") { 127 } else { 126 };
+                return if detail
+                    .to_ascii_lowercase()
+                    .ends_with("no such file or directory")
+                {
+                    127
+                } else {
+                    126
+                };
             }
         }
     }
@@ -76,16 +83,25 @@ fn run_inner(g: &Globals<'_>, f: &RunFlags) -> Result<i32> {
     let t0 = std::time::Instant::now();
     let root = StateRoot::new(g.root);
     let id = names::new_id()?;
-    let host = if f.rootfs.is_none() { HostLayout::probe(Path::new("/")) } else { HostLayout::default() };
+    let host = if f.rootfs.is_none() {
+        HostLayout::probe(Path::new("/"))
+    } else {
+        HostLayout::default()
+    };
     let probed = Probed::read(f)?;
-    let default_seccomp = serde_json::to_value(nucleus_engine::security::agent_profile::agent_seccomp_profile()).context("encode the agent seccomp profile")?;
+    let default_seccomp =
+        serde_json::to_value(nucleus_engine::security::agent_profile::agent_seccomp_profile())
+            .context("encode the agent seccomp profile")?;
     let env = |k: &str| std::env::var(k).ok();
     let device = |p: &str| {
         let m = std::fs::metadata(p).ok()?;
         if !m.file_type().is_block_device() {
             return None;
         }
-        Some((i64::try_from(nix::sys::stat::major(m.rdev())).ok()?, i64::try_from(nix::sys::stat::minor(m.rdev())).ok()?))
+        Some((
+            i64::try_from(nix::sys::stat::major(m.rdev())).ok()?,
+            i64::try_from(nix::sys::stat::minor(m.rdev())).ok()?,
+        ))
     };
     let inputs = Inputs {
         id: &id,
@@ -101,13 +117,24 @@ fn run_inner(g: &Globals<'_>, f: &RunFlags) -> Result<i32> {
     };
     let mut plan = spec_builder::build(f, &inputs)?;
     let dir = bundle::create_dir(g.root, &id)?;
-    let mut cleanup = Cleanup { root: &root, id: &id, dir: dir.clone(), name: None, armed: true };
+    let mut cleanup = Cleanup {
+        root: &root,
+        id: &id,
+        dir: dir.clone(),
+        name: None,
+        armed: true,
+    };
     if let Some(name) = &f.name {
-        names::claim(&root, name, &id).with_context(|| format!("--name: invalid value `{name}`"))?;
+        names::claim(&root, name, &id)
+            .with_context(|| format!("--name: invalid value `{name}`"))?;
         cleanup.name = Some(name);
     }
     let written = bundle::write(&dir, &mut plan)?;
-    tracing::debug!(id, elapsed_us = t0.elapsed().as_micros(), "phase: flags to spec and bundle");
+    tracing::debug!(
+        id,
+        elapsed_us = t0.elapsed().as_micros(),
+        "phase: flags to spec and bundle"
+    );
 
     if f.detach {
         if let Err(fail) = monitor::start(g.root, &id, &written.path, plan.timeout, f.rm, g.debug) {
@@ -137,14 +164,25 @@ fn run_inner(g: &Globals<'_>, f: &RunFlags) -> Result<i32> {
     };
     let started = std::time::Instant::now();
     let code = lifecycle::run(&root, &id, &opts)?;
-    tracing::debug!(id, elapsed_us = started.elapsed().as_micros(), "phase: engine run, wait and delete");
+    tracing::debug!(
+        id,
+        elapsed_us = started.elapsed().as_micros(),
+        "phase: engine run, wait and delete"
+    );
     drop(written.secret_fds);
     cleanup.armed = false;
     if plan.timeout.is_some_and(|t| started.elapsed() >= t) && code == 128 + libc::SIGKILL {
-        eprintln!("nucleus: --timeout: container killed after {}s", plan.timeout.map(|t| t.as_secs_f64()).unwrap_or_default());
+        eprintln!(
+            "nucleus: --timeout: container killed after {}s",
+            plan.timeout.map(|t| t.as_secs_f64()).unwrap_or_default()
+        );
     }
     if keep {
-        let record = monitor::ExitRecord { exit_code: code, finished_at: super::clock::rfc3339(std::time::SystemTime::now()), timed_out: false };
+        let record = monitor::ExitRecord {
+            exit_code: code,
+            finished_at: super::clock::rfc3339(std::time::SystemTime::now()),
+            timed_out: false,
+        };
         record.write(&written.path)?;
     }
     Ok(code)
@@ -164,9 +202,15 @@ impl Probed {
     fn read(f: &RunFlags) -> Result<Self, FlagError> {
         let etc = match &f.rootfs {
             Some(dir) => {
-                let meta = std::fs::metadata(dir).map_err(|e| FlagError::new("--rootfs", dir.display().to_string(), e.to_string()))?;
+                let meta = std::fs::metadata(dir).map_err(|e| {
+                    FlagError::new("--rootfs", dir.display().to_string(), e.to_string())
+                })?;
                 if !meta.is_dir() {
-                    return Err(FlagError::new("--rootfs", dir.display().to_string(), "not a directory"));
+                    return Err(FlagError::new(
+                        "--rootfs",
+                        dir.display().to_string(),
+                        "not a directory",
+                    ));
                 }
                 dir.join("etc")
             }
@@ -178,52 +222,114 @@ impl Probed {
         let env_files = f
             .env_file
             .iter()
-            .map(|p| std::fs::read_to_string(p).map(|t| (p.clone(), t)).map_err(|e| FlagError::new("--env-file", p.display().to_string(), e.to_string())))
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| (p.clone(), t))
+                    .map_err(|e| {
+                        FlagError::new("--env-file", p.display().to_string(), e.to_string())
+                    })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for v in &f.volume {
             let src = v.split(':').next().unwrap_or_default();
             if src.starts_with('/') && std::fs::metadata(src).is_err() {
-                return Err(FlagError::new("-v/--volume", v, format!("`{src}` does not exist")));
+                return Err(FlagError::new(
+                    "-v/--volume",
+                    v,
+                    format!("`{src}` does not exist"),
+                ));
             }
         }
         if let Some(c) = &f.context {
             if !c.is_dir() {
-                return Err(FlagError::new("--context", c.display().to_string(), "not a directory"));
+                return Err(FlagError::new(
+                    "--context",
+                    c.display().to_string(),
+                    "not a directory",
+                ));
             }
         }
         for s in &f.secret {
             let src = s.split(':').next().unwrap_or_default();
             if !Path::new(src).is_file() {
-                return Err(FlagError::new("--secret", s, format!("`{src}` is not a readable file")));
+                return Err(FlagError::new(
+                    "--secret",
+                    s,
+                    format!("`{src}` is not a readable file"),
+                ));
             }
         }
-        Ok(Probed { passwd, group, resolv, env_files, policies: read_policies(f)? })
+        Ok(Probed {
+            passwd,
+            group,
+            resolv,
+            env_files,
+            policies: read_policies(f)?,
+        })
     }
 }
 
 /// Reads the policy files, checking their SHA-256 pins, and parses them.
 fn read_policies(f: &RunFlags) -> Result<Policies, FlagError> {
-    let pinned = |flag: &str, path: &Option<PathBuf>, pin: &Option<String>| -> Result<Option<String>, FlagError> {
+    let pinned = |flag: &str,
+                  path: &Option<PathBuf>,
+                  pin: &Option<String>|
+     -> Result<Option<String>, FlagError> {
         match (path, pin) {
-            (None, Some(p)) => Err(FlagError::new(&format!("{flag}-sha256"), p, format!("needs {flag}"))),
+            (None, Some(p)) => Err(FlagError::new(
+                &format!("{flag}-sha256"),
+                p,
+                format!("needs {flag}"),
+            )),
             (None, None) => Ok(None),
-            (Some(path), pin) => pinning::read_pinned(path, pin.as_deref()).map(Some).map_err(|e| FlagError::new(flag, path.display().to_string(), e.to_string())),
+            (Some(path), pin) => pinning::read_pinned(path, pin.as_deref())
+                .map(Some)
+                .map_err(|e| FlagError::new(flag, path.display().to_string(), e.to_string())),
         }
     };
     let mut p = Policies::default();
-    if let Some(text) = pinned("--seccomp-profile", &f.seccomp_profile, &f.seccomp_profile_sha256)? {
-        let path = f.seccomp_profile.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        let profile = nucleus_engine::security::seccomp::parse_profile(&text, "--seccomp-profile").map_err(|e| FlagError::new("--seccomp-profile", &path, e.to_string()))?;
-        p.seccomp = Some(serde_json::to_value(profile).map_err(|e| FlagError::new("--seccomp-profile", &path, e.to_string()))?);
+    if let Some(text) = pinned(
+        "--seccomp-profile",
+        &f.seccomp_profile,
+        &f.seccomp_profile_sha256,
+    )? {
+        let path = f
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let profile = nucleus_engine::security::seccomp::parse_profile(&text, "--seccomp-profile")
+            .map_err(|e| FlagError::new("--seccomp-profile", &path, e.to_string()))?;
+        p.seccomp = Some(
+            serde_json::to_value(profile)
+                .map_err(|e| FlagError::new("--seccomp-profile", &path, e.to_string()))?,
+        );
     }
     if let Some(text) = pinned("--caps-policy", &f.caps_policy, &f.caps_policy_sha256)? {
-        let path = f.caps_policy.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        let caps = caps_policy::parse_caps_policy(&text).map_err(|e| FlagError::new("--caps-policy", &path, e.to_string()))?;
-        p.caps = Some(serde_json::to_value(caps).map_err(|e| FlagError::new("--caps-policy", &path, e.to_string()))?);
+        let path = f
+            .caps_policy
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let caps = caps_policy::parse_caps_policy(&text)
+            .map_err(|e| FlagError::new("--caps-policy", &path, e.to_string()))?;
+        p.caps = Some(
+            serde_json::to_value(caps)
+                .map_err(|e| FlagError::new("--caps-policy", &path, e.to_string()))?,
+        );
     }
-    if let Some(text) = pinned("--landlock-policy", &f.landlock_policy, &f.landlock_policy_sha256)? {
-        let path = f.landlock_policy.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-        landlock::parse_policy(&text).map_err(|e| FlagError::new("--landlock-policy", &path, e.to_string()))?;
+    if let Some(text) = pinned(
+        "--landlock-policy",
+        &f.landlock_policy,
+        &f.landlock_policy_sha256,
+    )? {
+        let path = f
+            .landlock_policy
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        landlock::parse_policy(&text)
+            .map_err(|e| FlagError::new("--landlock-policy", &path, e.to_string()))?;
         p.landlock = Some(text);
     }
     Ok(p)

@@ -39,13 +39,21 @@ pub struct FlagError {
 
 impl FlagError {
     pub fn new(flag: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        FlagError { flag: flag.to_string(), value: value.into(), reason: reason.into() }
+        FlagError {
+            flag: flag.to_string(),
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl fmt::Display for FlagError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: invalid value `{}`: {}", self.flag, self.value, self.reason)
+        write!(
+            f,
+            "{}: invalid value `{}`: {}",
+            self.flag, self.value, self.reason
+        )
     }
 }
 
@@ -117,19 +125,37 @@ pub struct Plan {
 pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     let agent = f.rootfs.is_none();
     if let Some(name) = &f.name {
-        nucleus_engine::state::validate_id(name).map_err(|e| FlagError::new("--name", name, reason_of(&e.to_string())))?;
+        nucleus_engine::state::validate_id(name)
+            .map_err(|e| FlagError::new("--name", name, reason_of(&e.to_string())))?;
     }
     if f.detach && f.tty {
-        return Err(FlagError::new("-t/--tty", "true", "a terminal is not supported with -d"));
+        return Err(FlagError::new(
+            "-t/--tty",
+            "true",
+            "a terminal is not supported with -d",
+        ));
     }
     if f.detach && f.keep {
-        return Err(FlagError::new("--keep", "true", "detached containers are kept until `rm` anyway"));
+        return Err(FlagError::new(
+            "--keep",
+            "true",
+            "detached containers are kept until `rm` anyway",
+        ));
     }
     let args = command(f)?;
     let hostname = match &f.hostname {
         Some(h) => {
-            if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-                return Err(FlagError::new("--hostname", h, "expected letters, digits, `-` and `.`, at most 64"));
+            if h.is_empty()
+                || h.len() > 64
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(FlagError::new(
+                    "--hostname",
+                    h,
+                    "expected letters, digits, `-` and `.`, at most 64",
+                ));
             }
             h.clone()
         }
@@ -137,15 +163,33 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     };
     let user = resolve_user(f, inp)?;
     let cwd = match &f.workdir {
-        Some(w) if !w.starts_with('/') => return Err(FlagError::new("-w/--workdir", w, "must be an absolute path")),
+        Some(w) if !w.starts_with('/') => {
+            return Err(FlagError::new(
+                "-w/--workdir",
+                w,
+                "must be an absolute path",
+            ))
+        }
         Some(w) => w.clone(),
         None => "/".to_string(),
     };
     let host_network = match f.network.as_deref().unwrap_or("none") {
         "none" => false,
         "host" if f.allow_host_network => true,
-        "host" => return Err(FlagError::new("--network", "host", "host networking needs --allow-host-network")),
-        "bridge" => return Err(FlagError::new("--network", "bridge", "not supported yet (none or host)")),
+        "host" => {
+            return Err(FlagError::new(
+                "--network",
+                "host",
+                "host networking needs --allow-host-network",
+            ))
+        }
+        "bridge" => {
+            return Err(FlagError::new(
+                "--network",
+                "bridge",
+                "not supported yet (none or host)",
+            ))
+        }
         other => return Err(FlagError::new("--network", other, "expected none or host")),
     };
     let context = match (&f.context, f.context_mode.as_deref()) {
@@ -155,7 +199,13 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
             let mode = match mode.unwrap_or("copy") {
                 "copy" => ContextMode::Copy,
                 "bind" => ContextMode::Bind,
-                other => return Err(FlagError::new("--context-mode", other, "expected copy or bind")),
+                other => {
+                    return Err(FlagError::new(
+                        "--context-mode",
+                        other,
+                        "expected copy or bind",
+                    ))
+                }
             };
             Some((dir.clone(), mode))
         }
@@ -168,7 +218,11 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     let mut dirs = Vec::new();
     // Generated /etc files live in the bundle and are bound read-only over
     // the root, which in agent mode is a shared skeleton (see bundle.rs).
-    let resolv = if host_network { inp.host_resolv.to_string() } else { String::new() };
+    let resolv = if host_network {
+        inp.host_resolv.to_string()
+    } else {
+        String::new()
+    };
     files.push(("etc/hosts".to_string(), agent_root::hosts_file(&hostname)));
     files.push(("etc/hostname".to_string(), format!("{hostname}\n")));
     files.push(("etc/resolv.conf".to_string(), resolv));
@@ -193,7 +247,11 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     for v in &f.volume {
         let (m, rw) = volume(v)?;
         let dest = PathBuf::from(m["destination"].as_str().unwrap_or("/"));
-        if rw { writable.push(dest) } else { readable.push(dest) }
+        if rw {
+            writable.push(dest)
+        } else {
+            readable.push(dest)
+        }
         mounts.push(m);
     }
     for t in &f.tmpfs {
@@ -206,7 +264,11 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
         Some((_, ContextMode::Bind)) => readable.push("/context".into()),
         None => {}
     }
-    let secrets = f.secret.iter().map(|s| secret(s)).collect::<Result<Vec<_>>>()?;
+    let secrets = f
+        .secret
+        .iter()
+        .map(|s| secret(s))
+        .collect::<Result<Vec<_>>>()?;
     for (_, dest) in &secrets {
         if !dest.starts_with("/run/") && !dest.starts_with("/tmp/") {
             readable.push(dest.into());
@@ -223,7 +285,13 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
         annotations.insert(ll::ANNOTATION.into(), json!(text));
     }
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"}), json!({"type": "uts"}), json!({"type": "ipc"}), json!({"type": "cgroup"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "uts"}),
+        json!({"type": "ipc"}),
+        json!({"type": "cgroup"}),
+    ];
     if !host_network {
         namespaces.push(json!({"type": "network"}));
     }
@@ -235,11 +303,18 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     });
     // Assigned, not inside json!: the macro would re-serialize the whole
     // profile (hundreds of rules) into a new Value, on the start path.
-    linux["seccomp"] = inp.policies.seccomp.clone().unwrap_or_else(|| inp.default_seccomp.clone());
+    linux["seccomp"] = inp
+        .policies
+        .seccomp
+        .clone()
+        .unwrap_or_else(|| inp.default_seccomp.clone());
     if host_network {
         // The host's /sys belongs to the host's network namespace: not ours to mount.
         mounts.retain(|m| m["destination"] != "/sys");
-        linux["maskedPaths"] = json!(MASKED_PATHS.iter().filter(|p| !p.starts_with("/sys")).collect::<Vec<_>>());
+        linux["maskedPaths"] = json!(MASKED_PATHS
+            .iter()
+            .filter(|p| !p.starts_with("/sys"))
+            .collect::<Vec<_>>());
     }
     let mut process = json!({
         "terminal": f.tty,
@@ -253,7 +328,11 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
     if !user.additional.is_empty() {
         process["user"]["additionalGids"] = json!(user.additional);
     }
-    let rlimits = f.ulimit.iter().map(|u| ulimit(u)).collect::<Result<Vec<_>>>()?;
+    let rlimits = f
+        .ulimit
+        .iter()
+        .map(|u| ulimit(u))
+        .collect::<Result<Vec<_>>>()?;
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
@@ -286,14 +365,20 @@ pub fn build(f: &RunFlags, inp: &Inputs<'_>) -> Result<Plan> {
 
 /// The engine's message after "is invalid: ", for `--name`.
 fn reason_of(msg: &str) -> String {
-    msg.split_once(": ").map(|(_, r)| r.to_string()).unwrap_or_else(|| msg.to_string())
+    msg.split_once(": ")
+        .map(|(_, r)| r.to_string())
+        .unwrap_or_else(|| msg.to_string())
 }
 
 /// `-- CMD ARGS`, or with `--rootfs` the positional words; `/bin/sh` by default.
 fn command(f: &RunFlags) -> Result<Vec<String>> {
     if !f.command_follows && f.rootfs.is_none() {
         if let Some(image) = f.args.first() {
-            return Err(FlagError::new("IMAGE", image, "images are not supported yet; give --rootfs or put the command after `--`"));
+            return Err(FlagError::new(
+                "IMAGE",
+                image,
+                "images are not supported yet; give --rootfs or put the command after `--`",
+            ));
         }
     }
     if f.args.is_empty() {
@@ -335,7 +420,10 @@ fn resolve_group(flag: &str, g: &str, group: &str) -> Result<u32> {
     if let Ok(n) = g.parse::<u32>() {
         return Ok(n);
     }
-    group_entries(group).find(|(n, _)| *n == g).map(|(_, id)| id).ok_or_else(|| FlagError::new(flag, g, "no such group"))
+    group_entries(group)
+        .find(|(n, _)| *n == g)
+        .map(|(_, id)| id)
+        .ok_or_else(|| FlagError::new(flag, g, "no such group"))
 }
 
 fn resolve_user(f: &RunFlags, inp: &Inputs<'_>) -> Result<User> {
@@ -350,12 +438,23 @@ fn resolve_user(f: &RunFlags, inp: &Inputs<'_>) -> Result<User> {
             let (uid, pw_gid, name, home) = if let Ok(uid) = u.parse::<u32>() {
                 match passwd_entries(inp.passwd).find(|e| e.1 == uid) {
                     Some((n, _, gid, home)) => (uid, gid, n.to_string(), home.to_string()),
-                    None => (uid, uid, if uid == 0 { "root".into() } else { format!("user{uid}") }, "/tmp".to_string()),
+                    None => (
+                        uid,
+                        uid,
+                        if uid == 0 {
+                            "root".into()
+                        } else {
+                            format!("user{uid}")
+                        },
+                        "/tmp".to_string(),
+                    ),
                 }
             } else {
                 let (_, uid, gid, home) = passwd_entries(inp.passwd)
                     .find(|e| e.0 == u)
-                    .ok_or_else(|| FlagError::new("-u/--user", spec, format!("no user `{u}` in /etc/passwd")))?;
+                    .ok_or_else(|| {
+                        FlagError::new("-u/--user", spec, format!("no user `{u}` in /etc/passwd"))
+                    })?;
                 (uid, gid, u.to_string(), home.to_string())
             };
             let gid = match g {
@@ -365,9 +464,19 @@ fn resolve_user(f: &RunFlags, inp: &Inputs<'_>) -> Result<User> {
             (uid, gid, name, home)
         }
     };
-    let additional = f.group_add.iter().map(|g| resolve_group("--group-add", g, inp.group)).collect::<Result<Vec<_>>>()?;
+    let additional = f
+        .group_add
+        .iter()
+        .map(|g| resolve_group("--group-add", g, inp.group))
+        .collect::<Result<Vec<_>>>()?;
     // Agent mode: a read-only root, so a non-root user's home is /tmp.
-    let home = if agent && uid != 0 { "/tmp".to_string() } else if uid == 0 { "/root".to_string() } else { home };
+    let home = if agent && uid != 0 {
+        "/tmp".to_string()
+    } else if uid == 0 {
+        "/root".to_string()
+    } else {
+        home
+    };
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
     if uid != 0 && uid != 65534 {
         passwd.push_str(&format!("{name}:x:{uid}:{gid}::{home}:/bin/sh\n"));
@@ -376,20 +485,37 @@ fn resolve_user(f: &RunFlags, inp: &Inputs<'_>) -> Result<User> {
     let mut listed: BTreeSet<u32> = [0, 5, 65534].into();
     for g in std::iter::once(gid).chain(additional.iter().copied()) {
         if listed.insert(g) {
-            let gname = group_entries(inp.group).find(|e| e.1 == g).map(|e| e.0.to_string()).unwrap_or_else(|| format!("group{g}"));
+            let gname = group_entries(inp.group)
+                .find(|e| e.1 == g)
+                .map(|e| e.0.to_string())
+                .unwrap_or_else(|| format!("group{g}"));
             group.push_str(&format!("{gname}:x:{g}:\n"));
         }
     }
-    Ok(User { uid, gid, additional, home, passwd, group })
+    Ok(User {
+        uid,
+        gid,
+        additional,
+        home,
+        passwd,
+        group,
+    })
 }
 
 fn environment(f: &RunFlags, inp: &Inputs<'_>, hostname: &str, user: &User) -> Result<Vec<String>> {
-    let mut env: Vec<String> = vec![DEFAULT_PATH.into(), format!("HOSTNAME={hostname}"), format!("HOME={}", user.home)];
+    let mut env: Vec<String> = vec![
+        DEFAULT_PATH.into(),
+        format!("HOSTNAME={hostname}"),
+        format!("HOME={}", user.home),
+    ];
     if f.tty {
         env.push("TERM=xterm".into());
     }
     let mut set = |kv: String| {
-        let key = kv.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_default();
+        let key = kv
+            .split_once('=')
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_default();
         env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
         env.push(kv);
     };
@@ -432,24 +558,47 @@ fn volume(v: &str) -> Result<(Value, bool)> {
     let (src, dest, mode) = match parts.as_slice() {
         [s, d] => (*s, *d, "rw"),
         [s, d, m] => (*s, *d, *m),
-        _ => return Err(FlagError::new("-v/--volume", v, "expected SRC:DEST[:ro|rw]")),
+        _ => {
+            return Err(FlagError::new(
+                "-v/--volume",
+                v,
+                "expected SRC:DEST[:ro|rw]",
+            ))
+        }
     };
     if !src.starts_with('/') {
-        return Err(FlagError::new("-v/--volume", v, "SRC must be an absolute host path (named volumes are not supported)"));
+        return Err(FlagError::new(
+            "-v/--volume",
+            v,
+            "SRC must be an absolute host path (named volumes are not supported)",
+        ));
     }
     if !dest.starts_with('/') || dest == "/" {
-        return Err(FlagError::new("-v/--volume", v, "DEST must be an absolute path other than /"));
+        return Err(FlagError::new(
+            "-v/--volume",
+            v,
+            "DEST must be an absolute path other than /",
+        ));
     }
     let rw = match mode {
         "rw" => true,
         "ro" => false,
-        _ => return Err(FlagError::new("-v/--volume", v, "the mode must be ro or rw")),
+        _ => {
+            return Err(FlagError::new(
+                "-v/--volume",
+                v,
+                "the mode must be ro or rw",
+            ))
+        }
     };
     let mut options = vec!["rbind", "nosuid", "nodev"];
     if !rw {
         options.push("ro");
     }
-    Ok((json!({"destination": dest, "type": "bind", "source": src, "options": options}), rw))
+    Ok((
+        json!({"destination": dest, "type": "bind", "source": src, "options": options}),
+        rw,
+    ))
 }
 
 /// `--tmpfs DEST[:SIZE]`.
@@ -459,11 +608,25 @@ fn tmpfs(t: &str) -> Result<Value> {
         None => (t, None),
     };
     if !dest.starts_with('/') || dest == "/" {
-        return Err(FlagError::new("--tmpfs", t, "DEST must be an absolute path other than /"));
+        return Err(FlagError::new(
+            "--tmpfs",
+            t,
+            "DEST must be an absolute path other than /",
+        ));
     }
-    let mut options = vec!["nosuid".to_string(), "nodev".to_string(), "mode=1777".to_string()];
+    let mut options = vec![
+        "nosuid".to_string(),
+        "nodev".to_string(),
+        "mode=1777".to_string(),
+    ];
     if let Some(s) = size {
-        let bytes = parse_size(s).filter(|b| *b > 0).ok_or_else(|| FlagError::new("--tmpfs", t, "SIZE must be bytes or a number with k, m or g"))?;
+        let bytes = parse_size(s).filter(|b| *b > 0).ok_or_else(|| {
+            FlagError::new(
+                "--tmpfs",
+                t,
+                "SIZE must be bytes or a number with k, m or g",
+            )
+        })?;
         options.push(format!("size={bytes}"));
     }
     Ok(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}))
@@ -482,9 +645,18 @@ fn secret(s: &str) -> Result<(PathBuf, String)> {
     let dest = match dest {
         Some(d) if d.starts_with('/') => d.to_string(),
         Some(d) if !d.is_empty() && !d.contains("..") => format!("{SECRETS_DIR}/{d}"),
-        Some(d) => return Err(FlagError::new("--secret", s, format!("bad destination `{d}`"))),
+        Some(d) => {
+            return Err(FlagError::new(
+                "--secret",
+                s,
+                format!("bad destination `{d}`"),
+            ))
+        }
         None => {
-            let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| FlagError::new("--secret", s, "SRC has no file name"))?;
+            let name = src
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| FlagError::new("--secret", s, "SRC has no file name"))?;
             format!("{SECRETS_DIR}/{name}")
         }
     };
@@ -517,25 +689,44 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
     let pids = match f.pids.as_deref() {
         None => Some(DEFAULT_PIDS),
         Some("-1" | "0" | "max" | "unlimited") => None,
-        Some(p) => Some(p.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| FlagError::new("--pids", p, "expected a positive number or -1"))?),
+        Some(p) => Some(
+            p.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| FlagError::new("--pids", p, "expected a positive number or -1"))?,
+        ),
     };
     if let Some(n) = pids {
         r["pids"] = json!({"limit": n});
     }
     let mut memory = serde_json::Map::new();
     if let Some(m) = &f.memory {
-        let b = parse_size(m).filter(|b| *b >= 1 << 20).ok_or_else(|| FlagError::new("--memory", m, "expected a size of at least 1m (e.g. 512m, 2g)"))?;
+        let b = parse_size(m).filter(|b| *b >= 1 << 20).ok_or_else(|| {
+            FlagError::new(
+                "--memory",
+                m,
+                "expected a size of at least 1m (e.g. 512m, 2g)",
+            )
+        })?;
         memory.insert("limit".into(), json!(b));
     }
     if let Some(s) = &f.memory_swap {
         let b = if s == "-1" {
             -1
         } else {
-            parse_size(s).filter(|b| *b > 0).ok_or_else(|| FlagError::new("--memory-swap", s, "expected a size or -1"))?
+            parse_size(s)
+                .filter(|b| *b > 0)
+                .ok_or_else(|| FlagError::new("--memory-swap", s, "expected a size or -1"))?
         };
         match memory.get("limit").and_then(Value::as_i64) {
             None => return Err(FlagError::new("--memory-swap", s, "needs --memory")),
-            Some(limit) if b != -1 && b < limit => return Err(FlagError::new("--memory-swap", s, "must be at least --memory (it counts memory plus swap)")),
+            Some(limit) if b != -1 && b < limit => {
+                return Err(FlagError::new(
+                    "--memory-swap",
+                    s,
+                    "must be at least --memory (it counts memory plus swap)",
+                ))
+            }
             Some(_) => {}
         }
         memory.insert("swap".into(), json!(b));
@@ -545,7 +736,13 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
     }
     let mut cpu = serde_json::Map::new();
     if let Some(c) = &f.cpus {
-        let n: f64 = c.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.01 && *n <= 1024.0).ok_or_else(|| FlagError::new("--cpus", c, "expected a number of CPUs, e.g. 0.5 or 2"))?;
+        let n: f64 = c
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite() && *n >= 0.01 && *n <= 1024.0)
+            .ok_or_else(|| {
+                FlagError::new("--cpus", c, "expected a number of CPUs, e.g. 0.5 or 2")
+            })?;
         let period = 100_000u64;
         cpu.insert("period".into(), json!(period));
         // n is in [0.01, 1024], so the quota fits easily.
@@ -554,7 +751,11 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
         cpu.insert("quota".into(), json!(quota));
     }
     if let Some(w) = &f.cpu_weight {
-        let weight: u64 = w.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| FlagError::new("--cpu-weight", w, "expected 1 to 10000"))?;
+        let weight: u64 = w
+            .parse()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| FlagError::new("--cpu-weight", w, "expected 1 to 10000"))?;
         // cpu.shares that the engine's conversion (shares → weight) maps back to this weight.
         let shares = 2 + ((weight - 1) * 262_142).div_ceil(9_999);
         cpu.insert("shares".into(), json!(shares));
@@ -565,13 +766,21 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
     let mut blkio = serde_json::Map::new();
     for spec in &f.io_limit {
         let bad = |why: &str| FlagError::new("--io-limit", spec, why.to_string());
-        let (dev, limits) = spec.rsplit_once(':').ok_or_else(|| bad("expected DEVICE:KIND=RATE[,KIND=RATE]"))?;
-        let (major, minor) = match dev.split_once(':').map(|(a, b)| (a.parse::<i64>(), b.parse::<i64>())) {
+        let (dev, limits) = spec
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected DEVICE:KIND=RATE[,KIND=RATE]"))?;
+        let (major, minor) = match dev
+            .split_once(':')
+            .map(|(a, b)| (a.parse::<i64>(), b.parse::<i64>()))
+        {
             Some((Ok(a), Ok(b))) => (a, b),
-            _ => (inp.device)(dev).ok_or_else(|| bad(&format!("`{dev}` is not a block device (or MAJOR:MINOR)")))?,
+            _ => (inp.device)(dev)
+                .ok_or_else(|| bad(&format!("`{dev}` is not a block device (or MAJOR:MINOR)")))?,
         };
         for kv in limits.split(',') {
-            let (kind, rate) = kv.split_once('=').ok_or_else(|| bad("expected KIND=RATE"))?;
+            let (kind, rate) = kv
+                .split_once('=')
+                .ok_or_else(|| bad("expected KIND=RATE"))?;
             let key = match kind {
                 "rbps" => "throttleReadBpsDevice",
                 "wbps" => "throttleWriteBpsDevice",
@@ -579,7 +788,9 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
                 "wiops" => "throttleWriteIOPSDevice",
                 _ => return Err(bad("KIND must be rbps, wbps, riops or wiops")),
             };
-            let rate = parse_size(rate).filter(|r| *r > 0).ok_or_else(|| bad("RATE must be a positive number (bps may have k, m or g)"))?;
+            let rate = parse_size(rate)
+                .filter(|r| *r > 0)
+                .ok_or_else(|| bad("RATE must be a positive number (bps may have k, m or g)"))?;
             let list = blkio.entry(key).or_insert_with(|| json!([]));
             if let Some(a) = list.as_array_mut() {
                 a.push(json!({"major": major, "minor": minor, "rate": rate}));
@@ -595,9 +806,25 @@ fn resources(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
 /// `--ulimit NAME=SOFT[:HARD]` → one `process.rlimits` entry.
 fn ulimit(u: &str) -> Result<Value> {
     let bad = |why: &str| FlagError::new("--ulimit", u, why.to_string());
-    let (name, values) = u.split_once('=').ok_or_else(|| bad("expected NAME=SOFT[:HARD]"))?;
+    let (name, values) = u
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=SOFT[:HARD]"))?;
     const NAMES: &[&str] = &[
-        "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending",
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
         "stack",
     ];
     let name = name.to_ascii_lowercase();
@@ -607,7 +834,9 @@ fn ulimit(u: &str) -> Result<Value> {
     let num = |s: &str| -> Result<u64> {
         match s {
             "-1" | "unlimited" => Ok(u64::MAX),
-            _ => s.parse().map_err(|_| bad("limits are numbers or `unlimited`")),
+            _ => s
+                .parse()
+                .map_err(|_| bad("limits are numbers or `unlimited`")),
         }
     };
     let (soft, hard) = match values.split_once(':') {
@@ -630,12 +859,47 @@ fn timeout(t: &str) -> Result<Duration> {
 
 /// Every capability this runtime knows, for `ALL`.
 const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-    "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-    "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 fn cap_names(flag: &str, value: &str) -> Result<Vec<String>> {
@@ -643,7 +907,11 @@ fn cap_names(flag: &str, value: &str) -> Result<Vec<String>> {
     if upper == "ALL" {
         return Ok(ALL_CAPS.iter().map(|c| c.to_string()).collect());
     }
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
     if ALL_CAPS.contains(&full.as_str()) {
         Ok(vec![full])
     } else {
@@ -654,11 +922,26 @@ fn cap_names(flag: &str, value: &str) -> Result<Vec<String>> {
 /// All sets empty, unless a caps policy sets them; then --cap-add adds to
 /// bounding/effective/permitted and --cap-drop removes from every set.
 fn capabilities(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
-    const SETS: [&str; 5] = ["bounding", "effective", "permitted", "inheritable", "ambient"];
+    const SETS: [&str; 5] = [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ];
     let mut sets: Vec<BTreeSet<String>> = SETS
         .iter()
         .map(|s| {
-            inp.policies.caps.as_ref().and_then(|c| c[*s].as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+            inp.policies
+                .caps
+                .as_ref()
+                .and_then(|c| c[*s].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
         })
         .collect();
     for c in &f.cap_add {
@@ -686,7 +969,13 @@ fn capabilities(f: &RunFlags, inp: &Inputs<'_>) -> Result<Value> {
 /// the default ruleset (writable volumes, tmpfs and the copied context
 /// read-write; read-only volumes, a bound context and secrets outside /run
 /// readable). A given `--rootfs` has no default.
-fn landlock_text(f: &RunFlags, inp: &Inputs<'_>, agent: bool, writable: &[PathBuf], readable: &[PathBuf]) -> Result<Option<String>> {
+fn landlock_text(
+    f: &RunFlags,
+    inp: &Inputs<'_>,
+    agent: bool,
+    writable: &[PathBuf],
+    readable: &[PathBuf],
+) -> Result<Option<String>> {
     if let Some(text) = &inp.policies.landlock {
         return Ok(Some(text.clone()));
     }
@@ -694,23 +983,40 @@ fn landlock_text(f: &RunFlags, inp: &Inputs<'_>, agent: bool, writable: &[PathBu
         return Ok(None);
     }
     let mut policy = ll::default_agent_policy(writable);
-    let read_exec: BTreeSet<FsAccess> = [FsAccess::ReadFile, FsAccess::ReadDir, FsAccess::Execute].into();
+    let read_exec: BTreeSet<FsAccess> =
+        [FsAccess::ReadFile, FsAccess::ReadDir, FsAccess::Execute].into();
     for p in readable {
-        policy.rules.push(FsRule { path: p.clone(), access: read_exec.clone() });
+        policy.rules.push(FsRule {
+            path: p.clone(),
+            access: read_exec.clone(),
+        });
     }
     if let Some(w) = &f.workdir {
         let w = Path::new(w);
-        if !policy.rules.iter().any(|r| w.starts_with(&r.path) && r.path != Path::new("/")) {
-            policy.rules.push(FsRule { path: w.to_path_buf(), access: read_exec });
+        if !policy
+            .rules
+            .iter()
+            .any(|r| w.starts_with(&r.path) && r.path != Path::new("/"))
+        {
+            policy.rules.push(FsRule {
+                path: w.to_path_buf(),
+                access: read_exec,
+            });
         }
     }
-    toml::to_string(&policy).map(Some).map_err(|e| FlagError::new("--landlock-policy", "(default)", format!("cannot encode the default policy: {e}")))
+    toml::to_string(&policy).map(Some).map_err(|e| {
+        FlagError::new(
+            "--landlock-policy",
+            "(default)",
+            format!("cannot encode the default policy: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::agent_root::HostEntry;
+    use super::*;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -721,17 +1027,27 @@ mod tests {
 
     fn flags(args: &[&str]) -> RunFlags {
         let marker = args.contains(&"--").then_some("--__command-follows");
-        T::try_parse_from(std::iter::once("run").chain(marker).chain(args.iter().copied())).unwrap().f
+        T::try_parse_from(
+            std::iter::once("run")
+                .chain(marker)
+                .chain(args.iter().copied()),
+        )
+        .unwrap()
+        .f
     }
 
     fn host() -> HostLayout {
         HostLayout {
-            system: vec![("usr".into(), HostEntry::Dir), ("bin".into(), HostEntry::Symlink("usr/bin".into()))],
+            system: vec![
+                ("usr".into(), HostEntry::Dir),
+                ("bin".into(), HostEntry::Symlink("usr/bin".into())),
+            ],
             etc: vec![("ld.so.cache".into(), HostEntry::File)],
         }
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n";
     const GROUP: &str = "root:x:0:\nstaff:x:50:\nalice:x:1000:\n";
 
     fn build_with(args: &[&str], policies: &Policies) -> Result<Plan> {
@@ -764,7 +1080,12 @@ mod tests {
     }
 
     fn dests(p: &Plan) -> Vec<String> {
-        p.spec["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap().to_string()).collect()
+        p.spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
@@ -774,23 +1095,53 @@ mod tests {
         assert_eq!(s["process"]["args"], json!(["/bin/true"]));
         assert_eq!(s["root"], json!({"path": "rootfs", "readonly": true}));
         assert_eq!(s["process"]["noNewPrivileges"], json!(true));
-        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
             assert_eq!(s["process"]["capabilities"][set], json!([]), "{set}");
         }
-        let ns: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         assert_eq!(ns, ["pid", "mount", "uts", "ipc", "cgroup", "network"]);
         assert_eq!(s["linux"]["resources"]["pids"]["limit"], json!(1024));
-        assert_eq!(s["linux"]["seccomp"]["defaultAction"], json!("SCMP_ACT_ERRNO"));
+        assert_eq!(
+            s["linux"]["seccomp"]["defaultAction"],
+            json!("SCMP_ACT_ERRNO")
+        );
         assert_eq!(s["hostname"], json!("0123456789ab"));
         let d = dests(&p);
-        for want in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "/tmp", "/run", "/usr", "/etc/ld.so.cache"] {
+        for want in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/sys",
+            "/tmp",
+            "/run",
+            "/usr",
+            "/etc/ld.so.cache",
+        ] {
             assert!(d.contains(&want.to_string()), "{want} in {d:?}");
         }
         assert!(!d.iter().any(|d| d.contains("shadow") || d == "/bin"));
         assert!(p.symlinks.contains(&("bin".into(), "usr/bin".into())));
-        assert!(s["linux"]["maskedPaths"].as_array().unwrap().contains(&json!("/proc/kcore")));
+        assert!(s["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/kcore")));
         let policy = ll::parse_policy(s["annotations"][ll::ANNOTATION].as_str().unwrap()).unwrap();
-        assert!(policy.rules.iter().any(|r| r.path == Path::new("/tmp") && r.access.contains(&FsAccess::WriteFile)));
+        assert!(policy
+            .rules
+            .iter()
+            .any(|r| r.path == Path::new("/tmp") && r.access.contains(&FsAccess::WriteFile)));
         let files: Vec<&str> = p.files.iter().map(|(f, _)| f.as_str()).collect();
         assert!(files.contains(&"etc/passwd") && files.contains(&"etc/resolv.conf"));
         assert!(p.timeout.is_none());
@@ -806,15 +1157,51 @@ mod tests {
 
     #[test]
     fn env_user_and_workdir() {
-        let p = plan(&["-e", "K=V", "-e", "FROM_HOST", "-e", "UNSET", "-e", "A=override", "-u", "alice:staff", "--group-add", "1000", "-w", "/work", "--", "id"]);
-        let env: Vec<&str> = p.spec["process"]["env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-        assert!(env.contains(&"K=V") && env.contains(&"FROM_HOST=yes") && env.contains(&"B=2") && env.contains(&"A=override"), "{env:?}");
+        let p = plan(&[
+            "-e",
+            "K=V",
+            "-e",
+            "FROM_HOST",
+            "-e",
+            "UNSET",
+            "-e",
+            "A=override",
+            "-u",
+            "alice:staff",
+            "--group-add",
+            "1000",
+            "-w",
+            "/work",
+            "--",
+            "id",
+        ]);
+        let env: Vec<&str> = p.spec["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(
+            env.contains(&"K=V")
+                && env.contains(&"FROM_HOST=yes")
+                && env.contains(&"B=2")
+                && env.contains(&"A=override"),
+            "{env:?}"
+        );
         assert!(!env.iter().any(|e| e.starts_with("UNSET")) && !env.contains(&"A=1"));
         assert!(env.contains(&"HOME=/tmp"));
-        assert_eq!(p.spec["process"]["user"], json!({"uid": 1000, "gid": 50, "additionalGids": [1000]}));
+        assert_eq!(
+            p.spec["process"]["user"],
+            json!({"uid": 1000, "gid": 50, "additionalGids": [1000]})
+        );
         assert_eq!((p.uid, p.gid), (1000, 50));
         assert_eq!(p.spec["process"]["cwd"], json!("/work"));
-        let passwd = &p.files.iter().find(|(f, _)| f.ends_with("passwd")).unwrap().1;
+        let passwd = &p
+            .files
+            .iter()
+            .find(|(f, _)| f.ends_with("passwd"))
+            .unwrap()
+            .1;
         assert!(passwd.contains("alice:x:1000:50::/tmp:/bin/sh") && !passwd.contains("/bin/bash"));
         assert_eq!(err(&["-u", "mallory"]).flag, "-u/--user");
         assert_eq!(err(&["-u", "alice:nogroup2"]).value, "nogroup2");
@@ -823,20 +1210,54 @@ mod tests {
 
     #[test]
     fn volumes_tmpfs_context_and_secrets() {
-        let p = plan(&["-v", "/h:/vol", "-v", "/r:/ro:ro", "--tmpfs", "/scratch:64m", "--context", "/ctx", "--secret", "/s/token", "--secret", "/s/k:api", "--", "true"]);
+        let p = plan(&[
+            "-v",
+            "/h:/vol",
+            "-v",
+            "/r:/ro:ro",
+            "--tmpfs",
+            "/scratch:64m",
+            "--context",
+            "/ctx",
+            "--secret",
+            "/s/token",
+            "--secret",
+            "/s/k:api",
+            "--",
+            "true",
+        ]);
         let m = p.spec["mounts"].as_array().unwrap();
         let vol = m.iter().find(|m| m["destination"] == "/vol").unwrap();
         assert_eq!(vol["options"], json!(["rbind", "nosuid", "nodev"]));
         let ro = m.iter().find(|m| m["destination"] == "/ro").unwrap();
         assert!(ro["options"].as_array().unwrap().contains(&json!("ro")));
         let t = m.iter().find(|m| m["destination"] == "/scratch").unwrap();
-        assert!(t["options"].as_array().unwrap().contains(&json!("size=67108864")));
+        assert!(t["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("size=67108864")));
         assert_eq!(p.context, Some((PathBuf::from("/ctx"), ContextMode::Copy)));
-        assert_eq!(p.secrets, vec![(PathBuf::from("/s/token"), "/run/secrets/token".into()), (PathBuf::from("/s/k"), "/run/secrets/api".into())]);
-        let policy = ll::parse_policy(p.spec["annotations"][ll::ANNOTATION].as_str().unwrap()).unwrap();
-        let rule = |path: &str| policy.rules.iter().find(|r| r.path == Path::new(path)).cloned();
+        assert_eq!(
+            p.secrets,
+            vec![
+                (PathBuf::from("/s/token"), "/run/secrets/token".into()),
+                (PathBuf::from("/s/k"), "/run/secrets/api".into())
+            ]
+        );
+        let policy =
+            ll::parse_policy(p.spec["annotations"][ll::ANNOTATION].as_str().unwrap()).unwrap();
+        let rule = |path: &str| {
+            policy
+                .rules
+                .iter()
+                .find(|r| r.path == Path::new(path))
+                .cloned()
+        };
         assert!(rule("/vol").unwrap().access.contains(&FsAccess::WriteFile));
-        assert!(rule("/context").unwrap().access.contains(&FsAccess::WriteFile));
+        assert!(rule("/context")
+            .unwrap()
+            .access
+            .contains(&FsAccess::WriteFile));
         assert!(!rule("/ro").unwrap().access.contains(&FsAccess::WriteFile));
         let b = plan(&["--context", "/ctx", "--context-mode", "bind"]);
         assert_eq!(b.context, Some((PathBuf::from("/ctx"), ContextMode::Bind)));
@@ -844,48 +1265,120 @@ mod tests {
 
     #[test]
     fn resources_translate() {
-        let p = plan(&["--memory", "32M", "--memory-swap", "64m", "--cpus", "1.5", "--cpu-weight", "100", "--pids", "50", "--io-limit", "/dev/sda:rbps=1m,wiops=100", "--ulimit", "nofile=512:1024", "--timeout", "2.5"]);
+        let p = plan(&[
+            "--memory",
+            "32M",
+            "--memory-swap",
+            "64m",
+            "--cpus",
+            "1.5",
+            "--cpu-weight",
+            "100",
+            "--pids",
+            "50",
+            "--io-limit",
+            "/dev/sda:rbps=1m,wiops=100",
+            "--ulimit",
+            "nofile=512:1024",
+            "--timeout",
+            "2.5",
+        ]);
         let r = &p.spec["linux"]["resources"];
         assert_eq!(r["memory"], json!({"limit": 33554432, "swap": 67108864}));
         assert_eq!(r["cpu"]["quota"], json!(150000));
         assert_eq!(r["cpu"]["period"], json!(100000));
-        assert_eq!(r["cpu"]["shares"], json!(2 + (99u64 * 262_142).div_ceil(9_999)));
+        assert_eq!(
+            r["cpu"]["shares"],
+            json!(2 + (99u64 * 262_142).div_ceil(9_999))
+        );
         assert_eq!(r["pids"]["limit"], json!(50));
-        assert_eq!(r["blockIO"]["throttleReadBpsDevice"], json!([{"major": 8, "minor": 0, "rate": 1048576}]));
-        assert_eq!(r["blockIO"]["throttleWriteIOPSDevice"], json!([{"major": 8, "minor": 0, "rate": 100}]));
-        assert_eq!(p.spec["process"]["rlimits"], json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]));
+        assert_eq!(
+            r["blockIO"]["throttleReadBpsDevice"],
+            json!([{"major": 8, "minor": 0, "rate": 1048576}])
+        );
+        assert_eq!(
+            r["blockIO"]["throttleWriteIOPSDevice"],
+            json!([{"major": 8, "minor": 0, "rate": 100}])
+        );
+        assert_eq!(
+            p.spec["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}])
+        );
         assert_eq!(p.timeout, Some(Duration::from_millis(2500)));
-        assert!(plan(&["--pids", "-1"]).spec["linux"]["resources"].get("pids").is_none());
+        assert!(plan(&["--pids", "-1"]).spec["linux"]["resources"]
+            .get("pids")
+            .is_none());
     }
 
     #[test]
     fn caps_and_policies() {
-        let p = plan(&["--cap-add", "net_bind_service", "--cap-add", "CAP_CHOWN", "--cap-drop", "chown"]);
-        assert_eq!(p.spec["process"]["capabilities"]["effective"], json!(["CAP_NET_BIND_SERVICE"]));
+        let p = plan(&[
+            "--cap-add",
+            "net_bind_service",
+            "--cap-add",
+            "CAP_CHOWN",
+            "--cap-drop",
+            "chown",
+        ]);
+        assert_eq!(
+            p.spec["process"]["capabilities"]["effective"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
         assert_eq!(p.spec["process"]["capabilities"]["ambient"], json!([]));
         let pol = Policies {
             seccomp: Some(json!({"defaultAction": "SCMP_ACT_ALLOW"})),
-            caps: Some(json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"], "inheritable": [], "ambient": []})),
+            caps: Some(
+                json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"], "inheritable": [], "ambient": []}),
+            ),
             landlock: Some("[[rules]]\npath = \"/tmp\"\naccess = [\"read\"]\n".into()),
         };
         let p = build_with(&["--allow-degraded-security"], &pol).unwrap();
-        assert_eq!(p.spec["linux"]["seccomp"]["defaultAction"], json!("SCMP_ACT_ALLOW"));
-        assert_eq!(p.spec["process"]["capabilities"]["bounding"], json!(["CAP_KILL"]));
-        assert!(p.spec["annotations"][ll::ANNOTATION].as_str().unwrap().contains("/tmp"));
+        assert_eq!(
+            p.spec["linux"]["seccomp"]["defaultAction"],
+            json!("SCMP_ACT_ALLOW")
+        );
+        assert_eq!(
+            p.spec["process"]["capabilities"]["bounding"],
+            json!(["CAP_KILL"])
+        );
+        assert!(p.spec["annotations"][ll::ANNOTATION]
+            .as_str()
+            .unwrap()
+            .contains("/tmp"));
         assert_eq!(p.spec["annotations"][DEGRADED_ANNOTATION], json!("true"));
     }
 
     #[test]
     fn network_and_rootfs() {
         let h = plan(&["--network", "host", "--allow-host-network"]);
-        assert!(!h.spec["linux"]["namespaces"].as_array().unwrap().contains(&json!({"type": "network"})));
-        assert!(h.files.iter().any(|(f, c)| f.ends_with("resolv.conf") && c.contains("10.0.0.1")));
+        assert!(!h.spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "network"})));
+        assert!(h
+            .files
+            .iter()
+            .any(|(f, c)| f.ends_with("resolv.conf") && c.contains("10.0.0.1")));
         assert_eq!(err(&["--network", "host"]).flag, "--network");
         assert_eq!(err(&["--network", "bridge"]).value, "bridge");
-        let r = plan(&["--rootfs", "/images/alpine", "--name", "web", "sh", "-c", "echo"]);
-        assert_eq!(r.spec["root"], json!({"path": "/images/alpine", "readonly": false}));
+        let r = plan(&[
+            "--rootfs",
+            "/images/alpine",
+            "--name",
+            "web",
+            "sh",
+            "-c",
+            "echo",
+        ]);
+        assert_eq!(
+            r.spec["root"],
+            json!({"path": "/images/alpine", "readonly": false})
+        );
         assert_eq!(r.spec["process"]["args"], json!(["sh", "-c", "echo"]));
-        assert_eq!(r.spec["annotations"][nucleus_engine::state::NAME_ANNOTATION], json!("web"));
+        assert_eq!(
+            r.spec["annotations"][nucleus_engine::state::NAME_ANNOTATION],
+            json!("web")
+        );
         assert!(r.spec["annotations"].get(ll::ANNOTATION).is_none());
         assert!(!r.generated_root);
         assert!(!dests(&r).contains(&"/tmp".to_string()));
@@ -910,7 +1403,11 @@ mod tests {
             (&["--timeout", "0"][..], "--timeout", "0"),
             (&["--ulimit", "nofile"][..], "--ulimit", "nofile"),
             (&["--ulimit", "bogus=1"][..], "--ulimit", "bogus=1"),
-            (&["--io-limit", "/dev/nope:rbps=1"][..], "--io-limit", "/dev/nope:rbps=1"),
+            (
+                &["--io-limit", "/dev/nope:rbps=1"][..],
+                "--io-limit",
+                "/dev/nope:rbps=1",
+            ),
             (&["-v", "rel:/x"][..], "-v/--volume", "rel:/x"),
             (&["-v", "/a:/b:rx"][..], "-v/--volume", "/a:/b:rx"),
             (&["--tmpfs", "/t:big"][..], "--tmpfs", "/t:big"),
@@ -923,7 +1420,11 @@ mod tests {
             (&["-d", "-t"][..], "-t/--tty", "true"),
         ] {
             let e = err(args);
-            assert_eq!((e.flag.as_str(), e.value.as_str()), (flag, value), "{args:?}");
+            assert_eq!(
+                (e.flag.as_str(), e.value.as_str()),
+                (flag, value),
+                "{args:?}"
+            );
             assert!(!e.to_string().contains('\n'));
         }
     }

@@ -500,7 +500,10 @@ impl Sandbox {
         // The directory is the machine's: a shim (ours, or another test's) may take a
         // moment to remove its socket after it exits.
         let new_sockets = || -> Vec<String> {
-            dir_entries(Path::new(SHIM_SOCKET_DIR)).difference(&self.shim_sockets_before).cloned().collect()
+            dir_entries(Path::new(SHIM_SOCKET_DIR))
+                .difference(&self.shim_sockets_before)
+                .cloned()
+                .collect()
         };
         wait_until(Duration::from_secs(10), || new_sockets().is_empty());
         let new_sockets = new_sockets();
@@ -557,8 +560,14 @@ impl Sandbox {
             for dir in dirs_below(&parent) {
                 let _ = fs::write(dir.join("freezer.state"), "THAWED");
                 let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }
@@ -665,7 +674,11 @@ state = "{state}"
 
 /// Runs `cmd` with its output discarded; true if it exits 0 (a daemon's readiness probe).
 pub fn quietly_succeeds(mut cmd: Command) -> bool {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Starts `cmd` as one of the sandbox's daemons (TMPDIR in the sandbox, output to `log`)

@@ -1079,12 +1079,22 @@ impl Ctx {
         let names = self.root().join(".names");
         let list = |dir: &Path| -> Vec<String> {
             fs::read_dir(dir)
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let stray_bundles: Vec<String> = list(&bundles).into_iter().filter(|n| n != ".names.lock").collect();
+        let stray_bundles: Vec<String> = list(&bundles)
+            .into_iter()
+            .filter(|n| n != ".names.lock")
+            .collect();
         let stray_names = list(&names);
-        assert!(stray_bundles.is_empty(), "generated bundles left behind: {stray_bundles:?}");
+        assert!(
+            stray_bundles.is_empty(),
+            "generated bundles left behind: {stray_bundles:?}"
+        );
         assert!(stray_names.is_empty(), "names left behind: {stray_names:?}");
         let _ = fs::remove_dir_all(&bundles);
         let _ = fs::remove_dir_all(&names);
@@ -1136,8 +1146,13 @@ pub fn recv_fd(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd 
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .expect("recvmsg on console socket");
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on console socket");
     for c in msg.cmsgs().expect("parse control messages") {
         if let ControlMessageOwned::ScmRights(fds) = c {
             assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");

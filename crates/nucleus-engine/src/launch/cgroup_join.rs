@@ -35,8 +35,12 @@ impl CgroupJoin {
             join.v1_tasks.push(fd);
         }
         if let Some(dir) = cg.v2_dir() {
-            let fd = open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| EngineError::io("open cgroup directory", dir, e.into()))?;
+            let fd = open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| EngineError::io("open cgroup directory", dir, e.into()))?;
             join.v2_dir = Some(fd);
         }
         Ok(join)

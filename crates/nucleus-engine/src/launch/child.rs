@@ -67,7 +67,12 @@ pub(crate) struct ChildPlan<'a> {
 /// init's pid on `pid_pipe` and exits.
 pub(crate) fn intermediate_main(plan: &ChildPlan<'_>, sync_fd: OwnedFd, pid_pipe: OwnedFd) -> ! {
     let result = (|| -> Result<i32, Errno> {
-        for (flag, path) in plan.namespaces.join.iter().filter(|(f, _)| crate::namespaces::is_early(*f)) {
+        for (flag, path) in plan
+            .namespaces
+            .join
+            .iter()
+            .filter(|(f, _)| crate::namespaces::is_early(*f))
+        {
             let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             setns(fd.as_fd(), *flag)?;
         }
@@ -99,7 +104,14 @@ pub(crate) enum Never {}
 
 fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: Status) -> String {
     let pid = i32::try_from(pid).unwrap_or(0);
-    crate::state::oci_state(plan.id, status, pid, plan.rootfs.bundle, &plan.spec.annotations().clone().unwrap_or_default()).to_string()
+    crate::state::oci_state(
+        plan.id,
+        status,
+        pid,
+        plan.rootfs.bundle,
+        &plan.spec.annotations().clone().unwrap_or_default(),
+    )
+    .to_string()
 }
 
 fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
@@ -111,21 +123,35 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     nucleus_sys::signal::reset_signals().step("init", || "reset signal dispositions".into())?;
 
     // Before anything else runs in it, the process joins its v1 cgroups.
-    crate::launch::cgroup_join::join_v1_self(plan.cgroup_tasks).step("cgroups", || "join v1 cgroups".into())?;
+    crate::launch::cgroup_join::join_v1_self(plan.cgroup_tasks)
+        .step("cgroups", || "join v1 cgroups".into())?;
 
     // Sync 1: the parent has written our id maps (and, on the slow path, cgroups).
     let go = sync::recv(sock).step("sync", || "wait for the parent".into())?;
     let host_pid = match go {
         Some(f) if f.msg == Msg::Go => f.value,
-        _ => return Err(StepError::new("sync", "parent went away before setup", Errno::EPIPE)),
+        _ => {
+            return Err(StepError::new(
+                "sync",
+                "parent went away before setup",
+                Errno::EPIPE,
+            ))
+        }
     };
 
     if plan.namespaces.creates(CloneFlags::CLONE_NEWCGROUP) {
         // Only now are we in our cgroups, so the new namespace is rooted there.
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).step("namespaces", || "unshare cgroup namespace".into())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .step("namespaces", || "unshare cgroup namespace".into())?;
     }
-    for (flag, path) in plan.namespaces.join.iter().filter(|(f, _)| !crate::namespaces::is_early(*f)) {
-        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step("namespaces", || format!("open `{}`", path.display()))?;
+    for (flag, path) in plan
+        .namespaces
+        .join
+        .iter()
+        .filter(|(f, _)| !crate::namespaces::is_early(*f))
+    {
+        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .step("namespaces", || format!("open `{}`", path.display()))?;
         setns(fd.as_fd(), *flag).step("namespaces", || format!("setns `{}`", path.display()))?;
     }
     if plan.namespaces.creates(CloneFlags::CLONE_NEWNET) {
@@ -134,8 +160,10 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     }
     if plan.namespaces.in_userns() {
         // Become root of the user namespace now that the maps exist.
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).step("userns", || "setresgid 0".into())?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).step("userns", || "setresuid 0".into())?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .step("userns", || "setresgid 0".into())?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .step("userns", || "setresuid 0".into())?;
     }
 
     let root = rootfs::prepare_root(&plan.rootfs)?;
@@ -143,22 +171,38 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     rootfs::ensure_cwd(root.as_fd(), &plan.process.cwd)?;
 
     if plan.runtime_hooks {
-        sync::send(sock.as_raw_fd(), Msg::RunRuntimeHooks, 0, "", None).step("sync", || "request runtime hooks".into())?;
+        sync::send(sock.as_raw_fd(), Msg::RunRuntimeHooks, 0, "", None)
+            .step("sync", || "request runtime hooks".into())?;
         match sync::recv(sock).step("sync", || "wait for runtime hooks".into())? {
             Some(f) if f.msg == Msg::RuntimeHooksDone => {}
-            _ => return Err(StepError::new("sync", "parent went away during hooks", Errno::EPIPE)),
+            _ => {
+                return Err(StepError::new(
+                    "sync",
+                    "parent went away during hooks",
+                    Errno::EPIPE,
+                ))
+            }
         }
     }
-    hooks::run_all(HookKind::CreateContainer, plan.spec, &hook_state(plan, host_pid, Status::Creating))
-        .map_err(|e| StepError::new("createContainer hooks", e.to_string(), Errno::EIO))?;
+    hooks::run_all(
+        HookKind::CreateContainer,
+        plan.spec,
+        &hook_state(plan, host_pid, Status::Creating),
+    )
+    .map_err(|e| StepError::new("createContainer hooks", e.to_string(), Errno::EIO))?;
 
     // Held across pivot_root: the fifo is on the host, and /proc/self/fd of
     // the host's procfs lets us reopen it for writing later.
     let fifo = match &plan.wait {
         WaitFor::Fifo(path) => {
-            let fifo = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).step("init", || format!("open `{}`", path.display()))?;
-            let fds = open("/proc/self/fd", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .step("init", || "open /proc/self/fd".into())?;
+            let fifo = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .step("init", || format!("open `{}`", path.display()))?;
+            let fds = open(
+                "/proc/self/fd",
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .step("init", || "open /proc/self/fd".into())?;
             Some((fifo, fds))
         }
         WaitFor::Socket => None,
@@ -178,12 +222,26 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
 
     match (plan.process.terminal, plan.console_socket) {
         (true, Some(sock)) => {
-            let size = plan.spec.process().as_ref().and_then(|p| p.console_size()).map(|b| {
-                (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
-            });
+            let size = plan
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.console_size())
+                .map(|b| {
+                    (
+                        u16::try_from(b.height()).unwrap_or(u16::MAX),
+                        u16::try_from(b.width()).unwrap_or(u16::MAX),
+                    )
+                });
             crate::tty::setup_console(sock, size, true)?
         }
-        (true, None) => return Err(StepError::new("console", "process.terminal is true but no console socket was given", Errno::EINVAL)),
+        (true, None) => {
+            return Err(StepError::new(
+                "console",
+                "process.terminal is true but no console socket was given",
+                Errno::EINVAL,
+            ))
+        }
         (false, _) => {
             nix::unistd::setsid().step("init", || "setsid".into())?;
         }
@@ -199,15 +257,20 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         }
     };
 
-    hooks::run_all(HookKind::StartContainer, plan.spec, &hook_state(plan, host_pid, Status::Running))
-        .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
+    hooks::run_all(
+        HookKind::StartContainer,
+        plan.spec,
+        &hook_state(plan, host_pid, Status::Running),
+    )
+    .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
     if let Some(w) = &started {
         // `start` reads this byte, then waits for EOF: our close-on-exec
         // write end closes exactly when execve succeeds.
         nix::unistd::write(w, b"0").step("start", || "write exec fifo".into())?;
     }
 
-    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
+    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
+        .step("exec", || "mark fds close-on-exec".into())?;
     exec(&exe, plan.process)
 }
 
@@ -219,7 +282,8 @@ pub(crate) fn restrict_and_report_ready(
     r: Restrictions<'_>,
     sock: BorrowedFd<'_>,
 ) -> Result<CString, StepError> {
-    nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
+    nix::unistd::chdir(&process.cwd)
+        .step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
     process::apply_rlimits(process)?;
     process::apply_scheduling(process)?;
     // Without no_new_privs, seccomp and Landlock need CAP_SYS_ADMIN: load
@@ -233,9 +297,12 @@ pub(crate) fn restrict_and_report_ready(
     }
     process::apply_identity(process)?;
     // The cwd may only be reachable as the new user; check it still is.
-    nix::unistd::chdir(&process.cwd).step("cwd", || format!("chdir `{}` as uid {}", process.cwd.display(), process.uid))?;
+    nix::unistd::chdir(&process.cwd).step("cwd", || {
+        format!("chdir `{}` as uid {}", process.cwd.display(), process.uid)
+    })?;
     if process.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+        nix::sys::prctl::set_no_new_privs()
+            .step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
     let exe = process::find_executable(process)?;
     if !early {
@@ -243,13 +310,22 @@ pub(crate) fn restrict_and_report_ready(
         // seccomp last: everything after it is a handful of syscalls.
         notify_fd = load_seccomp(r)?;
     }
-    sync::send(sock.as_raw_fd(), Msg::Ready, 0, "", notify_fd.as_ref().map(|f| f.as_raw_fd())).step("sync", || "report ready".into())?;
+    sync::send(
+        sock.as_raw_fd(),
+        Msg::Ready,
+        0,
+        "",
+        notify_fd.as_ref().map(|f| f.as_raw_fd()),
+    )
+    .step("sync", || "report ready".into())?;
     Ok(exe)
 }
 
 fn apply_landlock(r: Restrictions<'_>) -> Result<(), StepError> {
     match r.landlock {
-        Some(policy) => policy.apply(r.allow_degraded).map_err(|e| StepError::new("landlock", e.to_string(), Errno::EPERM)),
+        Some(policy) => policy
+            .apply(r.allow_degraded)
+            .map_err(|e| StepError::new("landlock", e.to_string(), Errno::EPERM)),
         None => Ok(()),
     }
 }
@@ -265,14 +341,26 @@ fn load_seccomp(r: Restrictions<'_>) -> Result<Option<OwnedFd>, StepError> {
 pub(crate) fn wait_for_start(sock: BorrowedFd<'_>) -> Result<(), StepError> {
     match sync::recv(sock).step("sync", || "wait for start".into())? {
         Some(f) if f.msg == Msg::Start => Ok(()),
-        _ => Err(StepError::new("sync", "parent went away before start", Errno::EPIPE)),
+        _ => Err(StepError::new(
+            "sync",
+            "parent went away before start",
+            Errno::EPIPE,
+        )),
     }
 }
 
 /// Reports a failed step to the parent (or, if it is gone, on stderr) and exits.
 pub(crate) fn fail(sock: BorrowedFd<'_>, err: StepError) -> ! {
     let text = format!("{}: {}", err.detail, errno_text(err.errno));
-    if sync::send(sock.as_raw_fd(), Msg::Error, err.errno as i64, &format!("{}\0{}", err.step, text), None).is_err() {
+    if sync::send(
+        sock.as_raw_fd(),
+        Msg::Error,
+        err.errno as i64,
+        &format!("{}\0{}", err.step, text),
+        None,
+    )
+    .is_err()
+    {
         // No parent to tell (create has returned): the container's stderr is all that is left.
         eprintln!("nucleus: {}: {}", err.step, text);
     }
@@ -287,27 +375,42 @@ pub(crate) fn fail(sock: BorrowedFd<'_>, err: StepError) -> ! {
 fn errno_text(errno: Errno) -> String {
     let desc = errno.desc();
     let mut chars = desc.chars();
-    chars.next().map_or_else(String::new, |first| first.to_ascii_lowercase().to_string() + chars.as_str())
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_lowercase().to_string() + chars.as_str()
+    })
 }
 
 fn open_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<OwnedFd, StepError> {
     let name = fifo.as_raw_fd().to_string();
     // Blocks until `start` opens the other end.
-    openat(fds.as_fd(), Path::new(&name), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).step("start", || "open exec fifo".into())
+    openat(
+        fds.as_fd(),
+        Path::new(&name),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("start", || "open exec fifo".into())
 }
 
 fn write_sysctls(spec: &Spec) -> Result<(), StepError> {
-    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else { return Ok(()) };
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
     let mut keys: Vec<_> = map.keys().collect();
     keys.sort();
     for key in keys {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, map[key].as_bytes()).step("sysctl", || format!("write `{}` to `{path}`", map[key]))?;
+        std::fs::write(&path, map[key].as_bytes())
+            .step("sysctl", || format!("write `{}` to `{path}`", map[key]))?;
     }
     Ok(())
 }
 
 pub(crate) fn exec(exe: &CString, p: &ProcessPlan) -> Result<Never, StepError> {
     let err = nix::unistd::execve(exe, &p.args, &p.env).unwrap_err();
-    Err(StepError::new("exec", format!("execve `{}`", exe.to_string_lossy()), err))
+    Err(StepError::new(
+        "exec",
+        format!("execve `{}`", exe.to_string_lossy()),
+        err,
+    ))
 }

@@ -52,7 +52,13 @@ struct ExecPlan<'a> {
 /// Namespace flags of every namespace the container has (new or joined).
 fn container_namespaces(spec: &Spec) -> CloneFlags {
     let mut flags = CloneFlags::empty();
-    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
         flags |= crate::namespaces::flag_of(ns.typ());
     }
     flags
@@ -61,13 +67,21 @@ fn container_namespaces(spec: &Spec) -> CloneFlags {
 /// Clones a process into the container and drives it to READY.
 pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let process = crate::process::with_personality(ProcessPlan::from_spec(req.process)?, req.spec)?;
-    let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
-        None => None,
-    };
-    let console = crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
+    let seccomp: Option<SeccompProgram> =
+        match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => Some(crate::security::seccomp_cache::compile_cached(
+                profile,
+                req.seccomp_cache,
+            )?),
+            None => None,
+        };
+    let console =
+        crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
     let console_size = req.process.console_size().map(|b| {
-        (u16::try_from(b.height()).unwrap_or(u16::MAX), u16::try_from(b.width()).unwrap_or(u16::MAX))
+        (
+            u16::try_from(b.height()).unwrap_or(u16::MAX),
+            u16::try_from(b.width()).unwrap_or(u16::MAX),
+        )
     });
     let landlock = crate::spec::landlock_policy(req.spec)?;
     let plan = ExecPlan {
@@ -84,14 +98,17 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let init_pidfd = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(req.init_pid))
         .map_err(|e| EngineError::sys("open pidfd of container init", e))?;
     let flags = container_namespaces(req.spec);
-    let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
-    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
+    let (parent_sock, child_sock) =
+        sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| EngineError::sys("create pipe", e))?;
 
     ensure_single_threaded()?;
     // SAFETY: ensure_single_threaded just checked this process has one
     // thread, so the child may allocate and call any libc function; flag 0
     // is a plain fork.
-    let cloned = unsafe { clone_fork(0) }.map_err(|e| EngineError::sys("clone the intermediate process", e))?;
+    let cloned = unsafe { clone_fork(0) }
+        .map_err(|e| EngineError::sys("clone the intermediate process", e))?;
     let ipid = match cloned {
         CloneResult::Child => {
             drop(parent_sock);
@@ -103,44 +120,81 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     drop(child_sock);
     drop(pid_w);
     let mut buf = [0u8; 4];
-    let n = nix::unistd::read(&pid_r, &mut buf).map_err(|e| EngineError::sys("read exec pid", e))?;
+    let n =
+        nix::unistd::read(&pid_r, &mut buf).map_err(|e| EngineError::sys("read exec pid", e))?;
     let _ = nix::sys::wait::waitpid(ipid, None);
-    let raw = if n == 4 { i32::from_le_bytes(buf) } else { -libc::EPIPE };
+    let raw = if n == 4 {
+        i32::from_le_bytes(buf)
+    } else {
+        -libc::EPIPE
+    };
     if raw <= 0 {
-        return Err(EngineError::sys("join the container's namespaces", Errno::from_raw(-raw)));
+        return Err(EngineError::sys(
+            "join the container's namespaces",
+            Errno::from_raw(-raw),
+        ));
     }
     let pid = Pid::from_raw(raw);
-    let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };
+    let mut guard = ChildGuard {
+        pid,
+        pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(),
+        armed: true,
+    };
     tracing::debug!(pid = raw, "exec process cloned");
     if let Some(cg) = req.cgroup {
         cg.add_pid(raw)?;
     }
     if let Some(adj) = process.oom_score_adj {
         let path = format!("/proc/{raw}/oom_score_adj");
-        std::fs::write(&path, adj.to_string()).map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
+        std::fs::write(&path, adj.to_string())
+            .map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
     }
-    sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(raw), "", None).map_err(|e| child_gone(&mut guard, e))?;
+    sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(raw), "", None)
+        .map_err(|e| child_gone(&mut guard, e))?;
     match sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))? {
         Some(f) if f.msg == Msg::Ready => {
             // A NOTIFY profile: the agent on listenerPath gets this process's fd too.
             if let (Some(fd), Some(p)) = (f.fd, seccomp.as_ref()) {
                 if let Some(path) = p.listener_path() {
                     let annotations = req.spec.annotations().clone().unwrap_or_default();
-                    let state = crate::state::oci_state(req.id, crate::state::Status::Running, req.init_pid, req.bundle, &annotations).to_string();
-                    seccomp::send_to_listener(path, &state, raw, p.listener_metadata(), fd.as_fd())?;
+                    let state = crate::state::oci_state(
+                        req.id,
+                        crate::state::Status::Running,
+                        req.init_pid,
+                        req.bundle,
+                        &annotations,
+                    )
+                    .to_string();
+                    seccomp::send_to_listener(
+                        path,
+                        &state,
+                        raw,
+                        p.listener_metadata(),
+                        fd.as_fd(),
+                    )?;
                 }
             }
         }
         Some(f) if f.msg == Msg::Error => return Err(f.child_error("exec")),
         _ => return Err(child_gone(&mut guard, Errno::EPIPE)),
     }
-    Ok(Launched { pid, sync: parent_sock, guard })
+    Ok(Launched {
+        pid,
+        sync: parent_sock,
+        guard,
+    })
 }
 
 /// Role: intermediate, host pid namespace, privileged. Joins the init's
 /// namespaces, clones the exec process as our parent's child, reports its
 /// pid and exits.
-fn intermediate(plan: &ExecPlan<'_>, init: BorrowedFd<'_>, flags: CloneFlags, sock: OwnedFd, pid_pipe: OwnedFd) -> ! {
+fn intermediate(
+    plan: &ExecPlan<'_>,
+    init: BorrowedFd<'_>,
+    flags: CloneFlags,
+    sock: OwnedFd,
+    pid_pipe: OwnedFd,
+) -> ! {
     let result = (|| -> std::result::Result<i32, Errno> {
         // One call joins them all, user namespace first, as of Linux 5.8.
         setns(init, flags)?;
@@ -171,7 +225,13 @@ fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<
     nucleus_sys::signal::reset_signals().step("exec", || "reset signal dispositions".into())?;
     match sync::recv(sock).step("sync", || "wait for the parent".into())? {
         Some(f) if f.msg == Msg::Go => {}
-        _ => return Err(StepError::new("sync", "parent went away before setup", Errno::EPIPE)),
+        _ => {
+            return Err(StepError::new(
+                "sync",
+                "parent went away before setup",
+                Errno::EPIPE,
+            ))
+        }
     }
     if plan.process.terminal {
         if let Some(console) = plan.console {
@@ -180,6 +240,7 @@ fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<
     }
     let exe = child::restrict_and_report_ready(plan.process, plan.restrictions, sock)?;
     child::wait_for_start(sock)?;
-    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds).step("exec", || "mark fds close-on-exec".into())?;
+    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
+        .step("exec", || "mark fds close-on-exec".into())?;
     child::exec(&exe, plan.process)
 }

@@ -18,8 +18,16 @@ pub(crate) struct StepError {
 }
 
 impl StepError {
-    pub(crate) fn new(step: &'static str, detail: impl Into<String>, errno: nix::errno::Errno) -> Self {
-        StepError { step, detail: detail.into(), errno }
+    pub(crate) fn new(
+        step: &'static str,
+        detail: impl Into<String>,
+        errno: nix::errno::Errno,
+    ) -> Self {
+        StepError {
+            step,
+            detail: detail.into(),
+            errno,
+        }
     }
 }
 
@@ -36,6 +44,12 @@ impl<T> StepContext<T> for Result<T, nix::errno::Errno> {
 
 impl<T> StepContext<T> for Result<T, std::io::Error> {
     fn step(self, step: &'static str, detail: impl FnOnce() -> String) -> Result<T, StepError> {
-        self.map_err(|e| StepError::new(step, detail(), nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))
+        self.map_err(|e| {
+            StepError::new(
+                step,
+                detail(),
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })
     }
 }

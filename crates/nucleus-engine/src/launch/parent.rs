@@ -5,6 +5,7 @@
 //! runs the runtime-namespace hooks, and waits for the init to report ready.
 //! A `ChildGuard` kills and reaps the init if anything fails before then.
 
+use super::cgroup_join::CgroupJoin;
 use super::child::{self, ChildPlan, WaitFor};
 use super::sync::{self, Msg};
 use crate::error::{EngineError, Result};
@@ -12,8 +13,8 @@ use crate::hooks::{self, HookKind};
 use crate::namespaces;
 use crate::process::ProcessPlan;
 use crate::rootfs::{self, RootfsPlan};
-use crate::state::{ContainerDir, ContainerState};
 use crate::security::seccomp::{self, SeccompProgram};
+use crate::state::{ContainerDir, ContainerState};
 use crate::userns;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -21,7 +22,6 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use nucleus_cgroups::Cgroup;
-use super::cgroup_join::CgroupJoin;
 use nucleus_sys::clone::{clone3_into_cgroup, clone_fork, CloneResult};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -98,8 +98,12 @@ impl Drop for ChildGuard {
 }
 
 pub(super) fn ensure_single_threaded() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
-    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).map(str::trim);
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(str::trim);
     if threads != Some("1") {
         return Err(EngineError::invalid(
             "runtime",
@@ -112,7 +116,14 @@ pub(super) fn ensure_single_threaded() -> Result<()> {
 
 fn hook_state(req: &LaunchRequest<'_>, pid: Pid) -> String {
     let annotations = req.spec.annotations().clone().unwrap_or_default();
-    crate::state::oci_state(req.id, crate::state::Status::Creating, pid.as_raw(), req.bundle, &annotations).to_string()
+    crate::state::oci_state(
+        req.id,
+        crate::state::Status::Creating,
+        pid.as_raw(),
+        req.bundle,
+        &annotations,
+    )
+    .to_string()
 }
 
 /// Clones the init, drives it through setup, and returns once it is ready
@@ -124,20 +135,35 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         .process()
         .as_ref()
         .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
-    let process = crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
+    let process =
+        crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
     let ns = namespaces::plan(req.spec)?;
-    if !ns.creates(CloneFlags::CLONE_NEWNS) && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS) {
-        return Err(EngineError::invalid("linux.namespaces", "[...]", "a mount namespace is required"));
+    if !ns.creates(CloneFlags::CLONE_NEWNS)
+        && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+    {
+        return Err(EngineError::invalid(
+            "linux.namespaces",
+            "[...]",
+            "a mount namespace is required",
+        ));
     }
-    let seccomp: Option<SeccompProgram> = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(crate::security::seccomp_cache::compile_cached(profile, req.seccomp_cache)?),
-        None => None,
-    };
-    let console = crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
+    let seccomp: Option<SeccompProgram> =
+        match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => Some(crate::security::seccomp_cache::compile_cached(
+                profile,
+                req.seccomp_cache,
+            )?),
+            None => None,
+        };
+    let console =
+        crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
     let wait = match &req.mode {
         LaunchMode::Create { fifo } => {
-            nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o622))
-                .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
+            nix::unistd::mkfifo(
+                fifo.as_path(),
+                nix::sys::stat::Mode::from_bits_truncate(0o622),
+            )
+            .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
             WaitFor::Fifo(fifo.clone())
         }
         LaunchMode::Run => WaitFor::Socket,
@@ -145,7 +171,12 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let landlock = crate::spec::landlock_policy(req.spec)?;
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
-        let mut res = req.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        let mut res = req
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
         res.set_devices(Some(crate::devices::cgroup_rules(req.spec)));
         cg.apply(&res)?;
     }
@@ -155,7 +186,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         Some(cg) if !ns.needs_intermediate() => Some(CgroupJoin::open(cg)?),
         _ => None,
     };
-    let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty() || !HookKind::CreateRuntime.of(req.spec).is_empty();
+    let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
+        || !HookKind::CreateRuntime.of(req.spec).is_empty();
     let cgroup_mounts = match req.cgroup {
         Some(cg) => rootfs::with_own_cgroups(req.cgroup_mounts, cg, req.spec),
         None => req.cgroup_mounts.to_vec(),
@@ -182,18 +214,24 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
         runtime_hooks,
-        cgroup_tasks: join.as_ref().map(|j| j.v1_tasks.as_slice()).unwrap_or_default(),
+        cgroup_tasks: join
+            .as_ref()
+            .map(|j| j.v1_tasks.as_slice())
+            .unwrap_or_default(),
     };
-    let (parent_sock, child_sock) = sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
+    let (parent_sock, child_sock) =
+        sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
     let mut in_v2 = false;
     let pid = if ns.needs_intermediate() {
-        let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("create pipe", e))?;
+        let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| EngineError::sys("create pipe", e))?;
         // SAFETY: ensure_single_threaded just checked this process has one
         // thread, so the child may allocate and call any libc function; flag 0
         // is a plain fork.
-        let cloned = unsafe { clone_fork(0) }.map_err(|e| EngineError::sys("clone the intermediate process", e))?;
+        let cloned = unsafe { clone_fork(0) }
+            .map_err(|e| EngineError::sys("clone the intermediate process", e))?;
         match cloned {
             CloneResult::Child => {
                 drop(parent_sock);
@@ -203,11 +241,19 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             CloneResult::Parent(ipid) => {
                 drop(pid_w);
                 let mut buf = [0u8; 4];
-                let n = nix::unistd::read(&pid_r, &mut buf).map_err(|e| EngineError::sys("read init pid", e))?;
+                let n = nix::unistd::read(&pid_r, &mut buf)
+                    .map_err(|e| EngineError::sys("read init pid", e))?;
                 let _ = waitpid(ipid, None);
-                let raw = if n == 4 { i32::from_le_bytes(buf) } else { -libc::EPIPE };
+                let raw = if n == 4 {
+                    i32::from_le_bytes(buf)
+                } else {
+                    -libc::EPIPE
+                };
                 if raw <= 0 {
-                    return Err(EngineError::sys("join user/pid namespaces and clone the init", Errno::from_raw(-raw)));
+                    return Err(EngineError::sys(
+                        "join user/pid namespaces and clone the init",
+                        Errno::from_raw(-raw),
+                    ));
                 }
                 Pid::from_raw(raw)
             }
@@ -243,13 +289,21 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         }
     };
     drop(child_sock);
-    let mut guard = ChildGuard { pid, pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(), armed: true };
+    let mut guard = ChildGuard {
+        pid,
+        pidfd: nucleus_sys::pidfd::pidfd_open(pid).ok(),
+        armed: true,
+    };
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
 
     if ns.creates(CloneFlags::CLONE_NEWUSER) {
         let linux = req.spec.linux().as_ref();
-        let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-        let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+        let uid = linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default();
+        let gid = linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default();
         userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
     }
     if let Some(cg) = req.cgroup {
@@ -259,7 +313,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             Some(_) => {
                 if let Some(dir) = cg.v2_dir() {
                     let path = dir.join("cgroup.procs");
-                    std::fs::write(&path, pid.as_raw().to_string()).map_err(|e| EngineError::io("write", path, e))?;
+                    std::fs::write(&path, pid.as_raw().to_string())
+                        .map_err(|e| EngineError::io("write", path, e))?;
                 }
             }
             None => cg.add_pid(pid.as_raw())?,
@@ -267,11 +322,21 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     }
     if let Some(adj) = process.oom_score_adj {
         let path = format!("/proc/{}/oom_score_adj", pid.as_raw());
-        std::fs::write(&path, adj.to_string()).map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
+        std::fs::write(&path, adj.to_string())
+            .map_err(|e| EngineError::io("write oomScoreAdj to", path, e))?;
     }
-    let start_time = crate::state::proc_start_time(pid.as_raw()).map(|(t, _)| t).unwrap_or(0);
+    let start_time = crate::state::proc_start_time(pid.as_raw())
+        .map(|(t, _)| t)
+        .unwrap_or(0);
 
-    sync::send(parent_sock.as_raw_fd(), Msg::Go, i64::from(pid.as_raw()), "", None).map_err(|e| child_gone(&mut guard, e))?;
+    sync::send(
+        parent_sock.as_raw_fd(),
+        Msg::Go,
+        i64::from(pid.as_raw()),
+        "",
+        None,
+    )
+    .map_err(|e| child_gone(&mut guard, e))?;
     // Written while the init mounts its root: on a 2-core host this costs
     // the start path nothing. If the init then fails, the caller's
     // reservation removes the directory.
@@ -289,24 +354,41 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
                 let state = hook_state(&req, pid);
                 hooks::run_all(HookKind::Prestart, req.spec, &state)?;
                 hooks::run_all(HookKind::CreateRuntime, req.spec, &state)?;
-                sync::send(parent_sock.as_raw_fd(), Msg::RuntimeHooksDone, 0, "", None).map_err(|e| child_gone(&mut guard, e))?;
+                sync::send(parent_sock.as_raw_fd(), Msg::RuntimeHooksDone, 0, "", None)
+                    .map_err(|e| child_gone(&mut guard, e))?;
             }
             Msg::Ready => {
                 if let (Some(fd), Some(p)) = (frame.fd, seccomp.as_ref()) {
                     if let Some(path) = p.listener_path() {
                         let state = hook_state(&req, pid);
-                        seccomp::send_to_listener(path, &state, pid.as_raw(), p.listener_metadata(), fd.as_fd())?;
+                        seccomp::send_to_listener(
+                            path,
+                            &state,
+                            pid.as_raw(),
+                            p.listener_metadata(),
+                            fd.as_fd(),
+                        )?;
                     }
                 }
                 break;
             }
             Msg::Error => return Err(frame.child_error("init")),
             other => {
-                return Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {other:?}") });
+                return Err(EngineError::Child {
+                    step: "sync".into(),
+                    detail: format!("unexpected message {other:?}"),
+                });
             }
         }
     }
-    Ok((Launched { pid, sync: parent_sock, guard }, state))
+    Ok((
+        Launched {
+            pid,
+            sync: parent_sock,
+            guard,
+        },
+        state,
+    ))
 }
 
 fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {
@@ -330,5 +412,8 @@ pub(super) fn child_gone(guard: &mut ChildGuard, errno: Errno) -> EngineError {
         Ok(WaitStatus::Signaled(_, sig, _)) => format!("was killed by {sig}"),
         _ => format!("stopped responding ({errno})"),
     };
-    EngineError::Child { step: "sync".into(), detail: format!("container init {how} during setup") }
+    EngineError::Child {
+        step: "sync".into(),
+        detail: format!("container init {how} during setup"),
+    }
 }

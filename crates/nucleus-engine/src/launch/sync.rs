@@ -4,7 +4,9 @@
 //! parent reads end-of-file exactly when the workload has been executed.
 
 use nix::errno::Errno;
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 use std::io::IoSlice;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
@@ -55,18 +57,35 @@ impl Frame {
     /// An `Error` frame as the engine error it reports: the child sends
     /// `step\0detail`; `default_step` names frames without a step.
     pub(crate) fn child_error(&self, default_step: &str) -> crate::error::EngineError {
-        let (step, detail) = self.text.split_once('\0').unwrap_or((default_step, self.text.as_str()));
-        crate::error::EngineError::Child { step: step.to_string(), detail: detail.to_string() }
+        let (step, detail) = self
+            .text
+            .split_once('\0')
+            .unwrap_or((default_step, self.text.as_str()));
+        crate::error::EngineError::Child {
+            step: step.to_string(),
+            detail: detail.to_string(),
+        }
     }
 }
 
 /// Creates the socket pair: (parent end, child end), both close-on-exec.
 pub(crate) fn pair() -> Result<(OwnedFd, OwnedFd), Errno> {
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 /// Sends a frame. MSG_NOSIGNAL: a vanished peer is an error, not SIGPIPE.
-pub(crate) fn send(sock: RawFd, msg: Msg, value: i64, text: &str, fd: Option<RawFd>) -> Result<(), Errno> {
+pub(crate) fn send(
+    sock: RawFd,
+    msg: Msg,
+    value: i64,
+    text: &str,
+    fd: Option<RawFd>,
+) -> Result<(), Errno> {
     let mut buf = [0u8; MAX_FRAME];
     buf[..4].copy_from_slice(&(msg as u32).to_le_bytes());
     buf[4..12].copy_from_slice(&value.to_le_bytes());
@@ -100,11 +119,17 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Option<Frame>, Errno> {
     if n < 12 {
         return Err(Errno::EBADMSG);
     }
-    let msg = Msg::from_u32(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])).ok_or(Errno::EBADMSG)?;
+    let msg = Msg::from_u32(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]))
+        .ok_or(Errno::EBADMSG)?;
     let mut v = [0u8; 8];
     v.copy_from_slice(&buf[4..12]);
     let text = String::from_utf8_lossy(&buf[12..n]).into_owned();
-    Ok(Some(Frame { msg, value: i64::from_le_bytes(v), text, fd }))
+    Ok(Some(Frame {
+        msg,
+        value: i64::from_le_bytes(v),
+        text,
+        fd,
+    }))
 }
 
 /// Sends `Start` and waits for the child's end to close on execve; an
@@ -112,11 +137,15 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> Result<Option<Frame>, Errno> {
 pub(crate) fn start_and_confirm_exec(sock: &OwnedFd) -> Result<(), crate::error::EngineError> {
     use crate::error::EngineError;
     use std::os::fd::{AsFd, AsRawFd};
-    send(sock.as_raw_fd(), Msg::Start, 0, "", None).map_err(|e| EngineError::sys("start the process", e))?;
+    send(sock.as_raw_fd(), Msg::Start, 0, "", None)
+        .map_err(|e| EngineError::sys("start the process", e))?;
     match recv(sock.as_fd()) {
         Ok(None) => Ok(()),
         Ok(Some(f)) if f.msg == Msg::Error => Err(f.child_error("exec")),
-        Ok(Some(f)) => Err(EngineError::Child { step: "sync".into(), detail: format!("unexpected message {:?}", f.msg) }),
+        Ok(Some(f)) => Err(EngineError::Child {
+            step: "sync".into(),
+            detail: format!("unexpected message {:?}", f.msg),
+        }),
         Err(e) => Err(EngineError::sys("wait for the process to start", e)),
     }
 }
@@ -138,4 +167,3 @@ mod tests {
         assert!(recv(b.as_fd()).unwrap().is_none());
     }
 }
-

@@ -19,7 +19,12 @@ pub struct CreateOptions<'a> {
 /// Creates container `id`; on return its status is `created`.
 pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i32> {
     let p = prepare(root, id, opts.bundle)?;
-    let dir = p.reservation.dir.as_ref().map(|d| d.fifo_path()).unwrap_or_default();
+    let dir = p
+        .reservation
+        .dir
+        .as_ref()
+        .map(|d| d.fifo_path())
+        .unwrap_or_default();
     let (mut launched, _) = launch(LaunchRequest {
         id,
         spec: &p.spec,

@@ -21,7 +21,8 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 if let Some(cg) = root.pending_cgroup(id)? {
                     cg.destroy()?;
                 }
-                std::fs::remove_dir_all(&path).map_err(|e| EngineError::io("remove state directory", &path, e))?;
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| EngineError::io("remove state directory", &path, e))?;
                 return Ok(());
             }
             return Err(EngineError::NotFound { id: id.to_string() });
@@ -46,7 +47,11 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
         Status::Stopped | Status::Created => {}
         _ if force => {}
         _ => {
-            return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "delete it without --force" })
+            return Err(EngineError::WrongStatus {
+                id: id.to_string(),
+                status: status.to_string(),
+                op: "delete it without --force",
+            })
         }
     }
     if status != Status::Stopped {
@@ -62,7 +67,11 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
     if let Some(cg) = &state.cgroup {
         cg.destroy()?;
     }
-    if let Err(e) = hooks::run_all(HookKind::Poststop, &state.spec, &state.oci_state(Status::Stopped).to_string()) {
+    if let Err(e) = hooks::run_all(
+        HookKind::Poststop,
+        &state.spec,
+        &state.oci_state(Status::Stopped).to_string(),
+    ) {
         tracing::warn!(id, error = %e, "poststop hook failed");
     }
     dir.remove()?;
@@ -78,17 +87,27 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
 
 /// Waits for `pid` to exit (or become a zombie), by pidfd.
 pub(crate) fn wait_for_exit(pid: i32, limit: Duration) -> Result<()> {
-    let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else { return Ok(()) };
+    let Ok(pidfd) = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(pid)) else {
+        return Ok(());
+    };
     match nucleus_sys::pidfd::wait_exit(pidfd.as_fd(), limit) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(EngineError::sys("wait for the container init to exit", nix::errno::Errno::ETIMEDOUT)),
+        Ok(false) => Err(EngineError::sys(
+            "wait for the container init to exit",
+            nix::errno::Errno::ETIMEDOUT,
+        )),
         Err(e) => Err(EngineError::sys("wait for the container init to exit", e)),
     }
 }
 
 /// Removes a bundle the runtime generated, only if it lies under the state root.
 fn remove_owned_bundle(root: &StateRoot, bundle: &std::path::Path) {
-    let (Ok(bundle), Ok(base)) = (std::fs::canonicalize(bundle), std::fs::canonicalize(root.path())) else { return };
+    let (Ok(bundle), Ok(base)) = (
+        std::fs::canonicalize(bundle),
+        std::fs::canonicalize(root.path()),
+    ) else {
+        return;
+    };
     if bundle.starts_with(&base) && bundle != base {
         if let Err(e) = std::fs::remove_dir_all(&bundle) {
             tracing::warn!(path = %bundle.display(), error = %e, "cannot remove generated bundle");

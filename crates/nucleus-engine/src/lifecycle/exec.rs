@@ -33,13 +33,18 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     let st = root.peek(id)?;
     let status = root.status_of(&st);
     if !matches!(status, Status::Running | Status::Created) {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "exec into it" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "exec into it",
+        });
     }
     let blocked = BlockedSignals::block(!opts.detach)?;
     let forwarded = &blocked.set;
     (|| {
         let terminal = opts.process.terminal().unwrap_or(false);
-        let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
+        let (console_ours, console_fd) =
+            crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
         let mut launched = launch_exec(ExecRequest {
             id,
             bundle: &st.bundle,

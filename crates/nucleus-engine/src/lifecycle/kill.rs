@@ -22,7 +22,11 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
         return Ok(());
     }
     if status == Status::Stopped {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "kill a container that is not running" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "kill a container that is not running",
+        });
     }
     if all {
         if let Some(cg) = &state.cgroup {

@@ -39,7 +39,11 @@ pub fn list(root: &StateRoot) -> Result<Vec<ListEntry>> {
         let status = root.status_of(&st);
         out.push(ListEntry {
             oci_version: crate::spec::OCI_VERSION.to_string(),
-            pid: if status == crate::state::Status::Stopped { 0 } else { st.pid },
+            pid: if status == crate::state::Status::Stopped {
+                0
+            } else {
+                st.pid
+            },
             status: status.to_string(),
             bundle: st.bundle.clone(),
             rootfs: st.rootfs.clone(),

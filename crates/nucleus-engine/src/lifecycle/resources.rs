@@ -21,7 +21,11 @@ pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
     let state = dir.load()?;
     let status = dir.status(&state);
     if status != Status::Running {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "pause a container that is not running" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "pause a container that is not running",
+        });
     }
     cgroup_of(&state)?.freeze()?;
     tracing::debug!(id, "container paused");
@@ -34,7 +38,11 @@ pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
     let state = dir.load()?;
     let status = dir.status(&state);
     if status != Status::Paused {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "resume a container that is not paused" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "resume a container that is not paused",
+        });
     }
     cgroup_of(&state)?.thaw()?;
     tracing::debug!(id, "container resumed");
@@ -51,16 +59,28 @@ pub fn update(root: &StateRoot, id: &str, delta: &LinuxResources) -> Result<Linu
     let mut state = dir.load()?;
     let status = dir.status(&state);
     if status == Status::Stopped {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "update the resources of a stopped container" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "update the resources of a stopped container",
+        });
     }
-    let current = state.spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let current = state
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     // Device rules are not updated, as with runc: containerd's CRI plugin sends
     // the spec's whole `linux.resources`, whose device list is only the
     // deny-all that the runtime's default device rules follow at create;
     // written alone it would cut a running container off /dev/null.
     let mut delta = delta.clone();
     if delta.devices().is_some() {
-        tracing::debug!(id, "linux.resources.devices is not updated on a running container");
+        tracing::debug!(
+            id,
+            "linux.resources.devices is not updated on a running container"
+        );
         delta.set_devices(None);
     }
     let (merged, to_apply) = merge_resources(&current, &delta)?;
@@ -75,8 +95,14 @@ pub fn update(root: &StateRoot, id: &str, delta: &LinuxResources) -> Result<Linu
 /// Merges `delta` into `current` (objects field by field, arrays and
 /// scalars replaced). Returns the merged resources and the part to write:
 /// the merged value of every top-level section that `delta` sets.
-fn merge_resources(current: &LinuxResources, delta: &LinuxResources) -> Result<(LinuxResources, LinuxResources)> {
-    let to_json = |r: &LinuxResources| serde_json::to_value(r).map_err(|e| EngineError::invalid("linux.resources", format!("{r:?}"), e.to_string()));
+fn merge_resources(
+    current: &LinuxResources,
+    delta: &LinuxResources,
+) -> Result<(LinuxResources, LinuxResources)> {
+    let to_json = |r: &LinuxResources| {
+        serde_json::to_value(r)
+            .map_err(|e| EngineError::invalid("linux.resources", format!("{r:?}"), e.to_string()))
+    };
     let mut merged = to_json(current)?;
     let delta = to_json(delta)?;
     merge_json(&mut merged, &delta);
@@ -90,7 +116,8 @@ fn merge_resources(current: &LinuxResources, delta: &LinuxResources) -> Result<(
     }
     let parse = |v: Value| {
         let text = v.to_string();
-        serde_json::from_value::<LinuxResources>(v).map_err(|e| EngineError::invalid("linux.resources", text, e.to_string()))
+        serde_json::from_value::<LinuxResources>(v)
+            .map_err(|e| EngineError::invalid("linux.resources", text, e.to_string()))
     };
     Ok((parse(merged)?, parse(Value::Object(apply))?))
 }
@@ -119,7 +146,11 @@ pub fn stats(root: &StateRoot, id: &str) -> Result<Stats> {
     let state = root.peek(id)?;
     let status = root.status_of(&state);
     if status == Status::Stopped {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "read the statistics of a stopped container" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "read the statistics of a stopped container",
+        });
     }
     Ok(cgroup_of(&state)?.stats()?)
 }
@@ -149,10 +180,16 @@ pub fn ps_table(pids: &[i32], args: &[String]) -> Result<String> {
         return Err(EngineError::invalid(
             "ps arguments",
             args.join(" "),
-            format!("ps exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            format!(
+                "ps exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         ));
     }
-    filter_ps(&text, pids).ok_or_else(|| EngineError::invalid("ps arguments", args.join(" "), "ps printed no PID column"))
+    filter_ps(&text, pids).ok_or_else(|| {
+        EngineError::invalid("ps arguments", args.join(" "), "ps printed no PID column")
+    })
 }
 
 /// The header and the rows of `ps` output whose PID is in `pids`; `None`
@@ -163,7 +200,10 @@ fn filter_ps(text: &str, pids: &[i32]) -> Option<String> {
     let col = header.split_whitespace().position(|h| h == "PID")?;
     let mut out = format!("{header}\n");
     for line in lines {
-        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             out.push_str(line);
             out.push('\n');
@@ -186,25 +226,45 @@ pub struct Event {
 /// `interval` and an `oom` event each time the kernel OOM-kills one of
 /// its processes (the cgroup's `oom_kill` counter, polled). Returns once
 /// the container has stopped or been deleted.
-pub fn events(root: &StateRoot, id: &str, interval: Duration, sink: &mut dyn FnMut(&Event) -> std::io::Result<()>) -> Result<()> {
+pub fn events(
+    root: &StateRoot,
+    id: &str,
+    interval: Duration,
+    sink: &mut dyn FnMut(&Event) -> std::io::Result<()>,
+) -> Result<()> {
     if interval.is_zero() {
-        return Err(EngineError::invalid("--interval", format!("{interval:?}"), "must be greater than 0"));
+        return Err(EngineError::invalid(
+            "--interval",
+            format!("{interval:?}"),
+            "must be greater than 0",
+        ));
     }
     let state = root.peek(id)?;
     let status = root.status_of(&state);
     if status == Status::Stopped {
-        return Err(EngineError::WrongStatus { id: id.to_string(), status: status.to_string(), op: "watch the events of a stopped container" });
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "watch the events of a stopped container",
+        });
     }
     let cg = cgroup_of(&state)?.clone();
     let dir = root.container_dir(id);
-    let mut emit = |e: Event| sink(&e).map_err(|source| EngineError::io("write event to", PathBuf::from("stdout"), source));
+    let mut emit = |e: Event| {
+        sink(&e)
+            .map_err(|source| EngineError::io("write event to", PathBuf::from("stdout"), source))
+    };
     let mut ooms = oom_kills(&cg).unwrap_or(0);
     let mut next_stats = Instant::now() + interval;
     loop {
         let alive = status_of(&dir, &state) != Status::Stopped;
         if let Some(n) = oom_kills(&cg) {
             for _ in ooms..n {
-                emit(Event { kind: "oom", id: id.to_string(), data: None })?;
+                emit(Event {
+                    kind: "oom",
+                    id: id.to_string(),
+                    data: None,
+                })?;
             }
             ooms = ooms.max(n);
         }
@@ -214,7 +274,11 @@ pub fn events(root: &StateRoot, id: &str, interval: Duration, sink: &mut dyn FnM
         }
         if Instant::now() >= next_stats {
             match cg.stats() {
-                Ok(s) => emit(Event { kind: "stats", id: id.to_string(), data: Some(s) })?,
+                Ok(s) => emit(Event {
+                    kind: "stats",
+                    id: id.to_string(),
+                    data: Some(s),
+                })?,
                 // The container may have exited and been deleted meanwhile.
                 Err(_) if !state.is_alive() => return Ok(()),
                 Err(e) => return Err(e.into()),
@@ -235,7 +299,10 @@ fn oom_kills(cg: &Cgroup) -> Option<u64> {
     let path = match cg.v1_dir("memory") {
         Some(d) => d.join("memory.oom_control"),
         None => {
-            let d = cg.v2.as_ref().filter(|d| d.controllers.iter().any(|c| c == "memory"))?;
+            let d = cg
+                .v2
+                .as_ref()
+                .filter(|d| d.controllers.iter().any(|c| c == "memory"))?;
             d.path.join("memory.events")
         }
     };
@@ -252,7 +319,9 @@ fn keyed_value(text: &str, key: &str) -> Option<u64> {
 }
 
 fn cgroup_of(state: &ContainerState) -> Result<&Cgroup> {
-    state.cgroup.as_ref().ok_or_else(|| EngineError::invalid("cgroup", state.id.clone(), "the container has no cgroup"))
+    state.cgroup.as_ref().ok_or_else(|| {
+        EngineError::invalid("cgroup", state.id.clone(), "the container has no cgroup")
+    })
 }
 
 #[cfg(test)]
@@ -265,7 +334,9 @@ mod tests {
 
     #[test]
     fn merge_keeps_recorded_fields_and_applies_touched_sections() {
-        let current = res(r#"{"memory":{"limit":1000,"swap":2000},"pids":{"limit":5},"devices":[{"allow":false,"access":"rwm"}]}"#);
+        let current = res(
+            r#"{"memory":{"limit":1000,"swap":2000},"pids":{"limit":5},"devices":[{"allow":false,"access":"rwm"}]}"#,
+        );
         let delta = res(r#"{"memory":{"limit":1500},"cpu":{"quota":1000}}"#);
         let (merged, apply) = merge_resources(&current, &delta).unwrap();
         let m = merged.memory().unwrap();
@@ -290,15 +361,29 @@ mod tests {
 
     #[test]
     fn oom_kill_counter_is_read_from_keyed_file() {
-        assert_eq!(keyed_value("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), Some(3));
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
         assert_eq!(keyed_value("low 0\n", "oom_kill"), None);
     }
 
     #[test]
     fn events_serialize_in_runc_shape() {
-        let e = Event { kind: "oom", id: "c1".into(), data: None };
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"oom","id":"c1"}"#);
-        let e = Event { kind: "stats", id: "c1".into(), data: Some(Stats::default()) };
+        let e = Event {
+            kind: "oom",
+            id: "c1".into(),
+            data: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"oom","id":"c1"}"#
+        );
+        let e = Event {
+            kind: "stats",
+            id: "c1".into(),
+            data: Some(Stats::default()),
+        };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "stats");
         assert!(v["data"]["memory"].is_object());

@@ -68,8 +68,12 @@ impl BlockedSignals {
             return Ok(BlockedSignals { set, old: None });
         }
         let mut old = SigSet::empty();
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(|e| EngineError::sys("block signals", e))?;
-        Ok(BlockedSignals { set, old: Some(old) })
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(|e| EngineError::sys("block signals", e))?;
+        Ok(BlockedSignals {
+            set,
+            old: Some(old),
+        })
     }
 }
 
@@ -81,7 +85,12 @@ impl Drop for BlockedSignals {
     }
 }
 
-fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &SigSet) -> Result<i32> {
+fn run_blocked(
+    root: &StateRoot,
+    id: &str,
+    opts: &RunOptions<'_>,
+    forwarded: &SigSet,
+) -> Result<i32> {
     let spawned = spawn(root, id, opts)?;
     if opts.detach {
         return Ok(0);
@@ -95,7 +104,11 @@ fn run_blocked(root: &StateRoot, id: &str, opts: &RunOptions<'_>, forwarded: &Si
     if !opts.keep {
         delete_known(root, spawned.state)?;
     }
-    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: delete");
+    tracing::debug!(
+        id,
+        elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "phase: delete"
+    );
     Ok(code)
 }
 
@@ -123,11 +136,21 @@ impl Spawned {
 pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
     let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
-    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: load spec, reserve state, create cgroup");
+    tracing::debug!(
+        id,
+        elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "phase: load spec, reserve state, create cgroup"
+    );
     let t = std::time::Instant::now();
-    let terminal = p.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = p
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     // A foreground run with a terminal and no console socket proxies the pty itself.
-    let (console_ours, console_fd) = crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
+    let (console_ours, console_fd) =
+        crate::tty::local_console(terminal && opts.console_socket.is_none() && !opts.detach)?;
     let (mut launched, state) = launch(LaunchRequest {
         id,
         spec: &p.spec,
@@ -143,21 +166,37 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         seccomp_cache: Some(&root.seccomp_cache_dir()),
         state_dir: p.reservation.dir.as_ref(),
     })?;
-    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: launch init to ready");
+    tracing::debug!(
+        id,
+        elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "phase: launch init to ready"
+    );
     let t = std::time::Instant::now();
     // End-of-file means execve succeeded (the child's end is close-on-exec).
     sync::start_and_confirm_exec(&launched.sync)?;
-    tracing::debug!(id, elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), "phase: start, exec");
+    tracing::debug!(
+        id,
+        elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "phase: start, exec"
+    );
     if let Some(path) = opts.pid_file {
         write_pid_file(path, state.pid)?;
     }
-    if let Err(e) = hooks::run_all(HookKind::Poststart, &state.spec, &state.oci_state(Status::Running).to_string()) {
+    if let Err(e) = hooks::run_all(
+        HookKind::Poststart,
+        &state.spec,
+        &state.oci_state(Status::Running).to_string(),
+    ) {
         tracing::warn!(id, error = %e, "poststart hook failed");
     }
     launched.disarm();
     p.reservation.disarm();
     let pty_master = crate::tty::receive_master(console_ours.as_ref())?;
-    Ok(Spawned { pid: launched.pid, pty_master, state })
+    Ok(Spawned {
+        pid: launched.pid,
+        pty_master,
+        state,
+    })
 }
 
 /// Reaps the init once its pidfd is readable: exit code or 128+signal.
@@ -171,8 +210,14 @@ pub fn reap(pid: nix::unistd::Pid) -> Result<Option<i32>> {
 }
 
 /// How long to block in poll before `deadline`; kills the init once it has passed.
-pub(crate) fn poll_timeout(deadline: Option<std::time::Instant>, pidfd: std::os::fd::BorrowedFd<'_>, killed: &mut bool) -> PollTimeout {
-    let Some(deadline) = deadline else { return PollTimeout::NONE };
+pub(crate) fn poll_timeout(
+    deadline: Option<std::time::Instant>,
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    killed: &mut bool,
+) -> PollTimeout {
+    let Some(deadline) = deadline else {
+        return PollTimeout::NONE;
+    };
     let left = deadline.saturating_duration_since(std::time::Instant::now());
     if left.is_zero() {
         if !*killed {
@@ -185,19 +230,31 @@ pub(crate) fn poll_timeout(deadline: Option<std::time::Instant>, pidfd: std::os:
     PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
 }
 
-pub(crate) fn forward_until_exit(signals: &SigSet, pid: nix::unistd::Pid, deadline: Option<std::time::Instant>) -> Result<i32> {
-    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC).map_err(|e| EngineError::sys("create signalfd", e))?;
-    let pidfd = nucleus_sys::pidfd::pidfd_open(pid).map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+pub(crate) fn forward_until_exit(
+    signals: &SigSet,
+    pid: nix::unistd::Pid,
+    deadline: Option<std::time::Instant>,
+) -> Result<i32> {
+    let sfd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| EngineError::sys("create signalfd", e))?;
+    let pidfd = nucleus_sys::pidfd::pidfd_open(pid)
+        .map_err(|e| EngineError::sys("open pidfd of container init", e))?;
     let mut killed = false;
     loop {
         let timeout = poll_timeout(deadline, pidfd.as_fd(), &mut killed);
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(EngineError::sys("wait for the container", e)),
             Ok(_) => {}
         }
-        if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
             if let Ok(Some(info)) = sfd.read_signal() {
                 let sig = i32::try_from(info.ssi_signo).unwrap_or(libc::SIGTERM);
                 tracing::debug!(signal = sig, "forwarding signal to container");

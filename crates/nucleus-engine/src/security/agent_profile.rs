@@ -590,7 +590,6 @@ mod tests {
         )
     }
 
-
     #[test]
     fn ordinary_programs_run() {
         let program = compiled();

@@ -685,7 +685,11 @@ mod tests {
 
     /// Runs `/bin/sh -c script` after `setup` and under `policy`.
     /// Exit 120: setup failed; 121: the policy did not apply.
-    fn run_confined(policy: &LandlockPolicy, setup: impl FnOnce() -> bool, script: &str) -> WaitStatus {
+    fn run_confined(
+        policy: &LandlockPolicy,
+        setup: impl FnOnce() -> bool,
+        script: &str,
+    ) -> WaitStatus {
         sh_after(
             || {
                 if !setup() {

@@ -149,7 +149,11 @@ impl SeccompProgram {
     }
 
     /// Rebuilds a program compiled earlier from `profile` (the cache).
-    pub(crate) fn from_parts(instructions: Vec<libc::sock_filter>, flags: u32, profile: &LinuxSeccomp) -> Self {
+    pub(crate) fn from_parts(
+        instructions: Vec<libc::sock_filter>,
+        flags: u32,
+        profile: &LinuxSeccomp,
+    ) -> Self {
         SeccompProgram {
             instructions,
             flags,

@@ -17,7 +17,9 @@ const MAGIC: &[u8; 8] = b"NUCBPF01";
 /// `compile`, through the cache in `dir` when one is given. A cache that
 /// cannot be read or written is only a slower start, never an error.
 pub fn compile_cached(profile: &LinuxSeccomp, dir: Option<&Path>) -> Result<SeccompProgram> {
-    let Some(dir) = dir else { return Ok(seccomp::compile(profile)?) };
+    let Some(dir) = dir else {
+        return Ok(seccomp::compile(profile)?);
+    };
     let key = cache_key(profile);
     let path = dir.join(format!("{key}.bpf"));
     if let Some((insns, flags)) = std::fs::read(&path).ok().and_then(|b| decode(&b)) {
@@ -34,7 +36,9 @@ pub fn compile_cached(profile: &LinuxSeccomp, dir: Option<&Path>) -> Result<Secc
 fn cache_key(profile: &LinuxSeccomp) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(profile).unwrap_or_default());
-    let v = libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
     h.update(v.as_bytes());
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -44,7 +48,11 @@ fn encode(p: &SeccompProgram) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + p.instructions().len() * 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&p.flags().to_le_bytes());
-    out.extend_from_slice(&u32::try_from(p.instructions().len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(p.instructions().len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     for i in p.instructions() {
         out.extend_from_slice(&i.code.to_le_bytes());
         out.push(i.jt);
@@ -85,7 +93,9 @@ fn store(dir: &Path, path: &Path, program: &SeccompProgram) -> std::io::Result<(
 
 /// Keeps the cache under MAX_ENTRIES by removing the least recently written.
 fn evict(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut files: Vec<_> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
@@ -111,7 +121,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
         let second = compile_cached(&profile, Some(tmp.path())).unwrap();
         assert_eq!(first.flags(), second.flags());
-        let same = first.instructions().iter().zip(second.instructions()).all(|(a, b)| a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k);
+        let same = first
+            .instructions()
+            .iter()
+            .zip(second.instructions())
+            .all(|(a, b)| a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k);
         assert!(same && first.instructions().len() == second.instructions().len());
         for i in 0..MAX_ENTRIES + 5 {
             std::fs::write(tmp.path().join(format!("junk{i}.bpf")), b"x").unwrap();

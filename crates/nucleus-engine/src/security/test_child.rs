@@ -10,7 +10,11 @@ use std::ffi::CString;
 /// convention) or 122 (exec failed) means the harness failed in the child.
 pub(crate) fn sh_after(restrict: impl FnOnce() -> i32, script: &str) -> WaitStatus {
     let sh = CString::new("/bin/sh").expect("cstr");
-    let argv = [sh.clone(), CString::new("-c").expect("cstr"), CString::new(script).expect("cstr")];
+    let argv = [
+        sh.clone(),
+        CString::new("-c").expect("cstr"),
+        CString::new(script).expect("cstr"),
+    ];
     // SAFETY: the child is single-threaded after fork; it runs `restrict`
     // (raw syscalls, and glibc malloc, which is fork-safe; no other lock is
     // shared with the harness threads), then execs or `_exit`s, never
