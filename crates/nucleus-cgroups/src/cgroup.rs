@@ -147,6 +147,52 @@ impl Cgroup {
         Ok(())
     }
 
+    /// This cgroup with some directories moved down to existing
+    /// sub-cgroups (runc's `exec --cgroup [CONTROLLER:]PATH`): a named
+    /// controller moves the hierarchy serving it (`""` or `unified` names
+    /// cgroup2), no controller moves every hierarchy. Paths stay below
+    /// this cgroup and must exist.
+    pub fn with_sub_cgroups(
+        &self,
+        subs: &[(Option<String>, String)],
+    ) -> Result<Cgroup, CgroupError> {
+        let mut out = self.clone();
+        for (controller, rel) in subs {
+            let rel_path = path::sub_path(rel)?;
+            let mut matched = false;
+            let v1 = out.v1.iter_mut();
+            let v2 = out.v2.iter_mut();
+            for (d, is_v2) in v1.map(|d| (d, false)).chain(v2.map(|d| (d, true))) {
+                let wanted = match controller.as_deref() {
+                    None => true,
+                    Some("" | "unified") => is_v2,
+                    Some(c) => !is_v2 && d.has(c),
+                };
+                if !wanted {
+                    continue;
+                }
+                matched = true;
+                let sub = d.path.join(&rel_path);
+                if !sub.is_dir() {
+                    return Err(CgroupError::ResolvePath {
+                        path: sub.display().to_string(),
+                        reason: "no such sub-cgroup",
+                    });
+                }
+                d.path = sub;
+                d.new_ancestors = 0;
+            }
+            if !matched {
+                let name = controller.clone().unwrap_or_default();
+                return Err(CgroupError::ResolvePath {
+                    path: format!("{name}:{rel}"),
+                    reason: "no hierarchy serves this controller",
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Moves `pid` into the cgroup in every hierarchy.
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         for d in self.dirs() {
@@ -189,6 +235,33 @@ impl Cgroup {
             Place::V1(p) => v1::freezer::is_frozen(p),
             Place::V2(p) => v2::freezer::is_frozen(p),
         }
+    }
+
+    /// Fails with `Frozen` if a process placed in the cgroup would be
+    /// stopped before it runs: the v1 freezer reads FROZEN or FREEZING, or
+    /// cgroup2 reports `frozen 1` (either may be inherited from an
+    /// ancestor). A hierarchy without a freezer cannot freeze anything.
+    pub fn ensure_thawed(&self) -> Result<(), CgroupError> {
+        if let Some(p) = self.v1_dir("freezer") {
+            if fs::exists(p, "freezer.state") {
+                let state = fs::read(p, "freezer.state")?;
+                if state != "THAWED" {
+                    return Err(CgroupError::Frozen {
+                        path: p.to_owned(),
+                        state,
+                    });
+                }
+            }
+        }
+        if let Some(d) = &self.v2 {
+            if fs::exists(&d.path, "cgroup.events") && v2::freezer::is_frozen(&d.path)? {
+                return Err(CgroupError::Frozen {
+                    path: d.path.clone(),
+                    state: "frozen 1".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The v1 freezer controller if mounted (it is what v1 tools such as
@@ -283,16 +356,50 @@ mod tests {
     }
 
     #[test]
+    fn sub_cgroups_move_the_named_hierarchies_only() {
+        let (_d, h) = host(Mode::Hybrid);
+        let cg = Cgroup::resolve(&h, None, "abc").unwrap();
+        for d in cg.dirs() {
+            std::fs::create_dir_all(d.path.join("sub")).unwrap();
+        }
+        let pids = cg
+            .with_sub_cgroups(&[(Some("pids".into()), "sub".into())])
+            .unwrap();
+        assert!(pids.v1_dir("pids").unwrap().ends_with("abc/sub"));
+        assert!(pids.v1_dir("memory").unwrap().ends_with("abc"));
+        let all = cg.with_sub_cgroups(&[(None, "/sub".into())]).unwrap();
+        assert!(all.dirs().all(|d| d.path.ends_with("abc/sub")));
+        let err = cg
+            .with_sub_cgroups(&[(None, "../x".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`..`"), "{err}");
+        let err = cg
+            .with_sub_cgroups(&[(Some("pids".into()), "nosub".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nosub") && err.contains("no such sub-cgroup"),
+            "{err}"
+        );
+        let err = cg
+            .with_sub_cgroups(&[(Some("nosuch".into()), "sub".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no hierarchy serves"), "{err}");
+    }
+
+    #[test]
     fn resolves_relative_per_hierarchy_and_absolute_from_root() {
         let (d, h) = host(Mode::Hybrid);
         let cg = Cgroup::resolve(&h, None, "abc").unwrap();
         assert_eq!(
             cg.v1_dir("memory").unwrap(),
-            d.path().join("cgroup/memory/user.slice/me/nucleus-abc")
+            d.path().join("cgroup/memory/user.slice/me/abc")
         );
         assert_eq!(
             cg.v2_dir().unwrap(),
-            d.path().join("cgroup/unified/user.slice/me/nucleus-abc")
+            d.path().join("cgroup/unified/user.slice/me/abc")
         );
         // user.slice/me does not exist in the fixture: both are ours.
         assert_eq!(cg.v2.as_ref().unwrap().new_ancestors, 2);
@@ -345,5 +452,24 @@ mod tests {
         std::fs::write(m.join("sub/cgroup.procs"), "9\n").unwrap();
         std::fs::write(cg.v2_dir().unwrap().join("cgroup.procs"), "7\n").unwrap();
         assert_eq!(cg.pids().unwrap(), [5, 7, 9]);
+    }
+
+    #[test]
+    fn ensure_thawed_refuses_frozen_and_freezing() {
+        let (d, h) = host(Mode::Hybrid);
+        let cg = Cgroup::resolve(&h, Some("/pods/abc"), "abc").unwrap();
+        let freezer = cg.v1_dir("freezer").unwrap().to_owned();
+        std::fs::create_dir_all(&freezer).unwrap();
+        std::fs::write(freezer.join("freezer.state"), "THAWED\n").unwrap();
+        cg.ensure_thawed().unwrap();
+        for state in ["FROZEN", "FREEZING"] {
+            std::fs::write(freezer.join("freezer.state"), format!("{state}\n")).unwrap();
+            let err = cg.ensure_thawed().unwrap_err().to_string();
+            assert!(
+                err.contains("cgroup is frozen") && err.contains(&freezer.display().to_string()),
+                "{err}"
+            );
+        }
+        drop(d);
     }
 }

@@ -95,6 +95,10 @@ pub enum CgroupError {
     #[error("device rule `{rule}` cannot be enforced on cgroup v2: BPF device programs are not supported yet")]
     DevicesUnenforceable { rule: String },
 
+    /// A start into a frozen cgroup would leave the init stopped forever.
+    #[error("cgroup is frozen: `{path}` is {state}; thaw it before starting a container in it")]
+    Frozen { path: PathBuf, state: String },
+
     /// Freezing or thawing did not settle in time.
     #[error("timed out after {millis}ms waiting for `{path}` to become `{state}`")]
     FreezeTimeout {
@@ -118,4 +122,11 @@ pub enum CgroupError {
         pids: Vec<i32>,
         millis: u128,
     },
+}
+
+impl CgroupError {
+    /// Whether the kernel refused a write with EINVAL.
+    pub(crate) fn is_einval(&self) -> bool {
+        matches!(self, CgroupError::WriteFile { source, .. } if source.raw_os_error() == Some(libc::EINVAL))
+    }
 }

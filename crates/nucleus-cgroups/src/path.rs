@@ -22,7 +22,8 @@ pub(crate) fn parse(
 ) -> Result<(Anchor, PathBuf), CgroupError> {
     validate_id(id)?;
     let Some(raw) = cgroups_path.filter(|p| !p.is_empty()) else {
-        return Ok((Anchor::Own, PathBuf::from(format!("nucleus-{id}"))));
+        // As runc: the container id, below the caller's cgroup; scripts look for it.
+        return Ok((Anchor::Own, PathBuf::from(id)));
     };
     if let Some(path) = systemd_path(raw)? {
         tracing::info!(cgroups_path = raw, path = %path.display(), "systemd cgroup path mapped to cgroupfs; no systemd manager is used");
@@ -50,6 +51,11 @@ fn validate_id(id: &str) -> Result<(), CgroupError> {
         return bad("container id must not contain `/` or be `.`/`..`");
     }
     Ok(())
+}
+
+/// A relative sub-cgroup path (exec `--cgroup`): normalized, no `..`.
+pub(crate) fn sub_path(raw: &str) -> Result<PathBuf, CgroupError> {
+    normalize(raw.trim_start_matches('/'))
 }
 
 /// Drops `.` and empty components; refuses `..` so a path cannot escape
@@ -155,8 +161,8 @@ mod tests {
 
     #[test]
     fn none_and_relative_are_below_own_cgroup() {
-        assert_eq!(ok(None), (Anchor::Own, "nucleus-abc".into()));
-        assert_eq!(ok(Some("")), (Anchor::Own, "nucleus-abc".into()));
+        assert_eq!(ok(None), (Anchor::Own, "abc".into()));
+        assert_eq!(ok(Some("")), (Anchor::Own, "abc".into()));
         assert_eq!(ok(Some("foo/./bar")), (Anchor::Own, "foo/bar".into()));
     }
 

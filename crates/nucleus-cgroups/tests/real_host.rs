@@ -14,7 +14,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique_id() -> String {
     format!(
-        "test-{}-{}",
+        "nucleus-test-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
@@ -290,10 +290,7 @@ fn process_lifecycle_on_the_full_host() {
     assert!(pids.contains(&p.pid()), "{pids:?}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid())).unwrap();
     // Every hierarchy line names our leaf.
-    assert!(
-        own.lines().all(|l| l.ends_with(&format!("/nucleus-{id}"))),
-        "{own}"
-    );
+    assert!(own.lines().all(|l| l.ends_with(&format!("/{id}"))), "{own}");
 
     // The shell's command substitution forks helpers before `sleep`
     // settles: wait for the steady state of exactly sh + sleep.
@@ -433,7 +430,7 @@ fn memory_limit_below_usage_is_an_error() {
 fn destroy_removes_created_ancestors_and_is_idempotent() {
     let Some(host) = require_root() else { return };
     let id = unique_id();
-    let base = format!("nucleus-{id}");
+    let base = format!("{id}-base");
     let cg = Cgroup::resolve(&host, Some(&format!("{base}/a/b")), &id).unwrap();
     let guard = CgroupGuard(cg.clone());
     cg.create().unwrap();

@@ -1,6 +1,8 @@
 //! Diagnostics: quiet by default (warnings and errors), `--debug` for all.
-//! `--log-format json` writes one object per line with `level`, `msg` and
-//! `time`, the shape containerd's runc shim parses. Never starts threads.
+//! Lines have logrus's shapes, as runc's do, so log scrapers built for runc
+//! work: `--log-format json` writes one object per line with `level`, `msg`
+//! and `time` (what containerd's runc shim parses); text writes
+//! `time="…" level=debug msg="…" key=value`. Never starts threads.
 
 use crate::LogFormat;
 use std::fmt;
@@ -15,6 +17,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// Formats events as runc-style JSON lines.
 struct JsonLines;
+
+/// Formats events as logrus text lines (runc's text format).
+struct TextLines;
 
 #[derive(Default)]
 struct Fields {
@@ -59,19 +64,78 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let level = match *event.metadata().level() {
-            Level::ERROR => "error",
-            Level::WARN => "warning",
-            Level::INFO => "info",
-            Level::DEBUG => "debug",
-            Level::TRACE => "trace",
-        };
+        let level = level_name(*event.metadata().level());
         let mut obj = fields.extra;
         obj.insert("level".into(), level.into());
         obj.insert("msg".into(), fields.msg.into());
         obj.insert("time".into(), now_rfc3339().into());
         writeln!(writer, "{}", serde_json::Value::Object(obj))
     }
+}
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = level_name(*event.metadata().level());
+        write!(
+            writer,
+            "time={} level={level} msg={}",
+            logfmt_value(&now_rfc3339()),
+            logfmt_value(&fields.msg)
+        )?;
+        for (key, value) in &fields.extra {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            write!(writer, " {key}={}", logfmt_value(&text))?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// logrus's level names.
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "error",
+        Level::WARN => "warning",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+/// A value as logrus's text formatter writes it: bare when it is made of
+/// safe characters, else double-quoted with `"` and `\` escaped.
+fn logfmt_value(s: &str) -> String {
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
+    if bare {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn now_rfc3339() -> String {
@@ -103,7 +167,7 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
         .with_ansi(false);
     let _ = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.with_target(false).without_time().try_init(),
+        LogFormat::Text => builder.event_format(TextLines).try_init(),
     };
     LogGuard
 }
@@ -136,14 +200,44 @@ pub fn report(err: &anyhow::Error, has_log_file: bool) {
             msg.push_str(&text);
         }
     }
+    let hint = match err.downcast_ref::<nucleus_sandbox::SandboxError>() {
+        Some(e) => e.hint(),
+        None => err
+            .downcast_ref::<nucleus_engine::EngineError>()
+            .and_then(|e| e.hint()),
+    };
+    emit(&msg, hint, has_log_file);
+}
+
+/// Reports a docker-like verb's failure, like `report`.
+pub fn report_sandbox(err: &nucleus_sandbox::SandboxError, has_log_file: bool) {
+    emit(
+        &nucleus_sandbox::error::render_chain(err),
+        err.hint(),
+        has_log_file,
+    );
+}
+
+fn emit(msg: &str, hint: Option<&str>, has_log_file: bool) {
     if has_log_file {
         tracing::error!("{msg}");
     }
     eprintln!("nucleus: {msg}");
-    if let Some(hint) = err
-        .downcast_ref::<nucleus_engine::EngineError>()
-        .and_then(|e| e.hint())
-    {
+    if let Some(hint) = hint {
         eprintln!("hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logfmt_value;
+
+    #[test]
+    fn values_are_quoted_as_logrus_does() {
+        assert_eq!(logfmt_value("debug"), "debug");
+        assert_eq!(logfmt_value("/run/nucleus"), "/run/nucleus");
+        assert_eq!(logfmt_value("two words"), "\"two words\"");
+        assert_eq!(logfmt_value("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+        assert_eq!(logfmt_value(""), "\"\"");
     }
 }

@@ -6,9 +6,34 @@ mod docker;
 mod logging;
 mod oci;
 mod resources;
+mod serve;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+/// The runtime-spec version, spelled out for `concat!` (checked against
+/// the engine's constant in a test).
+macro_rules! nucleus_engine_spec_version {
+    () => {
+        "1.2.0"
+    };
+}
+
+/// `-v`/`--version`: three lines, as runc prints them (version, commit, spec).
+const VERSION: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("NUCLEUS_COMMIT"),
+    "\nspec: ",
+    nucleus_engine_spec_version!()
+);
+
+/// Exit code of an `exec` that failed in the runtime (not in the
+/// workload): runc's, so a shim can tell it from the process exiting 1.
+const EXEC_RUNTIME_ERROR: i32 = 255;
+/// Exit code of `help` with an unknown topic and of an unknown verb (runc's).
+const NO_HELP_TOPIC: i32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -20,11 +45,16 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(
     name = "nucleus",
-    version,
+    version = VERSION,
+    long_version = VERSION,
+    disable_version_flag = true,
     about = "nucleus: a fast, locked-down Linux container runtime (OCI and runc compatible)",
     disable_help_subcommand = true
 )]
 pub struct Cli {
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Directory for container state
     #[arg(
         long,
@@ -57,10 +87,14 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Verb {
+    /// Show the help of a verb (`help exec`), or of nucleus
+    Help { topic: Vec<String> },
     #[command(flatten)]
     Oci(oci::Command),
     #[command(flatten)]
     Docker(docker::Command),
+    /// Serve the sandbox API (HTTP/JSON) on a unix socket
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -79,12 +113,21 @@ fn main() {
                     .unwrap_or("invalid arguments")
                     .trim_start_matches("error: ")
             );
-            std::process::exit(docker::spec_builder::RUNTIME_ERROR_CODE);
+            std::process::exit(docker::RUNTIME_ERROR);
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            let _ = e.print();
+            std::process::exit(NO_HELP_TOPIC);
         }
         Err(e) => e.exit(),
     };
     let _guard = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    let error_code = match &cli.command {
+        Verb::Oci(oci::Command::Exec(_)) => EXEC_RUNTIME_ERROR,
+        _ => 1,
+    };
     let result = match cli.command {
+        Verb::Help { topic } => help(&topic),
         Verb::Oci(c) => oci::dispatch(&cli.root, c),
         Verb::Docker(c) => {
             let g = docker::Globals {
@@ -94,13 +137,58 @@ fn main() {
             };
             docker::dispatch(&g, c)
         }
+        Verb::Serve(a) => serve::serve(&cli.root, cli.debug, &a),
     };
     let code = match result {
         Ok(code) => code,
         Err(err) => {
             logging::report(&err, cli.log.is_some());
-            1
+            error_code
         }
     };
     std::process::exit(code);
+}
+
+/// `help [VERB [SUBVERB...]]`: the verb's help on stdout, exit 0; an
+/// unknown topic is an error (exit 3, runc's wording).
+fn help(topic: &[String]) -> anyhow::Result<i32> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut current = &mut cmd;
+    for name in topic {
+        match current
+            .find_subcommand_mut(name)
+            .filter(|c| !c.is_hide_set())
+        {
+            Some(sub) => current = sub,
+            None => {
+                eprintln!("nucleus: No help topic for '{name}'");
+                return Ok(NO_HELP_TOPIC);
+            }
+        }
+    }
+    // A closed stdout (`help exec | head -1`) is not an error of `help`.
+    let _ = current.print_help();
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spec_version_matches_the_engine() {
+        assert_eq!(
+            nucleus_engine_spec_version!(),
+            nucleus_engine::spec::OCI_VERSION
+        );
+    }
+
+    #[test]
+    fn version_text_has_three_lines() {
+        let lines: Vec<&str> = super::VERSION.lines().collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[1].starts_with("commit: ") && lines[2].starts_with("spec: "),
+            "{lines:?}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ pub enum Command {
     /// Create and start a container, and wait for it unless detached
     Run(RunArgs),
     /// Run a process inside a running container
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Print the OCI state of a container
     State { id: String },
     /// Send a signal to a container's init (or all its processes)
@@ -31,6 +31,10 @@ pub enum Command {
     Spec(SpecArgs),
     /// Print the features this runtime supports
     Features,
+    /// Checkpoint a running container with CRIU
+    Checkpoint(Box<CheckpointArgs>),
+    /// Restore a container from a CRIU checkpoint
+    Restore(Box<RestoreArgs>),
     #[command(flatten)]
     Resources(crate::resources::ResourceCommand),
 }
@@ -114,10 +118,125 @@ pub struct ExecArgs {
     /// Pass N extra file descriptors (3..3+N)
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
+    /// Run the process in an existing sub-cgroup: [CONTROLLER:]PATH (repeatable)
+    #[arg(long = "cgroup")]
+    cgroup: Vec<String>,
+    /// Exec even into a paused container (the process starts frozen)
+    #[arg(long)]
+    ignore_paused: bool,
     id: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// The CRIU flags `checkpoint` and `restore` share (runc's).
+#[derive(Debug, Args)]
+pub struct CriuArgs {
+    /// Directory for the CRIU image files
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// Directory for CRIU's work files and log
+    #[arg(long)]
+    work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long)]
+    tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long)]
+    shell_job: bool,
+    /// Handle file locks
+    #[arg(long)]
+    file_locks: bool,
+    /// Cgroups mode: soft (default), full or strict
+    #[arg(long)]
+    manage_cgroups_mode: Option<String>,
+    /// Create this namespace empty instead of restoring it (repeatable)
+    #[arg(long)]
+    empty_ns: Vec<String>,
+    /// Deduplicate memory images
+    #[arg(long)]
+    auto_dedup: bool,
+    /// Restore memory pages lazily (userfaultfd)
+    #[arg(long)]
+    lazy_pages: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    criu: CriuArgs,
+    /// Directory of the previous (pre-dump) images
+    #[arg(long)]
+    parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint
+    #[arg(long)]
+    leave_running: bool,
+    /// Dump memory only and leave the container running
+    #[arg(long)]
+    pre_dump: bool,
+    /// ADDRESS:PORT of a CRIU page server
+    #[arg(long)]
+    page_server: Option<String>,
+    /// CRIU writes \0 to this fd once lazy pages are ready
+    #[arg(long, allow_hyphen_values = true)]
+    status_fd: Option<i32>,
+    id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    criu: CriuArgs,
+    /// Bundle directory (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Accepted for runc compatibility: a restored container always runs detached
+    #[arg(short, long)]
+    detach: bool,
+    /// Write the restored init's pid to this file
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (no console is restored)
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility
+    #[arg(long)]
+    no_subreaper: bool,
+    /// Accepted for runc compatibility
+    #[arg(long)]
+    no_pivot: bool,
+    /// Accepted for runc compatibility (LSMs are not supported)
+    #[arg(long)]
+    lsm_profile: Option<String>,
+    /// Accepted for runc compatibility (LSMs are not supported)
+    #[arg(long)]
+    lsm_mount_context: Option<String>,
+    id: String,
+}
+
+impl CriuArgs {
+    /// runc's default image directory is `./checkpoint`.
+    fn options(&self) -> lifecycle::CriuOptions {
+        lifecycle::CriuOptions {
+            image_path: self
+                .image_path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("checkpoint")),
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode: self.manage_cgroups_mode.clone(),
+            auto_dedup: self.auto_dedup,
+            lazy_pages: self.lazy_pages,
+            empty_ns: self.empty_ns.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +315,8 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
                 pid_file: a.pid_file.as_deref(),
                 detach: a.detach,
                 preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                sub_cgroups: a.cgroup.iter().map(|c| parse_sub_cgroup(c)).collect(),
             };
             Ok(lifecycle::exec(&root, &a.id, &opts)
                 .with_context(|| format!("exec in `{}`", a.id))?)
@@ -208,8 +329,11 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
         }
         Command::Kill(mut a) => {
             a.id = resolve(&root, &a.id);
-            let sig =
-                nucleus_engine::signal::parse_signal(&a.signal).map_err(anyhow::Error::msg)?;
+            // Signal 0 only checks that the init is alive, as with kill(2).
+            let sig = match a.signal.as_str() {
+                "0" => 0,
+                s => nucleus_engine::signal::parse_signal(s).map_err(anyhow::Error::msg)?,
+            };
             lifecycle::kill(&root, &a.id, sig, a.all)
                 .with_context(|| format!("kill `{}`", a.id))?;
             Ok(0)
@@ -244,6 +368,29 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Resources(c) => crate::resources::dispatch(&root, c),
+        Command::Checkpoint(a) => {
+            let id = resolve(&root, &a.id);
+            let opts = lifecycle::CheckpointOptions {
+                criu: a.criu.options(),
+                parent_path: a.parent_path.clone(),
+                leave_running: a.leave_running,
+                pre_dump: a.pre_dump,
+                page_server: a.page_server.clone(),
+                status_fd: a.status_fd.filter(|fd| *fd >= 0),
+            };
+            lifecycle::checkpoint(&root, &id, &opts)
+                .with_context(|| format!("checkpoint `{id}`"))?;
+            Ok(0)
+        }
+        Command::Restore(a) => {
+            let opts = lifecycle::RestoreOptions {
+                criu: a.criu.options(),
+                bundle: &a.bundle,
+                pid_file: a.pid_file.as_deref(),
+            };
+            Ok(lifecycle::restore(&root, &a.id, &opts)
+                .with_context(|| format!("restore `{}`", a.id))?)
+        }
         Command::Features => {
             print_json(&nucleus_engine::features::features())?;
             Ok(0)
@@ -265,8 +412,15 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
     if let Some(path) = &a.process {
         let text =
             std::fs::read(path).with_context(|| format!("--process: read `{}`", path.display()))?;
-        let p: Process = serde_json::from_slice(&text)
-            .with_context(|| format!("--process: `{}` is not a valid process", path.display()))?;
+        let invalid = || format!("--process: `{}` is not a valid process", path.display());
+        let mut value: serde_json::Value = serde_json::from_slice(&text).with_context(invalid)?;
+        // A process without `user` runs as the container's user.
+        if let Some(obj) = value.as_object_mut().filter(|o| !o.contains_key("user")) {
+            let own = lifecycle::container_process(root, &a.id)
+                .with_context(|| format!("exec in `{}`", a.id))?;
+            obj.insert("user".into(), serde_json::to_value(own.user())?);
+        }
+        let p: Process = serde_json::from_value(value).with_context(invalid)?;
         return Ok(p);
     }
     if a.command.is_empty() {
@@ -309,7 +463,16 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
             .set_additional_gids(Some(a.additional_gids.clone()));
     }
     if !a.cap.is_empty() {
-        let mut caps = p.capabilities().clone().unwrap_or_default();
+        // An absent set is empty (not oci-spec's default trio of capabilities).
+        let mut caps = p.capabilities().clone().unwrap_or_else(|| {
+            let mut c = oci_spec::runtime::LinuxCapabilities::default();
+            c.set_bounding(None)
+                .set_effective(None)
+                .set_permitted(None)
+                .set_inheritable(None)
+                .set_ambient(None);
+            c
+        });
         for name in &a.cap {
             let upper = name.to_ascii_uppercase();
             let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
@@ -335,6 +498,14 @@ fn exec_process(root: &StateRoot, a: &ExecArgs) -> Result<oci_spec::runtime::Pro
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// `exec --cgroup [CONTROLLER:]PATH` as the engine takes it.
+fn parse_sub_cgroup(arg: &str) -> (Option<String>, String) {
+    match arg.split_once(':') {
+        Some((controller, path)) => (Some(controller.to_string()), path.to_string()),
+        None => (None, arg.to_string()),
+    }
 }
 
 fn create_options(a: &CreateArgs) -> CreateOptions<'_> {

@@ -295,7 +295,10 @@ fn bad_flag_values_exit_125_naming_flag_and_value() {
         let out = run(&ctx, args);
         assert_eq!(out.code, Some(125), "{args:?}\n{out}");
         assert_eq!(
-            out.stderr.lines().filter(|l| !l.contains("WARN")).count(),
+            out.stderr
+                .lines()
+                .filter(|l| !l.contains("level=warning"))
+                .count(),
             1,
             "one line\n{out}"
         );

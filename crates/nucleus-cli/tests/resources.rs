@@ -894,7 +894,7 @@ fn relative_and_absent_cgroups_path_nest_under_the_caller_and_delete_removes_the
             bundle = bundle.edit(|s| s["linux"]["cgroupsPath"] = json!(rel));
             rel
         } else {
-            format!("nucleus-{}", id.id())
+            id.id().to_string()
         };
         let pid = start(&ctx, &bundle, &id);
         let dirs = assert_nested_under_caller(pid, &suffix);
@@ -974,10 +974,7 @@ fn delete_force_cleans_up_a_create_killed_mid_start() {
 
     // The container's cgroup exists now (the init is in it, waiting on the hook).
     let own = hierarchies(std::process::id() as i32);
-    let expected: Vec<PathBuf> = own
-        .iter()
-        .map(|(_, d)| d.join(format!("nucleus-{}", id.id())))
-        .collect();
+    let expected: Vec<PathBuf> = own.iter().map(|(_, d)| d.join(id.id())).collect();
     // Should delete fail to remove them, do not leak them onto the host.
     let _cleanup = RmdirOnDrop(expected.clone());
     assert!(

@@ -163,10 +163,11 @@ pub(crate) fn create_symlinks(root: BorrowedFd<'_>) -> Result<(), (String, Errno
     Ok(())
 }
 
-/// The device-cgroup rules to apply: the spec's own rules, then allow rules
-/// for every node the runtime creates (the defaults, `/dev/pts/*`, ptmx,
-/// console, and `linux.devices`), as runc does. Without them a spec that
-/// starts with "deny all" could not even create /dev/null.
+/// The device-cgroup rules to apply: the spec's own rules, then runc's
+/// default allow list: mknod of any node (so `linux.devices` can be
+/// created), and use of the nodes the runtime itself makes (the defaults,
+/// console, ptmx, `/dev/pts/*`). A `linux.devices` entry only creates a
+/// node: whether it can be opened is for `linux.resources.devices` alone.
 pub(crate) fn cgroup_rules(
     spec: &oci_spec::runtime::Spec,
 ) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
@@ -176,31 +177,60 @@ pub(crate) fn cgroup_rules(
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    let allow = |typ, major: i64, minor: Option<i64>| {
+    let allow = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(true);
         r.set_typ(Some(typ));
-        r.set_major(Some(major));
+        r.set_major(major);
         r.set_minor(minor);
-        r.set_access(Some("rwm".to_string()));
+        r.set_access(Some(access.to_string()));
         r
     };
+    rules.push(allow(LinuxDeviceType::C, None, None, "m"));
+    rules.push(allow(LinuxDeviceType::B, None, None, "m"));
     for d in default_devices() {
         rules.push(allow(
             LinuxDeviceType::C,
-            i64::try_from(d.major).unwrap_or(0),
+            i64::try_from(d.major).ok(),
             i64::try_from(d.minor).ok(),
+            "rwm",
         ));
     }
-    rules.push(allow(LinuxDeviceType::C, 5, Some(1))); // /dev/console
-    rules.push(allow(LinuxDeviceType::C, 5, Some(2))); // /dev/ptmx
-    rules.push(allow(LinuxDeviceType::C, 136, None)); // /dev/pts/*
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        rules.push(LinuxDeviceCgroup::from(d));
-    }
+    rules.push(allow(LinuxDeviceType::C, Some(5), Some(1), "rwm")); // /dev/console
+    rules.push(allow(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    rules.push(allow(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_devices_add_no_allow_rule() {
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": { "path": "rootfs" },
+            "linux": {
+                "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
+                "devices": [{ "path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11 }]
+            }
+        }))
+        .expect("spec");
+        let rules = cgroup_rules(&spec);
+        assert!(!rules[0].allow(), "the spec's deny-all comes first");
+        let kmsg = rules
+            .iter()
+            .filter(|r| r.allow() && r.major() == Some(1) && r.minor() == Some(11));
+        assert_eq!(
+            kmsg.count(),
+            0,
+            "linux.devices must not open a hole: {rules:?}"
+        );
+        let null = rules
+            .iter()
+            .find(|r| r.major() == Some(1) && r.minor() == Some(3))
+            .expect("/dev/null allowed");
+        assert_eq!(null.access().as_deref(), Some("rwm"));
+    }
 }

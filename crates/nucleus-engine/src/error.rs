@@ -38,6 +38,10 @@ pub enum EngineError {
         source: serde_json::Error,
     },
 
+    // runc's clients match on "cannot exec in a paused container".
+    #[error("cannot exec in a paused container `{id}`")]
+    ExecPaused { id: String },
+
     #[error("{field}: {reason} (got `{value}`)")]
     InvalidSpec {
         field: String,
@@ -61,12 +65,36 @@ pub enum EngineError {
     #[error("container setup failed at step `{step}`: {detail}")]
     Child { step: String, detail: String },
 
-    #[error("{kind} hook `{path}` failed: {reason}")]
+    // "error running hook" is the phrase runc's clients match on.
+    #[error("error running hook: {kind} hook `{path}`: {reason}")]
     Hook {
         kind: &'static str,
         path: PathBuf,
         reason: String,
     },
+
+    #[error("attach step for container init {pid} failed: {source}")]
+    Attach {
+        pid: i32,
+        source: crate::attach::AttachError,
+    },
+
+    #[error("timed out after {}s waiting for the lock `{}`: {holder}", .waited.as_secs_f32(), .path.display())]
+    LockTimeout {
+        path: PathBuf,
+        waited: std::time::Duration,
+        holder: String,
+    },
+
+    #[error("failed to remove state directory `{}` (left: {}): {source}", .path.display(), .left.join(", "))]
+    RemoveState {
+        path: PathBuf,
+        left: Vec<String>,
+        source: std::io::Error,
+    },
+
+    #[error("{op} failed: {detail}")]
+    Criu { op: &'static str, detail: String },
 
     #[error("corrupt state file `{path}`: {source}")]
     CorruptState {
@@ -124,6 +152,10 @@ impl EngineError {
             EngineError::Sys { source: nix::errno::Errno::EPERM, op } if op.contains("clone") => {
                 Some("creating namespaces needs root or a user namespace")
             }
+            EngineError::Criu { detail, .. } if detail.contains("criu check") => {
+                Some("CRIU releases older than the kernel often cannot dump it (Debian's criu 3.17 on Linux 6.x); install a newer criu")
+            }
+            EngineError::ExecPaused { .. } => Some("resume it first, or pass --ignore-paused to exec anyway (the process starts frozen)"),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ pub fn features() -> Value {
         "diratime",
         "dirsync",
         "exec",
+        "idmap",
         "lazytime",
         "loud",
         "mand",
@@ -34,13 +35,32 @@ pub fn features() -> Value {
         "nostrictatime",
         "nosuid",
         "private",
+        "ratime",
         "rbind",
+        "rdev",
+        "rdiratime",
         "relatime",
         "remount",
+        "rexec",
+        "ridmap",
+        "rnoatime",
+        "rnodev",
+        "rnodiratime",
+        "rnoexec",
+        "rnorelatime",
+        "rnostrictatime",
+        "rnosuid",
+        "rnosymfollow",
         "ro",
         "rprivate",
+        "rrelatime",
+        "rro",
+        "rrw",
         "rshared",
         "rslave",
+        "rstrictatime",
+        "rsuid",
+        "rsymfollow",
         "runbindable",
         "rw",
         "shared",
@@ -92,8 +112,22 @@ pub fn features() -> Value {
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": { "org.nucleus.version": env!("CARGO_PKG_VERSION") }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_listed_mount_option_is_accepted() {
+        for o in super::features()["mountOptions"].as_array().unwrap() {
+            let o = o.as_str().unwrap().to_string();
+            assert!(
+                crate::mount_options::parse(std::slice::from_ref(&o)).is_ok(),
+                "{o}"
+            );
+        }
+    }
 }

@@ -51,14 +51,25 @@ impl HookKind {
 
 /// Runs every hook of `kind` in order; stops at the first failure.
 pub fn run_all(kind: HookKind, spec: &oci_spec::runtime::Spec, state_json: &str) -> Result<()> {
+    run_all_with_env(kind, spec, state_json, &[])
+}
+
+/// Like [`run_all`], but a hook without an `env` of its own gets
+/// `fallback_env` (runc gives startContainer hooks the process's environment).
+pub fn run_all_with_env(
+    kind: HookKind,
+    spec: &oci_spec::runtime::Spec,
+    state_json: &str,
+    fallback_env: &[String],
+) -> Result<()> {
     for hook in kind.of(spec) {
         tracing::debug!(hook = kind.name(), path = %hook.path().display(), "running hook");
-        run_one(kind, hook, state_json)?;
+        run_one(kind, hook, state_json, fallback_env)?;
     }
     Ok(())
 }
 
-fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
+fn run_one(kind: HookKind, hook: &Hook, state_json: &str, fallback_env: &[String]) -> Result<()> {
     let fail = |reason: String| EngineError::Hook {
         kind: kind.name(),
         path: hook.path().clone(),
@@ -78,7 +89,7 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
         cmd.arg0(argv0).args(rest);
     }
     cmd.env_clear();
-    for kv in hook.env().as_deref().unwrap_or_default() {
+    for kv in hook.env().as_deref().unwrap_or(fallback_env) {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }
@@ -106,7 +117,10 @@ fn run_one(kind: HookKind, hook: &Hook, state_json: &str) -> Result<()> {
     let _ = output.take(4096).read_to_string(&mut text);
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit status {code}"),
-        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (_, Some(sig)) => match nix::sys::signal::Signal::try_from(sig) {
+            Ok(name) => format!("killed by signal {sig} ({name})"),
+            Err(_) => format!("killed by signal {sig}"),
+        },
         _ => "unknown status".to_string(),
     };
     let text = text.trim();

@@ -12,17 +12,21 @@
 //! and adopting fds received over SCM_RIGHTS); everything else uses
 //! `nucleus-sys` and `nix`.
 
+pub mod attach;
 pub mod devices;
 pub mod error;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 mod launch;
 pub mod lifecycle;
 mod mount_options;
 mod namespaces;
+mod old_root;
 mod process;
 mod rootfs;
 mod safe_path;
+mod sched;
 pub mod security;
 pub mod signal;
 pub mod spec;

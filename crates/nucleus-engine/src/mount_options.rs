@@ -1,6 +1,8 @@
 //! OCI mount options to mount(2) flags. Options the kernel takes as flags
 //! become flags; propagation options are applied in a second call, as the
-//! kernel requires; everything else is passed to the filesystem as data.
+//! kernel requires; recursive options (`rro`, `rnosuid`, ...) become
+//! `mount_setattr(AT_RECURSIVE)` attributes; everything else is passed to
+//! the filesystem as data.
 
 use nix::mount::MsFlags;
 
@@ -17,6 +19,10 @@ pub(crate) struct MountOptions {
     pub bind: bool,
     /// Filesystem-specific data, comma separated.
     pub data: String,
+    /// Attributes applied recursively after mounting (`r`-prefixed options).
+    pub recursive: nucleus_sys::mount::MountAttr,
+    /// `idmap` (`Some(false)`) or `ridmap` (`Some(true)`): an id-mapped bind.
+    pub idmap: Option<bool>,
 }
 
 /// Parses an options list; returns the first unsupported option on error.
@@ -27,6 +33,8 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
         propagation: Vec::new(),
         bind: false,
         data: String::new(),
+        recursive: nucleus_sys::mount::MountAttr::default(),
+        idmap: None,
     };
     let mut data = Vec::new();
     for opt in options {
@@ -73,10 +81,11 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
             }
             // Handled by the runtime, not the kernel: accepted for compatibility.
             "defaults" | "tmpcopyup" => continue,
-            "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev"
-            | "rnoexec" | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime"
-            | "rstrictatime" | "rnostrictatime" | "rnodiratime" | "rdiratime" | "rnosymfollow"
-            | "rsymfollow" => return Err(opt.clone()),
+            "idmap" | "ridmap" => {
+                out.idmap = Some(opt == "ridmap");
+                continue;
+            }
+            r if recursive(r, &mut out.recursive) => continue,
             _ => {
                 data.push(opt.as_str());
                 continue;
@@ -87,6 +96,51 @@ pub(crate) fn parse(options: &[String]) -> Result<MountOptions, String> {
     }
     out.data = data.join(",");
     Ok(out)
+}
+
+/// Folds a recursive option into `attr`; false if `opt` is not one. A later
+/// option wins over an earlier one, as with the plain flags.
+fn recursive(opt: &str, attr: &mut nucleus_sys::mount::MountAttr) -> bool {
+    use libc::{
+        MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+        MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME,
+        MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+    };
+    let (bit, set) = match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, true),
+        "rrw" => (MOUNT_ATTR_RDONLY, false),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, true),
+        "rsuid" => (MOUNT_ATTR_NOSUID, false),
+        "rnodev" => (MOUNT_ATTR_NODEV, true),
+        "rdev" => (MOUNT_ATTR_NODEV, false),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, true),
+        "rexec" => (MOUNT_ATTR_NOEXEC, false),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, true),
+        "rdiratime" => (MOUNT_ATTR_NODIRATIME, false),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, true),
+        "rsymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, false),
+        // The atime mode is one field: the kernel wants all of it cleared
+        // and one value set (relatime is 0).
+        "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" => {
+            let mode = match opt {
+                "rnoatime" => MOUNT_ATTR_NOATIME,
+                "rstrictatime" | "rnorelatime" => MOUNT_ATTR_STRICTATIME,
+                _ => MOUNT_ATTR_RELATIME,
+            };
+            attr.clear |= MOUNT_ATTR__ATIME;
+            attr.set = (attr.set & !MOUNT_ATTR__ATIME) | mode;
+            return true;
+        }
+        _ => return false,
+    };
+    if set {
+        attr.set |= bit;
+        attr.clear &= !bit;
+    } else {
+        attr.clear |= bit;
+        attr.set &= !bit;
+    }
+    true
 }
 
 /// Maps a propagation keyword (as in `rootfsPropagation`) to its flags.
@@ -130,10 +184,30 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_is_named() {
+    fn recursive_options_become_mount_attributes() {
+        let o = p(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
         assert_eq!(
-            parse(&["nosuid".into(), "idmap".into()]),
-            Err("idmap".to_string())
+            o.recursive.set,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME
         );
+        assert_eq!(o.recursive.clear, libc::MOUNT_ATTR__ATIME);
+        let o = p(&["rro", "rrw", "rstrictatime", "rrelatime"]);
+        assert_eq!(o.recursive.set, libc::MOUNT_ATTR_RELATIME);
+        assert_eq!(
+            o.recursive.clear,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME
+        );
+        assert_eq!(
+            p(&["nosuid"]).recursive,
+            nucleus_sys::mount::MountAttr::default()
+        );
+    }
+
+    #[test]
+    fn idmap_options() {
+        assert_eq!(p(&["bind", "idmap"]).idmap, Some(false));
+        assert_eq!(p(&["rbind", "ridmap"]).idmap, Some(true));
+        assert_eq!(p(&["rbind"]).idmap, None);
     }
 }

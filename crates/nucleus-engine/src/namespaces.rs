@@ -76,6 +76,7 @@ pub(crate) fn plan(spec: &Spec) -> Result<NamespacePlan> {
         let flag = flag_of(ns.typ());
         match ns.path() {
             None => out.create |= flag,
+            Some(path) if out.join.iter().any(|(f, p)| *f == flag && p == path) => {}
             Some(path) => {
                 if !path.exists() {
                     return Err(EngineError::invalid(

@@ -26,14 +26,15 @@ pub(crate) struct Rlimit {
     pub hard: u64,
 }
 
-/// Capability sets to apply; `None` means "leave as is".
+/// Capability sets to apply. A set the spec leaves out is empty, as in
+/// runc and crun: nothing of the runtime's own sets leaks into the workload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CapPlan {
-    pub bounding: Option<CapsHashSet>,
-    pub effective: Option<CapsHashSet>,
-    pub permitted: Option<CapsHashSet>,
-    pub inheritable: Option<CapsHashSet>,
-    pub ambient: Option<CapsHashSet>,
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
 }
 
 /// Everything about the process, validated and converted before clone.
@@ -56,22 +57,24 @@ pub(crate) struct ProcessPlan {
     pub io_priority: Option<(u32, u32)>,
     /// `linux.personality` as a persona value.
     pub personality: Option<libc::c_ulong>,
+    /// Scheduler, CPU affinity and memory policy.
+    pub sched: crate::sched::SchedPlan,
 }
 
 fn cstring(field: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| EngineError::invalid(field, s, "contains a NUL byte"))
 }
 
-fn caps_of(field: &str, set: &Option<Capabilities>) -> Result<Option<CapsHashSet>> {
-    let Some(set) = set else { return Ok(None) };
+fn caps_of(field: &str, set: &Option<Capabilities>) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
+    let Some(set) = set else { return Ok(out) };
     for cap in set {
         let name = format!("CAP_{cap}");
         let parsed = Capability::from_str(&name)
             .map_err(|_| EngineError::invalid(field, &name, "unknown capability"))?;
         out.insert(parsed);
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 fn resource_of(t: PosixRlimitType) -> (&'static str, Resource) {
@@ -159,23 +162,19 @@ impl ProcessPlan {
                 ambient: caps_of("process.capabilities.ambient", c.ambient())?,
             },
         };
-        if let Some(ambient) = caps.ambient.as_mut() {
-            // The kernel only raises ambient caps that are permitted and
-            // inheritable; like runc, drop the others with a warning.
-            let empty = CapsHashSet::new();
-            let inheritable = caps.inheritable.as_ref().unwrap_or(&empty);
-            let dropped: Vec<String> = ambient
-                .iter()
-                .filter(|c| {
-                    !inheritable.contains(c)
-                        || caps.permitted.as_ref().is_some_and(|p| !p.contains(c))
-                })
-                .map(|c| c.to_string())
-                .collect();
-            if !dropped.is_empty() {
-                tracing::warn!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
-                ambient.retain(|c| !dropped.contains(&c.to_string()));
-            }
+        // The kernel only raises ambient caps that are permitted and
+        // inheritable; like runc, drop the others.
+        let dropped: Vec<String> = caps
+            .ambient
+            .iter()
+            .filter(|c| !caps.inheritable.contains(c) || !caps.permitted.contains(c))
+            .map(|c| c.to_string())
+            .collect();
+        if !dropped.is_empty() {
+            // Debug, not warn: runc's (and so `nucleus spec`'s) default config
+            // lists ambient caps without inheritable ones, and runc is silent.
+            tracing::debug!(caps = %dropped.join(","), "ambient capabilities not in the inheritable and permitted sets are ignored");
+            caps.ambient.retain(|c| !dropped.contains(&c.to_string()));
         }
         let user = p.user();
         Ok(ProcessPlan {
@@ -214,15 +213,18 @@ impl ProcessPlan {
                 }
             },
             personality: None,
+            sched: crate::sched::SchedPlan::from_process(p)?,
         })
     }
 }
 
-/// Sets `linux.personality` on the plan; flags are not supported.
+/// Sets `linux.personality` and `linux.memoryPolicy` on the plan;
+/// personality flags are not supported.
 pub(crate) fn with_personality(
     mut plan: ProcessPlan,
     spec: &oci_spec::runtime::Spec,
 ) -> Result<ProcessPlan> {
+    plan.sched = std::mem::take(&mut plan.sched).with_memory_policy(spec)?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return Err(EngineError::invalid(
@@ -239,7 +241,8 @@ pub(crate) fn with_personality(
     Ok(plan)
 }
 
-/// ioPriority and personality: settings of the process itself.
+/// ioPriority, personality, scheduler, affinity and memory policy:
+/// settings of the process itself.
 pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
     if let Some((class, level)) = plan.io_priority {
         nucleus_sys::uts::ioprio_set_self(class, level).step("ioPriority", || {
@@ -250,7 +253,7 @@ pub(crate) fn apply_scheduling(plan: &ProcessPlan) -> Result<(), StepError> {
         nucleus_sys::uts::set_personality(persona)
             .step("personality", || format!("personality {persona:#x}"))?;
     }
-    Ok(())
+    plan.sched.apply()
 }
 
 /// setrlimit for each entry; failures name the rlimit and the values.
@@ -275,13 +278,10 @@ fn caps_err(step: &'static str, what: &str, e: caps::errors::CapsError) -> StepE
 /// CAP_SETPCAP; keepcaps preserves the permitted set across setresuid;
 /// effective is narrowed before permitted (it must stay a subset).
 pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
-    if let Some(bounding) = &plan.caps.bounding {
-        for cap in caps::runtime::thread_all_supported() {
-            if !bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    caps_err("capabilities", &format!("drop {cap} from bounding"), e)
-                })?;
-            }
+    for cap in caps::runtime::thread_all_supported() {
+        if !plan.caps.bounding.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| caps_err("capabilities", &format!("drop {cap} from bounding"), e))?;
         }
     }
     nix::sys::prctl::set_keepcaps(true).step("user", || "set keepcaps".into())?;
@@ -298,18 +298,14 @@ pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
         (CapSet::Permitted, &c.permitted, "permitted"),
         (CapSet::Inheritable, &c.inheritable, "inheritable"),
     ] {
-        if let Some(v) = value {
-            caps::set(None, set, v)
-                .map_err(|e| caps_err("capabilities", &format!("set {name} set"), e))?;
-        }
+        caps::set(None, set, value)
+            .map_err(|e| caps_err("capabilities", &format!("set {name} set"), e))?;
     }
-    if let Some(ambient) = &c.ambient {
-        caps::clear(None, CapSet::Ambient)
-            .map_err(|e| caps_err("capabilities", "clear ambient set", e))?;
-        for cap in ambient {
-            caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(|e| caps_err("capabilities", &format!("raise ambient {cap}"), e))?;
-        }
+    caps::clear(None, CapSet::Ambient)
+        .map_err(|e| caps_err("capabilities", "clear ambient set", e))?;
+    for cap in &c.ambient {
+        caps::raise(None, CapSet::Ambient, *cap)
+            .map_err(|e| caps_err("capabilities", &format!("raise ambient {cap}"), e))?;
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     Ok(())

@@ -8,39 +8,49 @@ use crate::launch::{StepContext, StepError};
 use crate::mount_options::{self, MountOptions};
 use crate::safe_path::{create_in_root, fd_path, open_in_root, relative, Leaf};
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{fstat, makedev, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, makedev, Mode, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const NONE: Option<&str> = None;
 
 /// A cgroup hierarchy of the host, to mount inside the container for a
 /// `cgroup` mount: directory name under the mount point, fstype, options,
-/// and the container's own directory in it when that is bind-mounted.
+/// and the container's own directory in it.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupHierarchy {
     pub name: Option<String>,
     pub fstype: &'static str,
     pub options: String,
-    pub own: Option<std::path::PathBuf>,
+    pub own: Option<PathBuf>,
 }
 
 /// The host's cgroup hierarchies under `/sys/fs/cgroup`, from the layout
-/// the cgroup manager already detected (no second read of the mount table).
-pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHierarchy> {
+/// the cgroup manager already detected (no second read of the mount table),
+/// each with `cgroup`'s directory in it.
+pub(crate) fn cgroup_hierarchies(
+    host: &nucleus_cgroups::Host,
+    cgroup: Option<&nucleus_cgroups::Cgroup>,
+) -> Vec<CgroupHierarchy> {
     let base = Path::new("/sys/fs/cgroup");
+    let own = |mountpoint: &Path| {
+        cgroup
+            .and_then(|c| c.dirs().find(|d| d.mountpoint == mountpoint))
+            .map(|d| d.path.clone())
+    };
     let v2 = host.v2_hierarchy();
-    if v2.is_some_and(|h| h.mountpoint == base) {
+    if let Some(h) = v2.filter(|h| h.mountpoint == base) {
         return vec![CgroupHierarchy {
             name: None,
             fstype: "cgroup2",
             options: String::new(),
-            own: None,
+            own: own(&h.mountpoint),
         }];
     }
     let name = |p: &Path| {
@@ -57,58 +67,21 @@ pub(crate) fn cgroup_hierarchies(host: &nucleus_cgroups::Host) -> Vec<CgroupHier
                 name: Some(name(&h.mountpoint)?),
                 fstype: "cgroup",
                 options: h.controllers.join(","),
-                own: None,
+                own: own(&h.mountpoint),
             })
         })
         .collect();
-    if let Some(n) = v2.and_then(|h| name(&h.mountpoint)) {
-        out.push(CgroupHierarchy {
-            name: Some(n),
-            fstype: "cgroup2",
-            options: String::new(),
-            own: None,
-        });
+    if let Some(h) = v2 {
+        if let Some(n) = name(&h.mountpoint) {
+            out.push(CgroupHierarchy {
+                name: Some(n),
+                fstype: "cgroup2",
+                options: String::new(),
+                own: own(&h.mountpoint),
+            });
+        }
     }
     out
-}
-
-/// `hierarchies` with the container's own directory in each, for a
-/// container without a cgroup namespace: as with runc, it then sees its own
-/// cgroup at `/sys/fs/cgroup/<name>`, not the host's whole hierarchy.
-/// Inside a cgroup namespace a fresh mount already shows just that.
-pub(crate) fn with_own_cgroups(
-    hierarchies: &[CgroupHierarchy],
-    cg: &nucleus_cgroups::Cgroup,
-    spec: &Spec,
-) -> Vec<CgroupHierarchy> {
-    let has_cgroupns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
-        });
-    let base = Path::new("/sys/fs/cgroup");
-    hierarchies
-        .iter()
-        .map(|h| {
-            let mountpoint = h
-                .name
-                .as_ref()
-                .map_or_else(|| base.to_path_buf(), |n| base.join(n));
-            let own = (!has_cgroupns)
-                .then(|| {
-                    cg.v1
-                        .iter()
-                        .chain(cg.v2.iter())
-                        .find(|d| d.mountpoint == mountpoint)
-                        .map(|d| d.path.clone())
-                })
-                .flatten();
-            CgroupHierarchy { own, ..h.clone() }
-        })
-        .collect()
 }
 
 /// Everything the mount steps need, prepared by the parent.
@@ -118,7 +91,72 @@ pub(crate) struct RootfsPlan<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub in_userns: bool,
+    /// The container has a cgroup namespace (made or joined).
+    pub cgroupns: bool,
     pub cgroups: &'a [CgroupHierarchy],
+    /// Per `mounts[]` entry, the user namespace of an id-mapped mount.
+    pub idmap_userns: &'a [Option<OwnedFd>],
+    /// Bind sources the parent cloned (`open_tree`) by `mounts[]` index,
+    /// for a child that may not be able to reach them itself.
+    pub bind_sources: &'a [Option<OwnedFd>],
+}
+
+/// Whether `mounts[i]` is a bind mount, and its source on the host.
+fn bind_source(bundle: &Path, m: &Mount, opts: &MountOptions) -> Option<std::path::PathBuf> {
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "none" });
+    if !(opts.bind || typ == "bind") {
+        return None;
+    }
+    let source = m.source().as_ref()?;
+    Some(if source.is_absolute() {
+        source.clone()
+    } else {
+        bundle.join(source)
+    })
+}
+
+/// Role: parent, on the host, before clone. In a user namespace the init
+/// is an unprivileged host user that may not be able to read a bind
+/// source (or a directory above it): clone each source's mount tree now,
+/// as root, so the child only has to attach it (`move_mount`).
+pub(crate) fn open_bind_sources(
+    spec: &Spec,
+    bundle: &Path,
+    in_userns: bool,
+) -> crate::error::Result<Vec<Option<OwnedFd>>> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    let mut out = Vec::new();
+    if !in_userns {
+        return Ok(out);
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let opts =
+            mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|o| {
+                crate::error::EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    o,
+                    "unsupported mount option",
+                )
+            })?;
+        let fd = match bind_source(bundle, m, &opts) {
+            Some(source) => {
+                let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+                if opts.flags.contains(MsFlags::MS_REC) {
+                    flags |= OpenTreeFlags::AT_RECURSIVE;
+                }
+                let fd = open_tree(rustix::fs::CWD, &source, flags).map_err(|e| {
+                    crate::error::EngineError::io("open bind source", &source, e.into())
+                })?;
+                Some(fd)
+            }
+            None => None,
+        };
+        out.push(fd);
+    }
+    Ok(out)
 }
 
 /// Makes the mount tree private to us and bind-mounts the rootfs onto itself
@@ -262,9 +300,17 @@ fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>, StepError> {
 
 /// Performs every `mounts[]` entry in order, then creates devices.
 pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(), StepError> {
+    let mounts = plan.spec.mounts().as_deref().unwrap_or_default();
+    let spec_devices = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
     let mut dev_is_ours = false;
-    for (i, m) in plan.spec.mounts().iter().flatten().enumerate() {
-        let opts =
+    let mut read_only_later = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let mut opts =
             mount_options::parse(m.options().as_deref().unwrap_or_default()).map_err(|o| {
                 StepError::new(
                     "mounts",
@@ -272,10 +318,29 @@ pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(
                     Errno::EINVAL,
                 )
             })?;
-        mount_one(plan, root, i, m, &opts)?;
-        if relative(m.destination()) == Path::new("dev") && !opts.bind {
+        let dest = relative(m.destination());
+        let is_bind = opts.bind || m.typ().as_deref() == Some("bind");
+        if dest == Path::new("dev") && !is_bind {
             dev_is_ours = true;
         }
+        // A read-only filesystem that later mounts or device nodes go into
+        // is mounted writable and made read-only once they exist. (proc,
+        // sysfs and cgroupfs have their mount points already, and keep
+        // their own read-only handling.)
+        let has_children = mounts[i + 1..]
+            .iter()
+            .any(|n| relative(n.destination()).starts_with(&dest))
+            || (dest == Path::new("dev") && (dev_is_ours || !spec_devices.is_empty()));
+        let fstype = m.typ().as_deref().unwrap_or_default();
+        if opts.flags.contains(MsFlags::MS_RDONLY)
+            && !is_bind
+            && has_children
+            && !matches!(fstype, "cgroup" | "cgroup2" | "proc" | "sysfs")
+        {
+            opts.flags.remove(MsFlags::MS_RDONLY);
+            read_only_later.push((i, m.destination().clone()));
+        }
+        mount_one(plan, root, i, m, &opts)?;
     }
     if dev_is_ours {
         for dev in devices::default_devices() {
@@ -284,16 +349,20 @@ pub(crate) fn mount_all(plan: &RootfsPlan<'_>, root: BorrowedFd<'_>) -> Result<(
         }
         devices::create_symlinks(root).map_err(|(d, e)| StepError::new("devices", d, e))?;
     }
-    let spec_devices = plan
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_ref());
-    for (i, d) in spec_devices.into_iter().flatten().enumerate() {
+    for (i, d) in spec_devices.iter().enumerate() {
         let node =
             devices::from_spec(d, i).map_err(|d| StepError::new("devices", d, Errno::EINVAL))?;
         devices::create_node(root, &node, plan.in_userns)
             .map_err(|(d, e)| StepError::new("devices", d, e))?;
+    }
+    for (i, dest) in read_only_later.iter().rev() {
+        let ctx = || format!("mounts[{i}] (remount `{}` read-only)", dest.display());
+        let target = open_in_root(root, dest).step("mounts", ctx)?;
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(&target, MsFlags::empty());
+        mount(NONE, fd_path(&target).as_str(), NONE, flags, NONE).step("mounts", ctx)?;
     }
     Ok(())
 }
@@ -313,22 +382,18 @@ fn mount_one(
         .unwrap_or(if opts.bind { "bind" } else { "none" });
     let is_bind = opts.bind || typ == "bind";
     if is_bind {
-        let source = m
-            .source()
-            .as_ref()
+        let source = bind_source(plan.bundle, m, opts)
             .ok_or_else(|| StepError::new("mounts", ctx("bind without source"), Errno::EINVAL))?;
-        let source = if source.is_absolute() {
-            source.clone()
-        } else {
-            plan.bundle.join(source)
-        };
-        let meta = std::fs::metadata(&source)
-            .step("mounts", || ctx(&format!("source `{}`", source.display())))?;
-        let leaf = if meta.is_dir() {
-            Leaf::Directory
-        } else {
-            Leaf::File
-        };
+        let cloned = plan.bind_sources.get(i).and_then(Option::as_ref);
+        let is_dir = match cloned {
+            Some(fd) => fstat(fd.as_fd())
+                .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR),
+            None => std::fs::metadata(&source)
+                .map(|m| m.is_dir())
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+        .step("mounts", || ctx(&format!("source `{}`", source.display())))?;
+        let leaf = if is_dir { Leaf::Directory } else { Leaf::File };
         let target =
             create_in_root(root, dest, leaf).step("mounts", || ctx("resolve destination"))?;
         check_target_kind(&target, leaf).map_err(|e| {
@@ -336,14 +401,70 @@ fn mount_one(
         })?;
         let target_path = fd_path(&target);
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(
-            Some(&source),
-            target_path.as_str(),
-            NONE,
-            MsFlags::MS_BIND | rec,
-            NONE,
-        )
-        .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+        match (
+            opts.idmap,
+            plan.idmap_userns.get(i).and_then(Option::as_ref),
+        ) {
+            (Some(recursive), Some(userns)) => bind_idmapped(
+                &source,
+                target.as_fd(),
+                userns.as_fd(),
+                !rec.is_empty(),
+                recursive,
+            )
+            .map_err(|e| {
+                StepError::new(
+                    "mounts",
+                    ctx(&format!("id-mapped bind `{}`", source.display())),
+                    e,
+                )
+            })?,
+            (Some(_), None) => {
+                return Err(StepError::new(
+                    "mounts",
+                    ctx("id-mapped bind without a user namespace"),
+                    Errno::EINVAL,
+                ))
+            }
+            (None, _) => {
+                match cloned {
+                    Some(fd) => {
+                        use rustix::mount::{move_mount, MoveMountFlags};
+                        move_mount(
+                            fd,
+                            "",
+                            &target,
+                            "",
+                            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                                | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                        )
+                        .map_err(|e| Errno::from_raw(e.raw_os_error()))
+                        .step("mounts", || ctx(&format!("attach `{}`", source.display())))?;
+                        // A clone of a shared mount may join the host's peer group; make it
+                        // a slave, as a bind made after `prepare_root`'s rslave would be.
+                        let attached = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+                        mount(
+                            NONE,
+                            fd_path(&attached).as_str(),
+                            NONE,
+                            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                            NONE,
+                        )
+                        .step("mounts", || ctx("make the attached bind a slave"))?;
+                    }
+                    None => {
+                        mount(
+                            Some(&source),
+                            target_path.as_str(),
+                            NONE,
+                            MsFlags::MS_BIND | rec,
+                            NONE,
+                        )
+                        .step("mounts", || ctx(&format!("bind `{}`", source.display())))?;
+                    }
+                }
+            }
+        }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             // Re-open: the fd from before the mount still names the covered directory.
@@ -359,6 +480,18 @@ fn mount_one(
             .step("mounts", || ctx("remount bind with flags"))?;
         }
     } else {
+        if matches!(typ, "proc" | "sysfs")
+            && !is_plain_dir_or_missing(root, dest).step("mounts", || ctx("inspect destination"))?
+        {
+            return Err(StepError::new(
+                "mounts",
+                ctx(&format!(
+                    "`{}` is not an ordinary directory; {typ} is never mounted through a symlink",
+                    dest.display()
+                )),
+                Errno::ENOTDIR,
+            ));
+        }
         let target = create_in_root(root, dest, Leaf::Directory)
             .step("mounts", || ctx("resolve destination"))?;
         check_target_kind(&target, Leaf::Directory)
@@ -410,7 +543,63 @@ fn mount_one(
         mount(NONE, fd_path(&target).as_str(), NONE, *p, NONE)
             .step("mounts", || ctx("set propagation"))?;
     }
+    if opts.recursive != nucleus_sys::mount::MountAttr::default() {
+        // `rro` etc.: this mount and every mount below it (Linux 5.12+).
+        let target = open_in_root(root, dest).step("mounts", || ctx("reopen"))?;
+        nucleus_sys::mount::mount_setattr_recursive(target.as_fd(), opts.recursive)
+            .step("mounts", || {
+                ctx("apply recursive mount options with mount_setattr (needs Linux 5.12)")
+            })?;
+    }
     Ok(())
+}
+
+/// True if the last component of `dest` is missing or a directory (not a
+/// symlink to one): the kernel's procfs and sysfs must not land elsewhere.
+fn is_plain_dir_or_missing(root: BorrowedFd<'_>, dest: &Path) -> Result<bool, Errno> {
+    let rel = relative(dest);
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Ok(true);
+    };
+    let parent = match open_in_root(root, parent) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    match fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR),
+        Err(Errno::ENOENT) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// An id-mapped bind (`idmap`/`ridmap`): clone the source tree detached,
+/// map it through `userns` (every mount below too for `ridmap`), attach it.
+fn bind_idmapped(
+    source: &Path,
+    target: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    rbind: bool,
+    recursive: bool,
+) -> Result<(), Errno> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if rbind || recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let errno = |e: rustix::io::Errno| Errno::from_raw(e.raw_os_error());
+    let tree = open_tree(rustix::fs::CWD, source, flags).map_err(errno)?;
+    nucleus_sys::mount::mount_setattr_idmap(tree.as_fd(), userns, recursive)?;
+    // Onto the resolved destination fd itself: a /proc/self/fd path would be
+    // taken as the symlink (move_mount does not follow the last component).
+    move_mount(
+        tree.as_fd(),
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(errno)
 }
 
 fn check_target_kind(fd: &OwnedFd, want: Leaf) -> Result<(), Errno> {
@@ -448,7 +637,9 @@ fn locked_flags(fd: &OwnedFd, cleared: MsFlags) -> MsFlags {
 
 /// A `cgroup` mount: cgroup2 directly on a v2 host; otherwise a tmpfs with
 /// one directory per hierarchy. Inside a cgroup namespace each shows the
-/// container's own cgroup as its root.
+/// container's own cgroup as its root. Without one, a cgroupfs mount would
+/// show the host's whole tree, so the container's own directories are
+/// bound instead (as runc does); that also works in a user namespace.
 fn mount_cgroups(
     plan: &RootfsPlan<'_>,
     root: BorrowedFd<'_>,
@@ -460,7 +651,16 @@ fn mount_cgroups(
     let target_fd = open_in_root(root, dest)?;
     let target = fd_path(&target_fd);
     if let [h @ CgroupHierarchy { name: None, .. }] = plan.cgroups {
-        return mount_hierarchy(h, root, dest, flags | ro);
+        if plan.cgroupns {
+            return mount(
+                Some("cgroup2"),
+                target.as_str(),
+                Some("cgroup2"),
+                flags | ro,
+                NONE,
+            );
+        }
+        return bind_own_cgroup(root, dest, h, flags | ro);
     }
     mount(
         Some("tmpfs"),
@@ -471,8 +671,27 @@ fn mount_cgroups(
     )?;
     for h in plan.cgroups {
         let Some(name) = &h.name else { continue };
-        create_in_root(root, &dest.join(name), Leaf::Directory)?;
-        mount_hierarchy(h, root, &dest.join(name), flags | ro)?;
+        if !plan.cgroupns && h.own.is_none() {
+            continue;
+        }
+        let sub = dest.join(name);
+        let dir = create_in_root(root, &sub, Leaf::Directory)?;
+        if plan.cgroupns {
+            let data = if h.options.is_empty() {
+                None
+            } else {
+                Some(h.options.as_str())
+            };
+            mount(
+                Some("cgroup"),
+                fd_path(&dir).as_str(),
+                Some(h.fstype),
+                flags | ro,
+                data,
+            )?;
+        } else {
+            bind_own_cgroup(root, &sub, h, flags | ro)?;
+        }
     }
     if !ro.is_empty() {
         let top = open_in_root(root, dest)?;
@@ -487,44 +706,27 @@ fn mount_cgroups(
     Ok(())
 }
 
-/// One hierarchy at `dest` in the rootfs: the container's own directory
-/// bind-mounted (then remounted with `flags`), or a fresh mount of it.
-fn mount_hierarchy(
-    h: &CgroupHierarchy,
+/// Binds the container's own directory of hierarchy `h` at `dest`, with
+/// `flags` (nosuid, ro, ...) applied by a bind remount.
+fn bind_own_cgroup(
     root: BorrowedFd<'_>,
     dest: &Path,
+    h: &CgroupHierarchy,
     flags: MsFlags,
 ) -> Result<(), Errno> {
-    let target_fd = open_in_root(root, dest)?;
-    let target = fd_path(&target_fd);
-    match &h.own {
-        Some(own) => {
-            mount(
-                Some(own.as_path()),
-                target.as_str(),
-                NONE,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                NONE,
-            )?;
-            // Reopened: the old fd still names the directory under the new mount.
-            let mounted_fd = open_in_root(root, dest)?;
-            mount(
-                NONE,
-                fd_path(&mounted_fd).as_str(),
-                NONE,
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
-                NONE,
-            )
-        }
-        None => {
-            let data = if h.options.is_empty() {
-                None
-            } else {
-                Some(h.options.as_str())
-            };
-            mount(Some(h.fstype), target.as_str(), Some(h.fstype), flags, data)
-        }
-    }
+    let Some(own) = &h.own else { return Ok(()) };
+    let dir = open_in_root(root, dest)?;
+    mount(
+        Some(own.as_path()),
+        fd_path(&dir).as_str(),
+        NONE,
+        MsFlags::MS_BIND,
+        NONE,
+    )?;
+    let mounted = open_in_root(root, dest)?;
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&mounted, MsFlags::empty());
+    mount(NONE, fd_path(&mounted).as_str(), NONE, flags, NONE)
 }
 
 /// Creates `process.cwd` inside the rootfs if it is missing.
@@ -537,12 +739,16 @@ pub(crate) fn ensure_cwd(root: BorrowedFd<'_>, cwd: &Path) -> Result<(), StepErr
 }
 
 /// Switches the root: pivot_root into the rootfs and detach the old root,
-/// or with `no_pivot`, move the rootfs over `/` and chroot.
+/// or with `no_pivot`, move the rootfs over `/`, detach the old root's
+/// mounts, and chroot. Either way no mount of the host's tree is left in
+/// the container's mount namespace.
 pub(crate) fn switch_root(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), StepError> {
     fchdir(root).step("pivot_root", || "chdir into rootfs".into())?;
     if no_pivot {
         mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
             .step("pivot_root", || "move rootfs to /".into())?;
+        // Until chroot, `/` still names the old root: detach what hangs off it.
+        crate::old_root::detach(root)?;
         chroot(".").step("pivot_root", || "chroot".into())?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one;

@@ -3,7 +3,7 @@
 
 use crate::error::{EngineError, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Annotation that turns unapplicable protections into warnings (opt-in).
@@ -160,13 +160,18 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
         .and_then(|l| l.namespaces().as_ref())
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let mut seen = HashSet::new();
+    let mut seen = HashMap::new();
     for (i, ns) in namespaces.iter().enumerate() {
-        if !seen.insert(ns.typ()) {
+        // Tools add `cgroup` to runc's default spec without looking: an
+        // identical repeat is harmless, a conflicting one is refused.
+        if seen
+            .insert(ns.typ(), ns.path())
+            .is_some_and(|earlier| earlier != ns.path())
+        {
             return Err(EngineError::invalid(
                 format!("linux.namespaces[{i}].type"),
                 ns.typ().to_string(),
-                "namespace listed twice",
+                "namespace listed twice with different paths",
             ));
         }
         if let Some(path) = ns.path() {
@@ -261,15 +266,6 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         ))
     };
     if let Some(p) = spec.process() {
-        if p.scheduler().is_some() {
-            return unsupported("process.scheduler", format!("{:?}", p.scheduler()));
-        }
-        if p.exec_cpu_affinity().is_some() {
-            return unsupported(
-                "process.execCPUAffinity",
-                format!("{:?}", p.exec_cpu_affinity()),
-            );
-        }
         for (field, label) in [
             ("process.apparmorProfile", p.apparmor_profile()),
             ("process.selinuxLabel", p.selinux_label()),
@@ -299,12 +295,6 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         if l.intel_rdt().is_some() {
             return unsupported("linux.intelRdt", format!("{:?}", l.intel_rdt()));
         }
-        if l.memory_policy().is_some() {
-            return unsupported("linux.memoryPolicy", format!("{:?}", l.memory_policy()));
-        }
-        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
-            return unsupported("linux.timeOffsets", format!("{:?}", l.time_offsets()));
-        }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return unsupported(
                 "linux.netDevices",
@@ -318,11 +308,35 @@ fn check_unsupported(spec: &Spec) -> Result<()> {
         }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return unsupported(
-                &format!("mounts[{i}].uidMappings"),
-                m.destination().display().to_string(),
-            );
+        let has_maps = m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+        let opts = m.options().as_deref().unwrap_or_default();
+        let idmap = opts.iter().any(|o| o == "idmap" || o == "ridmap");
+        let bind =
+            m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        match (idmap, has_maps) {
+            (false, true) => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].uidMappings"),
+                    m.destination().display().to_string(),
+                    "mount id mappings need the `idmap` or `ridmap` option",
+                ))
+            }
+            (true, false) => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    "idmap",
+                    "an id-mapped mount needs uidMappings and gidMappings",
+                ))
+            }
+            (true, true) if !bind => {
+                return Err(EngineError::invalid(
+                    format!("mounts[{i}].options"),
+                    "idmap",
+                    "only bind mounts can be id-mapped",
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -358,6 +372,47 @@ mod tests {
         let err = validate(&spec, true).unwrap_err().to_string();
         assert!(
             err.starts_with("process.apparmorProfile") && err.contains("docker-default"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn identical_duplicate_namespaces_are_accepted() {
+        use oci_spec::runtime::LinuxNamespaceBuilder;
+        let ns = |t, path: Option<&str>| {
+            let b = LinuxNamespaceBuilder::default().typ(t);
+            match path {
+                Some(p) => b.path(p).build().unwrap(),
+                None => b.build().unwrap(),
+            }
+        };
+        let with = |list| {
+            let mut spec = Spec::default();
+            spec.set_version("1.0.2".into());
+            spec.linux_mut()
+                .as_mut()
+                .unwrap()
+                .set_namespaces(Some(list));
+            validate(&spec, true)
+        };
+        let base = |extra| {
+            let mut v = vec![
+                ns(LinuxNamespaceType::Uts, None),
+                ns(LinuxNamespaceType::Mount, None),
+                ns(LinuxNamespaceType::Cgroup, None),
+            ];
+            v.push(extra);
+            v
+        };
+        with(base(ns(LinuxNamespaceType::Cgroup, None))).unwrap();
+        let err = with(base(ns(
+            LinuxNamespaceType::Cgroup,
+            Some("/proc/1/ns/cgroup"),
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("linux.namespaces[3].type") && err.contains("different paths"),
             "{err}"
         );
     }

@@ -1,6 +1,9 @@
 //! The state directory: one directory per container under the root, holding
-//! `state.json` (written atomically), a lock file held by every mutating verb,
-//! and `exec.fifo` while the container waits in `created`.
+//! `state.json` and `cgroup.json` (each written atomically, temp + rename),
+//! a lock file held by every mutating verb (waited for with a bound, never
+//! held by the container's init), and `exec.fifo` while the container
+//! waits in `created`. A directory a killed runtime left half-written is
+//! still removable by `delete --force`.
 
 use crate::error::{EngineError, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -12,6 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Longest container id accepted.
 pub const MAX_ID_LEN: usize = 1024;
@@ -188,17 +192,23 @@ impl StateRoot {
 
     /// Opens and locks an existing container's directory.
     pub fn open(&self, id: &str) -> Result<ContainerDir> {
-        validate_id(id)?;
-        let dir = self.root.join(id);
-        if !dir.is_dir() {
-            return Err(EngineError::NotFound { id: id.to_string() });
-        }
-        let cdir = ContainerDir::lock(id, dir)?;
+        let cdir = self.open_partial(id)?;
         // A concurrent delete may have removed it while we waited for the lock.
         if !cdir.state_path().exists() {
             return Err(EngineError::NotFound { id: id.to_string() });
         }
         Ok(cdir)
+    }
+
+    /// Locks a container's directory whether or not it has `state.json`
+    /// (a create killed early leaves only part of it).
+    pub fn open_partial(&self, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        let dir = self.root.join(id);
+        if !dir.is_dir() {
+            return Err(EngineError::NotFound { id: id.to_string() });
+        }
+        ContainerDir::lock(id, dir)
     }
 
     /// Reads a container's state without taking its lock (for `state`/`list`).
@@ -333,20 +343,6 @@ impl StateRoot {
         self.root.join(id)
     }
 
-    /// The cgroup recorded by a create that never wrote `state.json`.
-    pub fn pending_cgroup(&self, id: &str) -> Result<Option<Cgroup>> {
-        validate_id(id)?;
-        let path = self.root.join(id).join(CGROUP_FILE);
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(EngineError::io("read", &path, e)),
-        };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|source| EngineError::CorruptState { path, source })
-    }
-
     /// Current status of a container from its state and the live process.
     pub fn status_of(&self, state: &ContainerState) -> Status {
         status_of(&self.root.join(&state.id), state)
@@ -377,18 +373,75 @@ fn read_state(path: &Path) -> Result<ContainerState> {
     })
 }
 
+/// Writes `data` to `dir/name` atomically: a temp file in the same
+/// directory, then rename, so a reader (or a runtime killed halfway) never
+/// sees a partial file.
+fn write_atomic(dir: &Path, name: &str, data: &[u8], fault_step: &'static str) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| EngineError::io("create", &tmp, e))?;
+    f.write_all(&data[..data.len() / 2])
+        .map_err(|e| EngineError::io("write", &tmp, e))?;
+    crate::fault::point(fault_step);
+    f.write_all(&data[data.len() / 2..])
+        .map_err(|e| EngineError::io("write", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| EngineError::io("rename into place", &path, e))
+}
+
+/// Who holds the flock on `file`, from /proc/locks, for the timeout error.
+/// Lines look like `1: FLOCK  ADVISORY  WRITE 4242 00:1b:12345 0 EOF`.
+fn lock_holder(file: &File) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = file.metadata() else {
+        return "its holder is unknown".into();
+    };
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+    let pids: Vec<String> = locks
+        .lines()
+        .filter(|l| !l.contains("->"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+                .then(|| f[4].to_string())
+        })
+        .collect();
+    match pids.as_slice() {
+        [] => "its holder is unknown".into(),
+        _ => {
+            let named: Vec<String> = pids
+                .iter()
+                .map(|p| match fs::read_to_string(format!("/proc/{p}/comm")) {
+                    Ok(comm) => format!("{p} ({})", comm.trim()),
+                    Err(_) => format!("{p} (exited; a process it forked holds the lock)"),
+                })
+                .collect();
+            format!("it is held by pid {}", named.join(", "))
+        }
+    }
+}
+
 /// A locked container state directory. The lock is released on drop.
 #[derive(Debug)]
 pub struct ContainerDir {
     id: String,
     dir: PathBuf,
-    _lock: Flock<File>,
+    lock: Flock<File>,
 }
 
 impl ContainerDir {
+    /// Takes the directory's lock, waiting at most `fault::lock_timeout()`:
+    /// a verb never hangs on a lock, it names the holder instead.
     fn lock(id: &str, dir: PathBuf) -> Result<Self> {
         let lock_path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
@@ -396,13 +449,38 @@ impl ContainerDir {
             .custom_flags(libc::O_CLOEXEC)
             .open(&lock_path)
             .map_err(|e| EngineError::io("open lock file", &lock_path, e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| EngineError::io("lock", &lock_path, errno.into()))?;
+        let limit = crate::fault::lock_timeout();
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
+                    if start.elapsed() >= limit {
+                        return Err(EngineError::LockTimeout {
+                            holder: lock_holder(&f),
+                            path: lock_path,
+                            waited: start.elapsed(),
+                        });
+                    }
+                    file = f;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err((_, errno)) => return Err(EngineError::io("lock", &lock_path, errno.into())),
+            }
+        };
         Ok(ContainerDir {
             id: id.to_string(),
             dir,
-            _lock: lock,
+            lock,
         })
+    }
+
+    /// The lock's fd, which a forked init must close (see `launch::child`).
+    pub(crate) fn lock_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.lock.as_raw_fd()
     }
 
     pub fn id(&self) -> &str {
@@ -425,46 +503,71 @@ impl ContainerDir {
         read_state(&self.state_path())
     }
 
-    /// Writes state.json atomically: a temp file in the same directory, then rename.
+    /// Writes state.json atomically.
     pub fn save(&self, state: &ContainerState) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(state).map_err(|source| EngineError::CorruptState {
-            path: tmp.clone(),
+            path: self.state_path(),
             source,
         })?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| EngineError::io("create", &tmp, e))?;
-        f.write_all(&data)
-            .map_err(|e| EngineError::io("write", &tmp, e))?;
-        fs::rename(&tmp, self.state_path())
-            .map_err(|e| EngineError::io("rename into place", self.state_path(), e))
+        write_atomic(&self.dir, STATE_FILE, &data, "state-file-temp")
     }
 
-    /// Records the cgroup before it is created (see `CGROUP_FILE`).
+    /// Records the cgroup before it is created (see `CGROUP_FILE`), atomically.
     pub fn save_cgroup(&self, cg: &Cgroup) -> Result<()> {
-        let path = self.dir.join(CGROUP_FILE);
         let data = serde_json::to_vec(cg).map_err(|source| EngineError::CorruptState {
-            path: path.clone(),
+            path: self.dir.join(CGROUP_FILE),
             source,
         })?;
-        fs::write(&path, data).map_err(|e| EngineError::io("write", &path, e))
+        write_atomic(&self.dir, CGROUP_FILE, &data, "cgroup-file-temp")
+    }
+
+    /// The cgroup recorded by `save_cgroup`, if it was recorded.
+    pub fn pending_cgroup(&self) -> Result<Option<Cgroup>> {
+        let path = self.dir.join(CGROUP_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(EngineError::io("read", &path, e)),
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| EngineError::CorruptState { path, source })
     }
 
     pub fn status(&self, state: &ContainerState) -> Status {
         status_of(&self.dir, state)
     }
 
-    /// Removes the directory and everything in it. The lock goes with it.
+    /// Removes the directory and everything in it, `state.json` before the
+    /// rest (so a half-removed directory reads as a partial one, which
+    /// `delete --force` handles). The lock goes last. On failure the error
+    /// names what is left.
     pub fn remove(self) -> Result<()> {
+        match fs::remove_file(self.state_path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.remove_error(e)),
+        }
+        crate::fault::point("delete-state-removed");
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(EngineError::io("remove state directory", &self.dir, e)),
+            Err(e) => Err(self.remove_error(e)),
+        }
+    }
+
+    fn remove_error(&self, source: std::io::Error) -> EngineError {
+        let left = fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        EngineError::RemoveState {
+            path: self.dir.clone(),
+            left,
+            source,
         }
     }
 }

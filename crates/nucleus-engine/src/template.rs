@@ -1,5 +1,7 @@
-//! The default `config.json` that `spec` writes: a locked-down busybox-style
-//! container, close to what runc users expect.
+//! The default `config.json` that `spec` writes: field for field what
+//! `runc spec` writes (tools and tests start from it), except `hostname`
+//! and `ociVersion`, which name this runtime and the spec it implements.
+//! The stricter agent-mode defaults live in the docker-like front end.
 
 use serde_json::{json, Value};
 
@@ -10,7 +12,7 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
@@ -22,7 +24,6 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
     ];
     let mut linux = json!({
         "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
@@ -37,10 +38,15 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
         namespaces.retain(|n| n["type"] != "network");
         linux["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
         linux["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
-        linux["resources"] = json!({});
-        mounts.retain(|m| m["destination"] != "/sys" && m["destination"] != "/sys/fs/cgroup");
-        mounts.push(json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}));
+        if let Some(l) = linux.as_object_mut() {
+            l.remove("resources");
+        }
+        // A user namespace cannot mount sysfs without a network namespace,
+        // and gid 5 may not be mapped.
         for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
             if m["destination"] == "/dev/pts" {
                 m["options"] = json!([
                     "nosuid",
@@ -62,7 +68,7 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
             "capabilities": {
-                "bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS
+                "bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS, "ambient": DEFAULT_CAPS
             },
             "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
             "noNewPrivileges": true

@@ -13,13 +13,19 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+/// The `tty` group of the conventional /etc/group (Debian, Fedora, Alpine).
+const TTY_GID: u32 = 5;
+
 /// Creates the pty, sends the master over `console_socket`, binds the slave
 /// over /dev/console and makes it the controlling terminal and fds 0-2.
-/// Runs after pivot_root, so /dev/ptmx is the container's.
+/// Runs after pivot_root, so /dev/ptmx is the container's. The slave is
+/// given to `uid` with group `tty` (5), as runc does, so the process can
+/// `mesg`/`write` and programs that check their tty's owner work.
 pub(crate) fn setup_console(
     console_socket: BorrowedFd<'_>,
     size: Option<(u16, u16)>,
     bind_console: bool,
+    uid: u32,
 ) -> Result<(), StepError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .step("console", || "open /dev/ptmx".into())?;
@@ -36,6 +42,13 @@ pub(crate) fn setup_console(
         Mode::empty(),
     )
     .step("console", || format!("open `{name}`"))?;
+    let owner = Some(nix::unistd::Uid::from_raw(uid));
+    match nix::unistd::fchown(&slave, owner, Some(nix::unistd::Gid::from_raw(TTY_GID))) {
+        // In a user namespace that does not map gid 5, keep devpts's group.
+        Err(nix::errno::Errno::EINVAL) => nix::unistd::fchown(&slave, owner, None),
+        r => r,
+    }
+    .step("console", || format!("chown `{name}` to uid {uid}"))?;
     if bind_console {
         let root = open(
             "/",

@@ -6,8 +6,10 @@
 pub mod clone;
 pub mod fd;
 pub mod mem;
+pub mod mount;
 pub mod net;
 pub mod pidfd;
+pub mod sched;
 pub mod seccomp;
 pub mod signal;
 pub mod tty;

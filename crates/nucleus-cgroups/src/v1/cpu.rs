@@ -19,13 +19,11 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
             });
         }
     }
-    // Period first: a new quota is checked against the hierarchy with it.
-    if let Some(p) = cpu.period() {
-        ctl.write("cpu.cfs_period_us", &p.to_string())?;
-    }
-    if let Some(q) = cpu.quota() {
-        ctl.write("cpu.cfs_quota_us", &q.max(-1).to_string())?;
-    }
+    set_period_and_quota(
+        ctl,
+        cpu.period().filter(|p| *p != 0),
+        cpu.quota().filter(|q| *q != 0).map(|q| q.max(-1)),
+    )?;
     if let Some(b) = cpu.burst() {
         ctl.write("cpu.cfs_burst_us", &b.to_string())?;
     }
@@ -40,6 +38,27 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         ctl.write("cpu.idle", &i.to_string())?;
     }
     Ok(())
+}
+
+/// The kernel checks each write's quota/period ratio against the parent's
+/// (EINVAL if it exceeds it), so the intermediate pair must be valid too:
+/// period first suits a growing period, quota first a shrinking one. Try
+/// period first, and on EINVAL the other order.
+fn set_period_and_quota(
+    ctl: Ctl,
+    period: Option<u64>,
+    quota: Option<i64>,
+) -> Result<(), CgroupError> {
+    let write_period = || period.map_or(Ok(()), |p| ctl.write("cpu.cfs_period_us", &p.to_string()));
+    let write_quota = || quota.map_or(Ok(()), |q| ctl.write("cpu.cfs_quota_us", &q.to_string()));
+    match write_period().and_then(|()| write_quota()) {
+        Err(e) if period.is_some() && quota.is_some() && e.is_einval() => {
+            tracing::debug!("cfs period then quota was refused; writing quota first");
+            write_quota()?;
+            write_period()
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -1,30 +1,24 @@
 //! The docker-like front end: `nucleus run` with flags (the agent sandbox),
-//! and the verbs that manage containers by name. Like every front end it
-//! only translates into an OCI spec and calls the engine's lifecycle; it
-//! holds no container logic of its own.
+//! and the verbs that manage containers by name. The model lives in
+//! `nucleus-sandbox`; this module only parses flags, prints results and
+//! picks exit codes.
 //!
 //! - `argv`: tells the runc forms of `run`, `ps` and `kill` from these.
-//! - `run_flags` → `spec_builder` (+ `agent_root`) → `bundle` → engine.
-//! - `monitor`, `logs`: detached containers.
-//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect.
+//! - `run_flags` → `flags_to_spec` → `nucleus_sandbox::run`.
+//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect, printed.
 
-pub mod agent_root;
 pub mod argv;
-mod bundle;
-mod clock;
-mod logs;
+mod flags_to_spec;
 mod manage;
-mod monitor;
-mod names;
 mod run;
 pub mod run_flags;
-pub mod spec_builder;
 
 use anyhow::Result;
 use clap::Subcommand;
 use nucleus_engine::state::StateRoot;
 use std::path::Path;
 
+pub use run::RUNTIME_ERROR;
 pub use run_flags::RunFlags;
 
 /// The global flags a docker-like verb needs.
@@ -40,9 +34,12 @@ pub enum Command {
     /// `run` in its docker-like form (chosen by `argv::rewrite`)
     #[command(name = "__agent-run", hide = true)]
     AgentRun(Box<RunFlags>),
-    /// The per-container monitor of `run -d`
+    /// The per-container monitor of `run -d` (arguments: `nucleus_sandbox::monitor::MonitorArgs`)
     #[command(name = "__monitor", hide = true)]
-    Monitor(monitor::MonitorArgs),
+    Monitor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// `ps` without a container id: list containers
     #[command(name = "__docker-ps", hide = true)]
     DockerPs(manage::PsArgs),
@@ -68,7 +65,7 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
     let root = StateRoot::new(g.root);
     match command {
         Command::AgentRun(f) => Ok(run::run(g, &f)),
-        Command::Monitor(a) => monitor::run(&root, &a),
+        Command::Monitor { args } => run::monitor(&root, &args),
         Command::DockerPs(a) => manage::ps(&root, &a),
         Command::DockerKill(a) => manage::kill(&root, &a),
         Command::Logs(a) => manage::logs(&root, &a),

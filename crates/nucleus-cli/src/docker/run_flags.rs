@@ -1,6 +1,7 @@
 //! The flags of the docker-like `nucleus run`, as clap parses them. Values
-//! stay strings here: `spec_builder` checks each one and names the flag and
-//! value when it refuses it, so every bad value exits 125 the same way.
+//! stay strings here: `flags_to_spec` parses each one (with the library's
+//! parsers) and names the flag and value when it refuses it, so every bad
+//! value exits 125 the same way.
 
 use clap::Args;
 use std::path::PathBuf;

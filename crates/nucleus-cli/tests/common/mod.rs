@@ -78,6 +78,18 @@ pub fn runtime() -> PathBuf {
     }
 }
 
+/// runc, for tests that run the same step under both runtimes and compare:
+/// `NUCLEUS_TEST_RUNC`, else `/usr/sbin/runc` or `/usr/bin/runc` if installed.
+pub fn runc() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NUCLEUS_TEST_RUNC").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
 /// True when the runtime under test is nucleus (not runc/crun through `NUCLEUS_TEST_RUNTIME`).
 pub fn is_nucleus() -> bool {
     runtime().file_name().is_some_and(|name| name == "nucleus")
@@ -85,10 +97,12 @@ pub fn is_nucleus() -> bool {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A container id unique across parallel tests and test binaries: `t-<pid>-<counter>`.
+/// A container id unique across parallel tests and test binaries:
+/// `nucleus-t-<pid>-<counter>`. The default cgroup is named after the id (as
+/// runc's is), so the prefix keeps the host's leftover-cgroup checks working.
 pub fn unique_id() -> String {
     format!(
-        "t-{}-{}",
+        "nucleus-t-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
@@ -540,6 +554,7 @@ pub fn default_spec() -> Value {
 pub struct ContainerGuard {
     pub id: String,
     root: PathBuf,
+    runtime: PathBuf,
 }
 
 impl ContainerGuard {
@@ -557,16 +572,16 @@ impl std::ops::Deref for ContainerGuard {
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
-        force_delete(&self.root, &self.id);
+        force_delete(&self.runtime, &self.root, &self.id);
     }
 }
 
-fn force_delete(root: &Path, id: &str) {
+fn force_delete(runtime: &Path, root: &Path, id: &str) {
     // Once the test's root is gone there is nothing to delete, and runc would recreate it.
     if !root.is_dir() {
         return;
     }
-    let _ = Command::new(runtime())
+    let _ = Command::new(runtime)
         .arg("--root")
         .arg(root)
         .args(["delete", "--force", id])
@@ -592,10 +607,16 @@ pub struct Ctx {
     ids: Mutex<Vec<String>>,
     watched_paths: Mutex<Vec<PathBuf>>,
     seen: Mutex<Vec<SeenProcess>>,
+    runtime: PathBuf,
 }
 
 impl Ctx {
     pub fn new() -> Self {
+        Self::with_runtime(runtime())
+    }
+
+    /// A context whose verbs run `runtime` (e.g. [`runc`]) instead of the one under test.
+    pub fn with_runtime(runtime: PathBuf) -> Self {
         let root = tempfile::Builder::new()
             .prefix("nucleus-root-")
             .tempdir()
@@ -610,7 +631,13 @@ impl Ctx {
             ids: Mutex::new(Vec::new()),
             watched_paths: Mutex::new(vec![]),
             seen: Mutex::new(Vec::new()),
+            runtime,
         }
+    }
+
+    /// The runtime binary this context's verbs run.
+    pub fn runtime(&self) -> &Path {
+        &self.runtime
     }
 
     /// The `--root` state directory.
@@ -633,6 +660,7 @@ impl Ctx {
         ContainerGuard {
             id,
             root: self.root.path().to_path_buf(),
+            runtime: self.runtime.clone(),
         }
     }
 
@@ -650,14 +678,14 @@ impl Ctx {
 
     /// `<runtime> --root ROOT ARGS...`, with a timeout.
     pub fn rt(&self, args: &[&str]) -> Out {
-        let mut cmd = Command::new(runtime());
+        let mut cmd = Command::new(&self.runtime);
         cmd.arg("--root").arg(self.root()).args(args);
         exec(cmd, self.io.path(), CMD_TIMEOUT)
     }
 
     /// Like `rt`, run from `cwd`.
     pub fn rt_in(&self, cwd: &Path, args: &[&str]) -> Out {
-        let mut cmd = Command::new(runtime());
+        let mut cmd = Command::new(&self.runtime);
         cmd.current_dir(cwd)
             .arg("--root")
             .arg(self.root())
@@ -812,7 +840,7 @@ impl Ctx {
     #[track_caller]
     pub fn finish(self) {
         for id in self.ids.lock().unwrap().iter() {
-            force_delete(self.root(), id);
+            force_delete(&self.runtime, self.root(), id);
         }
         let mut problems = Vec::new();
 
@@ -867,7 +895,7 @@ impl Drop for Ctx {
     fn drop(&mut self) {
         // `finish` consumed the ids already on the success path; this covers panics.
         for id in self.ids.lock().unwrap().iter() {
-            force_delete(self.root.path(), id);
+            force_delete(&self.runtime, self.root.path(), id);
         }
     }
 }

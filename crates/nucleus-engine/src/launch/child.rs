@@ -24,13 +24,15 @@ use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::Spec;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How the init waits for the go-ahead to exec.
 #[derive(Debug)]
-pub(crate) enum WaitFor {
-    /// `create`: block opening `exec.fifo` for writing until `start` reads it.
-    Fifo(PathBuf),
+pub(crate) enum WaitFor<'a> {
+    /// `create`: block opening `exec.fifo` for writing until `start` reads
+    /// it. The fd (O_PATH) was opened by the parent: the state directory
+    /// may be out of reach once we are in a user namespace or another user.
+    Fifo(BorrowedFd<'a>),
     /// `run`: a `Start` frame on the sync socket.
     Socket,
 }
@@ -52,7 +54,10 @@ pub(crate) struct ChildPlan<'a> {
     pub namespaces: &'a NamespacePlan,
     pub process: &'a ProcessPlan,
     pub restrictions: Restrictions<'a>,
-    pub wait: WaitFor,
+    pub wait: WaitFor<'a>,
+    /// The parent's state-directory lock: closed first thing, so the
+    /// init never keeps the lock alive after the runtime dies.
+    pub state_lock: Option<std::os::fd::RawFd>,
     pub console_socket: Option<BorrowedFd<'a>>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
@@ -115,12 +120,23 @@ fn hook_state(plan: &ChildPlan<'_>, pid: i64, status: Status) -> String {
 }
 
 fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
+    if let Some(fd) = plan.state_lock {
+        // SAFETY: `fd` is this process's copy of the parent's lock file,
+        // which nothing in the child owns or uses; closing it only drops our
+        // reference to the shared open file description.
+        unsafe { libc::close(fd) };
+    }
     // Not dumpable until execve: processes in the container cannot open
     // /proc/<init>/exe (the runtime binary) or ptrace us (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
     let _ = nix::sys::prctl::set_name(c"nucleus:[init]");
     // The parent may block signals it forwards; the workload must not inherit that.
     nucleus_sys::signal::reset_signals().step("init", || "reset signal dispositions".into())?;
+    // Before any hook runs and before seccomp (which may not allow
+    // close_range): whatever the runtime inherited never reaches a hook or
+    // the workload. Everything opened from here on is close-on-exec.
+    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
+        .step("init", || "mark fds close-on-exec".into())?;
 
     // Before anything else runs in it, the process joins its v1 cgroups.
     crate::launch::cgroup_join::join_v1_self(plan.cgroup_tasks)
@@ -191,12 +207,10 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     )
     .map_err(|e| StepError::new("createContainer hooks", e.to_string(), Errno::EIO))?;
 
-    // Held across pivot_root: the fifo is on the host, and /proc/self/fd of
-    // the host's procfs lets us reopen it for writing later.
-    let fifo = match &plan.wait {
-        WaitFor::Fifo(path) => {
-            let fifo = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .step("init", || format!("open `{}`", path.display()))?;
+    // Held across pivot_root: /proc/self/fd of the host's procfs lets us
+    // reopen the parent's fifo fd for writing later.
+    let fifo = match plan.wait {
+        WaitFor::Fifo(fifo) => {
             let fds = open(
                 "/proc/self/fd",
                 OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -233,7 +247,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
                         u16::try_from(b.width()).unwrap_or(u16::MAX),
                     )
                 });
-            crate::tty::setup_console(sock, size, true)?
+            crate::tty::setup_console(sock, size, true, plan.process.uid)?
         }
         (true, None) => {
             return Err(StepError::new(
@@ -249,30 +263,51 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
 
     let exe = restrict_and_report_ready(plan.process, plan.restrictions, sock)?;
 
-    let started = match (&plan.wait, fifo) {
-        (WaitFor::Fifo(_), Some((fifo, fds))) => Some(open_fifo(&fifo, &fds)?),
-        _ => {
+    let started = match fifo {
+        Some((fifo, fds)) => Some(open_fifo(fifo, &fds)?),
+        None => {
             wait_for_start(sock)?;
             None
         }
     };
 
-    hooks::run_all(
-        HookKind::StartContainer,
-        plan.spec,
-        &hook_state(plan, host_pid, Status::Running),
-    )
-    .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
-    if let Some(w) = &started {
-        // `start` reads this byte, then waits for EOF: our close-on-exec
-        // write end closes exactly when execve succeeds.
-        nix::unistd::write(w, b"0").step("start", || "write exec fifo".into())?;
+    let result = (|| {
+        // Like runc, a hook without `env` sees the container process's environment.
+        let process_env = plan
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().as_deref())
+            .unwrap_or_default();
+        hooks::run_all_with_env(
+            HookKind::StartContainer,
+            plan.spec,
+            &hook_state(plan, host_pid, Status::Running),
+            process_env,
+        )
+        .map_err(|e| StepError::new("startContainer hooks", e.to_string(), Errno::EIO))?;
+        if let Some(w) = &started {
+            // `start` reads this byte, then waits for EOF: our close-on-exec
+            // write end closes exactly when execve succeeds.
+            nix::unistd::write(w, FIFO_GO).step("start", || "write exec fifo".into())?;
+        }
+        exec(&exe, plan.process)
+    })();
+    if let (Err(e), Some(w)) = (&result, &started) {
+        // `create` has returned: `start`, on the fifo's other end, is the
+        // one left to report this.
+        let _ = nix::unistd::write(
+            w,
+            format!("{}{}: {}: {}", FIFO_ERROR, e.step, e.detail, errno_text(e.errno)).as_bytes(),
+        );
     }
-
-    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
-        .step("exec", || "mark fds close-on-exec".into())?;
-    exec(&exe, plan.process)
+    result
 }
+
+/// What the init writes on `exec.fifo`: the go-ahead byte once the
+/// startContainer hooks ran, or an error line if a step after that failed.
+pub(crate) const FIFO_GO: &[u8] = b"0";
+pub(crate) const FIFO_ERROR: &str = "E";
 
 /// The tail shared by the init and exec'd processes: cwd, rlimits, user and
 /// capabilities, no_new_privs, the executable check, seccomp (last), then
@@ -282,8 +317,9 @@ pub(crate) fn restrict_and_report_ready(
     r: Restrictions<'_>,
     sock: BorrowedFd<'_>,
 ) -> Result<CString, StepError> {
-    nix::unistd::chdir(&process.cwd)
-        .step("cwd", || format!("chdir `{}`", process.cwd.display()))?;
+    // chdir while the capabilities still allow it (as runc does); a cwd
+    // only the new user can reach is retried after the switch.
+    let cwd_early = nix::unistd::chdir(&process.cwd);
     process::apply_rlimits(process)?;
     process::apply_scheduling(process)?;
     // Without no_new_privs, seccomp and Landlock need CAP_SYS_ADMIN: load
@@ -296,10 +332,11 @@ pub(crate) fn restrict_and_report_ready(
         notify_fd = load_seccomp(r)?;
     }
     process::apply_identity(process)?;
-    // The cwd may only be reachable as the new user; check it still is.
-    nix::unistd::chdir(&process.cwd).step("cwd", || {
-        format!("chdir `{}` as uid {}", process.cwd.display(), process.uid)
-    })?;
+    if cwd_early.is_err() {
+        nix::unistd::chdir(&process.cwd).step("cwd", || {
+            format!("chdir `{}` as uid {}", process.cwd.display(), process.uid)
+        })?;
+    }
     if process.no_new_privs {
         nix::sys::prctl::set_no_new_privs()
             .step("no_new_privs", || "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
@@ -380,7 +417,7 @@ fn errno_text(errno: Errno) -> String {
     })
 }
 
-fn open_fifo(fifo: &OwnedFd, fds: &OwnedFd) -> Result<OwnedFd, StepError> {
+fn open_fifo(fifo: BorrowedFd<'_>, fds: &OwnedFd) -> Result<OwnedFd, StepError> {
     let name = fifo.as_raw_fd().to_string();
     // Blocks until `start` opens the other end.
     openat(

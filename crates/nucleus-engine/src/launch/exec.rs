@@ -223,6 +223,9 @@ fn exec_main(plan: &ExecPlan<'_>, sock: OwnedFd) -> ! {
 fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<Never, StepError> {
     nix::sys::prctl::set_dumpable(false).step("exec", || "clear dumpable".into())?;
     nucleus_sys::signal::reset_signals().step("exec", || "reset signal dispositions".into())?;
+    // Before seccomp, which may not allow close_range (see child::run).
+    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
+        .step("exec", || "mark fds close-on-exec".into())?;
     match sync::recv(sock).step("sync", || "wait for the parent".into())? {
         Some(f) if f.msg == Msg::Go => {}
         _ => {
@@ -235,12 +238,10 @@ fn exec_steps(plan: &ExecPlan<'_>, sock: BorrowedFd<'_>) -> std::result::Result<
     }
     if plan.process.terminal {
         if let Some(console) = plan.console {
-            crate::tty::setup_console(console, plan.console_size, false)?;
+            crate::tty::setup_console(console, plan.console_size, false, plan.process.uid)?;
         }
     }
     let exe = child::restrict_and_report_ready(plan.process, plan.restrictions, sock)?;
     child::wait_for_start(sock)?;
-    nucleus_sys::fd::close_range_cloexec(3 + plan.preserve_fds)
-        .step("exec", || "mark fds close-on-exec".into())?;
     child::exec(&exe, plan.process)
 }

@@ -4,9 +4,12 @@
 pub(crate) mod cgroup_join;
 pub(crate) mod child;
 pub(crate) mod exec;
+pub(crate) mod idmap;
 pub(crate) mod parent;
 pub(crate) mod sync;
+pub(crate) mod timens;
 
+pub(crate) use child::{FIFO_ERROR, FIFO_GO};
 pub(crate) use parent::{launch, LaunchMode, LaunchRequest};
 
 /// A failed step in the child, reported to the parent as one frame.

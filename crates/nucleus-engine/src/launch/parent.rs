@@ -54,6 +54,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub seccomp_cache: Option<&'a Path>,
     /// Where to save `state.json`; it is written while the init sets up.
     pub state_dir: Option<&'a ContainerDir>,
+    /// The front end's attach step (see `crate::attach`).
+    pub attach: Option<&'a mut dyn crate::attach::Attach>,
 }
 
 /// A container init that is set up and waiting to exec.
@@ -93,7 +95,48 @@ impl Drop for ChildGuard {
                 let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
             }
         }
-        let _ = waitpid(self.pid, None);
+        // Bounded: a task stopped by the v1 freezer only dies once thawed.
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(100);
+        while matches!(
+            waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        ) {
+            if start.elapsed() > REAP_TIMEOUT {
+                tracing::warn!(pid = self.pid.as_raw(), "container init did not exit after SIGKILL (is its cgroup frozen?); not waiting");
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// How long a failed launch waits for the killed init to exit.
+const REAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a launch waiting for the init checks that its cgroup has not
+/// been frozen meanwhile (a frozen init never answers).
+const FROZEN_CHECK_MS: u16 = 1000;
+
+/// The init's next frame; while none comes, fails if the cgroup is frozen.
+fn next_frame(
+    sock: std::os::fd::BorrowedFd<'_>,
+    cgroup: Option<&Cgroup>,
+) -> Result<std::result::Result<Option<sync::Frame>, Errno>> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    loop {
+        let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+        match poll(&mut fds, nix::poll::PollTimeout::from(FROZEN_CHECK_MS)) {
+            Ok(0) => {
+                if let Some(cg) = cgroup {
+                    cg.ensure_thawed()?;
+                }
+            }
+            Ok(_) => return Ok(sync::recv(sock)),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Ok(Err(e)),
+        }
     }
 }
 
@@ -137,15 +180,28 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         .ok_or_else(|| EngineError::invalid("process", "null", "process is required"))?;
     let process =
         crate::process::with_personality(ProcessPlan::from_spec(process_spec)?, req.spec)?;
-    let ns = namespaces::plan(req.spec)?;
+    let mut ns = namespaces::plan(req.spec)?;
     if !ns.creates(CloneFlags::CLONE_NEWNS)
         && !ns.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
     {
         return Err(EngineError::invalid(
             "linux.namespaces",
             "[...]",
-            "a mount namespace is required",
+            "a mount namespace is required: nucleus never mounts into the runtime's own namespace, where a crash would leave the mounts on the host",
         ));
+    }
+    let time_offsets = super::timens::offsets_text(req.spec)?;
+    if time_offsets.is_some() {
+        let newtime = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        if !ns.creates(newtime) {
+            return Err(EngineError::invalid(
+                "linux.timeOffsets",
+                "{...}",
+                "needs a new time namespace (a `time` entry in linux.namespaces without a path)",
+            ));
+        }
+        // The init enters the namespace the runtime prepares for its children.
+        ns.create.remove(newtime);
     }
     let seccomp: Option<SeccompProgram> =
         match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -157,18 +213,17 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         };
     let console =
         crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
-    let wait = match &req.mode {
-        LaunchMode::Create { fifo } => {
-            nix::unistd::mkfifo(
-                fifo.as_path(),
-                nix::sys::stat::Mode::from_bits_truncate(0o622),
-            )
-            .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
-            WaitFor::Fifo(fifo.clone())
-        }
-        LaunchMode::Run => WaitFor::Socket,
+    let fifo_fd = match &req.mode {
+        LaunchMode::Create { fifo } => Some(make_fifo(fifo)?),
+        LaunchMode::Run => None,
+    };
+    crate::fault::point("launch-fifo-made");
+    let wait = match &fifo_fd {
+        Some(fd) => WaitFor::Fifo(fd.as_fd()),
+        None => WaitFor::Socket,
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
+    let bind_sources = rootfs::open_bind_sources(req.spec, req.bundle, ns.in_userns())?;
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
         let mut res = req
@@ -186,12 +241,9 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         Some(cg) if !ns.needs_intermediate() => Some(CgroupJoin::open(cg)?),
         _ => None,
     };
+    let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
-    let cgroup_mounts = match req.cgroup {
-        Some(cg) => rootfs::with_own_cgroups(req.cgroup_mounts, cg, req.spec),
-        None => req.cgroup_mounts.to_vec(),
-    };
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
@@ -200,7 +252,14 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             rootfs: req.rootfs,
             bundle: req.bundle,
             in_userns: ns.in_userns(),
-            cgroups: &cgroup_mounts,
+            cgroupns: ns.creates(CloneFlags::CLONE_NEWCGROUP)
+                || ns
+                    .join
+                    .iter()
+                    .any(|(f, _)| *f == CloneFlags::CLONE_NEWCGROUP),
+            cgroups: req.cgroup_mounts,
+            bind_sources: &bind_sources,
+            idmap_userns: &idmap_userns,
         },
         namespaces: &ns,
         process: &process,
@@ -210,6 +269,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             allow_degraded: crate::spec::allows_degraded(req.spec),
         },
         wait,
+        state_lock: req.state_dir.map(|d| d.lock_fd()),
         console_socket: console.as_ref().map(|c| c.as_fd()),
         no_pivot: req.no_pivot,
         preserve_fds: req.preserve_fds,
@@ -223,6 +283,10 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
     ensure_single_threaded()?;
+    let children_timens = time_offsets
+        .as_deref()
+        .map(super::timens::ChildrenTimeNamespace::enter)
+        .transpose()?;
     let mut in_v2 = false;
     let pid = if ns.needs_intermediate() {
         let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -288,6 +352,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             CloneResult::Parent(pid) => pid,
         }
     };
+    // Later children (hooks) start in the runtime's own time namespace again.
+    drop(children_timens);
     drop(child_sock);
     let mut guard = ChildGuard {
         pid,
@@ -295,6 +361,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         armed: true,
     };
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
+    crate::fault::point("launch-cloned");
 
     if ns.creates(CloneFlags::CLONE_NEWUSER) {
         let linux = req.spec.linux().as_ref();
@@ -306,6 +373,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             .unwrap_or_default();
         userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
     }
+    crate::fault::point("launch-maps-written");
     if let Some(cg) = req.cgroup {
         match &join {
             // The child joins v1 itself; v2 only needs the slow path if clone3 failed.
@@ -337,6 +405,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         None,
     )
     .map_err(|e| child_gone(&mut guard, e))?;
+    crate::fault::point("launch-go-sent");
     // Written while the init mounts its root: on a 2-core host this costs
     // the start path nothing. If the init then fails, the caller's
     // reservation removes the directory.
@@ -344,8 +413,19 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     if let Some(dir) = req.state_dir {
         dir.save(&state)?;
     }
+    crate::fault::point("launch-state-saved");
+    // Namespaces exist and the init is blocked in setup: it cannot exec
+    // before READY, so the workload never runs unattached.
+    if let Some(step) = req.attach.as_deref_mut() {
+        step.attach(pid.as_raw())
+            .map_err(|source| EngineError::Attach {
+                pid: pid.as_raw(),
+                source,
+            })?;
+    }
     loop {
-        let frame = sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))?;
+        let frame =
+            next_frame(parent_sock.as_fd(), req.cgroup)?.map_err(|e| child_gone(&mut guard, e))?;
         let Some(frame) = frame else {
             return Err(child_gone(&mut guard, Errno::EPIPE));
         };
@@ -381,6 +461,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             }
         }
     }
+    crate::fault::point("launch-ready");
     Ok((
         Launched {
             pid,
@@ -389,6 +470,25 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         },
         state,
     ))
+}
+
+/// Makes `exec.fifo` and opens it (O_PATH) for the init, which may not be
+/// able to reach it by path (a user namespace, a non-root user). The mode
+/// is set after mkfifo so the umask cannot narrow it: the init reopens it
+/// for writing after it changed user, and the 0700 state directory is what
+/// keeps everyone else out.
+fn make_fifo(fifo: &Path) -> Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| EngineError::io("create exec fifo", fifo, e.into()))?;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| EngineError::io("chmod exec fifo", fifo, e))?;
+    nix::fcntl::open(
+        fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| EngineError::io("open exec fifo", fifo, e.into()))
 }
 
 fn initial_state(req: &LaunchRequest<'_>, pid: Pid, start_time: u64) -> ContainerState {

@@ -39,11 +39,13 @@ pub fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i3
         cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
         state_dir: p.reservation.dir.as_ref(),
+        attach: None,
     })?;
     let pid = launched.pid.as_raw();
     if let Some(path) = opts.pid_file {
         write_pid_file(path, pid)?;
     }
+    crate::fault::point("create-pid-file");
     launched.disarm();
     p.reservation.disarm();
     tracing::debug!(id, pid, "container created");

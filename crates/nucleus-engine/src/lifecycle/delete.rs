@@ -9,28 +9,37 @@ use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-/// Deletes container `id`.
+/// Deletes container `id`. With `force`, a directory a killed runtime left
+/// without a readable `state.json` is cleaned up too (see [`delete_partial`]).
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
-    let dir = match root.open(id) {
-        Ok(d) => d,
-        Err(EngineError::NotFound { .. }) if force => {
-            // A create killed before writing state.json leaves only the directory.
-            let path = root.container_dir(id);
-            if path.is_dir() {
-                crate::state::validate_id(id)?;
-                if let Some(cg) = root.pending_cgroup(id)? {
-                    cg.destroy()?;
-                }
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| EngineError::io("remove state directory", &path, e))?;
-                return Ok(());
-            }
-            return Err(EngineError::NotFound { id: id.to_string() });
+    let dir = root.open_partial(id)?;
+    crate::fault::point("delete-locked");
+    match dir.load() {
+        Ok(state) => remove(root, dir, state, force),
+        Err(_) if force => delete_partial(dir),
+        Err(EngineError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(EngineError::NotFound { id: id.to_string() })
         }
-        Err(e) => return Err(e),
-    };
-    let state = dir.load()?;
-    remove(root, dir, state, force)
+        Err(e) => Err(e),
+    }
+}
+
+/// A create killed before `state.json` (or a delete killed after removing
+/// it) leaves the lock, maybe `cgroup.json`, a temp file or the fifo. Kill
+/// whatever is in the recorded cgroup, remove it, then the directory.
+fn delete_partial(dir: ContainerDir) -> Result<()> {
+    let id = dir.id().to_string();
+    match dir.pending_cgroup() {
+        Ok(Some(cg)) => cg.destroy()?,
+        Ok(None) => {}
+        // Written atomically, so only a foreign hand makes it unreadable.
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot read the recorded cgroup; removing the state only")
+        }
+    }
+    dir.remove()?;
+    tracing::debug!(id, "partial container state deleted");
+    Ok(())
 }
 
 /// Deletes a container whose state the caller already holds (a foreground
@@ -64,9 +73,11 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
         signal_init(&state, libc::SIGKILL)?;
         wait_for_exit(state.pid, Duration::from_secs(10))?;
     }
+    crate::fault::point("delete-killed");
     if let Some(cg) = &state.cgroup {
         cg.destroy()?;
     }
+    crate::fault::point("delete-cgroup-removed");
     if let Err(e) = hooks::run_all(
         HookKind::Poststop,
         &state.spec,
@@ -74,13 +85,16 @@ fn remove(root: &StateRoot, dir: ContainerDir, state: ContainerState, force: boo
     ) {
         tracing::warn!(id, error = %e, "poststop hook failed");
     }
-    dir.remove()?;
+    // The name and the generated bundle go before the state, so a delete
+    // killed here is finished by the next one, which still reads them.
     if let Some(name) = state.annotations.get(crate::state::NAME_ANNOTATION) {
         root.release_name(name, id);
     }
     if let Some(bundle) = state.annotations.get(crate::state::OWNED_BUNDLE_ANNOTATION) {
         remove_owned_bundle(root, std::path::Path::new(bundle));
     }
+    crate::fault::point("delete-hooks-done");
+    dir.remove()?;
     tracing::debug!(id, "container deleted");
     Ok(())
 }

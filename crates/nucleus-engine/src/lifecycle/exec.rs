@@ -11,7 +11,7 @@ use oci_spec::runtime::Process;
 use std::path::Path;
 
 /// Options of `exec`, as runc takes them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ExecOptions<'a> {
     /// The process to run (from `--process`, or built from the container's
     /// own process plus the command line).
@@ -20,6 +20,11 @@ pub struct ExecOptions<'a> {
     pub pid_file: Option<&'a Path>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// Exec even though the container is paused (the process starts frozen).
+    pub ignore_paused: bool,
+    /// Sub-cgroups of the container's to put the process in, as
+    /// `(controller, relative path)`; no controller means every hierarchy.
+    pub sub_cgroups: Vec<(Option<String>, String)>,
 }
 
 /// The container's own process, as a base for building an exec process.
@@ -32,13 +37,27 @@ pub fn container_process(root: &StateRoot, id: &str) -> Result<Process> {
 pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     let st = root.peek(id)?;
     let status = root.status_of(&st);
-    if !matches!(status, Status::Running | Status::Created) {
+    if status == Status::Paused && !opts.ignore_paused {
+        return Err(EngineError::ExecPaused { id: id.to_string() });
+    }
+    if !matches!(status, Status::Running | Status::Created | Status::Paused) {
         return Err(EngineError::WrongStatus {
             id: id.to_string(),
             status: status.to_string(),
             op: "exec into it",
         });
     }
+    let cgroup = match (&st.cgroup, opts.sub_cgroups.is_empty()) {
+        (Some(cg), false) => Some(cg.with_sub_cgroups(&opts.sub_cgroups)?),
+        (None, false) => {
+            return Err(EngineError::invalid(
+                "--cgroup",
+                format!("{:?}", opts.sub_cgroups),
+                "the container has no cgroup",
+            ))
+        }
+        (cg, true) => cg.clone(),
+    };
     let blocked = BlockedSignals::block(!opts.detach)?;
     let forwarded = &blocked.set;
     (|| {
@@ -50,7 +69,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             bundle: &st.bundle,
             init_pid: st.pid,
             spec: &st.spec,
-            cgroup: st.cgroup.as_ref(),
+            cgroup: cgroup.as_ref(),
             process: &opts.process,
             console_socket: opts.console_socket,
             console_fd,

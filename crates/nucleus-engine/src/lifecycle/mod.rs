@@ -1,6 +1,7 @@
 //! The verbs. One file per verb; each takes the state root and an id and
 //! checks the container's status before acting.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod exec;
@@ -10,13 +11,14 @@ pub mod resources;
 mod run;
 mod start;
 
+pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuOptions, RestoreOptions};
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use exec::{container_process, exec, ExecOptions};
 pub use kill::kill;
 pub use query::{list, state, ListEntry};
 pub(crate) use run::{poll_timeout, reap as reap_init};
-pub use run::{run, spawn, RunOptions, Spawned};
+pub use run::{run, run_with, spawn, spawn_with, RunOptions, Spawned};
 pub use start::start;
 
 use crate::error::{EngineError, Result};
@@ -78,19 +80,34 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
         dir: Some(dir),
         cgroup: None,
     };
+    crate::fault::point("create-reserved");
     let cgroups_path = spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let host = Host::detect()?;
+    check_unified(&spec, &host)?;
     let cg = Cgroup::resolve(&host, cgroups_path.as_deref(), id)?;
     if let Some(dir) = &reservation.dir {
         dir.save_cgroup(&cg)?;
     }
+    crate::fault::point("create-cgroup-recorded");
     reservation.cgroup = Some(cg.clone());
     cg.create()?;
-    let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host);
+    crate::fault::point("create-cgroup-made");
+    // A frozen cgroup (here or above) would stop the init before it runs.
+    cg.ensure_thawed()?;
+    // runc's warning, word for word: scripts and shims look for it.
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            tracing::warn!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            );
+        }
+    }
+    let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host, Some(&cg));
     Ok(Prepared {
         bundle,
         rootfs,
@@ -98,6 +115,37 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
         reservation,
         cgroup_mounts,
     })
+}
+
+/// On a v1 or hybrid host, `linux.resources.unified` keys whose controller
+/// the cgroup2 hierarchy does not serve are an invalid configuration
+/// (runc refuses unified on v1 outright); refused before anything is made.
+fn check_unified(spec: &Spec, host: &Host) -> Result<()> {
+    if host.mode() == nucleus_cgroups::Mode::V2 {
+        return Ok(());
+    }
+    let unified = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.unified().as_ref());
+    let mut keys: Vec<&String> = unified.into_iter().flat_map(|u| u.keys()).collect();
+    keys.sort();
+    for key in keys {
+        let controller = key.split_once('.').map_or(key.as_str(), |(c, _)| c);
+        let served = controller == "cgroup"
+            || host
+                .v2_hierarchy()
+                .is_some_and(|v2| v2.controllers.iter().any(|c| c == controller));
+        if !served {
+            return Err(EngineError::invalid(
+                "linux.resources.unified",
+                key,
+                format!("invalid configuration: cannot use unified on cgroup v1 for `{controller}`, which this host's cgroup2 hierarchy does not serve"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the pid file atomically (runc's `--pid-file`).

@@ -83,7 +83,20 @@ pub fn update(root: &StateRoot, id: &str, delta: &LinuxResources) -> Result<Linu
         );
         delta.set_devices(None);
     }
-    let (merged, to_apply) = merge_resources(&current, &delta)?;
+    let (mut merged, mut to_apply) = merge_resources(&current, &delta)?;
+    // As runc: `--memory -1` alone lifts the swap limit too, since the
+    // kernel never lets memory+swap fall below the memory limit.
+    if delta
+        .memory()
+        .as_ref()
+        .is_some_and(|m| m.limit() == Some(-1) && m.swap().is_none())
+    {
+        for r in [&mut merged, &mut to_apply] {
+            if let Some(m) = r.memory_mut() {
+                m.set_swap(Some(-1));
+            }
+        }
+    }
     cgroup_of(&state)?.apply(&to_apply)?;
     let linux = state.spec.linux_mut().get_or_insert_with(Linux::default);
     linux.set_resources(Some(merged.clone()));

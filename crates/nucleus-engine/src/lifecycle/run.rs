@@ -4,6 +4,7 @@
 
 use super::delete::delete_known;
 use super::{prepare, write_pid_file};
+use crate::attach::Attach;
 use crate::error::{EngineError, Result};
 use crate::hooks::{self, HookKind};
 use crate::launch::sync;
@@ -46,9 +47,19 @@ pub(crate) const FORWARDED: [Signal; 8] = [
 /// Runs container `id`. Returns the workload's exit status (128+N if it was
 /// killed by signal N); 0 when detached.
 pub fn run(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<i32> {
+    run_with(root, id, opts, None)
+}
+
+/// [`run`], with a front end's attach step (see [`crate::attach`]).
+pub fn run_with(
+    root: &StateRoot,
+    id: &str,
+    opts: &RunOptions<'_>,
+    attach: Option<&mut dyn Attach>,
+) -> Result<i32> {
     // Blocked before clone so no signal is lost; the child unblocks them.
     let blocked = BlockedSignals::block(!opts.detach)?;
-    run_blocked(root, id, opts, &blocked.set)
+    run_blocked(root, id, opts, &blocked.set, attach)
 }
 
 /// The signals a foreground run or exec forwards, blocked (so a signalfd can
@@ -90,8 +101,9 @@ fn run_blocked(
     id: &str,
     opts: &RunOptions<'_>,
     forwarded: &SigSet,
+    attach: Option<&mut dyn Attach>,
 ) -> Result<i32> {
-    let spawned = spawn(root, id, opts)?;
+    let spawned = spawn_with(root, id, opts, attach)?;
     if opts.detach {
         return Ok(0);
     }
@@ -100,6 +112,7 @@ fn run_blocked(
         Some(m) => crate::tty::proxy_until_exit(forwarded, spawned.pid, m, deadline)?,
         None => forward_until_exit(forwarded, spawned.pid, deadline)?,
     };
+    crate::fault::point("run-exited");
     let t = std::time::Instant::now();
     if !opts.keep {
         delete_known(root, spawned.state)?;
@@ -134,6 +147,16 @@ impl Spawned {
 /// Creates and starts container `id` and returns once the workload has
 /// been executed. The init inherits this process's stdin, stdout and stderr.
 pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawned> {
+    spawn_with(root, id, opts, None)
+}
+
+/// [`spawn`], with a front end's attach step (see [`crate::attach`]).
+pub fn spawn_with(
+    root: &StateRoot,
+    id: &str,
+    opts: &RunOptions<'_>,
+    attach: Option<&mut dyn Attach>,
+) -> Result<Spawned> {
     let t = std::time::Instant::now();
     let p = prepare(root, id, opts.bundle)?;
     tracing::debug!(
@@ -165,6 +188,8 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
         cgroup_mounts: &p.cgroup_mounts,
         seccomp_cache: Some(&root.seccomp_cache_dir()),
         state_dir: p.reservation.dir.as_ref(),
+        // Reborrowed: the request's lifetime is shorter than the caller's.
+        attach: attach.map(|a| a as &mut dyn Attach),
     })?;
     tracing::debug!(
         id,
@@ -174,6 +199,7 @@ pub fn spawn(root: &StateRoot, id: &str, opts: &RunOptions<'_>) -> Result<Spawne
     let t = std::time::Instant::now();
     // End-of-file means execve succeeded (the child's end is close-on-exec).
     sync::start_and_confirm_exec(&launched.sync)?;
+    crate::fault::point("run-started");
     tracing::debug!(
         id,
         elapsed_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),

@@ -12,6 +12,7 @@ use std::os::fd::AsFd;
 /// Starts container `id`, which must be `created`.
 pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let dir = root.open(id)?;
+    crate::fault::point("start-locked");
     let state = dir.load()?;
     let status = dir.status(&state);
     if status != Status::Created {
@@ -39,6 +40,10 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| EngineError::io("open exec fifo", &fifo_path, e.into()))?;
+    let gone = || EngineError::Child {
+        step: "start".into(),
+        detail: "container init exited before it could be started".into(),
+    };
     loop {
         let mut fds = [
             PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
@@ -51,38 +56,37 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
         }
         let fifo_ready = fds[0]
             .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let init_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
-        if fifo_ready
-            || fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
-        {
-            let mut b = [0u8; 1];
-            match nix::unistd::read(&fifo, &mut b) {
-                Ok(1) => break,
-                // EOF: the init closed the fifo without the go byte (it failed).
-                Ok(0) => {
-                    return Err(EngineError::Child {
-                        step: "start".into(),
-                        detail: "container init exited before it could be started".into(),
-                    })
-                }
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(EngineError::io("read exec fifo", &fifo_path, e.into())),
-            }
+            .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP));
+        // The init opened its end: from now on EOF is the answer, whatever the pidfd says.
+        if fifo_ready {
+            break;
         }
-        if init_gone {
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return Err(gone());
+        }
+    }
+    // The go byte, then EOF when the close-on-exec write end closes at
+    // execve; or an error line from a step that failed after create returned.
+    let reply =
+        read_to_eof(&fifo).map_err(|e| EngineError::io("read exec fifo", &fifo_path, e.into()))?;
+    crate::fault::point("start-after-fifo");
+    match reply.strip_prefix(crate::launch::FIFO_GO) {
+        Some([]) => {}
+        None if reply.is_empty() => return Err(gone()),
+        _ => {
+            let text = String::from_utf8_lossy(&reply);
+            let text = text.strip_prefix("0").unwrap_or(&text);
+            let text = text.strip_prefix(crate::launch::FIFO_ERROR).unwrap_or(text);
+            let (step, detail) = text.split_once(": ").unwrap_or(("start", text));
             return Err(EngineError::Child {
-                step: "start".into(),
-                detail: "container init exited before it could be started".into(),
+                step: step.to_string(),
+                detail: detail.to_string(),
             });
         }
     }
-    // The init's write end is close-on-exec: EOF means the workload runs.
-    wait_for_eof(&fifo);
     std::fs::remove_file(&fifo_path)
         .map_err(|e| EngineError::io("remove exec fifo", &fifo_path, e))?;
+    crate::fault::point("start-fifo-removed");
     tracing::debug!(id, pid = state.pid, "container started");
     if let Err(e) = hooks::run_all(
         HookKind::Poststart,
@@ -94,20 +98,27 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until the writer closes the fifo (execve, or the init's death).
-fn wait_for_eof(fifo: &std::os::fd::OwnedFd) {
-    let mut b = [0u8; 16];
+/// Reads until the writer closes the fifo (execve, or the init's death);
+/// at most a few KiB are kept.
+fn read_to_eof(fifo: &std::os::fd::OwnedFd) -> Result<Vec<u8>, nix::errno::Errno> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 512];
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
+            Err(e) => return Err(e),
             Ok(_) => {}
         }
         match nix::unistd::read(fifo, &mut b) {
-            Ok(0) | Err(nix::errno::Errno::EBADF) => return,
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
+            Ok(0) => return Ok(out),
+            Ok(n) => {
+                if out.len() < 4096 {
+                    out.extend_from_slice(&b[..n]);
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 
 /// JSON path of the profile inside config.json; prefixes every field in errors.
 const FIELD: &str = "linux.seccomp";
+/// Syscalls that may not be sent to a notify supervisor.
+const NOTIFY_FORBIDDEN: &[&str] = &["write"];
 /// errno for `SCMP_ACT_ERRNO`/`SCMP_ACT_TRACE` without `errnoRet` (runtime-spec default).
 const DEFAULT_ERRNO_RET: u32 = libc::EPERM as u32;
 /// Syscalls have at most six arguments.
@@ -76,6 +78,8 @@ pub enum SeccompError {
     },
     #[error("{FIELD}.defaultAction: `SCMP_ACT_NOTIFY` cannot be the default action")]
     CheckDefaultAction,
+    #[error("{field}: `SCMP_ACT_NOTIFY` cannot be used for `{name}`: the init calls it after the filter is loaded")]
+    CheckNotifySyscall { field: String, name: String },
     #[error("failed to create a libseccomp filter with default action `{action}`")]
     CreateFilter { action: String, source: ScmpError },
     #[error("failed to set libseccomp attribute `{attr}`")]
@@ -107,7 +111,8 @@ pub enum SeccompError {
     CheckProgramLength { len: usize, max: usize },
     #[error("failed to parse the container state json for the seccomp agent")]
     ParseState { source: serde_json::Error },
-    #[error("failed to connect to the seccomp agent at `{}`", .path.display())]
+    // "failed to connect with seccomp agent" is runc's wording, which clients match.
+    #[error("failed to connect with seccomp agent specified in the seccomp profile at `{}` (linux.seccomp.listenerPath)", .path.display())]
     ConnectListener { path: PathBuf, source: io::Error },
     #[error("failed to send the seccomp notify fd to the agent at `{}`", .path.display())]
     SendToListener { path: PathBuf, source: Errno },
@@ -337,6 +342,14 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
         }
         let arg_sets = expand_args(syscall.args().as_deref().unwrap_or_default(), i)?;
         for (j, name) in syscall.names().iter().enumerate() {
+            // A supervisor that blocks on `write` could deadlock the
+            // container's logging and our own error reports (runc refuses it too).
+            if action == ScmpAction::Notify && NOTIFY_FORBIDDEN.contains(&name.as_str()) {
+                return Err(SeccompError::CheckNotifySyscall {
+                    field: format!("{FIELD}.syscalls[{i}].names[{j}]"),
+                    name: name.clone(),
+                });
+            }
             let Ok(nr) = ScmpSyscall::from_name(name) else {
                 tracing::warn!(
                     syscall = %name,
@@ -1078,6 +1091,13 @@ mod tests {
             compile_error(json!({"defaultAction": "SCMP_ACT_NOTIFY"})),
             "linux.seccomp.defaultAction: `SCMP_ACT_NOTIFY` cannot be the default action"
         );
+        assert_eq!(
+            compile_error(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]
+            })),
+            "linux.seccomp.syscalls[0].names[1]: `SCMP_ACT_NOTIFY` cannot be used for `write`: the init calls it after the filter is loaded"
+        );
     }
 
     #[test]
@@ -1162,7 +1182,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "failed to connect to the seccomp agent at `{}`",
+                "failed to connect with seccomp agent specified in the seccomp profile at `{}` (linux.seccomp.listenerPath)",
                 path.display()
             )
         );

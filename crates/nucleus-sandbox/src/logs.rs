@@ -2,9 +2,11 @@
 //! JSON lines `{"time","stream","log"}` into `<bundle>/container.log`,
 //! rotated once (to `container.log.1`) at `MAX_LOG_BYTES`; `nucleus logs`
 //! reads them back. Buffers are small and fixed: the monitor must stay tiny.
+//! Reading returns entries; printing them is the front end's.
 
-use super::clock;
-use anyhow::{Context, Result};
+use crate::clock;
+use crate::error::{Result, SandboxError};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -33,7 +35,7 @@ impl LogWriter {
             .create(true)
             .append(true)
             .open(&path)
-            .with_context(|| format!("open `{}`", path.display()))?;
+            .map_err(|e| SandboxError::io("open", &path, e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogWriter {
             path,
@@ -49,18 +51,17 @@ impl LogWriter {
         line.push('\n');
         if self.size + line.len() as u64 > self.max && self.size > 0 {
             let old = self.path.with_extension("log.1");
-            fs::rename(&self.path, &old)
-                .with_context(|| format!("rotate `{}`", self.path.display()))?;
+            fs::rename(&self.path, &old).map_err(|e| SandboxError::io("rotate", &self.path, e))?;
             self.file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
-                .with_context(|| format!("open `{}`", self.path.display()))?;
+                .map_err(|e| SandboxError::io("open", &self.path, e))?;
             self.size = 0;
         }
         self.file
             .write_all(line.as_bytes())
-            .with_context(|| format!("write `{}`", self.path.display()))?;
+            .map_err(|e| SandboxError::io("write", &self.path, e))?;
         self.size += line.len() as u64;
         Ok(())
     }
@@ -107,7 +108,7 @@ impl LineSplitter {
 }
 
 /// One parsed entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     pub time: String,
     pub stream: String,
@@ -142,28 +143,14 @@ pub fn read_all(dir: &Path) -> Vec<Entry> {
     out
 }
 
-/// Prints entries: stdout ones to stdout, stderr ones to stderr.
-pub fn print(entries: &[Entry], timestamps: bool) -> Result<()> {
-    let mut so = std::io::stdout().lock();
-    let mut se = std::io::stderr().lock();
-    for e in entries {
-        let w: &mut dyn Write = if e.stream == "stderr" {
-            &mut se
-        } else {
-            &mut so
-        };
-        if timestamps {
-            write!(w, "{} ", e.time)?;
-        }
-        w.write_all(e.log.as_bytes())?;
-    }
-    so.flush()?;
-    Ok(())
-}
-
-/// Follows the current log file from `offset` until `done()` says the
-/// container has stopped and nothing new has arrived.
-pub fn follow(dir: &Path, timestamps: bool, done: impl Fn() -> bool) -> Result<()> {
+/// Follows the current log file from its end, handing each new entry to
+/// `emit`, until `done()` says the container has stopped and nothing new
+/// has arrived. An error from `emit` (a closed pipe) ends it.
+pub fn follow(
+    dir: &Path,
+    done: impl Fn() -> bool,
+    mut emit: impl FnMut(&Entry) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let path = dir.join(LOG_FILE);
     let mut offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut partial = String::new();
@@ -184,7 +171,7 @@ pub fn follow(dir: &Path, timestamps: bool, done: impl Fn() -> bool) -> Result<(
                 line.clear();
                 if partial.ends_with('\n') {
                     if let Some(e) = parse(partial.trim_end()) {
-                        print(&[e], timestamps)?;
+                        emit(&e)?;
                     }
                     partial.clear();
                 }

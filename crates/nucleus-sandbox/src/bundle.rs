@@ -9,9 +9,10 @@
 //! is a fork of the process holding the fd, so it still has it when it
 //! mounts; close_range marks it close-on-exec before the workload runs.
 
-use super::agent_root::Symlink;
-use super::spec_builder::{ContextMode, Plan};
-use anyhow::{bail, Context, Result};
+use crate::agent_root::Symlink;
+use crate::compile::Plan;
+use crate::error::{Field, Result, SandboxError};
+use crate::spec::{ContextMode, Secret};
 use nix::sys::stat::{fchmod, Mode};
 use nix::unistd::{fchown, Gid, Uid};
 use serde_json::json;
@@ -47,12 +48,12 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf> {
         .recursive(true)
         .mode(0o711)
         .create(&base)
-        .with_context(|| format!("create `{}`", base.display()))?;
+        .map_err(|e| SandboxError::io("create", &base, e))?;
     let path = bundle_path(root, id);
     fs::DirBuilder::new()
         .mode(0o711)
         .create(&path)
-        .with_context(|| format!("create `{}`", path.display()))?;
+        .map_err(|e| SandboxError::io("create", &path, e))?;
     Ok(path)
 }
 
@@ -95,24 +96,23 @@ fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result
         .recursive(true)
         .mode(0o711)
         .create(&base)
-        .with_context(|| format!("create `{}`", base.display()))?;
+        .map_err(|e| SandboxError::io("create", &base, e))?;
     let tmp = base.join(format!(".tmp-{}-{key}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::DirBuilder::new()
         .mode(0o755)
         .create(&tmp)
-        .with_context(|| format!("create `{}`", tmp.display()))?;
+        .map_err(|e| SandboxError::io("create", &tmp, e))?;
     for d in dirs {
         let p = tmp.join(d);
         fs::DirBuilder::new()
             .mode(if d == "root" { 0o700 } else { 0o755 })
             .create(&p)
-            .with_context(|| format!("create `{}`", p.display()))?;
+            .map_err(|e| SandboxError::io("create", &p, e))?;
     }
     for (link, target) in symlinks {
         let p = tmp.join(link);
-        std::os::unix::fs::symlink(target, &p)
-            .with_context(|| format!("symlink `{}`", p.display()))?;
+        std::os::unix::fs::symlink(target, &p).map_err(|e| SandboxError::io("symlink", &p, e))?;
     }
     match fs::rename(&tmp, &path) {
         Ok(()) => Ok(path),
@@ -121,7 +121,7 @@ fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result
             let _ = fs::remove_dir_all(&tmp);
             Ok(path)
         }
-        Err(e) => Err(e).with_context(|| format!("create `{}`", path.display())),
+        Err(e) => Err(SandboxError::io("create", &path, e)),
     }
 }
 
@@ -129,21 +129,26 @@ fn ensure_skeleton(root: &Path, dirs: &[String], symlinks: &[Symlink]) -> Result
 pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     if plan.generated_root {
         let root = dir.parent().and_then(Path::parent).ok_or_else(|| {
-            anyhow::anyhow!("bundle `{}` is not under a state root", dir.display())
+            SandboxError::io(
+                "find the state root of",
+                dir,
+                std::io::ErrorKind::NotFound.into(),
+            )
         })?;
         let skeleton = ensure_skeleton(root, &plan.dirs, &plan.symlinks)?;
         plan.spec["root"]["path"] = json!(skeleton);
         plan.spec["annotations"][nucleus_engine::spec::ROOTFS_TMPFS_ANNOTATION] = json!("true");
     }
+    let etc = dir.join("etc");
     fs::DirBuilder::new()
         .mode(0o755)
-        .create(dir.join("etc"))
-        .context("create etc")?;
+        .create(&etc)
+        .map_err(|e| SandboxError::io("create", &etc, e))?;
     for (rel, text) in &plan.files {
         let p = dir.join(rel);
-        fs::write(&p, text).with_context(|| format!("write `{}`", p.display()))?;
+        fs::write(&p, text).map_err(|e| SandboxError::io("write", &p, e))?;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("chmod `{}`", p.display()))?;
+            .map_err(|e| SandboxError::io("chmod", &p, e))?;
     }
     let mut extra = Vec::new();
     if let Some((src, mode)) = &plan.context {
@@ -151,11 +156,20 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
             ContextMode::Copy => {
                 let dest = dir.join("context");
                 copy_tree(src, &dest).map_err(|e| {
-                    anyhow::anyhow!("--context: cannot copy `{}`: {e:#}", src.display())
+                    SandboxError::invalid(
+                        Field::Context,
+                        src.display().to_string(),
+                        format!("cannot copy: {e}"),
+                    )
                 })?;
                 if plan.uid != 0 || plan.gid != 0 {
-                    chown_tree(&dest, plan.uid, plan.gid)
-                        .context("--context: give the copy to the workload user")?;
+                    chown_tree(&dest, plan.uid, plan.gid).map_err(|e| {
+                        SandboxError::invalid(
+                            Field::Context,
+                            src.display().to_string(),
+                            format!("cannot give the copy to the workload user: {e}"),
+                        )
+                    })?;
                 }
                 extra.push(json!({"destination": "/context", "type": "bind", "source": dest, "options": ["rbind", "nosuid", "nodev"]}));
             }
@@ -167,9 +181,9 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     let mut secret_fds = Vec::new();
     if !plan.secrets.is_empty() {
         let (mnt, names) = secrets_tmpfs(&plan.secrets, plan.uid, plan.gid)?;
-        for ((_, dest), name) in plan.secrets.iter().zip(names) {
+        for (secret, name) in plan.secrets.iter().zip(names) {
             extra.push(json!({
-                "destination": dest, "type": "bind", "source": format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd()),
+                "destination": secret.destination, "type": "bind", "source": format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd()),
                 "options": ["bind", "ro", "nosuid", "nodev", "noexec"]
             }));
         }
@@ -181,8 +195,11 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     plan.spec["annotations"][nucleus_engine::state::OWNED_BUNDLE_ANNOTATION] = json!(dir);
     let config = dir.join("config.json");
     // Compact: the engine is its only reader, and this is on the start path.
-    let text = serde_json::to_vec(&plan.spec)?;
-    fs::write(&config, text).with_context(|| format!("write `{}`", config.display()))?;
+    let text = serde_json::to_vec(&plan.spec).map_err(|e| SandboxError::Encode {
+        what: "config.json",
+        reason: e.to_string(),
+    })?;
+    fs::write(&config, text).map_err(|e| SandboxError::io("write", &config, e))?;
     Ok(Bundle {
         path: dir.to_path_buf(),
         secret_fds,
@@ -198,25 +215,28 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
 /// Not a memfd: the kernel refuses to bind-mount a memfd (EINVAL, its
 /// internal mount is in no namespace), while binding from a detached mount
 /// is allowed since Linux 6.15.
-fn secrets_tmpfs(
-    secrets: &[(PathBuf, String)],
-    uid: u32,
-    gid: u32,
-) -> Result<(OwnedFd, Vec<String>)> {
+fn secrets_tmpfs(secrets: &[Secret], uid: u32, gid: u32) -> Result<(OwnedFd, Vec<String>)> {
     use rustix::mount::{
         fsconfig_create, fsconfig_set_string, fsmount, fsopen, FsMountFlags, FsOpenFlags,
         MountAttrFlags,
     };
-    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).context("--secret: fsopen tmpfs")?;
+    let sys = |op: &'static str| {
+        move |e: rustix::io::Errno| SandboxError::Sys {
+            op,
+            source: nix::errno::Errno::from_raw(e.raw_os_error()),
+        }
+    };
+    let fs =
+        fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(sys("fsopen the secrets tmpfs"))?;
     let total: u64 = secrets
         .iter()
-        .filter_map(|(p, _)| fs::metadata(p).ok())
+        .filter_map(|s| fs::metadata(&s.source).ok())
         .map(|m| m.len())
         .sum();
     fsconfig_set_string(&fs, "size", (total + 64 * 1024).to_string())
-        .context("--secret: size the tmpfs")?;
-    fsconfig_set_string(&fs, "mode", "0700").context("--secret: mode of the tmpfs")?;
-    fsconfig_create(&fs).context("--secret: create the tmpfs")?;
+        .map_err(sys("size the secrets tmpfs"))?;
+    fsconfig_set_string(&fs, "mode", "0700").map_err(sys("set the mode of the secrets tmpfs"))?;
+    fsconfig_create(&fs).map_err(sys("create the secrets tmpfs"))?;
     let mnt = fsmount(
         &fs,
         FsMountFlags::empty(),
@@ -224,41 +244,49 @@ fn secrets_tmpfs(
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,
     )
-    .context("--secret: fsmount the tmpfs")?;
+    .map_err(sys("fsmount the secrets tmpfs"))?;
     let mut names = Vec::new();
-    for (i, (src, _)) in secrets.iter().enumerate() {
+    for (i, s) in secrets.iter().enumerate() {
         let name = format!("secret{i}");
-        write_secret(&mnt, &name, src, uid, gid)
-            .map_err(|e| anyhow::anyhow!("--secret: invalid value `{}`: {e:#}", src.display()))?;
+        write_secret(&mnt, &name, &s.source, uid, gid)
+            .map_err(|e| SandboxError::invalid(Field::Secret, s.source.display().to_string(), e))?;
         names.push(name);
     }
     Ok((mnt, names))
 }
 
-fn write_secret(dir: &OwnedFd, name: &str, src: &Path, uid: u32, gid: u32) -> Result<()> {
+/// Copies one secret into the tmpfs; the error says which step failed.
+fn write_secret(
+    dir: &OwnedFd,
+    name: &str,
+    src: &Path,
+    uid: u32,
+    gid: u32,
+) -> std::result::Result<(), String> {
     use rustix::fs::{openat, Mode as RMode, OFlags};
-    let file = fs::File::open(src).context("open")?;
-    let len = file.metadata().context("stat")?.len();
+    let file = fs::File::open(src).map_err(|e| format!("open: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
     if len > MAX_SECRET_BYTES {
-        bail!("larger than {MAX_SECRET_BYTES} bytes");
+        return Err(format!("larger than {MAX_SECRET_BYTES} bytes"));
     }
     // Sized up front so the buffer never reallocates and leaves stray copies.
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0) + 1);
-    let result = (|| -> Result<()> {
+    let result = (|| -> std::result::Result<(), String> {
         file.take(MAX_SECRET_BYTES)
             .read_to_end(&mut buf)
-            .context("read")?;
+            .map_err(|e| format!("read: {e}"))?;
         let fd = openat(
             dir,
             name,
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
             RMode::from_raw_mode(0o400),
         )
-        .context("create in tmpfs")?;
+        .map_err(|e| format!("create in tmpfs: {e}"))?;
         let mut f = fs::File::from(fd);
-        f.write_all(&buf).context("write")?;
-        fchmod(&f, Mode::from_bits_truncate(0o400)).context("fchmod")?;
-        fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).context("fchown")?;
+        f.write_all(&buf).map_err(|e| format!("write: {e}"))?;
+        fchmod(&f, Mode::from_bits_truncate(0o400)).map_err(|e| format!("fchmod: {e}"))?;
+        fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| format!("fchown: {e}"))?;
         Ok(())
     })();
     buf.fill(0);
@@ -271,22 +299,32 @@ fn write_secret(dir: &OwnedFd, name: &str, src: &Path, uid: u32, gid: u32) -> Re
 /// copy_file_range, so reflinks where the filesystem has them), symlinks as
 /// symlinks, modes kept. Devices, sockets and fifos are skipped.
 fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
-    let meta = fs::metadata(src).context("stat")?;
+    let meta = fs::metadata(src).map_err(|e| SandboxError::io("stat", src, e))?;
     if !meta.is_dir() {
-        bail!("not a directory");
+        return Err(SandboxError::io(
+            "copy",
+            src,
+            std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        ));
     }
-    fs::create_dir(dest).with_context(|| format!("create `{}`", dest.display()))?;
-    fs::set_permissions(dest, meta.permissions())?;
-    for entry in fs::read_dir(src).with_context(|| format!("read `{}`", src.display()))? {
-        let entry = entry?;
+    fs::create_dir(dest).map_err(|e| SandboxError::io("create", dest, e))?;
+    fs::set_permissions(dest, meta.permissions())
+        .map_err(|e| SandboxError::io("chmod", dest, e))?;
+    for entry in fs::read_dir(src).map_err(|e| SandboxError::io("read", src, e))? {
+        let entry = entry.map_err(|e| SandboxError::io("read", src, e))?;
         let (from, to) = (entry.path(), dest.join(entry.file_name()));
-        let ft = entry.file_type()?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| SandboxError::io("stat", &from, e))?;
         if ft.is_dir() {
             copy_tree(&from, &to)?;
         } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+            let target =
+                fs::read_link(&from).map_err(|e| SandboxError::io("read link", &from, e))?;
+            std::os::unix::fs::symlink(target, &to)
+                .map_err(|e| SandboxError::io("symlink", &to, e))?;
         } else if ft.is_file() {
-            fs::copy(&from, &to).with_context(|| format!("copy `{}`", from.display()))?;
+            fs::copy(&from, &to).map_err(|e| SandboxError::io("copy", &from, e))?;
         }
     }
     Ok(())
@@ -294,10 +332,17 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .with_context(|| format!("chown `{}`", path.display()))?;
-    if fs::symlink_metadata(path)?.is_dir() {
-        for entry in fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
+        .map_err(|e| SandboxError::io("chown", path, e))?;
+    if fs::symlink_metadata(path)
+        .map_err(|e| SandboxError::io("stat", path, e))?
+        .is_dir()
+    {
+        for entry in fs::read_dir(path).map_err(|e| SandboxError::io("read", path, e))? {
+            chown_tree(
+                &entry.map_err(|e| SandboxError::io("read", path, e))?.path(),
+                uid,
+                gid,
+            )?;
         }
     }
     Ok(())
@@ -325,7 +370,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("s");
         fs::write(&src, b"hunter2").unwrap();
-        let (mnt, names) = secrets_tmpfs(&[(src, "/run/secrets/s".into())], 1000, 1000).unwrap();
+        let (mnt, names) = secrets_tmpfs(
+            &[Secret {
+                source: src,
+                destination: "/run/secrets/s".into(),
+            }],
+            1000,
+            1000,
+        )
+        .unwrap();
         let path = format!("/proc/self/fd/{}/{}", mnt.as_raw_fd(), names[0]);
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o400);

@@ -1,0 +1,343 @@
+//! `POST /v1/sandboxes/{id}/exec`: runs a command in a sandbox and streams
+//! its output as it comes, one JSON object per line
+//! (`application/x-ndjson`):
+//! `{"type":"stdout","data":"<base64>"}`, the same for `stderr`, then
+//! `{"type":"exit","exit_code":N,"timed_out":false}` (or `{"type":"error",…}`).
+//!
+//! The command runs through `nucleus exec` as a child process: the engine
+//! forks the exec'd process from its caller, which must not be this
+//! threaded server. `--pid-file` tells the two apart: stderr before the
+//! pid file exists is nucleus's own (an error event if nothing ran), and
+//! the pid is what a timeout kills, with its descendants.
+
+use crate::error::ApiError;
+use crate::Shared;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::Response;
+use axum::Json;
+use base64::Engine as _;
+use nucleus_engine::state::StateRoot;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// The exit code `nucleus exec` uses for its own failures.
+const EXEC_RUNTIME_ERRORS: [i32; 2] = [255, 1];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecRequest {
+    /// argv; or give `shell`.
+    pub cmd: Vec<String>,
+    /// A command line for `/bin/sh -c`.
+    pub shell: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    /// Base64 bytes written to the command's stdin, which is then closed.
+    pub stdin: Option<String>,
+    /// Seconds; the command is killed after that long.
+    pub timeout: Option<f64>,
+    /// A pseudo-terminal (stdout and stderr then arrive as `stdout`).
+    pub tty: bool,
+}
+
+impl ExecRequest {
+    fn argv(&self) -> Result<Vec<String>, ApiError> {
+        match (&self.shell, self.cmd.is_empty()) {
+            (Some(_), false) => Err(ApiError::invalid(
+                "cmd",
+                self.cmd.join(" "),
+                "give `cmd` or `shell`, not both",
+            )),
+            (Some(s), true) => Ok(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            (None, false) => Ok(self.cmd.clone()),
+            (None, true) => Err(ApiError::invalid("cmd", "", "a command is required")),
+        }
+    }
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Files of one exec under `<root>/.api/`, removed on drop.
+struct ExecFiles {
+    pid: PathBuf,
+    log: PathBuf,
+}
+
+impl ExecFiles {
+    fn new(root: &std::path::Path) -> Result<Self, ApiError> {
+        let dir = root.join(".api");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::Exec(format!("create {}: {e}", dir.display())))?;
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let stem = format!("exec-{}-{n}", std::process::id());
+        Ok(ExecFiles {
+            pid: dir.join(format!("{stem}.pid")),
+            log: dir.join(format!("{stem}.log")),
+        })
+    }
+
+    fn read_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pid).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for ExecFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn line(v: serde_json::Value) -> Bytes {
+    let mut b = serde_json::to_vec(&v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn chunk(stream: &str, data: &[u8]) -> Bytes {
+    let data = base64::engine::general_purpose::STANDARD.encode(data);
+    line(json!({"type": stream, "data": data}))
+}
+
+/// Relays one output pipe. With `gate`, output is held back until that
+/// file (the pid file) exists: before it, whatever arrives on stderr is
+/// nucleus's own error, and what is still held at EOF is returned.
+async fn pump(
+    mut r: impl AsyncRead + Unpin,
+    stream: &'static str,
+    tx: mpsc::Sender<Bytes>,
+    gate: Option<PathBuf>,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut held = Vec::new();
+    let mut open = gate.is_none();
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return held,
+            Ok(n) => {
+                if !open {
+                    open = gate.as_ref().is_some_and(|g| g.exists());
+                    held.extend_from_slice(&buf[..n]);
+                    if !open {
+                        continue;
+                    }
+                    let out = std::mem::take(&mut held);
+                    if tx.send(chunk(stream, &out)).await.is_err() {
+                        return Vec::new();
+                    }
+                    continue;
+                }
+                if tx.send(chunk(stream, &buf[..n])).await.is_err() {
+                    return held;
+                }
+            }
+        }
+    }
+}
+
+/// `pid` and every process descended from it (from
+/// `/proc/<pid>/task/<tid>/children`), so a shell's children go too.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() && all.len() < 4096 {
+        let p = all[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                    all.extend(
+                        text.split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// SIGKILL to the exec'd process and its descendants.
+fn kill(pid: Option<i32>) {
+    let Some(pid) = pid else { return };
+    for p in tree(pid)
+        .into_iter()
+        .filter_map(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
+pub async fn exec(
+    State(st): State<Shared>,
+    Path(query): Path<String>,
+    Json(req): Json<ExecRequest>,
+) -> Result<Response, ApiError> {
+    let argv = req.argv()?;
+    let stdin = match &req.stdin {
+        Some(s) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| ApiError::invalid("stdin", "…", format!("not base64: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(t) = req.timeout {
+        if !(t > 0.0 && t <= 86400.0) {
+            return Err(ApiError::invalid(
+                "timeout",
+                t.to_string(),
+                "seconds, more than 0 and at most 86400",
+            ));
+        }
+    }
+    let root = StateRoot::new(&st.root);
+    let id = nucleus_sandbox::names::resolve(&root, &query)?;
+    let files = ExecFiles::new(&st.root)?;
+
+    let mut c = tokio::process::Command::new(&st.exe);
+    c.arg("--root").arg(&st.root).arg("--log").arg(&files.log);
+    c.arg("exec").arg("--pid-file").arg(&files.pid);
+    if let Some(cwd) = &req.cwd {
+        c.arg("--cwd").arg(cwd);
+    }
+    for (k, v) in &req.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(ApiError::invalid("env", k, "a name without `=`"));
+        }
+        c.arg("--env").arg(format!("{k}={v}"));
+    }
+    if let Some(u) = &req.user {
+        c.arg("--user").arg(u);
+    }
+    if req.tty {
+        c.arg("--tty");
+    }
+    c.arg(&id).args(&argv);
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = c.spawn().map_err(|e| ApiError::Exec(e.to_string()))?;
+
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let input = child.stdin.take();
+    let timeout = req.timeout.map(Duration::from_secs_f64);
+    tokio::spawn(async move {
+        if let (Some(mut w), Some(data)) = (input, stdin) {
+            tokio::spawn(async move {
+                let _ = w.write_all(&data).await;
+            });
+        }
+        let gate = Some(files.pid.clone());
+        let out_pump = out.map(|o| tokio::spawn(pump(o, "stdout", tx.clone(), None)));
+        let err_pump = err.map(|e| tokio::spawn(pump(e, "stderr", tx.clone(), gate)));
+        let pumps = async move {
+            if let Some(a) = out_pump {
+                let _ = a.await;
+            }
+            match err_pump {
+                Some(b) => b.await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        let mut timed_out = false;
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
+                timed_out = true;
+                kill(files.read_pid());
+                child.wait().await
+            }
+            _ = tx.closed() => {
+                // The client went away: nothing reads the output any more.
+                kill(files.read_pid());
+                child.wait().await
+            }
+        };
+        // After a kill, a process that escaped the tree may still hold the
+        // pipes: give the output a moment, not forever.
+        let held = if timed_out || tx.is_closed() {
+            tokio::time::timeout(Duration::from_millis(500), pumps)
+                .await
+                .unwrap_or_default()
+        } else {
+            pumps.await
+        };
+        let code = match status {
+            Ok(s) => s.code().unwrap_or(-1),
+            Err(e) => {
+                let _ = tx
+                    .send(line(json!({"type": "error", "message": e.to_string()})))
+                    .await;
+                return;
+            }
+        };
+        if files.read_pid().is_none() && EXEC_RUNTIME_ERRORS.contains(&code) {
+            // Nothing was executed: what nucleus said is the error.
+            let text = String::from_utf8_lossy(&held);
+            let message = text.trim().trim_start_matches("nucleus: ").to_string();
+            let _ = tx
+                .send(line(
+                    json!({"type": "error", "message": message, "exit_code": code}),
+                ))
+                .await;
+            return;
+        }
+        if !held.is_empty() {
+            let _ = tx.send(chunk("stderr", &held)).await;
+        }
+        let _ = tx
+            .send(line(
+                json!({"type": "exit", "exit_code": code, "timed_out": timed_out}),
+            ))
+            .await;
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let body = Body::from_stream(tokio_stream::StreamExt::map(
+        stream,
+        Ok::<Bytes, std::convert::Infallible>,
+    ));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(body)
+        .map_err(|e| ApiError::Runtime(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_forms() {
+        let r = ExecRequest {
+            shell: Some("echo hi".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.argv().unwrap(), ["/bin/sh", "-c", "echo hi"]);
+        let r = ExecRequest {
+            cmd: vec!["ls".into()],
+            shell: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(r.argv().unwrap_err().to_string().contains("not both"));
+        assert!(ExecRequest::default().argv().is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! nucleus-api: `nucleus serve`, the sandbox API for agent frameworks. An
+//! HTTP/JSON server on a unix socket (mode 0600) and, with a bearer token,
+//! on a TCP address. It is a second front end of `nucleus-sandbox`, beside
+//! the CLI: sandboxes are created through `nucleus_sandbox::run` (detached,
+//! so each has its own monitor and outlives this server), managed through
+//! `nucleus_sandbox::manage`, and commands run through the `nucleus exec`
+//! verb as a child process (the engine forks, which a threaded server must
+//! not do itself). Files are read and written through `/proc/<pid>/root`
+//! with every path resolved inside the sandbox's root (`files`).
+//!
+//! It knows no command line: the CLI fills in a [`ServeConfig`].
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod exec;
+mod files;
+mod listen;
+mod openapi;
+mod sandboxes;
+
+pub use error::ApiError;
+
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `nucleus serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The engine's state root (`--root`).
+    pub root: PathBuf,
+    /// The unix socket to listen on.
+    pub socket: PathBuf,
+    /// An optional TCP address; needs `token_file`.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token for TCP clients.
+    pub token_file: Option<PathBuf>,
+    /// The `nucleus` binary: monitors and `exec` run it.
+    pub exe: PathBuf,
+    /// Pass `--debug` to the processes it starts.
+    pub debug: bool,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub root: PathBuf,
+    pub exe: PathBuf,
+    pub debug: bool,
+    /// Creates run one at a time: a create briefly holds inheritable
+    /// descriptors (secrets) that another create's monitor must not get.
+    pub create_lock: std::sync::Mutex<()>,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+/// The routes, without authentication.
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/health", get(sandboxes::health))
+        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/v1/sandboxes",
+            post(sandboxes::create).get(sandboxes::list),
+        )
+        .route(
+            "/v1/sandboxes/{id}",
+            get(sandboxes::get).delete(sandboxes::delete),
+        )
+        .route("/v1/sandboxes/{id}/stop", post(sandboxes::stop))
+        .route("/v1/sandboxes/{id}/logs", get(sandboxes::logs))
+        .route("/v1/sandboxes/{id}/stats", get(sandboxes::stats))
+        .route("/v1/sandboxes/{id}/exec", post(exec::exec))
+        .route(
+            "/v1/sandboxes/{id}/files",
+            get(files::read).put(files::write).delete(files::remove),
+        )
+        .route("/v1/sandboxes/{id}/files/list", get(files::list))
+        .route("/v1/sandboxes/{id}/files/stat", get(files::stat))
+        .route(
+            "/v1/sandboxes/{id}/files/archive",
+            get(files::archive_get).put(files::archive_put),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
+    let token = auth::load_token(cfg.listen.is_some(), cfg.token_file.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ApiError::Runtime(e.to_string()))?;
+    let state = Arc::new(AppState {
+        root: cfg.root.clone(),
+        exe: cfg.exe.clone(),
+        debug: cfg.debug,
+        create_lock: std::sync::Mutex::new(()),
+    });
+    runtime.block_on(listen::run(cfg, router(state), token))
+}

@@ -1,0 +1,211 @@
+//! `SandboxSpec` → an OCI spec plus the few files the bundle needs.
+//! Pure: everything read from the host (the system layout, passwd and group,
+//! policy files, device numbers) comes in through `Inputs`, so the
+//! translation is table-tested without root. The parts: `process` (user,
+//! env, command), `mounts` (root, volumes, tmpfs, generated `/etc`),
+//! `resources` (cgroup limits, rlimits), `security` (capabilities, seccomp,
+//! Landlock, annotations).
+
+mod mounts;
+mod process;
+mod resources;
+mod security;
+
+use crate::agent_root::{HostLayout, Symlink, MASKED_PATHS, READONLY_PATHS};
+use crate::error::{Field, Result, SandboxError};
+use crate::rootfs::{ImageConfig, RootfsSource};
+use crate::spec::{ContextMode, Network, SandboxSpec, Secret};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use security::DEGRADED_ANNOTATION;
+
+/// Policy files, already read (and checked against their pins) by `host::probe`.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    /// `linux.seccomp` to use; `None` means the agent default.
+    pub seccomp: Option<Value>,
+    /// `process.capabilities` from the caps policy.
+    pub caps: Option<Value>,
+    /// Landlock policy TOML.
+    pub landlock: Option<String>,
+}
+
+/// An image's root, made ready by the image store, and its config.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRoot<'a> {
+    /// The directory to use as the root (e.g. a mounted overlay).
+    pub rootfs: &'a Path,
+    pub config: &'a ImageConfig,
+}
+
+/// Everything the translation reads besides the spec.
+pub struct Inputs<'a> {
+    pub id: &'a str,
+    /// Agent mode's host layout (unused for other roots).
+    pub host: &'a HostLayout,
+    /// `/etc/passwd` and `/etc/group` of the host (agent mode) or the rootfs.
+    pub passwd: &'a str,
+    pub group: &'a str,
+    /// The host's resolv.conf (copied for host networking).
+    pub host_resolv: &'a str,
+    /// Block device path → (major, minor), for io limits.
+    pub device: &'a dyn Fn(&str) -> Option<(i64, i64)>,
+    /// `linux.seccomp` of agent mode, used unless a profile is given.
+    pub default_seccomp: &'a Value,
+    pub policies: &'a Policies,
+    /// Set for `RootfsSource::Image`.
+    pub image: Option<ImageRoot<'a>>,
+}
+
+impl std::fmt::Debug for Inputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("id", &self.id)
+            .field("host", &self.host)
+            .field("image", &self.image)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bundle to write: the spec, plus what `bundle` must make on disk.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub spec: Value,
+    /// Agent mode: the root is a shared skeleton, made by `bundle`.
+    pub generated_root: bool,
+    /// Files to write, relative to the bundle: (path, contents).
+    pub files: Vec<(String, String)>,
+    /// Symlinks to create, relative to the bundle's rootfs.
+    pub symlinks: Vec<Symlink>,
+    /// Empty directories to create, relative to the bundle's rootfs.
+    pub dirs: Vec<String>,
+    pub secrets: Vec<Secret>,
+    pub context: Option<(PathBuf, ContextMode)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub timeout: Option<Duration>,
+}
+
+/// Translates the spec (validated first). The context and secret mounts
+/// are added by `bundle`, whose sources exist only once it is written.
+pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
+    s.validate()?;
+    let agent = s.rootfs.is_host_derived();
+    let image = match (&s.rootfs, inp.image) {
+        (RootfsSource::Image(_), Some(img)) => Some(img),
+        (RootfsSource::Image(r), None) => {
+            return Err(SandboxError::invalid(
+                Field::Image,
+                r,
+                "images are not supported yet; give --rootfs or put the command after `--`",
+            ))
+        }
+        _ => None,
+    };
+    let config = image.map(|i| i.config);
+    let args = process::command(s, config);
+    let hostname = match &s.hostname {
+        Some(h) => h.clone(),
+        None => inp.id.chars().take(12).collect(),
+    };
+    let user = process::resolve_user(s, config, inp)?;
+    let cwd = s
+        .workdir
+        .clone()
+        .or_else(|| config.and_then(|c| c.working_dir.clone()))
+        .unwrap_or_else(|| "/".to_string());
+    let host_network = s.network == Network::Host;
+    let context = s.context.as_ref().map(|c| (c.source.clone(), c.mode));
+    let env = process::environment(s, config, &hostname, &user);
+
+    let mut m = mounts::plan(s, inp, &user, &hostname, host_network)?;
+    let landlock = security::landlock_text(s, inp, agent, &m.writable, &m.readable)?;
+    let mut annotations = security::annotations(s, landlock);
+    if let Some(c) = config {
+        for (k, v) in &c.labels {
+            annotations.entry(k.clone()).or_insert_with(|| json!(v));
+        }
+    }
+
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "uts"}),
+        json!({"type": "ipc"}),
+        json!({"type": "cgroup"}),
+    ];
+    if !host_network {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": resources::linux_resources(s, inp)?,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    });
+    // Assigned, not inside json!: the macro would re-serialize the whole
+    // profile (hundreds of rules) into a new Value, on the start path.
+    linux["seccomp"] = inp
+        .policies
+        .seccomp
+        .clone()
+        .unwrap_or_else(|| inp.default_seccomp.clone());
+    if host_network {
+        // The host's /sys belongs to the host's network namespace: not ours to mount.
+        m.mounts.retain(|m| m["destination"] != "/sys");
+        linux["maskedPaths"] = json!(MASKED_PATHS
+            .iter()
+            .filter(|p| !p.starts_with("/sys"))
+            .collect::<Vec<_>>());
+    }
+    let mut process = json!({
+        "terminal": s.tty,
+        "user": { "uid": user.uid, "gid": user.gid },
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": security::capabilities(s, inp)?,
+        "noNewPrivileges": true,
+    });
+    if !user.additional.is_empty() {
+        process["user"]["additionalGids"] = json!(user.additional);
+    }
+    let rlimits = resources::rlimits(s);
+    if !rlimits.is_empty() {
+        process["rlimits"] = json!(rlimits);
+    }
+    let root = match (&s.rootfs, image) {
+        (_, Some(img)) => json!({"path": img.rootfs, "readonly": s.read_only}),
+        (RootfsSource::Directory(dir), _) => json!({"path": dir, "readonly": s.read_only}),
+        _ => json!({"path": "rootfs", "readonly": true}),
+    };
+    let mut spec = json!({
+        "ociVersion": nucleus_engine::spec::OCI_VERSION,
+        "root": root,
+        "hostname": hostname,
+    });
+    spec["process"] = process;
+    spec["mounts"] = Value::Array(m.mounts);
+    // The engine names a default cgroup after the id, as runc does; keep a
+    // `nucleus-` prefix so these 64-hex-digit ids are findable on the host.
+    linux["cgroupsPath"] = json!(format!("nucleus-{}", inp.id));
+    spec["linux"] = linux;
+    spec["annotations"] = Value::Object(annotations);
+    Ok(Plan {
+        spec,
+        generated_root: agent,
+        files: m.files,
+        symlinks: m.symlinks,
+        dirs: m.dirs,
+        secrets: s.secrets.clone(),
+        context,
+        uid: user.uid,
+        gid: user.gid,
+        timeout: s.timeout(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

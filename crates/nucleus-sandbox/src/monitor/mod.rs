@@ -1,0 +1,331 @@
+//! The per-container monitor of a detached run. No daemon: each detached
+//! sandbox gets one small process (its own session) that
+//! - creates and starts the container with `lifecycle::spawn_with` (running
+//!   the network attachment step), so it is the init's parent and reaps it;
+//! - holds the container's stdio (stdin /dev/null, stdout and stderr pipes)
+//!   and writes them to the size-capped JSON log;
+//! - runs the sandbox's side tasks (`side_task`) alongside the container;
+//! - enforces the timeout, records the exit status in `<bundle>/exit.json`,
+//!   and with `rm` deletes the container.
+//!
+//! The monitor is a re-executed binary, not a fork: the front ends have no
+//! `unsafe`, and a fork of a threaded server would be. [`start`] runs
+//! `EXE --root ROOT --log BUNDLE/monitor.log [--debug] __monitor ARGS`;
+//! the binary must send `__monitor ARGS` to [`MonitorArgs::parse`] and
+//! [`serve`]. The monitor's stdout is a pipe back to the starter that
+//! carries one line, `ok` or `err KIND MESSAGE`, once the workload runs.
+//! It has no threads and one 8 KiB read buffer.
+
+mod supervise;
+
+use crate::error::{render_chain, LaunchFailure, Result, SandboxError};
+use crate::network::{EngineStep, NetworkAttach};
+use crate::side_task::SideTasks;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nucleus_engine::lifecycle::{self, RunOptions};
+use nucleus_engine::state::StateRoot;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use supervise::supervise;
+
+pub const EXIT_FILE: &str = "exit.json";
+/// The monitor's own diagnostics; its presence marks a monitored container.
+pub const MONITOR_LOG: &str = "monitor.log";
+/// The hidden verb the monitor binary answers to.
+pub const MONITOR_VERB: &str = "__monitor";
+
+/// What the monitor is asked to do: the part of its argv after `__monitor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorArgs {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// Kill the container after this long.
+    pub timeout: Option<Duration>,
+    /// Delete the container once it has exited.
+    pub rm: bool,
+}
+
+impl MonitorArgs {
+    /// `--id ID --bundle DIR [--timeout SECS] [--rm]`.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            "--id".into(),
+            self.id.clone().into(),
+            "--bundle".into(),
+            self.bundle.clone().into(),
+        ];
+        if let Some(t) = self.timeout {
+            a.push("--timeout".into());
+            a.push(t.as_secs_f64().to_string().into());
+        }
+        if self.rm {
+            a.push("--rm".into());
+        }
+        a
+    }
+
+    /// Parses what `to_args` wrote.
+    pub fn parse(args: &[String]) -> Result<MonitorArgs> {
+        let bad = |v: &str| SandboxError::MonitorArgs { arg: v.to_string() };
+        let (mut id, mut bundle, mut timeout, mut rm) = (None, None, None, false);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--id" => id = it.next().cloned(),
+                "--bundle" => bundle = it.next().map(PathBuf::from),
+                "--timeout" => {
+                    let v = it.next().ok_or_else(|| bad(a))?;
+                    timeout = Some(Duration::from_secs_f64(crate::parse::timeout(v)?));
+                }
+                "--rm" => rm = true,
+                other => return Err(bad(other)),
+            }
+        }
+        match (id, bundle) {
+            (Some(id), Some(bundle)) => Ok(MonitorArgs {
+                id,
+                bundle,
+                timeout,
+                rm,
+            }),
+            _ => Err(bad(&args.join(" "))),
+        }
+    }
+}
+
+/// The binary to run as monitor and its diagnostics switch.
+#[derive(Debug, Clone)]
+pub struct MonitorCommand {
+    pub exe: PathBuf,
+    pub debug: bool,
+}
+
+impl MonitorCommand {
+    /// This process's own executable (the `nucleus` binary).
+    pub fn current_exe(debug: bool) -> Result<MonitorCommand> {
+        let exe = std::env::current_exe().map_err(|e| SandboxError::MonitorStart {
+            reason: format!("cannot find the nucleus binary: {e}"),
+        })?;
+        Ok(MonitorCommand { exe, debug })
+    }
+}
+
+/// How a container ended, as `ps` and `inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitRecord {
+    pub exit_code: i32,
+    pub finished_at: String,
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+impl ExitRecord {
+    pub fn read(bundle: &Path) -> Option<ExitRecord> {
+        serde_json::from_slice(&std::fs::read(bundle.join(EXIT_FILE)).ok()?).ok()
+    }
+
+    /// Written with rename, so a reader never sees half a record.
+    pub fn write(&self, bundle: &Path) -> Result<()> {
+        let tmp = bundle.join(".exit.json.tmp");
+        let text = serde_json::to_vec(self).map_err(|e| SandboxError::Encode {
+            what: "the exit record",
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| SandboxError::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, bundle.join(EXIT_FILE))
+            .map_err(|e| SandboxError::io("rename", &tmp, e))
+    }
+}
+
+/// Starter side: runs the monitor for container `a.id` (bundle already
+/// written, secret fds open and inheritable) and waits for its report.
+pub fn start(cmd: &MonitorCommand, root: &Path, a: &MonitorArgs) -> Result<()> {
+    let fail = |reason: String| SandboxError::MonitorStart { reason };
+    let log = a.bundle.join(MONITOR_LOG);
+    // Made here, not by the binary's logging: it marks the container as monitored.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| SandboxError::io("create", &log, e))?;
+    let mut c = Command::new(&cmd.exe);
+    c.arg("--root").arg(root).arg("--log").arg(&log);
+    if cmd.debug {
+        c.arg("--debug");
+    }
+    c.arg(MONITOR_VERB).args(a.to_args());
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("{e}")))?;
+    let Some(out) = child.stdout.take() else {
+        return Err(fail("it has no status pipe".into()));
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(out).read_line(&mut line);
+    match line.trim_end().split_once(' ') {
+        None if line.trim_end() == "ok" => Ok(()),
+        Some(("err", rest)) => {
+            let (kind, message) = rest.split_once(' ').unwrap_or(("runtime", rest));
+            // The monitor exits right after reporting; reap it.
+            let _ = child.wait();
+            Err(SandboxError::MonitorReport {
+                kind: LaunchFailure::from_str_lossy(kind),
+                message: message.to_string(),
+            })
+        }
+        _ => {
+            let _ = child.wait();
+            Err(fail("it exited before the container started".into()))
+        }
+    }
+}
+
+/// Monitor side: the `__monitor` verb. Returns the monitor's exit code.
+pub fn serve(
+    root: &StateRoot,
+    a: &MonitorArgs,
+    network: &mut dyn NetworkAttach,
+    tasks: &dyn SideTasks,
+) -> Result<i32> {
+    // Role: monitor, on the host, root; the container init's parent.
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_name(c"nucleus:[mon]");
+    std::env::set_current_dir("/").map_err(|e| SandboxError::io("chdir to", "/", e))?;
+    let status = nix::unistd::dup(std::io::stdout()).map_err(|source| SandboxError::Sys {
+        op: "keep the status pipe",
+        source,
+    })?;
+    fcntl(&status, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|source| SandboxError::Sys {
+        op: "mark the status pipe close-on-exec",
+        source,
+    })?;
+    let mut status = File::from(status);
+    match start_container(root, a, network) {
+        Ok(started) => {
+            let _ = status.write_all(b"ok\n");
+            drop(status);
+            supervise(root, a, started, tasks)
+        }
+        Err(e) => {
+            let _ = writeln!(
+                status,
+                "err {} {}",
+                e.launch_failure().as_str(),
+                render_chain(&e).replace('\n', " ")
+            );
+            Ok(1)
+        }
+    }
+}
+
+/// A started container, its init a child of the monitor, and the read
+/// ends of its stdout and stderr.
+struct Started {
+    spawned: lifecycle::Spawned,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+fn start_container(
+    root: &StateRoot,
+    a: &MonitorArgs,
+    network: &mut dyn NetworkAttach,
+) -> Result<Started> {
+    let sys = |op: &'static str| move |source| SandboxError::Sys { op, source };
+    let devnull = File::open("/dev/null").map_err(|e| SandboxError::io("open", "/dev/null", e))?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("create the stdout pipe"))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("create the stderr pipe"))?;
+    // The init inherits fds 0-2: make them the container's stdio.
+    nix::unistd::dup2_stdin(&devnull).map_err(sys("dup2 stdin"))?;
+    nix::unistd::dup2_stdout(&out_w).map_err(sys("dup2 stdout"))?;
+    nix::unistd::dup2_stderr(&err_w).map_err(sys("dup2 stderr"))?;
+    drop((out_w, err_w));
+    let opts = RunOptions {
+        bundle: &a.bundle,
+        console_socket: None,
+        pid_file: None,
+        no_pivot: false,
+        preserve_fds: 0,
+        detach: true,
+        keep: true,
+        timeout: None,
+    };
+    let mut step = EngineStep {
+        id: &a.id,
+        bundle: &a.bundle,
+        step: network,
+    };
+    let spawned = lifecycle::spawn_with(root, &a.id, &opts, Some(&mut step));
+    // Only the container holds the pipes' write ends from now on.
+    let null_w = OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| SandboxError::io("open", "/dev/null", e))?;
+    let _ = nix::unistd::dup2_stdout(&null_w);
+    let _ = nix::unistd::dup2_stderr(&null_w);
+    let spawned = spawned.map_err(SandboxError::engine("start"))?;
+    Ok(Started {
+        spawned,
+        stdout: out_r,
+        stderr: err_r,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let a = MonitorArgs {
+            id: "abc".into(),
+            bundle: "/r/.bundles/abc".into(),
+            timeout: Some(Duration::from_millis(1500)),
+            rm: true,
+        };
+        let argv: Vec<String> = a
+            .to_args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "--id",
+                "abc",
+                "--bundle",
+                "/r/.bundles/abc",
+                "--timeout",
+                "1.5",
+                "--rm"
+            ]
+        );
+        assert_eq!(MonitorArgs::parse(&argv).unwrap(), a);
+        assert!(MonitorArgs::parse(&["--id".into(), "x".into()]).is_err());
+        assert!(MonitorArgs::parse(&["--bogus".into()]).is_err());
+    }
+
+    #[test]
+    fn exit_record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = ExitRecord {
+            exit_code: 3,
+            finished_at: "2026-01-01T00:00:00Z".into(),
+            timed_out: true,
+        };
+        r.write(dir.path()).unwrap();
+        assert_eq!(ExitRecord::read(dir.path()), Some(r));
+    }
+}

@@ -1,0 +1,117 @@
+"""The asynchronous client: ``AsyncSandbox`` and its ``files``, mirroring the sync one."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+import httpx
+
+from . import _common
+from ._common import Callback, Command
+from ._types import CommandResult, FileInfo
+
+
+def _client(socket: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=socket),
+        base_url="http://nucleus",
+        timeout=httpx.Timeout(None, connect=10.0),
+    )
+
+
+class AsyncFiles:
+    def __init__(self, sandbox: "AsyncSandbox"):
+        self._sb = sandbox
+
+    def _url(self, suffix: str = "") -> str:
+        return "/v1/sandboxes/%s/files%s" % (self._sb.id, suffix)
+
+    async def write(self, path: str, data: Union[bytes, str], mode: Optional[int] = None) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        params: Dict[str, Any] = {"path": path, "parents": "true"}
+        if mode is not None:
+            params["mode"] = "%o" % mode
+        r = await self._sb._http.put(self._url(), params=params, content=data)
+        _common.raise_for(r.status_code, r.text)
+
+    async def read(self, path: str) -> bytes:
+        r = await self._sb._http.get(self._url(), params={"path": path})
+        _common.raise_for(r.status_code, r.text)
+        return r.content
+
+    async def list(self, path: str = "/") -> List[FileInfo]:
+        r = await self._sb._http.get(self._url("/list"), params={"path": path})
+        _common.raise_for(r.status_code, r.text)
+        return [FileInfo.from_json(v) for v in r.json()]
+
+    async def remove(self, path: str, recursive: bool = False) -> None:
+        r = await self._sb._http.delete(self._url(), params={"path": path, "recursive": str(recursive).lower()})
+        _common.raise_for(r.status_code, r.text)
+
+
+class AsyncSandbox:
+    """``async with await AsyncSandbox.create(...) as sb:`` kills it on exit."""
+
+    def __init__(self, sandbox_id: str, socket: str, info: Optional[Dict[str, Any]] = None):
+        self.id = sandbox_id
+        self.socket = socket
+        self.info = info or {}
+        self._http = _client(socket)
+        self.files = AsyncFiles(self)
+
+    @classmethod
+    async def create(
+        cls,
+        image: Optional[str] = None,
+        memory: Optional[Union[str, int]] = "512m",
+        timeout: Optional[float] = 60,
+        env: Optional[Dict[str, str]] = None,
+        socket: Optional[str] = None,
+        **extra: Any,
+    ) -> "AsyncSandbox":
+        sock = _common.ensure_server(socket)
+        async with _client(sock) as c:
+            r = await c.post("/v1/sandboxes", json=_common.create_body(image, memory, timeout, env, extra))
+            _common.raise_for(r.status_code, r.text)
+            info = r.json()
+        return cls(info["Id"], sock, info)
+
+    async def run(
+        self,
+        cmd: Command,
+        timeout: Optional[float] = None,
+        env: Optional[Dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        user: Optional[str] = None,
+        stdin: Optional[bytes] = None,
+        tty: bool = False,
+        on_stdout: Optional[Callback] = None,
+        on_stderr: Optional[Callback] = None,
+    ) -> CommandResult:
+        body = _common.exec_body(cmd, timeout, env, cwd, user, stdin, tty)
+        dec = _common.StreamDecoder(on_stdout, on_stderr)
+        async with self._http.stream("POST", "/v1/sandboxes/%s/exec" % self.id, json=body) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _common.raise_for(r.status_code, r.text)
+            async for line in r.aiter_lines():
+                dec.feed(line)
+        return dec.finish()
+
+    async def kill(self) -> None:
+        r = await self._http.delete("/v1/sandboxes/%s" % self.id)
+        if r.status_code != 404:
+            _common.raise_for(r.status_code, r.text)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncSandbox":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.kill()
+        finally:
+            await self.close()

@@ -1,0 +1,242 @@
+"""The SDK against a real `nucleus serve`: every sandbox is a real container."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import os
+import stat
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import httpx
+import pytest
+
+from nucleus_sdk import AsyncSandbox, ExecError, NucleusError, Sandbox
+
+from conftest import Server, containers_under, nucleus_bin, require_root
+
+
+def test_create_run_and_kill(server):
+    with Sandbox.create(memory="256m", timeout=60, env={"GREETING": "hi"}, socket=server.socket) as sb:
+        r = sb.run("echo $GREETING from $(hostname); echo oops >&2; exit 3")
+        assert r.exit_code == 3
+        assert r.stdout.startswith("hi from ")
+        assert r.stderr == "oops\n"
+        # What the process observes: no capabilities, no_new_privs, a pid namespace.
+        status = sb.run(["cat", "/proc/self/status"]).stdout
+        assert "CapEff:\t0000000000000000" in status
+        assert "NoNewPrivs:\t1" in status
+        # The memory limit is in the sandbox's cgroup.
+        assert sb.stats()["mem_limit"] == 256 << 20
+        assert any(s["Id"] == sb.id for s in Sandbox.list(socket=server.socket))
+        sid = sb.id
+    assert not any(s["Id"] == sid for s in Sandbox.list(socket=server.socket))
+    assert containers_under(server.root) == []
+
+
+def test_stdout_streams_as_it_comes(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        seen = []
+        t0 = time.monotonic()
+        r = sb.run(
+            "echo first; sleep 1; echo second >&2; echo third",
+            on_stdout=lambda s: seen.append(("out", s, time.monotonic() - t0)),
+            on_stderr=lambda s: seen.append(("err", s, time.monotonic() - t0)),
+        )
+        assert r.exit_code == 0
+        assert r.stdout == "first\nthird\n" and r.stderr == "second\n"
+        first = next(x for x in seen if x[1] == "first\n")
+        last = seen[-1]
+        # "first" arrived before the command slept, not with the rest at the end.
+        assert first[2] < last[2] - 0.5, seen
+
+
+def test_stdin_env_cwd_and_binary_output(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        r = sb.run(["/bin/sh", "-c", "cat; pwd; echo $X"], stdin=b"in\n", cwd="/tmp", env={"X": "y"})
+        assert r.stdout == "in\n/tmp\ny\n"
+        r = sb.run(["head", "-c", "256", "/dev/urandom"])
+        assert len(r.stdout_bytes) == 256
+
+
+def test_command_timeout(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        t0 = time.monotonic()
+        r = sb.run("sleep 30", timeout=1)
+        assert r.timed_out and r.exit_code == 137
+        assert time.monotonic() - t0 < 10
+        # The sandbox itself is still fine.
+        assert sb.run("echo ok").stdout == "ok\n"
+
+
+def test_missing_command_is_an_exec_error(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        with pytest.raises(ExecError):
+            sb.run(["/no/such/program"])
+
+
+def test_files_round_trip(server):
+    blob = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    with Sandbox.create(socket=server.socket) as sb:
+        sb.files.write("/tmp/deep/dir/blob.bin", blob, mode=0o600)
+        assert sb.files.read("/tmp/deep/dir/blob.bin") == blob
+        # The workload sees the same bytes.
+        assert sb.run("sha256sum /tmp/deep/dir/blob.bin").stdout.split()[0] == __import__("hashlib").sha256(blob).hexdigest()
+        info = sb.files.stat("/tmp/deep/dir/blob.bin")
+        assert info.type == "file" and info.size == len(blob) and info.mode == "0600"
+        names = [f.name for f in sb.files.list("/tmp/deep/dir")]
+        assert names == ["blob.bin"]
+        sb.files.remove("/tmp/deep", recursive=True)
+        assert sb.run("test -e /tmp/deep").exit_code == 1
+        # The root is read-only to the API as to the workload.
+        with pytest.raises(NucleusError) as e:
+            sb.files.write("/etc/passwd", b"x")
+        assert e.value.status == 403
+
+
+def test_directories_as_tar(server):
+    src = tempfile.mkdtemp()
+    dst = tempfile.mkdtemp()
+    try:
+        os.makedirs(os.path.join(src, "pkg", "sub"))
+        with open(os.path.join(src, "pkg", "sub", "a.txt"), "w") as f:
+            f.write("alpha")
+        os.symlink("sub/a.txt", os.path.join(src, "pkg", "link"))
+        with Sandbox.create(socket=server.socket) as sb:
+            assert sb.files.upload_dir(src, "/tmp/work") >= 3
+            assert sb.run("cat /tmp/work/pkg/link").stdout == "alpha"
+            sb.run("mkdir -p /tmp/out && echo made > /tmp/out/result")
+            sb.files.download_dir("/tmp/out", dst)
+        with open(os.path.join(dst, "result")) as f:
+            assert f.read() == "made\n"
+    finally:
+        subprocess.run(["rm", "-rf", src, dst])
+
+
+def test_symlinks_never_lead_out(server):
+    with open("/etc/hostname") as f:
+        host_hostname = f.read()
+    with Sandbox.create(socket=server.socket) as sb:
+        sb.run("ln -s /proc/1/root/etc/passwd /tmp/magic; ln -s ../../../../../../../etc/hostname /tmp/dots; ln -s /etc /tmp/etc")
+        with pytest.raises(NucleusError) as e:
+            sb.files.read("/tmp/magic")
+        assert e.value.status in (403, 404)
+        # `..` stops at the sandbox's root: this is the sandbox's hostname file, not the host's.
+        inside = sb.files.read("/tmp/dots")
+        assert inside.decode() == sb.run("cat /etc/hostname").stdout
+        assert inside.decode() != host_hostname or host_hostname.strip() == ""
+        # A write through a final symlink is refused rather than followed.
+        with pytest.raises(NucleusError):
+            sb.files.write("/tmp/dots", b"x")
+        # A tar entry with `..` is refused.
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            ti = tarfile.TarInfo("../../escape")
+            ti.size = 1
+            t.addfile(ti, io.BytesIO(b"x"))
+        r = httpx.Client(transport=httpx.HTTPTransport(uds=server.socket)).put(
+            "http://n/v1/sandboxes/%s/files/archive" % sb.id, params={"path": "/tmp"}, content=buf.getvalue()
+        )
+        assert r.status_code == 400 and "outside" in r.json()["error"]
+
+
+def test_sandbox_timeout_removes_it(server):
+    sb = Sandbox.create(timeout=1, socket=server.socket)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(s["Id"] == sb.id for s in Sandbox.list(socket=server.socket)):
+        time.sleep(0.1)
+    assert not any(s["Id"] == sb.id for s in Sandbox.list(socket=server.socket))
+    sb.kill()  # already gone: not an error
+    sb.close()
+
+
+def test_fifty_concurrent_sandboxes(server):
+    def one(i):
+        with Sandbox.create(memory="64m", socket=server.socket) as sb:
+            return sb.run("echo %d" % i).stdout.strip()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        got = list(pool.map(one, range(50)))
+    assert got == [str(i) for i in range(50)]
+
+
+def test_sandboxes_outlive_a_server_restart(server):
+    sb = Sandbox.create(socket=server.socket)
+    sb.files.write("/tmp/state", b"kept")
+    server.restart()
+    again = Sandbox.connect(sb.id[:12], socket=server.socket)
+    assert again.id == sb.id
+    assert again.files.read("/tmp/state") == b"kept"
+    assert again.run("echo alive").stdout == "alive\n"
+    again.kill()
+    again.close()
+    sb.close()
+
+
+def test_bad_requests_name_the_field(server):
+    with pytest.raises(NucleusError) as e:
+        Sandbox.create(memory="lots", socket=server.socket)
+    assert e.value.status == 400 and "memory" in str(e.value) and "lots" in str(e.value)
+    with pytest.raises(NucleusError) as e:
+        Sandbox.connect("no-such-sandbox", socket=server.socket)
+    assert e.value.status == 404
+
+
+def test_async_client(server):
+    async def main():
+        async with await AsyncSandbox.create(socket=server.socket) as sb:
+            chunks = []
+            r = await sb.run("echo a; echo b", on_stdout=chunks.append)
+            await sb.files.write("/tmp/x", b"async")
+            assert await sb.files.read("/tmp/x") == b"async"
+            return r, chunks
+
+    r, chunks = asyncio.run(main())
+    assert r.exit_code == 0 and "".join(chunks) == "a\nb\n"
+
+
+def test_socket_is_owner_only(server):
+    assert stat.S_IMODE(os.stat(server.socket).st_mode) == 0o600
+    assert httpx.Client(transport=httpx.HTTPTransport(uds=server.socket)).get("http://n/openapi.json").json()["openapi"].startswith("3.")
+
+
+def test_tcp_needs_a_token():
+    require_root()
+    root = tempfile.mkdtemp(prefix="nucleus-sdk-tcp-")
+    try:
+        # Refused outright without --token-file.
+        r = subprocess.run([nucleus_bin(), "--root", root, "serve", "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and "token" in r.stderr
+        token = os.path.join(root, "token")
+        with open(token, "w") as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        import socket as s
+
+        probe = s.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        srv = Server(root, ["--listen", "127.0.0.1:%d" % port, "--token-file", token])
+        try:
+            url = "http://127.0.0.1:%d/v1/health" % port
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    r = httpx.get(url)
+                    break
+                except httpx.ConnectError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            assert r.status_code == 401
+            assert httpx.get(url, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+            ok = httpx.get(url, headers={"Authorization": "Bearer 0123456789abcdef0123456789abcdef"})
+            assert ok.status_code == 200 and ok.json()["ok"] is True
+        finally:
+            srv.stop()
+    finally:
+        subprocess.run(["rm", "-rf", root])
