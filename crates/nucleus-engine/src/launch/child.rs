@@ -298,7 +298,14 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
         // one left to report this.
         let _ = nix::unistd::write(
             w,
-            format!("{}{}: {}: {}", FIFO_ERROR, e.step, e.detail, errno_text(e.errno)).as_bytes(),
+            format!(
+                "{}{}: {}: {}",
+                FIFO_ERROR,
+                e.step,
+                e.detail,
+                errno_text(e.errno)
+            )
+            .as_bytes(),
         );
     }
     result
