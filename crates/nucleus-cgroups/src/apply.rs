@@ -4,6 +4,7 @@
 
 use crate::cgroup::{Cgroup, Place};
 use crate::controller::Ctl;
+use crate::unset::without_unset;
 use crate::{fs, v1, v2, CgroupError};
 use oci_spec::runtime::LinuxResources;
 
@@ -15,10 +16,12 @@ enum Ver {
 }
 
 impl Cgroup {
-    /// Writes every field of `res` that is set. A value the host cannot
-    /// apply is an error naming controller, file and value; nothing is
-    /// skipped silently.
+    /// Writes every field of `res` that is set; a zero that means "not
+    /// set" (see `unset.rs`) is not. A value the host cannot apply is an
+    /// error naming controller, file and value; nothing is skipped
+    /// silently.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        let res = &without_unset(res);
         if let Some(rules) = res.devices() {
             match self.ctl("devices", "devices")? {
                 (Ver::V1, ctl) => v1::devices::apply(ctl, rules)?,
@@ -172,6 +175,39 @@ mod tests {
         .unwrap();
         assert_eq!(read(mem, "memory.limit_in_bytes"), "4096");
         assert_eq!(read(v2, "hugetlb.2MB.max"), "2097152");
+    }
+
+    /// `docker run` with no resource flags sends zeros that mean "not set";
+    /// writing them (0 to `blkio.bfq.weight` is ERANGE) failed every run.
+    #[test]
+    fn docker_zero_defaults_write_nothing() {
+        let (_d, cg) = setup(Mode::Hybrid);
+        let blkio = cg.v1_dir("blkio").unwrap();
+        files(blkio, &[("blkio.bfq.weight", "100")]);
+        let cpu = cg.v1_dir("cpu").unwrap();
+        files(
+            cpu,
+            &[("cpu.shares", "1024"), ("cpu.cfs_period_us", "100000")],
+        );
+        let mem = cg.v1_dir("memory").unwrap();
+        files(
+            mem,
+            &[
+                ("memory.swappiness", "60"),
+                ("memory.soft_limit_in_bytes", "max"),
+            ],
+        );
+        cg.apply(&res(
+            r#"{"blockIO":{"weight":0},"cpu":{"shares":0,"period":0,"quota":0,"cpus":"","mems":""},
+                "memory":{"reservation":0,"swappiness":18446744073709551615,"disableOOMKiller":false},
+                "pids":{"limit":0}}"#,
+        ))
+        .unwrap();
+        assert_eq!(read(blkio, "blkio.bfq.weight"), "100");
+        assert_eq!(read(cpu, "cpu.shares"), "1024");
+        assert_eq!(read(cpu, "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(mem, "memory.swappiness"), "60");
+        assert_eq!(read(mem, "memory.soft_limit_in_bytes"), "max");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod path;
 mod rdma;
 mod stats;
 mod teardown;
+mod unset;
 mod v1;
 mod v2;
 
@@ -28,3 +29,4 @@ pub use stats::{
     BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
     Stats, Throttling,
 };
+pub use unset::without_unset;

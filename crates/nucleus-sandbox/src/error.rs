@@ -260,7 +260,11 @@ impl SandboxError {
             }
             if let Some(EngineError::Child { step, detail }) = as_engine(e) {
                 if step == "exec" {
-                    return if detail.ends_with("No such file or directory") {
+                    // The engine words strerror as runc does: lowercase.
+                    return if detail
+                        .to_ascii_lowercase()
+                        .ends_with("no such file or directory")
+                    {
                         LaunchFailure::NotFound
                     } else {
                         LaunchFailure::NotExecutable

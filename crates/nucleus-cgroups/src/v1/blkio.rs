@@ -2,6 +2,7 @@
 //! `blkio.throttle.*` device limits.
 
 use crate::controller::Ctl;
+use crate::unset::device_weight;
 use crate::CgroupError;
 use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 
@@ -16,11 +17,11 @@ pub(crate) fn apply(ctl: Ctl, bio: &LinuxBlockIo) -> Result<(), CgroupError> {
         ctl.write("blkio.leaf_weight", &w.to_string())?;
     }
     for d in bio.weight_device().iter().flatten() {
-        if let Some(w) = d.weight() {
+        if let Some(w) = device_weight(d.weight()) {
             let file = ctl.pick(&["blkio.weight_device", "blkio.bfq.weight_device"]);
             ctl.write(file, &format!("{}:{} {w}", d.major(), d.minor()))?;
         }
-        if let Some(w) = d.leaf_weight() {
+        if let Some(w) = device_weight(d.leaf_weight()) {
             ctl.write(
                 "blkio.leaf_weight_device",
                 &format!("{}:{} {w}", d.major(), d.minor()),

@@ -6,7 +6,7 @@ use crate::{fs, CgroupError};
 use oci_spec::runtime::LinuxCpu;
 
 pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
-    if let Some(shares) = cpu.shares().filter(|s| *s != 0) {
+    if let Some(shares) = cpu.shares() {
         ctl.write("cpu.shares", &shares.to_string())?;
         // The kernel clamps silently; report it as runc does.
         let dir = ctl.dir_for("cpu.shares", &shares.to_string())?;
@@ -28,10 +28,10 @@ pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         ctl.write("cpu.cfs_burst_us", &b.to_string())?;
     }
     // RT period before runtime, as the runtime is bounded by the period.
-    if let Some(p) = cpu.realtime_period().filter(|p| *p != 0) {
+    if let Some(p) = cpu.realtime_period() {
         ctl.write("cpu.rt_period_us", &p.to_string())?;
     }
-    if let Some(r) = cpu.realtime_runtime().filter(|r| *r != 0) {
+    if let Some(r) = cpu.realtime_runtime() {
         ctl.write("cpu.rt_runtime_us", &r.to_string())?;
     }
     if let Some(i) = cpu.idle() {

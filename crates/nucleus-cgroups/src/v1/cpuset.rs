@@ -6,10 +6,10 @@ use crate::{fs, CgroupError};
 use std::path::Path;
 
 pub(crate) fn apply(ctl: Ctl, cpus: Option<&str>, mems: Option<&str>) -> Result<(), CgroupError> {
-    if let Some(c) = cpus.filter(|c| !c.is_empty()) {
+    if let Some(c) = cpus {
         ctl.write("cpuset.cpus", c)?;
     }
-    if let Some(m) = mems.filter(|m| !m.is_empty()) {
+    if let Some(m) = mems {
         ctl.write("cpuset.mems", m)?;
     }
     Ok(())

@@ -19,11 +19,11 @@ pub(crate) fn apply(ctl: Ctl, mem: &LinuxMemory) -> Result<(), CgroupError> {
     if let Some(t) = mem.kernel_tcp() {
         ctl.write("memory.kmem.tcp.limit_in_bytes", &t.to_string())?;
     }
-    let limit = mem.limit().filter(|l| *l != 0);
+    let limit = mem.limit();
     if let (Some(l), Some(true)) = (limit, mem.check_before_update()) {
         check_usage(ctl, l)?;
     }
-    set_limit_and_swap(ctl, limit, mem.swap().filter(|s| *s != 0))?;
+    set_limit_and_swap(ctl, limit, mem.swap())?;
     if let Some(r) = mem.reservation() {
         ctl.write("memory.soft_limit_in_bytes", &r.to_string())?;
     }

@@ -8,25 +8,25 @@ use crate::{fs, CgroupError};
 use oci_spec::runtime::LinuxCpu;
 
 pub(crate) fn apply(ctl: Ctl, cpu: &LinuxCpu) -> Result<(), CgroupError> {
-    if let Some(r) = cpu.realtime_runtime().filter(|r| *r != 0) {
+    if let Some(r) = cpu.realtime_runtime() {
         return Err(unsupported(
             "linux.resources.cpu.realtimeRuntime",
             r.to_string(),
             "no realtime group scheduling",
         ));
     }
-    if let Some(p) = cpu.realtime_period().filter(|p| *p != 0) {
+    if let Some(p) = cpu.realtime_period() {
         return Err(unsupported(
             "linux.resources.cpu.realtimePeriod",
             p.to_string(),
             "no realtime group scheduling",
         ));
     }
-    if let Some(s) = cpu.shares().filter(|s| *s != 0) {
+    if let Some(s) = cpu.shares() {
         ctl.write("cpu.weight", &shares_to_weight(s).to_string())?;
     }
-    let quota = cpu.quota().filter(|q| *q != 0);
-    let period = cpu.period().filter(|p| *p != 0);
+    let quota = cpu.quota();
+    let period = cpu.period();
     if quota.is_some() || period.is_some() {
         // `cpu.max` holds both; keep the half that is not being set.
         let value = quota.map_or(String::new(), |q| {

@@ -3,6 +3,7 @@
 
 use crate::controller::Ctl;
 use crate::convert::blkio_weight_to_io;
+use crate::unset::device_weight;
 use crate::v2::memory::unsupported;
 use crate::CgroupError;
 use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
@@ -39,14 +40,14 @@ pub(crate) fn apply(ctl: Ctl, bio: &LinuxBlockIo) -> Result<(), CgroupError> {
         )?;
     }
     for d in bio.weight_device().iter().flatten() {
-        if let Some(w) = d.leaf_weight() {
+        if let Some(w) = device_weight(d.leaf_weight()) {
             return Err(unsupported(
                 "linux.resources.blockIO.weightDevice.leafWeight",
                 w.to_string(),
                 "no leaf weights",
             ));
         }
-        if let Some(w) = d.weight() {
+        if let Some(w) = device_weight(d.weight()) {
             ctl.write(file, &format!("{}:{} {}", d.major(), d.minor(), scale(w)))?;
         }
     }

@@ -25,7 +25,7 @@ pub(crate) fn apply(ctl: Ctl, mem: &LinuxMemory) -> Result<(), CgroupError> {
             "the OOM killer cannot be disabled",
         ));
     }
-    let limit = mem.limit().filter(|l| *l != 0);
+    let limit = mem.limit();
     if let (Some(l), Some(true)) = (limit, mem.check_before_update()) {
         check_usage_in(ctl, "memory.current", l)?;
     }

@@ -35,6 +35,9 @@ macro_rules! require {
     };
 }
 
+#[macro_use]
+pub mod managers;
+
 /// Static busybox from Debian's `busybox-static`; copied into every test rootfs.
 pub const BUSYBOX: &str = "/bin/busybox";
 

@@ -388,7 +388,7 @@ pub(crate) fn wait_for_start(sock: BorrowedFd<'_>) -> Result<(), StepError> {
 
 /// Reports a failed step to the parent (or, if it is gone, on stderr) and exits.
 pub(crate) fn fail(sock: BorrowedFd<'_>, err: StepError) -> ! {
-    let text = format!("{}: {}", err.detail, err.errno.desc());
+    let text = format!("{}: {}", err.detail, errno_text(err.errno));
     if sync::send(
         sock.as_raw_fd(),
         Msg::Error,
@@ -404,6 +404,17 @@ pub(crate) fn fail(sock: BorrowedFd<'_>, err: StepError) -> ! {
     // SAFETY: _exit is async-signal-safe and skips atexit handlers and
     // destructors that belong to the parent's copy of this process.
     unsafe { libc::_exit(if err.step == "exec" { 127 } else { 1 }) }
+}
+
+/// strerror's text worded as Go's, and so runc's: lowercase. Docker's CLI
+/// picks `docker run`'s exit code from it ("no such file or directory" is
+/// 127, "permission denied" 126), case-sensitively.
+fn errno_text(errno: Errno) -> String {
+    let desc = errno.desc();
+    let mut chars = desc.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_lowercase().to_string() + chars.as_str()
+    })
 }
 
 fn open_fifo(fifo: BorrowedFd<'_>, fds: &OwnedFd) -> Result<OwnedFd, StepError> {

@@ -13,6 +13,17 @@ pub fn kill(root: &StateRoot, id: &str, signal: i32, all: bool) -> Result<()> {
         return crate::backend::gvisor::kill(&dir, &state, signal, all);
     }
     let status = dir.status(&state);
+    if status == Status::Stopped && all {
+        // As runc: `kill --all` of a stopped container signals whatever is
+        // left in its cgroup and succeeds. containerd's CRI plugin sends it
+        // (SIGKILL) when it deletes a task that has already exited.
+        if let Some(cg) = &state.cgroup {
+            if !cg.pids()?.is_empty() {
+                cg.kill_all(signal)?;
+            }
+        }
+        return Ok(());
+    }
     if status == Status::Stopped {
         return Err(EngineError::WrongStatus {
             id: id.to_string(),

@@ -79,7 +79,19 @@ pub fn update(root: &StateRoot, id: &str, delta: &LinuxResources) -> Result<Linu
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let (mut merged, mut to_apply) = merge_resources(&current, delta)?;
+    // Device rules are not updated, as with runc: containerd's CRI plugin sends
+    // the spec's whole `linux.resources`, whose device list is only the
+    // deny-all that the runtime's default device rules follow at create;
+    // written alone it would cut a running container off /dev/null.
+    let mut delta = delta.clone();
+    if delta.devices().is_some() {
+        tracing::debug!(
+            id,
+            "linux.resources.devices is not updated on a running container"
+        );
+        delta.set_devices(None);
+    }
+    let (mut merged, mut to_apply) = merge_resources(&current, &delta)?;
     // As runc: `--memory -1` alone lifts the swap limit too, since the
     // kernel never lets memory+swap fall below the memory limit.
     if delta
