@@ -1014,7 +1014,7 @@ fn containerd_selects_gvisor_through_nucleus() {
     }
     let mut sb = Sandbox::new("nucleus-mgr-gvisor-");
     let archive = build_image(&sb.dir("image"), &sb.io.clone());
-    let sock = start_containerd(&mut sb);
+    let sock = start_containerd(&mut sb, None);
     let pid = std::process::id();
     let ns = format!("gvisor-mgr-{pid}");
     sb.cgroup_parents.push(ns.clone());

@@ -84,45 +84,6 @@ pub(crate) fn cgroup_hierarchies(
     out
 }
 
-/// `hierarchies` with the container's own directory in each, for a
-/// container without a cgroup namespace: as with runc, it then sees its own
-/// cgroup at `/sys/fs/cgroup/<name>`, not the host's whole hierarchy.
-/// Inside a cgroup namespace a fresh mount already shows just that.
-pub(crate) fn with_own_cgroups(
-    hierarchies: &[CgroupHierarchy],
-    cg: &nucleus_cgroups::Cgroup,
-    spec: &Spec,
-) -> Vec<CgroupHierarchy> {
-    let has_cgroupns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
-        });
-    let base = Path::new("/sys/fs/cgroup");
-    hierarchies
-        .iter()
-        .map(|h| {
-            let mountpoint = h
-                .name
-                .as_ref()
-                .map_or_else(|| base.to_path_buf(), |n| base.join(n));
-            let own = (!has_cgroupns)
-                .then(|| {
-                    cg.v1
-                        .iter()
-                        .chain(cg.v2.iter())
-                        .find(|d| d.mountpoint == mountpoint)
-                        .map(|d| d.path.clone())
-                })
-                .flatten();
-            CgroupHierarchy { own, ..h.clone() }
-        })
-        .collect()
-}
-
 /// Everything the mount steps need, prepared by the parent.
 #[derive(Debug)]
 pub(crate) struct RootfsPlan<'a> {

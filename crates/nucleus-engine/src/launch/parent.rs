@@ -244,10 +244,6 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
-    let cgroup_mounts = match req.cgroup {
-        Some(cg) => rootfs::with_own_cgroups(req.cgroup_mounts, cg, req.spec),
-        None => req.cgroup_mounts.to_vec(),
-    };
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
