@@ -72,6 +72,9 @@ const RUN_VALUED: &[&str] = &[
     "--egress-deny",
     "--egress-domain",
     "--rootfs",
+    "--runtime",
+    "--gvisor-platform",
+    "--gvisor-runsc",
     "-b",
     "--bundle",
     "--console-socket",
@@ -233,6 +236,10 @@ mod tests {
 
     #[test]
     fn run_forms() {
+        assert_eq!(
+            rw(&["run", "--runtime", "gvisor", "--", "/bin/true"], false),
+            "__agent-run --__command-follows --runtime gvisor -- /bin/true"
+        );
         assert_eq!(
             rw(&["run", "busybox", "--", "ls"], false),
             "__agent-run busybox -- ls"
