@@ -451,7 +451,11 @@ impl ContainerDir {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&lock_path)
-            .map_err(|e| EngineError::io("open lock file", &lock_path, e))?;
+            .map_err(|e| match e.kind() {
+                // A concurrent delete removed the directory since it was seen.
+                std::io::ErrorKind::NotFound => EngineError::NotFound { id: id.to_string() },
+                _ => EngineError::io("open lock file", &lock_path, e),
+            })?;
         let limit = crate::fault::lock_timeout();
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -473,6 +477,10 @@ impl ContainerDir {
                 Err((_, errno)) => return Err(EngineError::io("lock", &lock_path, errno.into())),
             }
         };
+        // The holder we waited for may have been a delete that removed it all.
+        if !dir.is_dir() {
+            return Err(EngineError::NotFound { id: id.to_string() });
+        }
         Ok(ContainerDir {
             id: id.to_string(),
             dir,
@@ -578,6 +586,18 @@ impl ContainerDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_removed_under_a_verb_is_not_found() {
+        // `rm -f` racing a `--rm` monitor: the directory goes between the
+        // existence check and the lock.
+        let tmp = tempfile::tempdir().unwrap();
+        let gone = tmp.path().join("abc");
+        assert!(matches!(
+            ContainerDir::lock("abc", gone),
+            Err(EngineError::NotFound { id }) if id == "abc"
+        ));
+    }
 
     #[test]
     fn id_rules() {

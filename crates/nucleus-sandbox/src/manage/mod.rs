@@ -275,9 +275,11 @@ pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
                 status: v.status.to_string(),
             });
         }
-        lifecycle::kill(root, id, libc::SIGKILL, true)
-            .or_else(ignore_stopped)
-            .map_err(in_verb("kill", query))?;
+        match lifecycle::kill(root, id, libc::SIGKILL, true).or_else(ignore_stopped) {
+            // A `--rm` monitor removed it meanwhile: nothing left to do.
+            Ok(()) | Err(EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(in_verb("kill", query)(e)),
+        }
         wait_stopped(root, id, Duration::from_secs(10));
     }
     // The monitor writes into the bundle until it has recorded the exit;
