@@ -12,7 +12,7 @@
 //! belong to the sandbox's user.
 
 use crate::error::ApiError;
-use crate::Shared;
+use crate::{blocking, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -206,14 +206,6 @@ fn describe(dir: BorrowedFd<'_>, name: &str, st: &rustix::fs::Stat) -> Value {
         }
     }
     v
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Runtime(e.to_string()))?
 }
 
 /// `GET …/files?path=P`: the bytes of a regular file.

@@ -57,6 +57,15 @@ pub(crate) struct AppState {
 
 pub(crate) type Shared = Arc<AppState>;
 
+/// Runs a blocking library call on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Runtime(e.to_string()))?
+}
+
 /// The routes, without authentication.
 fn router(state: Shared) -> Router {
     Router::new()

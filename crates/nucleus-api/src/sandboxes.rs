@@ -3,7 +3,7 @@
 //! `nucleus_sandbox`. Blocking library calls run on tokio's blocking pool.
 
 use crate::error::ApiError;
-use crate::Shared;
+use crate::{blocking, Shared};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -121,14 +121,6 @@ impl CreateRequest {
         s.security.allow_degraded_security |= self.allow_degraded_security;
         Ok(s)
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Runtime(e.to_string()))?
 }
 
 fn describe(root: &StateRoot, id: &str) -> Result<Value, ApiError> {
