@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub struct ServeConfig {
     /// The engine's state root (`--root`).
     pub root: PathBuf,
+    /// Images and networks (`--data-root`).
+    pub data_root: PathBuf,
     /// The unix socket to listen on.
     pub socket: PathBuf,
     /// An optional TCP address; needs `token_file`.
@@ -48,6 +50,7 @@ pub struct ServeConfig {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub root: PathBuf,
+    pub data_root: PathBuf,
     pub exe: PathBuf,
     pub debug: bool,
     /// Creates run one at a time: a create briefly holds inheritable
@@ -107,6 +110,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
         .map_err(|e| ApiError::Runtime(e.to_string()))?;
     let state = Arc::new(AppState {
         root: cfg.root.clone(),
+        data_root: cfg.data_root.clone(),
         exe: cfg.exe.clone(),
         debug: cfg.debug,
         create_lock: std::sync::Mutex::new(()),

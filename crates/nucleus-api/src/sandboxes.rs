@@ -149,7 +149,8 @@ pub async fn create(
         };
         let outcome = {
             let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-            nucleus_sandbox::run::run(&st.root, &spec, &opts, &mut Extensions::default(), &monitor)?
+            let mut ext = Extensions::with_stores(&st.root, &st.data_root);
+            nucleus_sandbox::run::run(&st.root, &spec, &opts, &mut ext, &monitor)?
         };
         let id = match outcome {
             RunOutcome::Detached { id } => id,

@@ -140,10 +140,7 @@ fn commit(store: &ImageStore, state_root: &Path, a: &CommitArgs) -> Result<i32> 
     let id = state
         .resolve(&a.container)
         .with_context(|| format!("no such container `{}`", a.container))?;
-    let upper = state_root
-        .join(crate::image_root::IMAGE_ROOTS)
-        .join(&id)
-        .join("upper");
+    let upper = nucleus_image::overlay_root::upper_dir(state_root, &id);
     let base = store.image_of(&id).context("read the container's image")?;
     let Some(base) = base.filter(|_| upper.is_dir()) else {
         bail!("container `{}` was not made from an image", a.container);

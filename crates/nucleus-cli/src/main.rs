@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod docker;
-mod image_root;
 mod images;
 mod logging;
 mod network;
@@ -150,7 +149,7 @@ fn main() {
             docker::dispatch(&g, c)
         }
         Verb::Images(c) => images::dispatch(&cli.root, &cli.data_root, c),
-        Verb::Serve(a) => serve::serve(&cli.root, cli.debug, &a),
+        Verb::Serve(a) => serve::serve(&cli.root, &cli.data_root, cli.debug, &a),
         Verb::Network(c) => network::dispatch(c),
     };
     let code = match result {

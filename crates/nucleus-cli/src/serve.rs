@@ -18,10 +18,11 @@ pub struct ServeArgs {
     token_file: Option<PathBuf>,
 }
 
-pub fn serve(root: &Path, debug: bool, a: &ServeArgs) -> Result<i32> {
+pub fn serve(root: &Path, data_root: &Path, debug: bool, a: &ServeArgs) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find the nucleus binary")?;
     let cfg = nucleus_api::ServeConfig {
         root: root.to_path_buf(),
+        data_root: data_root.to_path_buf(),
         socket: a.socket.clone().unwrap_or_else(|| root.join("api.sock")),
         listen: a.listen,
         token_file: a.token_file.clone(),

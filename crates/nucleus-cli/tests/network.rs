@@ -323,7 +323,7 @@ fn network_verbs_and_bad_flags() {
     ]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(
-        text(&bad).contains("--egress-domain: needs --network bridge"),
+        text(&bad).contains("--egress-domain: invalid value `pypi.org`: needs network `bridge`"),
         "{}",
         text(&bad)
     );
@@ -338,13 +338,13 @@ fn network_verbs_and_bad_flags() {
     ]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(
-        text(&bad).contains("--egress-allow: not an IP address or CIDR (got `nope`)"),
+        text(&bad).contains("--egress-allow: invalid value `nope`: not an IP address or CIDR"),
         "{}",
         text(&bad)
     );
     let missing = w.nucleus(&["run", "--network", "nosuchnet", "--", "true"]);
     assert!(
-        text(&missing).contains("network `nosuchnet` does not exist"),
+        text(&missing).contains("--network: invalid value `nosuchnet`: no such network"),
         "{}",
         text(&missing)
     );
@@ -352,4 +352,53 @@ fn network_verbs_and_bad_flags() {
     assert!(rm.status.success(), "{}", text(&rm));
     let again = w.nucleus(&["network", "inspect", &w.net]);
     assert!(!again.status.success() && text(&again).contains("does not exist"));
+}
+
+#[test]
+fn a_detached_sandbox_keeps_its_network_and_policy_until_rm() {
+    require!(root);
+    if !tools() {
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let x = w.x;
+    let name = format!("dn{}", w.tag);
+    let dns = format!("198.19.{x}.2");
+    let out = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &w.net,
+        "--dns",
+        &dns,
+        "--egress-domain",
+        "allowed.test",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The monitor attached it and runs its resolver: a command run later
+    // sees the address, the allowed name, and the refusal.
+    let script = format!(
+        "ip -o addr show eth0; curl -sS -m 3 http://allowed.test/ && echo ALLOWED-OK; \
+         curl -sS -m 2 http://198.19.{x}.3/ || echo LITERAL-REFUSED"
+    );
+    let probe = w.nucleus(&["attach", &name, "--", "sh", "-c", &script]);
+    let t = text(&probe);
+    let rm = w.nucleus(&["rm", "-f", &name]);
+    assert!(rm.status.success(), "{}", text(&rm));
+    for marker in [
+        format!("10.222.{x}."),
+        "remote".into(),
+        "ALLOWED-OK".into(),
+        "LITERAL-REFUSED".into(),
+    ] {
+        assert!(t.contains(&marker), "missing {marker}: {t}");
+    }
+    // `rm` returns once the network is free.
+    w.assert_clean();
 }

@@ -4,8 +4,10 @@
 //! index of images and tags, registry pulls, docker-archive / OCI archive
 //! load and save, and removal with in-use refusal.
 //!
-//! A front end asks `ImageStore::acquire` for an image's root: the layer
-//! directories (bottom first) for an overlay mount, and the parsed config.
+//! A front end asks `overlay_root::OverlayRoot::prepare` for a container's
+//! root: an overlay of the image's layers with a writable layer of its own,
+//! and the parsed config; `overlay_root::sweep` removes roots whose
+//! container is gone.
 #![forbid(unsafe_code)]
 
 mod archive;
@@ -16,6 +18,7 @@ mod error;
 mod layers;
 mod lock;
 mod manifest;
+pub mod overlay_root;
 mod platform;
 mod progress;
 mod pull;

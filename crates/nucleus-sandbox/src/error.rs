@@ -50,6 +50,14 @@ pub enum Field {
     LandlockPolicy,
     LandlockPolicySha256,
     Network,
+    Publish,
+    EgressAllow,
+    EgressDeny,
+    EgressDenyAll,
+    EgressDomain,
+    Dns,
+    DnsSearch,
+    AddHost,
     Runtime,
     GvisorPlatform,
 }
@@ -96,6 +104,14 @@ impl fmt::Display for Field {
             Field::LandlockPolicy => "security.landlock_policy",
             Field::LandlockPolicySha256 => "security.landlock_policy.sha256",
             Field::Network => "network",
+            Field::Publish => "net.publish",
+            Field::EgressAllow => "net.egress_allow",
+            Field::EgressDeny => "net.egress_deny",
+            Field::EgressDenyAll => "net.egress_deny_all",
+            Field::EgressDomain => "net.egress_domain",
+            Field::Dns => "net.dns",
+            Field::DnsSearch => "net.dns_search",
+            Field::AddHost => "net.add_host",
             Field::Runtime => "runtime",
             Field::GvisorPlatform => "runtime.gvisor.platform",
         };
@@ -179,6 +195,10 @@ pub enum SandboxError {
     /// The network attachment step failed (a bridge, a lease, a rule).
     #[error("network `{network}`: {reason}")]
     Network { network: String, reason: String },
+
+    /// An image root could not be torn down.
+    #[error("image roots: {reason}")]
+    ImageRoot { reason: String },
 
     /// For `NetworkAttach` implementations.
     #[error("failed to attach the network of `{id}`: {reason}")]

@@ -13,6 +13,10 @@
 //!   exist and before its workload;
 //! - [`side_task::SideTasks`]: tasks the monitor runs next to a container.
 //!
+//! The real ones: [`image_store::StoreProvider`] (nucleus-image's store and
+//! overlay roots) and [`net_attach::NetAttach`] (nucleus-net's networks,
+//! chosen by `Network::Attached`), both set by [`run::Extensions::with_stores`].
+//!
 //! Ids, names, bundles, logs and exit records live under the engine's state
 //! root (`<root>/.bundles/<id>/`, `<root>/.names/`).
 #![forbid(unsafe_code)]
@@ -23,10 +27,12 @@ pub mod clock;
 pub mod compile;
 pub mod error;
 pub mod host;
+pub mod image_store;
 pub mod logs;
 pub mod manage;
 pub mod monitor;
 pub mod names;
+pub mod net_attach;
 pub mod network;
 pub mod parse;
 pub mod rootfs;

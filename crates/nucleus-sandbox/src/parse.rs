@@ -349,16 +349,17 @@ pub fn network(n: &str) -> Result<Network> {
     match n {
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        "bridge" => Err(SandboxError::invalid(
-            Field::Network,
-            "bridge",
-            "not supported yet (none or host)",
-        )),
-        other => Err(SandboxError::invalid(
+        other if other.starts_with("container:") => Err(SandboxError::invalid(
             Field::Network,
             other,
-            "expected none or host",
+            "sharing another container's network is not supported yet",
         )),
+        "" => Err(SandboxError::invalid(
+            Field::Network,
+            "",
+            "expected none, host, bridge or a network's name",
+        )),
+        other => Ok(Network::Attached(other.to_string())),
     }
 }
 
@@ -584,7 +585,7 @@ mod tests {
                 Field::ContextMode,
                 "move",
             ),
-            (network("bridge").unwrap_err(), Field::Network, "bridge"),
+            (network("").unwrap_err(), Field::Network, ""),
             (
                 cap_names(Field::CapDrop, "fly").unwrap_err(),
                 Field::CapDrop,

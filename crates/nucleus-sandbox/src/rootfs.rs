@@ -47,12 +47,15 @@ pub struct ImageConfig {
 }
 
 /// An image made ready to run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct PreparedImage {
     /// The directory to use as the root, e.g. an overlay of the image's
     /// layers with a writable layer of the container's own on top.
     pub rootfs: PathBuf,
     pub config: ImageConfig,
+    /// Held until the container exists (a lock that keeps sweeps off a
+    /// root being set up); `None` when nothing needs holding.
+    pub hold: Option<Box<dyn std::fmt::Debug>>,
 }
 
 /// Resolves image references (the image store implements it).

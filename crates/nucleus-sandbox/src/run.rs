@@ -7,8 +7,10 @@
 use crate::bundle;
 use crate::compile::{self, ImageRoot};
 use crate::error::{Field, Result, SandboxError};
+use crate::image_store::{self, StoreProvider};
 use crate::monitor::{self, ExitRecord, MonitorArgs, MonitorCommand};
 use crate::names;
+use crate::net_attach::{NetAttach, NetPlan, NetworkStore};
 use crate::network::{EngineStep, NetworkAttach, NoNetwork};
 use crate::rootfs::{ImageProvider, RootfsSource};
 use crate::side_task::{NoSideTasks, SideTasks};
@@ -65,6 +67,19 @@ pub struct Extensions {
     pub side_tasks: Box<dyn SideTasks>,
     /// Resolves `RootfsSource::Image`.
     pub images: Option<Box<dyn ImageProvider>>,
+    /// Where `Network::Attached` networks live; such a spec is refused without it.
+    pub networks: Option<NetworkStore>,
+}
+
+impl Extensions {
+    /// The image store and the networks under `data_root`, roots under `state_root`.
+    pub fn with_stores(state_root: &Path, data_root: &Path) -> Self {
+        Extensions {
+            images: Some(Box::new(StoreProvider::new(state_root, data_root))),
+            networks: Some(NetworkStore::from_env(data_root)),
+            ..Extensions::default()
+        }
+    }
 }
 
 impl Default for Extensions {
@@ -73,6 +88,7 @@ impl Default for Extensions {
             network: Box::new(NoNetwork),
             side_tasks: Box::new(NoSideTasks),
             images: None,
+            networks: None,
         }
     }
 }
@@ -126,9 +142,27 @@ pub fn run(
     ext: &mut Extensions,
     monitor_cmd: &MonitorCommand,
 ) -> Result<RunOutcome> {
+    let result = run_inner(root_path, spec, opts, ext, monitor_cmd);
+    if matches!(spec.rootfs, RootfsSource::Image(_)) {
+        // A foreground run's root, or a failed run's, is unused now.
+        image_store::sweep_logged(root_path);
+    }
+    result
+}
+
+fn run_inner(
+    root_path: &Path,
+    spec: &SandboxSpec,
+    opts: &RunOptions,
+    ext: &mut Extensions,
+    monitor_cmd: &MonitorCommand,
+) -> Result<RunOutcome> {
     let t0 = Instant::now();
     opts.validate(spec)?;
     spec.validate()?;
+    let net_plan = NetPlan::for_spec(spec, ext.networks.as_ref())?;
+    // Parsed and checked before anything starts; attached in the foreground.
+    let mut net_attach = net_plan.as_ref().map(NetAttach::new).transpose()?;
     let root = StateRoot::new(root_path);
     let id = names::new_id()?;
     // Without a provider an image is refused by `compile`, naming the image.
@@ -162,6 +196,9 @@ pub fn run(
     );
 
     if opts.detach {
+        if let Some(plan) = &net_plan {
+            plan.write(&written.path)?;
+        }
         let args = MonitorArgs {
             id: id.clone(),
             bundle: written.path.clone(),
@@ -199,7 +236,10 @@ pub fn run(
     let mut step = EngineStep {
         id: &id,
         bundle: &written.path,
-        step: ext.network.as_mut(),
+        step: match net_attach.as_mut() {
+            Some(a) => a,
+            None => ext.network.as_mut(),
+        },
     };
     let code = lifecycle::run_with(&root, &id, &engine_opts, Some(&mut step))
         .map_err(SandboxError::engine("run"))?;
@@ -209,6 +249,7 @@ pub fn run(
         "phase: engine run, wait and delete"
     );
     drop(written.secret_fds);
+    drop(net_attach);
     cleanup.armed = false;
     drop(cleanup);
     let timed_out =

@@ -44,6 +44,8 @@ pub struct SandboxSpec {
     pub timeout: Option<f64>,
     pub security: Security,
     pub network: Network,
+    /// Ports, egress policy and DNS of an [`Network::Attached`] network.
+    pub net: NetOptions,
     /// Which backend runs the sandbox.
     #[serde(default)]
     pub runtime: Runtime,
@@ -242,7 +244,7 @@ pub struct Security {
 }
 
 /// The container's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
     /// A network namespace with only loopback.
@@ -250,6 +252,58 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A namespace of its own joined to a nucleus-net network: `bridge`
+    /// (the default bridge) or a user-defined network's name.
+    Attached(String),
+}
+
+impl Network {
+    /// As `--network` spells it.
+    pub fn as_flag(&self) -> &str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+            Network::Attached(n) => n,
+        }
+    }
+}
+
+/// What an attached network adds, in the string forms of Docker's flags
+/// (parsed by nucleus-net when the run starts).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetOptions {
+    /// `[IP:]HOST:CTR[/tcp|udp]`.
+    pub publish: Vec<String>,
+    /// `CIDR[:PORT[/tcp|udp]]`.
+    pub egress_allow: Vec<String>,
+    pub egress_deny: Vec<String>,
+    pub egress_deny_all: bool,
+    /// Names (`*.example.com` wildcards) whose addresses become reachable.
+    pub egress_domain: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// `NAME:IP`.
+    pub add_host: Vec<String>,
+}
+
+impl NetOptions {
+    /// The first option that needs an attached network, and its value.
+    pub fn first_set(&self) -> Option<(Field, String)> {
+        let first = |v: &[String]| v.first().cloned();
+        [
+            (Field::Publish, first(&self.publish)),
+            (Field::EgressAllow, first(&self.egress_allow)),
+            (Field::EgressDeny, first(&self.egress_deny)),
+            (
+                Field::EgressDenyAll,
+                self.egress_deny_all.then(|| "true".to_string()),
+            ),
+            (Field::EgressDomain, first(&self.egress_domain)),
+        ]
+        .into_iter()
+        .find_map(|(f, v)| v.map(|v| (f, v)))
+    }
 }
 
 impl SandboxSpec {
@@ -290,6 +344,18 @@ impl SandboxSpec {
                 "host",
                 "host networking needs --allow-host-network",
             ));
+        }
+        if !matches!(self.network, Network::Attached(_)) {
+            if let Some((f, value)) = self.net.first_set() {
+                return Err(SandboxError::invalid(
+                    f,
+                    value,
+                    format!(
+                        "needs network `bridge` or a network's name (network is `{}`)",
+                        self.network.as_flag()
+                    ),
+                ));
+            }
         }
         for e in &self.env {
             crate::parse::check_env(Field::Env, e)?;

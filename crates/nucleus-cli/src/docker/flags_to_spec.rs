@@ -3,11 +3,10 @@
 //! with every front end; a refused value is a `FlagError` naming the flag
 //! as typed and the value.
 
-use super::net_attach;
 use super::run_flags::RunFlags;
 use nucleus_sandbox::error::Field;
 use nucleus_sandbox::run::RunOptions;
-use nucleus_sandbox::spec::{Context, PolicyFile, Resources, Security};
+use nucleus_sandbox::spec::{Context, NetOptions, PolicyFile, Resources, Security};
 use nucleus_sandbox::{parse, RootfsSource, SandboxError, SandboxSpec};
 use std::fmt;
 use std::path::PathBuf;
@@ -83,6 +82,14 @@ pub fn flag_of(field: &Field) -> String {
         Field::LandlockPolicy => "--landlock-policy",
         Field::LandlockPolicySha256 => "--landlock-policy-sha256",
         Field::Network => "--network",
+        Field::Publish => "-p/--publish",
+        Field::EgressAllow => "--egress-allow",
+        Field::EgressDeny => "--egress-deny",
+        Field::EgressDenyAll => "--egress-deny-all",
+        Field::EgressDomain => "--egress-domain",
+        Field::Dns => "--dns",
+        Field::DnsSearch => "--dns-search",
+        Field::AddHost => "--add-host",
         Field::Runtime => "--runtime",
         Field::GvisorPlatform => "--gvisor-platform",
     };
@@ -255,18 +262,20 @@ pub fn to_spec(
         network: f
             .network
             .as_deref()
-            // Bridges and named networks are nucleus-net's: the sandbox
-            // gets a namespace of its own, attached by `net_attach`.
-            .map(|n| {
-                parse::network(if net_attach::is_attached(n) {
-                    "none"
-                } else {
-                    n
-                })
-            })
+            .map(parse::network)
             .transpose()
             .map_err(flag)?
             .unwrap_or_default(),
+        net: NetOptions {
+            publish: f.publish.clone(),
+            egress_allow: f.egress_allow.clone(),
+            egress_deny: f.egress_deny.clone(),
+            egress_deny_all: f.egress_deny_all,
+            egress_domain: f.egress_domain.clone(),
+            dns: f.dns.clone(),
+            dns_search: f.dns_search.clone(),
+            add_host: f.add_host.clone(),
+        },
         runtime: parse::runtime(
             f.runtime.as_deref().unwrap_or("native"),
             f.gvisor_platform.as_deref(),

@@ -10,7 +10,6 @@
 pub mod argv;
 mod flags_to_spec;
 mod manage;
-mod net_attach;
 mod run;
 pub mod run_flags;
 
@@ -67,21 +66,12 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
     let root = StateRoot::new(g.root);
     match command {
         Command::AgentRun(f) => Ok(run::run(g, &f)),
-        Command::Monitor { args } => {
-            let code = run::monitor(&root, &args);
-            // A `--rm` container is gone now; so must its image root be.
-            crate::image_root::sweep(g.root)?;
-            code
-        }
+        Command::Monitor { args } => run::monitor(&root, &args),
         Command::DockerPs(a) => manage::ps(&root, &a),
         Command::DockerKill(a) => manage::kill(&root, &a),
         Command::Logs(a) => manage::logs(&root, &a),
         Command::Stop(a) => manage::stop(&root, &a),
-        Command::Rm(a) => {
-            let code = manage::rm(&root, &a)?;
-            crate::image_root::sweep(g.root)?;
-            Ok(code)
-        }
+        Command::Rm(a) => manage::rm(&root, &a),
         Command::Attach(a) => manage::attach(&root, &a),
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),

@@ -6,8 +6,7 @@
 //! cannot be executed, 127 when it is not found, else the workload's own
 //! (128+N when killed by signal N).
 
-use super::{flags_to_spec, net_attach, Globals, RunFlags};
-use crate::image_root::StoreProvider;
+use super::{flags_to_spec, Globals, RunFlags};
 use anyhow::Result;
 use nucleus_engine::state::StateRoot;
 use nucleus_sandbox::monitor::{self, MonitorArgs, MonitorCommand};
@@ -45,27 +44,9 @@ pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
             return RUNTIME_ERROR;
         }
     };
-    let mut ext = Extensions {
-        images: Some(Box::new(StoreProvider::new(g.root, g.data_root))),
-        ..Extensions::default()
-    };
-    match net_attach::NetAttach::from_flags(f) {
-        Ok(Some(a)) => ext.network = Box::new(a),
-        Ok(None) => {}
-        Err(e) => {
-            crate::logging::report(&e, g.log.is_some());
-            return RUNTIME_ERROR;
-        }
-    }
+    let mut ext = Extensions::with_stores(g.root, g.data_root);
     let result = MonitorCommand::current_exe(g.debug)
         .and_then(|m| nucleus_sandbox::run::run(g.root, &spec, &opts, &mut ext, &m));
-    // Dropping the attachment stops the resolver and tears the network
-    // down, and releases the locks on image roots made by this run; then
-    // remove those whose container is gone (a foreground run's, a failed one's).
-    drop(ext);
-    if let Err(e) = crate::image_root::sweep(g.root) {
-        crate::logging::report(&e, g.log.is_some());
-    }
     match result {
         Ok(RunOutcome::Detached { id }) => {
             println!("{id}");

@@ -8,6 +8,7 @@ use crate::error::{Result, SandboxError};
 use crate::logs::{self, Entry};
 use crate::monitor::{ExitRecord, MONITOR_LOG};
 use crate::names;
+use crate::net_attach::NetPlan;
 use nucleus_engine::lifecycle;
 use nucleus_engine::state::{
     ContainerState, StateRoot, Status, NAME_ANNOTATION, OWNED_BUNDLE_ANNOTATION,
@@ -285,11 +286,24 @@ pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
     // The monitor writes into the bundle until it has recorded the exit;
     // deleting before that would race its last writes.
     wait_for_exit_record(&v.state);
+    // Its monitor tears its network down too, but `rm` returns only once
+    // the network is free (detaching twice is harmless).
+    let net_plan = bundle_dir(&v.state).and_then(|d| NetPlan::read(&d).ok().flatten());
     match lifecycle::delete(root, id, true) {
         // A `--rm` monitor got there first.
-        Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(in_verb("remove", query)(e)),
+        Ok(()) | Err(EngineError::NotFound { .. }) => {}
+        Err(e) => return Err(in_verb("remove", query)(e)),
     }
+    if let Some(plan) = net_plan {
+        plan.store
+            .networking()
+            .and_then(|n| n.detach(id))
+            .map_err(|e| SandboxError::Network {
+                network: plan.network.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    crate::image_store::sweep(root.path())
 }
 
 /// Waits (briefly) until a detached container's monitor has recorded its exit.

@@ -14,11 +14,13 @@
 //! the binary must send `__monitor ARGS` to [`MonitorArgs::parse`] and
 //! [`serve`]. The monitor's stdout is a pipe back to the starter that
 //! carries one line, `ok` or `err KIND MESSAGE`, once the workload runs.
-//! It has no threads and one 8 KiB read buffer.
+//! It has one 8 KiB read buffer, and no threads unless an attached
+//! network runs its resolver beside the container.
 
 mod supervise;
 
 use crate::error::{render_chain, LaunchFailure, Result, SandboxError};
+use crate::net_attach::{NetAttach, NetPlan};
 use crate::network::{EngineStep, NetworkAttach};
 use crate::side_task::SideTasks;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
@@ -210,11 +212,26 @@ pub fn serve(
         source,
     })?;
     let mut status = File::from(status);
-    match start_container(root, a, network) {
-        Ok(started) => {
+    // A run on an attached network left its plan in the bundle.
+    let planned = NetPlan::read(&a.bundle).and_then(|p| p.as_ref().map(NetAttach::new).transpose());
+    let started = planned.and_then(|mut planned| {
+        let step: &mut dyn NetworkAttach = match planned.as_mut() {
+            Some(n) => n,
+            None => network,
+        };
+        start_container(root, a, step).map(|s| (s, planned))
+    });
+    match started {
+        Ok((started, planned)) => {
             let _ = status.write_all(b"ok\n");
             drop(status);
-            supervise(root, a, started, tasks)
+            let code = supervise(root, a, started, tasks);
+            // The container is gone (or kept, stopped): tear its network down.
+            drop(planned);
+            if a.rm {
+                crate::image_store::sweep_logged(root.path());
+            }
+            code
         }
         Err(e) => {
             let _ = writeln!(

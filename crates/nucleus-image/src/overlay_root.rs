@@ -1,0 +1,141 @@
+//! Overlay roots of containers made from images. Each container gets
+//! `<state root>/.image-roots/<id>/` with an overlayfs at `merged` (the
+//! image's layers as lowers, `upper` and `work` of its own) and a use
+//! record in the store, so `rmi` refuses the image while it runs.
+//!
+//! Nothing tears a root down when its container goes, so roots are swept:
+//! [`sweep`] unmounts and removes every root whose container is gone and
+//! drops its use record. The process that made a root holds its lock (in
+//! [`OverlayRoot`]) until the container exists, so a sweep never takes a
+//! root that is being set up.
+
+use crate::error::{ImageError, Result};
+use crate::store::ImageStore;
+use oci_spec::image::ImageConfiguration;
+use rustix::fs::{flock, FlockOperation};
+use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Under the state root: one directory per container made from an image.
+pub const IMAGE_ROOTS: &str = ".image-roots";
+/// In a root's directory: the data root whose store holds its use record.
+const DATA_ROOT_FILE: &str = "data-root";
+
+/// A mounted root; its lock is held until this is dropped.
+#[derive(Debug)]
+pub struct OverlayRoot {
+    /// The overlay mount point: the container's root.
+    pub merged: PathBuf,
+    pub config: ImageConfiguration,
+    _lock: File,
+}
+
+fn fs_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
+    ImageError::fs(action, path.to_path_buf())
+}
+
+impl OverlayRoot {
+    /// Mounts the overlay of `reference`'s layers for container `id`.
+    pub fn prepare(
+        store: &ImageStore,
+        data_root: &Path,
+        state_root: &Path,
+        reference: &str,
+        id: &str,
+    ) -> Result<OverlayRoot> {
+        let dir = state_root.join(IMAGE_ROOTS).join(id);
+        for sub in ["upper", "work", "merged"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(fs_err("create", &p))?;
+        }
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(fs_err("open", &lock_path))?;
+        flock(&lock, FlockOperation::LockExclusive)
+            .map_err(|e| fs_err("lock", &lock_path)(e.into()))?;
+        let data_file = dir.join(DATA_ROOT_FILE);
+        fs::write(&data_file, data_root.as_os_str().as_encoded_bytes())
+            .map_err(fs_err("write", &data_file))?;
+        let image = store.acquire(reference, id)?;
+        let lower: Vec<String> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        let merged = dir.join("merged");
+        let data = CString::new(data)
+            .map_err(|e| fs_err("mount overlay on", &merged)(std::io::Error::other(e)))?;
+        mount(
+            "overlay",
+            &merged,
+            "overlay",
+            MountFlags::NODEV,
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| fs_err("mount overlay on", &merged)(e.into()))?;
+        Ok(OverlayRoot {
+            merged,
+            config: image.config,
+            _lock: lock,
+        })
+    }
+}
+
+/// The writable layer of container `id`'s root, if it has one.
+pub fn upper_dir(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join(IMAGE_ROOTS).join(id).join("upper")
+}
+
+/// Tears down every root for which `is_gone(id)` holds and whose maker is
+/// not still setting it up; returns the first error after trying them all.
+pub fn sweep(state_root: &Path, is_gone: impl Fn(&str) -> bool) -> Result<()> {
+    let roots = state_root.join(IMAGE_ROOTS);
+    let Ok(rd) = fs::read_dir(&roots) else {
+        return Ok(());
+    };
+    let mut first = None;
+    for e in rd.filter_map(|e| e.ok()) {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if !is_gone(&id) {
+            continue;
+        }
+        if let Err(err) = remove_root(&e.path(), &id) {
+            first.get_or_insert(err);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+fn remove_root(dir: &Path, id: &str) -> Result<()> {
+    let lock_path = dir.join("lock");
+    if let Ok(lock) = File::open(&lock_path) {
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(()); // still being set up by a live run
+        }
+    }
+    let merged = dir.join("merged");
+    match unmount(&merged, UnmountFlags::DETACH) {
+        Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(fs_err("unmount", &merged)(e.into())),
+    }
+    if let Ok(data_root) = fs::read(dir.join(DATA_ROOT_FILE)) {
+        let data_root = PathBuf::from(String::from_utf8_lossy(&data_root).into_owned());
+        if let Ok(store) = ImageStore::open(&data_root) {
+            store.release(id)?;
+        }
+    }
+    fs::remove_dir_all(dir).map_err(fs_err("remove", dir))
+}

@@ -1,0 +1,245 @@
+//! Attached networks (`bridge` or a network's name), through nucleus-net:
+//! the network attachment step that joins the container before its
+//! workload runs, writes the generated `/etc/hosts` and `/etc/resolv.conf`
+//! into the bundle (bound read-only into the container), runs the resolver
+//! beside the container, and detaches when dropped, after the run.
+//!
+//! A detached run's monitor attaches in its own process: the run writes a
+//! [`NetPlan`] to `<bundle>/network.json` and the monitor reads it back.
+
+use crate::error::{Field, Result, SandboxError};
+use crate::network::{AttachContext, NetworkAttach};
+use crate::spec::{NetOptions, Network, SandboxSpec};
+use nucleus_net::{
+    AttachRequest, Attached, DnsOptions, EgressPolicy, Firewall, NetError, Networking, NftFirewall,
+    PortMapping, SideTaskHandle,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// In a detached run's bundle: the plan its monitor attaches with.
+pub const NET_PLAN_FILE: &str = "network.json";
+
+/// Where networks live: the data root, and the nftables table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStore {
+    pub data_root: PathBuf,
+    /// `None` for nucleus-net's default table.
+    pub nft_table: Option<String>,
+}
+
+impl NetworkStore {
+    /// `NUCLEUS_NFT_TABLE` names another table (tests run side by side).
+    pub fn from_env(data_root: &Path) -> NetworkStore {
+        NetworkStore {
+            data_root: data_root.to_path_buf(),
+            nft_table: std::env::var("NUCLEUS_NFT_TABLE").ok(),
+        }
+    }
+
+    pub fn networking(&self) -> std::result::Result<Networking, NetError> {
+        let fw: Arc<dyn Firewall> = match &self.nft_table {
+            Some(t) => Arc::new(NftFirewall::with_table(t)),
+            None => Arc::new(NftFirewall::default()),
+        };
+        Networking::new(&self.data_root, fw)
+    }
+}
+
+/// Everything an attachment needs besides the container itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetPlan {
+    pub store: NetworkStore,
+    pub network: String,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub options: NetOptions,
+}
+
+impl NetPlan {
+    /// `None` unless the spec asks for an attached network.
+    pub fn for_spec(spec: &SandboxSpec, store: Option<&NetworkStore>) -> Result<Option<NetPlan>> {
+        let Network::Attached(network) = &spec.network else {
+            return Ok(None);
+        };
+        let Some(store) = store else {
+            return Err(SandboxError::invalid(
+                Field::Network,
+                network,
+                "this front end has no network store",
+            ));
+        };
+        Ok(Some(NetPlan {
+            store: store.clone(),
+            network: network.clone(),
+            name: spec.name.clone(),
+            hostname: spec.hostname.clone(),
+            options: spec.net.clone(),
+        }))
+    }
+
+    pub fn write(&self, bundle: &Path) -> Result<()> {
+        let path = bundle.join(NET_PLAN_FILE);
+        let text = serde_json::to_vec(self)
+            .map_err(|e| SandboxError::io("write", &path, std::io::Error::other(e)))?;
+        std::fs::write(&path, text).map_err(|e| SandboxError::io("write", &path, e))
+    }
+
+    /// The plan in `bundle`, if its run asked for a network.
+    pub fn read(bundle: &Path) -> Result<Option<NetPlan>> {
+        let path = bundle.join(NET_PLAN_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| SandboxError::io("parse", &path, std::io::Error::other(e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SandboxError::io("read", &path, e)),
+        }
+    }
+}
+
+/// A nucleus-net error about an option, as the spec's field.
+fn option_err(e: NetError) -> SandboxError {
+    let NetError::InvalidInput {
+        field,
+        value,
+        reason,
+    } = &e
+    else {
+        return SandboxError::Network {
+            network: String::new(),
+            reason: e.to_string(),
+        };
+    };
+    let f = match *field {
+        "--publish" => Field::Publish,
+        "--egress-allow" => Field::EgressAllow,
+        "--egress-deny" => Field::EgressDeny,
+        "--egress-domain" => Field::EgressDomain,
+        "--dns" => Field::Dns,
+        "--dns-search" => Field::DnsSearch,
+        "--add-host" => Field::AddHost,
+        _ => Field::Network,
+    };
+    SandboxError::invalid(f, value, reason)
+}
+
+/// The attachment step of one run; tears down when dropped.
+#[derive(Debug)]
+pub struct NetAttach {
+    net: Networking,
+    network: String,
+    name: Option<String>,
+    hostname: Option<String>,
+    publish: Vec<PortMapping>,
+    egress: EgressPolicy,
+    dns: DnsOptions,
+    attached: Option<String>,
+    side: Option<SideTaskHandle>,
+}
+
+impl NetAttach {
+    /// Parses the options and checks the network exists, before anything starts.
+    pub fn new(plan: &NetPlan) -> Result<NetAttach> {
+        let o = &plan.options;
+        let publish = o
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse(p))
+            .collect::<std::result::Result<_, NetError>>()
+            .map_err(option_err)?;
+        let egress = EgressPolicy::from_flags(
+            &o.egress_allow,
+            &o.egress_deny,
+            o.egress_deny_all,
+            &o.egress_domain,
+        )
+        .map_err(option_err)?;
+        let dns = DnsOptions::from_flags(&o.dns, &o.dns_search, &o.add_host).map_err(option_err)?;
+        let net_err = |e: NetError| SandboxError::Network {
+            network: plan.network.clone(),
+            reason: e.to_string(),
+        };
+        let net = plan.store.networking().map_err(net_err)?;
+        match net.network(&plan.network) {
+            Ok(_) => {}
+            Err(NetError::NetworkNotFound { name }) => {
+                return Err(SandboxError::invalid(
+                    Field::Network,
+                    name,
+                    "no such network (see `nucleus network ls`)",
+                ))
+            }
+            Err(e) => return Err(net_err(e)),
+        }
+        Ok(NetAttach {
+            net,
+            network: plan.network.clone(),
+            name: plan.name.clone(),
+            hostname: plan.hostname.clone(),
+            publish,
+            egress,
+            dns,
+            attached: None,
+            side: None,
+        })
+    }
+
+    fn attach_inner(&mut self, ctx: &AttachContext<'_>) -> std::result::Result<(), NetError> {
+        let pid = u32::try_from(ctx.pid).map_err(|_| NetError::InvalidInput {
+            field: "container pid",
+            value: ctx.pid.to_string(),
+            reason: "not a pid".into(),
+        })?;
+        let mut req = AttachRequest::new(ctx.id, &self.network, pid);
+        req.name = self.name.clone();
+        if let Some(h) = &self.hostname {
+            req.hostname = h.clone();
+        }
+        req.publish = self.publish.clone();
+        req.egress = self.egress.clone();
+        req.dns = self.dns.clone();
+        let Attached {
+            attachment,
+            side_task,
+        } = self.net.attach(req)?;
+        self.attached = Some(ctx.id.to_string());
+        // The bundle's generated files are bound into the container: rewrite
+        // them in place (same inode) so the container sees the new text.
+        for (file, text) in [
+            ("etc/hosts", &attachment.hosts),
+            ("etc/resolv.conf", &attachment.resolv_conf),
+        ] {
+            let path = ctx.bundle.join(file);
+            std::fs::write(&path, text).map_err(|e| NetError::Io {
+                op: "write",
+                path,
+                source: e,
+            })?;
+        }
+        self.side = Some(side_task.spawn()?);
+        Ok(())
+    }
+}
+
+impl NetworkAttach for NetAttach {
+    fn attach(&mut self, ctx: &AttachContext<'_>) -> Result<()> {
+        self.attach_inner(ctx).map_err(|e| SandboxError::Network {
+            network: self.network.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Drop for NetAttach {
+    fn drop(&mut self) {
+        // The resolver stops first, then the rules, veth and lease go.
+        self.side = None;
+        if let Some(id) = self.attached.take() {
+            if let Err(e) = self.net.detach(&id) {
+                tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");
+            }
+        }
+    }
+}
