@@ -115,8 +115,13 @@ impl CreateRequest {
         if !self.command.is_empty() {
             s.command.clone_from(&self.command);
         }
-        if s.command.is_empty() && !matches!(s.rootfs, RootfsSource::Image(_)) {
+        // A sandbox waits for commands: an image's own entrypoint and
+        // command would run and exit (the image needs a /bin/sh).
+        if s.command.is_empty() {
             s.command = KEEP_ALIVE.iter().map(|a| a.to_string()).collect();
+            if matches!(s.rootfs, RootfsSource::Image(_)) && s.entrypoint.is_none() {
+                s.entrypoint = Some(String::new());
+            }
         }
         s.security.allow_degraded_security |= self.allow_degraded_security;
         Ok(s)
