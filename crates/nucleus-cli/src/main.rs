@@ -109,8 +109,11 @@ enum Verb {
 
 fn main() {
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
-    let (args, agent_run) =
-        docker::argv::rewrite(std::env::args_os().collect(), docker::argv::cwd_has_config);
+    let (args, agent_run) = docker::argv::rewrite(
+        std::env::args_os().collect(),
+        &docker::argv::Valued::of(&Cli::command()),
+        docker::argv::cwd_has_config,
+    );
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.

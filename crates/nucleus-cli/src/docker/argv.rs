@@ -16,79 +16,79 @@ pub const DOCKER_KILL: &str = "__docker-kill";
 /// Hidden flag telling the docker-like `run` that its words came after `--`.
 pub const COMMAND_FOLLOWS: &str = "--__command-follows";
 
-/// Global flags that take a value (they may come before or after the verb).
-const GLOBAL_VALUED: &[&str] = &[
-    "--root",
-    "--log",
-    "--log-format",
-    "--rootless",
-    "--data-root",
-];
+/// The flags that take a value, read off clap's definition of the command
+/// line, so a value is never mistaken for a positional argument.
+#[derive(Debug, Default)]
+pub struct Valued {
+    /// Global flags (they may come before or after the verb).
+    global: Vec<String>,
+    /// Flags of either `run` (runc's and the docker-like one).
+    run: Vec<String>,
+}
 
-/// Flags of either `run` that take a value, so their values are not
-/// counted as positional arguments.
-const RUN_VALUED: &[&str] = &[
-    "--name",
-    "--entrypoint",
-    "-e",
-    "--env",
-    "--env-file",
-    "-w",
-    "--workdir",
-    "--hostname",
-    "-u",
-    "--user",
-    "--group-add",
-    "-v",
-    "--volume",
-    "--tmpfs",
-    "--context",
-    "--context-mode",
-    "--secret",
-    "-m",
-    "--memory",
-    "--memory-swap",
-    "--cpus",
-    "--cpu-weight",
-    "--pids",
-    "--io-limit",
-    "--ulimit",
-    "--timeout",
-    "--cap-add",
-    "--cap-drop",
-    "--seccomp-profile",
-    "--seccomp-profile-sha256",
-    "--caps-policy",
-    "--caps-policy-sha256",
-    "--landlock-policy",
-    "--landlock-policy-sha256",
-    "--network",
-    "-p",
-    "--publish",
-    "--dns",
-    "--dns-search",
-    "--add-host",
-    "--egress-allow",
-    "--egress-deny",
-    "--egress-domain",
-    "--rootfs",
-    "--runtime",
-    "--gvisor-platform",
-    "--gvisor-runsc",
-    "-b",
-    "--bundle",
-    "--console-socket",
-    "--pid-file",
-    "--preserve-fds",
-];
+impl Valued {
+    pub fn of(cli: &clap::Command) -> Valued {
+        let mut v = Valued::default();
+        names_into(
+            cli.get_arguments().filter(|a| a.is_global_set()),
+            &mut v.global,
+        );
+        for verb in cli
+            .get_subcommands()
+            .filter(|c| matches!(c.get_name(), "run" | AGENT_RUN))
+        {
+            names_into(verb.get_arguments(), &mut v.run);
+        }
+        v
+    }
+
+    fn is_global(&self, a: &str) -> bool {
+        self.global.iter().any(|g| g == a)
+    }
+
+    fn is_run(&self, a: &str) -> bool {
+        self.run.iter().any(|g| g == a)
+    }
+}
+
+/// `--long`, `-s` and their aliases of every argument that takes a value.
+fn names_into<'a>(args: impl Iterator<Item = &'a clap::Arg>, out: &mut Vec<String>) {
+    for arg in args.filter(|a| a.get_action().takes_values() && !a.is_positional()) {
+        out.extend(
+            arg.get_long_and_visible_aliases()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("--{l}")),
+        );
+        out.extend(
+            arg.get_all_aliases()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("--{l}")),
+        );
+        out.extend(
+            arg.get_short_and_visible_aliases()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("-{c}")),
+        );
+        out.extend(
+            arg.get_all_short_aliases()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("-{c}")),
+        );
+    }
+}
 
 /// Returns `args` (including argv[0]) with the verb renamed when the
 /// docker-like form is meant, and whether it was `run` in agent form.
 pub fn rewrite(
     mut args: Vec<OsString>,
+    valued: &Valued,
     cwd_has_config: impl FnOnce() -> bool,
 ) -> (Vec<OsString>, bool) {
-    let Some(verb_at) = verb_index(&args) else {
+    let Some(verb_at) = verb_index(&args, valued) else {
         return (args, false);
     };
     let verb = args[verb_at].to_string_lossy().into_owned();
@@ -97,8 +97,8 @@ pub fn rewrite(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let new = match verb.as_str() {
-        "run" if !is_oci_run(&rest, cwd_has_config) => Some(AGENT_RUN),
-        "ps" if is_docker_ps(&rest) => Some(DOCKER_PS),
+        "run" if !is_oci_run(&rest, valued, cwd_has_config) => Some(AGENT_RUN),
+        "ps" if is_docker_ps(&rest, valued) => Some(DOCKER_PS),
         "kill" if has_flag(&rest, &["-s", "--signal"]) => Some(DOCKER_KILL),
         _ => None,
     };
@@ -110,7 +110,7 @@ pub fn rewrite(
             let before: Vec<&String> = rest.iter().take_while(|a| a.as_str() != "--").collect();
             if name == AGENT_RUN
                 && rest.iter().any(|a| a == "--")
-                && positionals(&before).is_empty()
+                && positionals(&before, valued).is_empty()
             {
                 args.insert(verb_at + 1, OsString::from(COMMAND_FOLLOWS));
             }
@@ -122,11 +122,11 @@ pub fn rewrite(
 
 /// Index of the subcommand: the first argument that is neither a global
 /// flag nor a global flag's value.
-fn verb_index(args: &[OsString]) -> Option<usize> {
+fn verb_index(args: &[OsString], valued: &Valued) -> Option<usize> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy();
-        if GLOBAL_VALUED.contains(&a.as_ref()) {
+        if valued.is_global(&a) {
             i += 2;
             continue;
         }
@@ -139,7 +139,7 @@ fn verb_index(args: &[OsString]) -> Option<usize> {
     None
 }
 
-fn is_oci_run(rest: &[String], cwd_has_config: impl FnOnce() -> bool) -> bool {
+fn is_oci_run(rest: &[String], valued: &Valued, cwd_has_config: impl FnOnce() -> bool) -> bool {
     let before_dashdash: Vec<&String> = rest.iter().take_while(|a| a.as_str() != "--").collect();
     let has_dashdash = before_dashdash.len() != rest.len();
     let bundle_flag = before_dashdash.iter().any(|a| {
@@ -151,10 +151,10 @@ fn is_oci_run(rest: &[String], cwd_has_config: impl FnOnce() -> bool) -> bool {
     if bundle_flag {
         return true;
     }
-    !has_dashdash && positionals(&before_dashdash).len() == 1 && cwd_has_config()
+    !has_dashdash && positionals(&before_dashdash, valued).len() == 1 && cwd_has_config()
 }
 
-fn positionals<'a>(args: &[&'a String]) -> Vec<&'a String> {
+fn positionals<'a>(args: &[&'a String], valued: &Valued) -> Vec<&'a String> {
     let mut out = Vec::new();
     let mut skip = false;
     for a in args {
@@ -163,8 +163,7 @@ fn positionals<'a>(args: &[&'a String]) -> Vec<&'a String> {
             continue;
         }
         if a.starts_with('-') {
-            skip = (RUN_VALUED.contains(&a.as_str()) || GLOBAL_VALUED.contains(&a.as_str()))
-                && !a.contains('=');
+            skip = (valued.is_run(a) || valued.is_global(a)) && !a.contains('=');
             continue;
         }
         out.push(*a);
@@ -172,7 +171,7 @@ fn positionals<'a>(args: &[&'a String]) -> Vec<&'a String> {
     out
 }
 
-fn is_docker_ps(rest: &[String]) -> bool {
+fn is_docker_ps(rest: &[String], valued: &Valued) -> bool {
     let before: Vec<&String> = rest.iter().take_while(|a| a.as_str() != "--").collect();
     if has_flag(rest, &["-a", "--all", "-q", "--quiet"]) {
         return true;
@@ -184,7 +183,7 @@ fn is_docker_ps(rest: &[String]) -> bool {
             continue;
         }
         if a.starts_with('-') {
-            skip = matches!(a.as_str(), "-f" | "--format") || GLOBAL_VALUED.contains(&a.as_str());
+            skip = matches!(a.as_str(), "-f" | "--format") || valued.is_global(a);
             continue;
         }
         return false;
@@ -226,7 +225,8 @@ mod tests {
             .chain(args.iter().copied())
             .map(OsString::from)
             .collect();
-        let (out, _) = rewrite(v, || config);
+        let valued = Valued::of(&<crate::Cli as clap::CommandFactory>::command());
+        let (out, _) = rewrite(v, &valued, || config);
         out.iter()
             .skip(1)
             .map(|a| a.to_string_lossy().into_owned())
@@ -275,6 +275,30 @@ mod tests {
             rw(&["--debug", "run", "-e", "A=1", "-d", "--", "sh"], false),
             "--debug __agent-run --__command-follows -e A=1 -d -- sh"
         );
+    }
+
+    #[test]
+    fn valued_flags_come_from_clap() {
+        let v = Valued::of(&<crate::Cli as clap::CommandFactory>::command());
+        for f in ["--root", "--data-root", "--log", "--log-format"] {
+            assert!(v.is_global(f), "{f}");
+        }
+        for f in [
+            "-e",
+            "--env",
+            "-v",
+            "--network",
+            "-p",
+            "--runtime",
+            "-b",
+            "--bundle",
+            "--pid-file",
+        ] {
+            assert!(v.is_run(f), "{f}");
+        }
+        for f in ["-d", "--detach", "--rm", "--read-only"] {
+            assert!(!v.is_run(f), "{f}");
+        }
     }
 
     #[test]
