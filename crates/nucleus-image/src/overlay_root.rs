@@ -17,6 +17,10 @@ use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a sweep waits for a root another process holds.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Under the state root: one directory per container made from an image.
 pub const IMAGE_ROOTS: &str = ".image-roots";
@@ -112,20 +116,36 @@ pub fn sweep(state_root: &Path, is_gone: impl Fn(&str) -> bool) -> Result<()> {
         if !is_gone(&id) {
             continue;
         }
-        if let Err(err) = remove_root(&e.path(), &id) {
+        if let Err(err) = remove_root(&e.path(), &id, &is_gone) {
             first.get_or_insert(err);
         }
     }
     first.map_or(Ok(()), Err)
 }
 
-fn remove_root(dir: &Path, id: &str) -> Result<()> {
+fn remove_root(dir: &Path, id: &str, is_gone: &impl Fn(&str) -> bool) -> Result<()> {
+    // Held until the root is gone. A root being set up (its container
+    // appears) or removed by another sweep (it vanishes) is left alone; the
+    // wait is bounded so a stuck maker never hangs a sweep.
     let lock_path = dir.join("lock");
-    if let Ok(lock) = File::open(&lock_path) {
-        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            return Ok(()); // still being set up by a live run
+    let deadline = Instant::now() + LOCK_WAIT;
+    let _lock = loop {
+        let lock = match File::open(&lock_path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dir.exists() => return Ok(()),
+            Err(_) => break None,
+        };
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if !dir.exists() || !is_gone(id) {
+                return Ok(());
+            }
+            break Some(lock);
         }
-    }
+        if !is_gone(id) || Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let merged = dir.join("merged");
     match unmount(&merged, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
@@ -137,5 +157,9 @@ fn remove_root(dir: &Path, id: &str) -> Result<()> {
             store.release(id)?;
         }
     }
-    fs::remove_dir_all(dir).map_err(fs_err("remove", dir))
+    match fs::remove_dir_all(dir) {
+        // Another sweep removed it first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(fs_err("remove", dir)),
+    }
 }
