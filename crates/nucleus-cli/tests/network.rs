@@ -402,3 +402,51 @@ fn a_detached_sandbox_keeps_its_network_and_policy_until_rm() {
     // `rm` returns once the network is free.
     w.assert_clean();
 }
+
+#[test]
+fn a_container_joins_another_containers_network_and_reaches_its_loopback() {
+    require!(root);
+    if !tools() || !which("busybox") {
+        return;
+    }
+    let w = World::new();
+    let name = format!("srv{}", w.tag);
+    let out = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:8080",
+        "-h",
+        "/etc",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let share = format!("container:{name}");
+    let probe = w.nucleus(&[
+        "run",
+        "--network",
+        &share,
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do curl -sS -m 1 http://127.0.0.1:8080/passwd && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    let missing = w.nucleus(&["run", "--network", "container:nosuch-ctr", "--", "true"]);
+    let rm = w.nucleus(&["rm", "-f", &name]);
+    assert!(rm.status.success(), "{}", text(&rm));
+    assert!(
+        probe.status.success() && text(&probe).contains("root:"),
+        "{}",
+        text(&probe)
+    );
+    let err = text(&missing);
+    assert!(
+        !missing.status.success() && err.contains("--network") && err.contains("nosuch-ctr"),
+        "{err}"
+    );
+}

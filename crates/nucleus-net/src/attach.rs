@@ -366,7 +366,6 @@ impl Networking {
     ) -> Result<SideTask> {
         link::ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
-        self.fw.setup_network(net)?;
         if link::exists(&rec.host_veth)? {
             return Err(NetError::invalid(
                 "container id",

@@ -33,6 +33,7 @@ pub mod manage;
 pub mod monitor;
 pub mod names;
 pub mod net_attach;
+pub mod net_share;
 pub mod network;
 pub mod parse;
 pub mod rootfs;

@@ -349,11 +349,14 @@ pub fn network(n: &str) -> Result<Network> {
     match n {
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        other if other.starts_with("container:") => Err(SandboxError::invalid(
-            Field::Network,
-            other,
-            "sharing another container's network is not supported yet",
-        )),
+        other if other.starts_with("container:") => match &other["container:".len()..] {
+            "" => Err(SandboxError::invalid(
+                Field::Network,
+                other,
+                "expected container:NAME (a running container's name or id)",
+            )),
+            name => Ok(Network::Container(name.to_string())),
+        },
         "" => Err(SandboxError::invalid(
             Field::Network,
             "",

@@ -14,6 +14,7 @@ use crate::net_attach::{NetAttach, NetPlan, NetworkStore};
 use crate::network::{EngineStep, NetworkAttach, NoNetwork};
 use crate::rootfs::{ImageProvider, RootfsSource};
 use crate::side_task::{NoSideTasks, SideTasks};
+use crate::spec::Network;
 use crate::spec::SandboxSpec;
 use nucleus_engine::lifecycle;
 use nucleus_engine::state::StateRoot;
@@ -176,6 +177,9 @@ fn run_inner(
         config: &i.config,
     });
     let mut plan = compile::compile(spec, &facts.inputs(&id, image_in))?;
+    if let Network::Container(other) = &spec.network {
+        crate::net_share::join_container(&root, other, &mut plan.spec)?;
+    }
     let dir = bundle::create_dir(root_path, &id)?;
     let mut cleanup = Cleanup {
         root: &root,

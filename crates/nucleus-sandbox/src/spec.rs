@@ -255,15 +255,19 @@ pub enum Network {
     /// A namespace of its own joined to a nucleus-net network: `bridge`
     /// (the default bridge) or a user-defined network's name.
     Attached(String),
+    /// Another running container's namespace, by name or id
+    /// (`container:NAME`); the sandbox adds nothing to it.
+    Container(String),
 }
 
 impl Network {
     /// As `--network` spells it.
-    pub fn as_flag(&self) -> &str {
+    pub fn as_flag(&self) -> String {
         match self {
-            Network::None => "none",
-            Network::Host => "host",
-            Network::Attached(n) => n,
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Attached(n) => n.clone(),
+            Network::Container(n) => format!("container:{n}"),
         }
     }
 }

@@ -35,10 +35,10 @@ pub struct ContainerRules<'a> {
 }
 
 pub trait Firewall: Debug + Send + Sync {
-    /// Install the network's rules (masquerade, isolation); idempotent.
-    fn setup_network(&self, net: &Network) -> Result<()>;
     /// Remove the network's rules; nothing installed is fine.
     fn teardown_network(&self, net: &Network) -> Result<()>;
+    /// Install the container's rules, and its network's (masquerade,
+    /// isolation; idempotent), in one transaction.
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
     /// Remove everything tagged with `id`; nothing installed is fine.
     fn teardown_container(&self, id: &str) -> Result<()>;

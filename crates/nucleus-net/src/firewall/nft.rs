@@ -2,19 +2,27 @@
 //! one `bridge` table of the same name (anti-spoofing on the veth ports),
 //! applied as JSON batches through the `nftables` crate (`nft -j -f -`).
 //!
+//! Every network and every container owns its own base chains, so each is
+//! installed by one batch (add, flush, fill) and removed by one batch (add,
+//! flush, delete) by name, without reading the ruleset first: one `nft`
+//! run per attach and one per detach.
+//!
 //! ```text
 //! table inet nucleus
-//!   prerouting  nat/dstnat   published ports, DNS redirect to the resolver
-//!   output      nat/-100     published ports for the host's own connections (127.0.0.1)
-//!   postrouting nat/srcnat   masquerade per network; 127.0.0.0/8 -> bridge (route_localnet)
-//!   forward     filter       internal networks; `ip saddr LEASE jump eg-ID`
-//!   input       filter       `ip saddr LEASE jump eg-ID` (the host is outside too)
+//!   n-post-NET  nat/postrouting 100  masquerade per network; 127.0.0.0/8 -> bridge (route_localnet)
+//!   n-fwd-NET   filter/forward 0     internal networks
+//!   c-pre-ID    nat/prerouting -100  published ports, DNS redirect to the resolver
+//!   c-out-ID    nat/output -100      published ports for the host's own connections (127.0.0.1)
+//!   c-fwd-ID    filter/forward 0     `ip saddr LEASE jump eg-ID`
+//!   c-in-ID     filter/input 0       `ip saddr LEASE jump eg-ID` (the host is outside too)
 //!   eg-ID       the container's egress rules; sets a4-ID/a6-ID (timeout) of resolved addresses
 //! table bridge nucleus
-//!   prerouting  filter       frames from a veth must carry its leased source address
+//!   c-sp-ID     filter/prerouting -200  frames from a veth must carry its leased source address
 //! ```
 //! Egress is enforced on the host, keyed by a source address the bridge
 //! table makes unforgeable, so nothing inside the container can lift it.
+//! A drop or reject in any base chain is final, so splitting the chains
+//! changes no verdict.
 
 use super::{ContainerRules, Firewall};
 use crate::egress::{CidrRule, EgressPolicy, Proto};
@@ -56,6 +64,67 @@ fn chain_of(id: &str) -> String {
 
 fn set_of(id: &str, v6: bool) -> String {
     format!("{}-{id}", if v6 { "a6" } else { "a4" })
+}
+
+/// A base chain of our own: family, name, type, hook, priority.
+#[derive(Debug, Clone)]
+struct Hooked {
+    family: &'static str,
+    name: String,
+    ty: &'static str,
+    hook: &'static str,
+    prio: i32,
+}
+
+impl Hooked {
+    fn new(
+        family: &'static str,
+        name: String,
+        ty: &'static str,
+        hook: &'static str,
+        prio: i32,
+    ) -> Hooked {
+        Hooked {
+            family,
+            name,
+            ty,
+            hook,
+            prio,
+        }
+    }
+}
+
+/// The base chains of a network: masquerade, and isolation when internal.
+fn network_chains(name: &str) -> [Hooked; 2] {
+    [
+        Hooked::new("inet", format!("n-post-{name}"), "nat", "postrouting", 100),
+        Hooked::new("inet", format!("n-fwd-{name}"), "filter", "forward", 0),
+    ]
+}
+
+/// The base chains of a container, in the order `ContainerChains` names them.
+fn container_chains(id: &str) -> ContainerChains {
+    ContainerChains {
+        spoof: Hooked::new("bridge", format!("c-sp-{id}"), "filter", "prerouting", -200),
+        pre: Hooked::new("inet", format!("c-pre-{id}"), "nat", "prerouting", -100),
+        out: Hooked::new("inet", format!("c-out-{id}"), "nat", "output", -100),
+        fwd: Hooked::new("inet", format!("c-fwd-{id}"), "filter", "forward", 0),
+        input: Hooked::new("inet", format!("c-in-{id}"), "filter", "input", 0),
+    }
+}
+
+struct ContainerChains {
+    spoof: Hooked,
+    pre: Hooked,
+    out: Hooked,
+    fwd: Hooked,
+    input: Hooked,
+}
+
+impl ContainerChains {
+    fn all(&self) -> [&Hooked; 5] {
+        [&self.spoof, &self.pre, &self.out, &self.fwd, &self.input]
+    }
 }
 
 fn payload(protocol: &str, field: &str) -> Value {
@@ -145,57 +214,79 @@ impl NftFirewall {
         }
     }
 
-    /// Tables and base chains; `add` of an existing one is a no-op.
-    fn base(&self) -> Vec<Value> {
-        let t = &self.table;
-        let chain = |family: &str, name: &str, ty: &str, hook: &str, prio: i32| json!({"add": {"chain": {"family": family, "table": t, "name": name, "type": ty, "hook": hook, "prio": prio, "policy": "accept"}}});
+    /// Both tables; `add` of an existing one is a no-op.
+    fn tables(&self) -> Vec<Value> {
         vec![
-            json!({"add": {"table": {"family": "inet", "name": t}}}),
-            chain("inet", "prerouting", "nat", "prerouting", -100),
-            chain("inet", "output", "nat", "output", -100),
-            chain("inet", "postrouting", "nat", "postrouting", 100),
-            chain("inet", "forward", "filter", "forward", 0),
-            chain("inet", "input", "filter", "input", 0),
-            json!({"add": {"table": {"family": "bridge", "name": t}}}),
-            chain("bridge", "prerouting", "filter", "prerouting", -200),
+            json!({"add": {"table": {"family": "inet", "name": self.table}}}),
+            json!({"add": {"table": {"family": "bridge", "name": self.table}}}),
         ]
     }
 
-    /// Delete every rule carrying `comment`, and the chains and sets `owned` says are ours.
-    fn delete_tagged(&self, comment: &str, owned: impl Fn(&str) -> bool) -> Result<()> {
-        let (mut rules, mut chains, mut sets) = (Vec::new(), Vec::new(), Vec::new());
-        for family in ["inet", "bridge"] {
-            for obj in self.list(family)? {
-                let t = &self.table;
-                if let Some(r) = obj.get("rule") {
-                    let chain = r["chain"].as_str().unwrap_or_default();
-                    if r["comment"].as_str() == Some(comment) && !owned(chain) {
-                        rules.push(json!({"delete": {"rule": {"family": family, "table": t, "chain": chain, "handle": r["handle"]}}}));
-                    }
-                } else if let Some(name) = obj
-                    .get("chain")
-                    .and_then(|c| c["name"].as_str())
-                    .filter(|n| owned(n))
-                {
-                    let c = json!({"family": family, "table": t, "name": name});
-                    chains.push(json!({"flush": {"chain": c.clone()}}));
-                    chains.push(json!({"delete": {"chain": c}}));
-                } else if let Some(name) = obj
-                    .get("set")
-                    .and_then(|s| s["name"].as_str())
-                    .filter(|n| owned(n))
-                {
-                    sets.push(
-                        json!({"delete": {"set": {"family": family, "table": t, "name": name}}}),
-                    );
+    fn chain_ref(&self, family: &str, name: &str) -> Value {
+        json!({"family": family, "table": self.table, "name": name})
+    }
+
+    /// Create (or keep) a base chain and empty it, ready to be filled.
+    fn fresh(&self, h: &Hooked) -> [Value; 2] {
+        [
+            json!({"add": {"chain": {"family": h.family, "table": self.table, "name": h.name, "type": h.ty, "hook": h.hook, "prio": h.prio, "policy": "accept"}}}),
+            json!({"flush": {"chain": self.chain_ref(h.family, &h.name)}}),
+        ]
+    }
+
+    fn egress_set(&self, id: &str, v6: bool) -> Value {
+        let ty = if v6 { "ipv6_addr" } else { "ipv4_addr" };
+        json!({"family": "inet", "table": self.table, "name": set_of(id, v6), "type": ty, "flags": ["timeout"]})
+    }
+
+    /// Remove chains and sets by name whether or not they exist: each is
+    /// added first (a no-op when present), so the deletes cannot fail.
+    fn remove_named(
+        &self,
+        op: &'static str,
+        hooked: &[&Hooked],
+        plain: &[String],
+        sets: &[Value],
+    ) -> Result<()> {
+        let batch = |family: Option<&str>| {
+            let keep = |f: &str| family.is_none_or(|x| x == f);
+            let (mut adds, mut flushes, mut dels) = (Vec::new(), Vec::new(), Vec::new());
+            for h in hooked.iter().filter(|h| keep(h.family)) {
+                let [add, flush] = self.fresh(h);
+                adds.push(add);
+                flushes.push(flush);
+                dels.push(json!({"delete": {"chain": self.chain_ref(h.family, &h.name)}}));
+            }
+            for name in plain.iter().filter(|_| keep("inet")) {
+                let c = self.chain_ref("inet", name);
+                adds.push(json!({"add": {"chain": c.clone()}}));
+                flushes.push(json!({"flush": {"chain": c.clone()}}));
+                dels.push(json!({"delete": {"chain": c}}));
+            }
+            // Rules go (flush) before the chains they jump to and the sets they name.
+            for set in sets.iter().filter(|_| keep("inet")) {
+                adds.push(json!({"add": {"set": set}}));
+                let mut name = set.clone();
+                if let Some(o) = name.as_object_mut() {
+                    o.retain(|k, _| matches!(k.as_str(), "family" | "table" | "name"));
                 }
+                dels.push(json!({"delete": {"set": name}}));
+            }
+            adds.extend(flushes);
+            adds.extend(dels);
+            adds
+        };
+        if self.apply(op, batch(None)).is_ok() {
+            return Ok(());
+        }
+        // Most likely a table is missing (nft's message goes to its stderr,
+        // not to us): retry each family whose table exists.
+        for family in ["inet", "bridge"] {
+            if !self.list(family)?.is_empty() {
+                self.apply(op, batch(Some(family)))?;
             }
         }
-        tracing::debug!(comment, rules = rules.len(), "removing nftables objects");
-        // Jumps go before the chains they target; rules before the sets they name.
-        rules.extend(chains);
-        rules.extend(sets);
-        self.apply("remove rules", rules)
+        Ok(())
     }
 
     /// Remove both tables once nothing of ours is left in them.
@@ -206,9 +297,9 @@ impl NftFirewall {
             if objs.is_empty() {
                 continue;
             }
-            let in_use = objs
-                .iter()
-                .any(|o| o.get("rule").is_some() || o.get("set").is_some());
+            let in_use = objs.iter().any(|o| {
+                o.get("rule").is_some() || o.get("set").is_some() || o.get("chain").is_some()
+            });
             if !in_use {
                 cmds.push(json!({"delete": {"table": {"family": family, "name": self.table}}}));
             }
@@ -216,21 +307,25 @@ impl NftFirewall {
         self.apply("remove the table", cmds)
     }
 
+    /// The network's chains, emptied and filled again (idempotent).
     fn network_rules(&self, net: &Network) -> Vec<Value> {
         let tag = net_tag(&net.name);
         let br = json!(net.bridge);
+        let [post, fwd] = network_chains(&net.name);
         let mut cmds = Vec::new();
         if net.internal {
+            cmds.extend(self.fresh(&fwd));
             for (a, b) in [("iifname", "oifname"), ("oifname", "iifname")] {
                 let expr = vec![
                     m(meta(a), "==", br.clone()),
                     m(meta(b), "!=", br.clone()),
                     json!({"drop": null}),
                 ];
-                cmds.push(self.rule("inet", "forward", expr, &tag));
+                cmds.push(self.rule("inet", &fwd.name, expr, &tag));
             }
             return cmds;
         }
+        cmds.extend(self.fresh(&post));
         for s in net.subnets() {
             let f = fam(s.addr());
             let expr = vec![
@@ -238,7 +333,7 @@ impl NftFirewall {
                 m(meta("oifname"), "!=", br.clone()),
                 json!({"masquerade": null}),
             ];
-            cmds.push(self.rule("inet", "postrouting", expr, &tag));
+            cmds.push(self.rule("inet", &post.name, expr, &tag));
         }
         // Published on 127.0.0.1: the host's own connection leaves with a
         // loopback source (allowed by route_localnet); rewrite it so the
@@ -252,13 +347,13 @@ impl NftFirewall {
             ),
             json!({"masquerade": null}),
         ];
-        cmds.push(self.rule("inet", "postrouting", lo, &tag));
+        cmds.push(self.rule("inet", &post.name, lo, &tag));
         let lo6 = vec![
             m(meta("oifname"), "==", br),
             m(payload("ip6", "saddr"), "==", json!("::1")),
             json!({"masquerade": null}),
         ];
-        cmds.push(self.rule("inet", "postrouting", lo6, &tag));
+        cmds.push(self.rule("inet", &post.name, lo6, &tag));
         cmds
     }
 
@@ -266,7 +361,11 @@ impl NftFirewall {
         let tag = ctr_tag(r.id);
         let br = json!(r.net.bridge);
         let veth = json!(r.host_veth);
+        let chains = container_chains(r.id);
         let mut cmds = Vec::new();
+        for h in chains.all() {
+            cmds.extend(self.fresh(h));
+        }
         // Anti-spoofing: the source address is what egress is keyed on.
         let v4 = match r.lease.ipv4 {
             Some(a) => m(payload("ip", "saddr"), "!=", json!(a.to_string())),
@@ -275,7 +374,7 @@ impl NftFirewall {
         let ether = |t: &str| m(payload("ether", "type"), "==", json!(t));
         cmds.push(self.rule(
             "bridge",
-            "prerouting",
+            &chains.spoof.name,
             vec![
                 m(meta("iifname"), "==", veth.clone()),
                 ether("ip"),
@@ -292,7 +391,7 @@ impl NftFirewall {
         let v6 = m(payload("ip6", "saddr"), "!=", json!({ "set": own6 }));
         cmds.push(self.rule(
             "bridge",
-            "prerouting",
+            &chains.spoof.name,
             vec![
                 m(meta("iifname"), "==", veth),
                 ether("ip6"),
@@ -326,21 +425,20 @@ impl NftFirewall {
                 expr.push(m(meta("l4proto"), "==", json!(p.proto.as_str())));
                 expr.push(m(payload("th", "dport"), "==", json!(p.host_port)));
                 expr.push(json!({"dnat": {"family": f, "addr": ctr.to_string(), "port": p.container_port}}));
-                cmds.push(self.rule("inet", "prerouting", expr.clone(), &tag));
-                cmds.push(self.rule("inet", "output", expr, &tag));
+                cmds.push(self.rule("inet", &chains.pre.name, expr.clone(), &tag));
+                cmds.push(self.rule("inet", &chains.out.name, expr, &tag));
             }
         }
 
-        cmds.extend(self.dns_redirect(r));
+        cmds.extend(self.dns_redirect(r, &chains.pre.name));
         if !r.egress.is_active() {
             return cmds;
         }
         let chain = chain_of(r.id);
-        let t = &self.table;
-        cmds.push(json!({"add": {"chain": {"family": "inet", "table": t, "name": chain}}}));
+        cmds.push(json!({"add": {"chain": self.chain_ref("inet", &chain)}}));
+        cmds.push(json!({"flush": {"chain": self.chain_ref("inet", &chain)}}));
         for v6 in [false, true] {
-            let ty = if v6 { "ipv6_addr" } else { "ipv4_addr" };
-            cmds.push(json!({"add": {"set": {"family": "inet", "table": t, "name": set_of(r.id, v6), "type": ty, "flags": ["timeout"]}}}));
+            cmds.push(json!({"add": {"set": self.egress_set(r.id, v6)}}));
         }
         for ip in r.lease.addrs() {
             let f = fam(ip);
@@ -348,7 +446,7 @@ impl NftFirewall {
                 m(meta("iifname"), "==", br.clone()),
                 m(payload(f, "saddr"), "==", json!(ip.to_string())),
             ];
-            for base in ["forward", "input"] {
+            for base in [&chains.fwd.name, &chains.input.name] {
                 let mut expr = from.clone();
                 expr.push(json!({"jump": {"target": chain}}));
                 cmds.push(self.rule("inet", base, expr, &tag));
@@ -360,7 +458,7 @@ impl NftFirewall {
 
     /// Send the container's DNS to nucleus's resolver: queries to the
     /// gateway always, and with name filtering every query to any server.
-    fn dns_redirect(&self, r: &ContainerRules<'_>) -> Vec<Value> {
+    fn dns_redirect(&self, r: &ContainerRules<'_>, pre: &str) -> Vec<Value> {
         let Some(port) = r.resolver_port else {
             return Vec::new();
         };
@@ -382,7 +480,7 @@ impl NftFirewall {
             }
             expr.extend(port_match(None, 53));
             expr.push(json!({"dnat": {"family": f, "addr": gw.to_string(), "port": port}}));
-            cmds.push(self.rule("inet", "prerouting", expr, &ctr_tag(r.id)));
+            cmds.push(self.rule("inet", pre, expr, &ctr_tag(r.id)));
         }
         cmds
     }
@@ -493,36 +591,37 @@ fn nft_err(op: &'static str, e: nftables::helper::NftablesError) -> NetError {
 }
 
 impl Firewall for NftFirewall {
-    fn setup_network(&self, net: &Network) -> Result<()> {
-        let mut cmds = self.base();
-        let tag = net_tag(&net.name);
-        let present = self.list("inet")?.iter().any(|o| {
-            o.get("rule")
-                .is_some_and(|r| r["comment"].as_str() == Some(&tag))
-        });
-        if !present {
-            cmds.extend(self.network_rules(net));
-        }
-        self.apply("install the network rules", cmds)
-    }
-
     fn teardown_network(&self, net: &Network) -> Result<()> {
-        self.delete_tagged(&net_tag(&net.name), |_| false)?;
+        // A verb, not the start path: read first, so a network never used
+        // (no table yet) tears down without a failed batch.
+        if !self.list("inet")?.is_empty() {
+            let chains = network_chains(&net.name);
+            self.remove_named(
+                "remove the network rules",
+                &[&chains[0], &chains[1]],
+                &[],
+                &[],
+            )?;
+        }
         self.drop_tables_if_empty()
     }
 
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()> {
-        let mut cmds = self.base();
+        let mut cmds = self.tables();
+        cmds.extend(self.network_rules(rules.net));
         cmds.extend(self.container_rules(rules));
         self.apply("install the container's rules", cmds)
     }
 
     fn teardown_container(&self, id: &str) -> Result<()> {
-        let chain = chain_of(id);
-        let (a4, a6) = (set_of(id, false), set_of(id, true));
-        self.delete_tagged(&ctr_tag(id), |name| {
-            name == chain || name == a4 || name == a6
-        })
+        let chains = container_chains(id);
+        let sets = [self.egress_set(id, false), self.egress_set(id, true)];
+        self.remove_named(
+            "remove the container's rules",
+            &chains.all(),
+            &[chain_of(id)],
+            &sets,
+        )
     }
 
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()> {
@@ -548,7 +647,13 @@ impl Firewall for NftFirewall {
 
     fn leftovers(&self, id: &str) -> Result<Vec<String>> {
         let tag = ctr_tag(id);
-        let (chain, a4, a6) = (chain_of(id), set_of(id, false), set_of(id, true));
+        let (a4, a6) = (set_of(id, false), set_of(id, true));
+        let mut chains: Vec<String> = container_chains(id)
+            .all()
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        chains.push(chain_of(id));
         let mut out = Vec::new();
         for family in ["inet", "bridge"] {
             for o in self.list(family)? {
@@ -556,7 +661,7 @@ impl Firewall for NftFirewall {
                     .get("rule")
                     .is_some_and(|r| r["comment"].as_str() == Some(&tag))
                     || o.get("chain")
-                        .is_some_and(|c| c["name"].as_str() == Some(&chain))
+                        .is_some_and(|c| chains.iter().any(|n| c["name"].as_str() == Some(n)))
                     || o.get("set").is_some_and(
                         |s| matches!(s["name"].as_str(), Some(n) if n == a4 || n == a6),
                     );
@@ -612,7 +717,7 @@ mod tests {
             resolver_port: Some(5353),
             log_group: Some(7),
         };
-        let mut cmds = fw.base();
+        let mut cmds = fw.tables();
         cmds.extend(fw.network_rules(&net));
         cmds.extend(fw.container_rules(&rules));
         let doc = json!({ "nftables": cmds });

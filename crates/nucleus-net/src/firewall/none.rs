@@ -11,9 +11,6 @@ use std::net::IpAddr;
 pub struct NoFirewall;
 
 impl Firewall for NoFirewall {
-    fn setup_network(&self, _: &Network) -> Result<()> {
-        Ok(())
-    }
     fn teardown_network(&self, _: &Network) -> Result<()> {
         Ok(())
     }
