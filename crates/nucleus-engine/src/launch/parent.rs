@@ -282,6 +282,11 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let (parent_sock, child_sock) =
         sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
+    if ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root() {
+        if let Some(reason) = userns::userns_disabled_reason() {
+            return Err(EngineError::Rootless { reason });
+        }
+    }
     ensure_single_threaded()?;
     let children_timens = time_offsets
         .as_deref()
