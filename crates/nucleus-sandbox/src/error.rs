@@ -52,6 +52,9 @@ pub enum Field {
     Network,
     Runtime,
     GvisorPlatform,
+    Userns,
+    UidMap,
+    GidMap,
 }
 
 impl fmt::Display for Field {
@@ -98,6 +101,9 @@ impl fmt::Display for Field {
             Field::Network => "network",
             Field::Runtime => "runtime",
             Field::GvisorPlatform => "runtime.gvisor.platform",
+            Field::Userns => "userns.mode",
+            Field::UidMap => "userns.uid_map",
+            Field::GidMap => "userns.gid_map",
         };
         f.write_str(s)
     }

@@ -38,6 +38,9 @@ fn compile_with(
         default_seccomp: &seccomp,
         policies,
         image,
+        caller: None,
+        cgroup: true,
+        nproc_hard: u64::MAX,
     };
     compile(s, &inp)
 }
