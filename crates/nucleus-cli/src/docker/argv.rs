@@ -72,6 +72,9 @@ const RUN_VALUED: &[&str] = &[
     "--egress-deny",
     "--egress-domain",
     "--rootfs",
+    "--userns",
+    "--uidmap",
+    "--gidmap",
     "--runtime",
     "--gvisor-platform",
     "--gvisor-runsc",
@@ -88,6 +91,7 @@ pub fn rewrite(
     mut args: Vec<OsString>,
     cwd_has_config: impl FnOnce() -> bool,
 ) -> (Vec<OsString>, bool) {
+    bare_rootless_is_true(&mut args);
     let Some(verb_at) = verb_index(&args) else {
         return (args, false);
     };
@@ -117,6 +121,31 @@ pub fn rewrite(
             (args, name == AGENT_RUN)
         }
         None => (args, false),
+    }
+}
+
+/// `--rootless` takes a value as runc's does (`--rootless true`), and
+/// alone means `--rootless=true`; before `--` only.
+fn bare_rootless_is_true(args: &mut [OsString]) {
+    // Global flags only: those before the verb.
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--rootless" {
+            let valued = args
+                .get(i + 1)
+                .is_some_and(|v| matches!(v.to_str(), Some("true" | "false" | "auto")));
+            if !valued {
+                args[i] = OsString::from("--rootless=true");
+            }
+            i += if valued { 2 } else { 1 };
+        } else if GLOBAL_VALUED.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return;
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod argv;
 mod flags_to_spec;
 mod manage;
 mod net_attach;
+mod pasta;
 mod run;
 pub mod run_flags;
 
@@ -29,6 +30,8 @@ pub struct Globals<'a> {
     pub data_root: &'a Path,
     pub log: Option<&'a Path>,
     pub debug: bool,
+    /// Not root (or `--rootless`): a user namespace for the sandbox.
+    pub rootless: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,12 +6,12 @@
 //! cannot be executed, 127 when it is not found, else the workload's own
 //! (128+N when killed by signal N).
 
-use super::{flags_to_spec, net_attach, Globals, RunFlags};
+use super::{flags_to_spec, net_attach, pasta, Globals, RunFlags};
 use crate::image_root::StoreProvider;
 use anyhow::Result;
 use nucleus_engine::state::StateRoot;
 use nucleus_sandbox::monitor::{self, MonitorArgs, MonitorCommand};
-use nucleus_sandbox::network::NoNetwork;
+use nucleus_sandbox::network::{NetworkAttach, NoNetwork};
 use nucleus_sandbox::run::{Extensions, RunOutcome};
 use nucleus_sandbox::side_task::NoSideTasks;
 use nucleus_sandbox::{LaunchFailure, SandboxError};
@@ -38,19 +38,26 @@ pub fn report(e: &SandboxError, has_log_file: bool) {
 
 /// Runs the agent sandbox (or `--rootfs`); returns the process exit code.
 pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
-    let (spec, opts) = match flags_to_spec::to_spec(f, &|k| std::env::var(k).ok()) {
-        Ok(v) => v,
-        Err(e) => {
-            crate::logging::report(&anyhow::Error::new(e), g.log.is_some());
-            return RUNTIME_ERROR;
-        }
-    };
+    let (spec, opts) =
+        match flags_to_spec::to_spec(f, &|k| std::env::var(k).ok(), g.rootless || f.rootless) {
+            Ok(v) => v,
+            Err(e) => {
+                crate::logging::report(&anyhow::Error::new(e), g.log.is_some());
+                return RUNTIME_ERROR;
+            }
+        };
     let mut ext = Extensions {
         images: Some(Box::new(StoreProvider::new(g.root, g.data_root))),
         ..Extensions::default()
     };
-    match net_attach::NetAttach::from_flags(f) {
-        Ok(Some(a)) => ext.network = Box::new(a),
+    let attach = match pasta::Pasta::from_flags(f) {
+        Ok(Some(p)) => Ok(Some(Box::new(p) as Box<dyn NetworkAttach>)),
+        Ok(None) => net_attach::NetAttach::from_flags(f)
+            .map(|a| a.map(|a| Box::new(a) as Box<dyn NetworkAttach>)),
+        Err(e) => Err(e),
+    };
+    match attach {
+        Ok(Some(a)) => ext.network = a,
         Ok(None) => {}
         Err(e) => {
             crate::logging::report(&e, g.log.is_some());
