@@ -472,3 +472,120 @@ fn oci_verbs_with_a_rootless_spec_and_no_range() {
     u.nucleus(&["delete", "--force", &id]).assert_ok();
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }
+
+/// Makes /dev/net/tun usable by ordinary users (its usual mode, 0666) for
+/// the test, and puts the mode back.
+struct TunMode(Option<u32>);
+
+impl TunMode {
+    fn open_to_users() -> TunMode {
+        let mode = fs::metadata("/dev/net/tun").map(|m| m.mode() & 0o7777).ok();
+        if mode.is_some_and(|m| m & 0o006 != 0o006) {
+            fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(0o666))
+                .expect("chmod /dev/net/tun");
+            return TunMode(mode);
+        }
+        TunMode(None)
+    }
+}
+
+impl Drop for TunMode {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            let _ = fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(m));
+        }
+    }
+}
+
+#[test]
+fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
+    needs_rootless_host!();
+    if !Path::new("/usr/bin/pasta").exists() {
+        eprintln!("skipped: needs pasta (apt-get install passt)");
+        return;
+    }
+    let gateway = fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines().skip(1).find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(1) == Some(&"00000000"))
+                    .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+                    .flatten()
+            })
+        })
+        .map(|g| std::net::Ipv4Addr::from(g.swap_bytes()));
+    let Some(gateway) = gateway else {
+        eprintln!("skipped: pasta needs a host default route to copy");
+        return;
+    };
+    let _tun = TunMode::open_to_users();
+    let u = TestUser::create(true);
+    // A server only the host's loopback can reach.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut c, _) = server.accept().unwrap();
+        c.write_all(b"hello-from-host\n").unwrap();
+    });
+    let out = u.run(&[
+        "--network",
+        "pasta",
+        "--",
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.create_connection(('{gateway}', {port}), timeout=5); print(s.recv(64).decode().strip())"
+        ),
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "hello-from-host", "{out}");
+    serve.join().unwrap();
+    // A published port, reached from the host.
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let name = format!("p{}", std::process::id());
+    let bg = {
+        let publish = format!("{host_port}:8080");
+        let args = vec![
+            "run".to_string(),
+            "--name".into(),
+            name,
+            "--network".into(),
+            "pasta".into(),
+            "-p".into(),
+            publish,
+            "--".into(),
+            "python3".into(),
+            "-c".into(),
+            "import socket; s=socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen(1); c,_=s.accept(); c.sendall(b'hello-from-container')".into(),
+        ];
+        let u = &u;
+        std::thread::scope(|sc| {
+            let h = sc.spawn(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                u.nucleus(&refs)
+            });
+            let mut got = String::new();
+            common::wait_until(Duration::from_secs(20), || {
+                use std::io::Read;
+                match std::net::TcpStream::connect(("127.0.0.1", host_port)) {
+                    Ok(mut s) => {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        got.clear();
+                        let _ = s.read_to_string(&mut got);
+                        !got.is_empty()
+                    }
+                    Err(_) => false,
+                }
+            });
+            (got, h.join().unwrap())
+        })
+    };
+    assert_eq!(bg.0, "hello-from-container", "{}", bg.1);
+    bg.1.assert_ok();
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}

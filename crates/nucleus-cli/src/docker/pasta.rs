@@ -128,15 +128,34 @@ impl NetworkAttach for Pasta {
             .output()
             .map_err(|e| fail(format!("cannot run `{}`: {e}", self.exe.display())))?;
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // pasta's own lines, without its complaints about syslog.
+            let said: Vec<&str> = stderr
+                .lines()
+                .filter(|l| !l.contains("to syslog"))
+                .collect();
+            let hint = if stderr.contains("tun") && !tun_usable() {
+                " (/dev/net/tun is not usable by this user; its usual mode is 0666: chmod 0666 /dev/net/tun)"
+            } else {
+                ""
+            };
             return Err(fail(format!(
-                "`{}` failed: {}",
+                "`{}` failed: {}{hint}",
                 self.exe.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                said.join("; ")
             )));
         }
         tracing::debug!(pid = ctx.pid, ports = ?self.ports, "pasta attached");
         Ok(())
     }
+}
+
+fn tun_usable() -> bool {
+    nix::unistd::access(
+        "/dev/net/tun",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    )
+    .is_ok()
 }
 
 impl Drop for Pasta {

@@ -401,6 +401,14 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let start_time = crate::state::proc_start_time(pid.as_raw())
         .map(|(t, _)| t)
         .unwrap_or(0);
+    // Unprivileged, /proc/<init>/ns is ours only while the init is still
+    // dumpable, that is before GO (see child::run): attach then. The
+    // namespaces, maps and cgroups exist already.
+    let attach_before_go =
+        ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
+    if attach_before_go {
+        run_attach(&mut req, pid)?;
+    }
 
     sync::send(
         parent_sock.as_raw_fd(),
@@ -421,12 +429,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     crate::fault::point("launch-state-saved");
     // Namespaces exist and the init is blocked in setup: it cannot exec
     // before READY, so the workload never runs unattached.
-    if let Some(step) = req.attach.as_deref_mut() {
-        step.attach(pid.as_raw())
-            .map_err(|source| EngineError::Attach {
-                pid: pid.as_raw(),
-                source,
-            })?;
+    if !attach_before_go {
+        run_attach(&mut req, pid)?;
     }
     loop {
         let frame =
@@ -475,6 +479,18 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         },
         state,
     ))
+}
+
+/// The front end's attach step, if any.
+fn run_attach(req: &mut LaunchRequest<'_>, pid: Pid) -> Result<()> {
+    if let Some(step) = req.attach.as_deref_mut() {
+        step.attach(pid.as_raw())
+            .map_err(|source| EngineError::Attach {
+                pid: pid.as_raw(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Makes `exec.fifo` and opens it (O_PATH) for the init, which may not be
