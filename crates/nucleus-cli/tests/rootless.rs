@@ -39,6 +39,11 @@ fn sh(cmd: &str, args: &[&str]) -> Out {
 impl TestUser {
     /// `with_range`: a subordinate uid/gid range of 65536 ids.
     fn create(with_range: bool) -> TestUser {
+        Self::create_in(with_range, "/tmp")
+    }
+
+    /// With the runtime dir under `base` (e.g. a tmpfs, as /run/user is).
+    fn create_in(with_range: bool, base: &str) -> TestUser {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let name = format!("nrl{}x{n}", pid % 100_000);
@@ -66,7 +71,7 @@ impl TestUser {
             uid: pw.uid.as_raw(),
             gid: pw.gid.as_raw(),
             home: pw.dir.clone(),
-            runtime_dir: PathBuf::from(format!("/tmp/nrl-run-{name}")),
+            runtime_dir: PathBuf::from(format!("{base}/nrl-run-{name}")),
             scratch: tempfile::Builder::new()
                 .prefix("nrl-scratch-")
                 .tempdir()
@@ -588,4 +593,42 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     assert_eq!(bg.0, "hello-from-container", "{}", bg.1);
     bg.1.assert_ok();
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn secrets_stay_in_memory_when_the_runtime_dir_is_a_tmpfs_and_are_refused_otherwise() {
+    needs_rootless_host!();
+    let u = TestUser::create_in(true, "/dev/shm");
+    let secret = u.scratch().join("token");
+    fs::write(&secret, "s3cret").unwrap();
+    std::os::unix::fs::chown(&secret, Some(u.uid), Some(u.gid)).unwrap();
+    let arg = format!("{}:/run/secrets/token", secret.display());
+    let out = u.run(&[
+        "--secret",
+        &arg,
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /run/secrets/token; stat -c %a /run/secrets/token",
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "s3cret400", "{out}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    // On a disk-backed state root the secret is refused, by flag.
+    let disk = TestUser::create(true);
+    let secret = disk.scratch().join("token");
+    fs::write(&secret, "s3cret").unwrap();
+    std::os::unix::fs::chown(&secret, Some(disk.uid), Some(disk.gid)).unwrap();
+    let out = disk.run(&[
+        "--secret",
+        &format!("{}:/run/secrets/t", secret.display()),
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--secret") && out.stderr.contains("tmpfs"),
+        "{out}"
+    );
+    assert!(disk.leftovers().is_empty(), "left: {:?}", disk.leftovers());
 }
