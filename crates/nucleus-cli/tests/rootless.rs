@@ -180,6 +180,21 @@ impl TestUser {
         dir
     }
 
+    /// This user's processes that are not zombies (a helper left running).
+    fn live_pids(&self) -> Vec<i32> {
+        self.pids()
+            .into_iter()
+            .filter(|p| {
+                let st = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let state = st
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.trim_start())
+                    .unwrap_or("");
+                !state.starts_with('Z') && !state.is_empty()
+            })
+            .collect()
+    }
+
     fn pids(&self) -> Vec<i32> {
         let mut out = Vec::new();
         for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -505,8 +520,8 @@ impl Drop for TunMode {
 #[test]
 fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     needs_rootless_host!();
-    if !Path::new("/usr/bin/pasta").exists() {
-        eprintln!("skipped: needs pasta (apt-get install passt)");
+    if !Path::new("/usr/bin/pasta").exists() || !Path::new("/usr/bin/slirp4netns").exists() {
+        eprintln!("skipped: needs pasta and slirp4netns (apt-get install passt slirp4netns)");
         return;
     }
     let gateway = fs::read_to_string("/proc/net/route")
@@ -592,6 +607,38 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     };
     assert_eq!(bg.0, "hello-from-container", "{}", bg.1);
     bg.1.assert_ok();
+    // pasta went with its containers.
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
+    // slirp4netns: the host's loopback at 10.0.2.2.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut c, _) = server.accept().unwrap();
+        c.write_all(b"hello-via-slirp\n").unwrap();
+    });
+    let out = u.run(&[
+        "--network",
+        "slirp4netns",
+        "--",
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.create_connection(('10.0.2.2', {port}), timeout=5); print(s.recv(64).decode().strip())"
+        ),
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "hello-via-slirp", "{out}");
+    serve.join().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }
 

@@ -5,6 +5,8 @@
 //! host), maps the gateway address to the host's loopback, and forwards
 //! each `-p HOST:CTR` from the host into the container. It is started once
 //! the namespaces exist, before the workload runs, and stopped when dropped.
+//! Without pasta, `slirp4netns` serves instead (outbound and the host's
+//! loopback at 10.0.2.2; no `-p`); `--network slirp4netns` asks for it.
 
 use super::RunFlags;
 use anyhow::{bail, Context, Result};
@@ -14,11 +16,21 @@ use std::path::PathBuf;
 
 /// Network modes this step serves.
 pub fn is_pasta(network: &str) -> bool {
-    network == "pasta"
+    matches!(network, "pasta" | "slirp4netns")
+}
+
+/// Which user-mode network helper runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Helper {
+    Pasta,
+    Slirp4netns,
 }
 
 #[derive(Debug)]
 pub struct Pasta {
+    helper: Helper,
+    /// slirp4netns stays in the foreground: killed on drop.
+    slirp: Option<std::process::Child>,
     exe: PathBuf,
     /// pasta's own arguments for the published ports (`-t 8080:80`).
     ports: Vec<String>,
@@ -65,7 +77,10 @@ impl Pasta {
             return Ok(None);
         }
         if f.detach {
-            bail!("--network pasta: detached runs are not supported yet; run in the foreground");
+            bail!(
+                "--network {}: detached runs are not supported yet; run in the foreground",
+                f.network.as_deref().unwrap_or_default()
+            );
         }
         for (set, flag) in [
             (!f.egress_allow.is_empty(), "--egress-allow"),
@@ -79,8 +94,18 @@ impl Pasta {
                 );
             }
         }
-        let exe = nucleus_engine::userns::find_helper("pasta")
-            .context("--network pasta: `pasta` is not installed (Debian: apt install passt)")?;
+        let find = nucleus_engine::userns::find_helper;
+        let asked = f.network.as_deref().unwrap_or_default();
+        let (helper, exe) = match (asked, find("pasta"), find("slirp4netns")) {
+            ("pasta", Some(p), _) => (Helper::Pasta, p),
+            (_, _, Some(s)) => (Helper::Slirp4netns, s),
+            _ => bail!("--network {asked}: neither `pasta` nor `slirp4netns` is installed (Debian: apt install passt)"),
+        };
+        if helper == Helper::Slirp4netns && !f.publish.is_empty() {
+            bail!(
+                "-p/--publish: not supported with slirp4netns; install passt for --network pasta"
+            );
+        }
         let mut ports = Vec::new();
         for p in &f.publish {
             ports.extend(port_args(p)?);
@@ -89,7 +114,13 @@ impl Pasta {
             .prefix("nucleus-pasta-")
             .tempdir()
             .context("--network pasta: create a directory for pasta's pid file")?;
-        Ok(Some(Pasta { exe, ports, dir }))
+        Ok(Some(Pasta {
+            helper,
+            slirp: None,
+            exe,
+            ports,
+            dir,
+        }))
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -97,13 +128,69 @@ impl Pasta {
     }
 }
 
+fn fail(reason: String) -> SandboxError {
+    SandboxError::InvalidValue {
+        field: Field::Network,
+        value: "pasta".into(),
+        reason,
+    }
+}
+
+impl Pasta {
+    /// `slirp4netns --configure PID tap0`, in the background; ready once
+    /// the container has its default route through tap0.
+    fn attach_slirp(&mut self, pid: i32) -> Result<(), SandboxError> {
+        let mut child = std::process::Command::new(&self.exe)
+            .args(["--configure", "--mtu=65520"])
+            .arg(pid.to_string())
+            .arg("tap0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot run `{}`: {e}", self.exe.display())))?;
+        let routes = format!("/proc/{pid}/net/route");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if std::fs::read_to_string(&routes).is_ok_and(|t| t.contains("tap0\t00000000")) {
+                self.slirp = Some(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                let hint = if tun_usable() {
+                    ""
+                } else {
+                    " (/dev/net/tun is not usable by this user; its usual mode is 0666)"
+                };
+                return Err(fail(format!(
+                    "`{}` exited ({status}): {}{hint}",
+                    self.exe.display(),
+                    err.trim()
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "`{}` did not configure tap0 within 5s",
+                    self.exe.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
 impl NetworkAttach for Pasta {
     fn attach(&mut self, ctx: &AttachContext<'_>) -> Result<(), SandboxError> {
-        let fail = |reason: String| SandboxError::InvalidValue {
-            field: Field::Network,
-            value: "pasta".into(),
-            reason,
-        };
+        if self.helper == Helper::Slirp4netns {
+            return self.attach_slirp(ctx.pid);
+        }
         // `pasta PID` joins the init's user and network namespaces; it
         // returns once the interface is configured and goes to background.
         let out = std::process::Command::new(&self.exe)
@@ -160,14 +247,18 @@ fn tun_usable() -> bool {
 
 impl Drop for Pasta {
     fn drop(&mut self) {
-        // pasta quits with the namespace; stop it now in case it lingers.
+        if let Some(mut c) = self.slirp.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // pasta outlives the container (and ignores SIGTERM here): kill it.
         let pid = std::fs::read_to_string(self.pid_file())
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
         if let Some(pid) = pid.filter(|p| *p > 1) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGKILL,
             );
         }
     }

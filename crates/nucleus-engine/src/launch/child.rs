@@ -64,6 +64,10 @@ pub(crate) struct ChildPlan<'a> {
     pub runtime_hooks: bool,
     /// v1 `tasks` files the child writes `0` to, joining its cgroups itself.
     pub cgroup_tasks: &'a [OwnedFd],
+    /// Stay dumpable until GO: an unprivileged parent writes the id maps
+    /// and runs the attach step through /proc/<init> (decided by the parent:
+    /// in here, geteuid() changes as soon as the maps are written).
+    pub late_dumpable: bool,
 }
 
 /// Role: intermediate, on the host side of pid namespaces, privileged.
@@ -131,8 +135,7 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     // An unprivileged parent writes our id maps itself, which it may only
     // while /proc/<init> is still its own: then this waits for sync 1
     // (no container process exists before it).
-    let late_dumpable =
-        plan.namespaces.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
+    let late_dumpable = plan.late_dumpable;
     if !late_dumpable {
         nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
     }

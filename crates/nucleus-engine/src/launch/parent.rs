@@ -244,6 +244,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
+    let attach_before_go =
+        ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
@@ -278,6 +280,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             .as_ref()
             .map(|j| j.v1_tasks.as_slice())
             .unwrap_or_default(),
+        late_dumpable: attach_before_go,
     };
     let (parent_sock, child_sock) =
         sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
@@ -404,8 +407,6 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     // Unprivileged, /proc/<init>/ns is ours only while the init is still
     // dumpable, that is before GO (see child::run): attach then. The
     // namespaces, maps and cgroups exist already.
-    let attach_before_go =
-        ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
     if attach_before_go {
         run_attach(&mut req, pid)?;
     }
