@@ -330,4 +330,30 @@ mod tests {
             "kill --all web 9"
         );
     }
+
+    #[test]
+    fn bare_global_rootless_means_true() {
+        let a = |v: &[&str]| -> Vec<OsString> { v.iter().map(OsString::from).collect() };
+        let (out, agent) = rewrite(a(&["nucleus", "--rootless", "run", "--", "true"]), || false);
+        assert_eq!(
+            out,
+            a(&[
+                "nucleus",
+                "--rootless=true",
+                "__agent-run",
+                "--__command-follows",
+                "--",
+                "true"
+            ])
+        );
+        assert!(agent);
+        let (out, _) = rewrite(
+            a(&["nucleus", "--rootless", "false", "spec", "--rootless"]),
+            || false,
+        );
+        assert_eq!(
+            out,
+            a(&["nucleus", "--rootless", "false", "spec", "--rootless"])
+        );
+    }
 }
