@@ -5,7 +5,8 @@
 # rootfs it owns, and measures in one hyperfine run, as that user:
 #   1. rootless `nucleus run -- /bin/true` (the agent sandbox, host-derived root);
 #   2. rootless `nucleus run --rootfs ROOTFS /bin/true`;
-#   3. rootless `podman run --rm --rootfs ROOTFS /bin/true` (same root; skipped with the
+#   3. rootless `podman --runtime runc run --rm --rootfs ROOTFS /bin/true` (same root;
+#      crun, podman's default, refuses hybrid cgroup hosts rootless; skipped with the
 #      reason when podman cannot run as that user);
 #   4. `bwrap --unshare-all` of the same root, by the same user;
 # and, as root, 5. `nucleus run -- /bin/true`.
@@ -81,7 +82,9 @@ NR="$AS_USER $NUCLEUS run -- /bin/true"
 NRF="$AS_USER $NUCLEUS run --rootfs $ROOTFS /bin/true"
 BW="$AS_USER bwrap --unshare-all --ro-bind $ROOTFS / --proc /proc --dev /dev /bin/true"
 NROOT="$NUCLEUS --root $ROOT_STATE run -- /bin/true"
-PODMAN="$AS_USER podman run --rm --network none --rootfs $ROOTFS /bin/true"
+# podman's default runtime, crun, refuses rootless containers on hybrid cgroup hosts
+# ("cgroups in hybrid mode not supported"); runc, which ignores cgroup errors rootless, runs.
+PODMAN="$AS_USER podman --runtime runc run --rm --network none --rootfs $ROOTFS /bin/true"
 
 cmds=("$NR" "$NRF" "$BW" "$NROOT")
 names=("nucleus rootless (agent)" "nucleus rootless --rootfs" "bwrap --unshare-all (user)" "nucleus as root (agent)")
@@ -92,7 +95,7 @@ elif ! out=$(cd "$U_HOME" && timeout 120 $PODMAN 2>&1); then
     podman_note="rootless podman failed as $USER_NAME: $(printf '%s' "$out" | tail -1 | cut -c1-200)"
 else
     cmds+=("$PODMAN")
-    names+=("podman run --rm --rootfs (user)")
+    names+=("podman --runtime runc run --rm --rootfs (user)")
 fi
 for c in "${cmds[@]}"; do
     (cd "$U_HOME" && $c) >/dev/null 2>&1 || die "does not run: $c"

@@ -55,6 +55,8 @@ pub(crate) fn write_id_maps(
         let path = PathBuf::from(format!("/proc/{pid}/setgroups"));
         std::fs::write(&path, "deny").map_err(|e| EngineError::io("write", &path, e))?;
     }
+    // Both helpers run at once: each is a setuid exec on the start path.
+    let mut running = Vec::new();
     for (file, maps, writer) in [("uid_map", uid, uid_writer), ("gid_map", gid, gid_writer)] {
         if maps.is_empty() {
             continue;
@@ -65,8 +67,11 @@ pub(crate) fn write_id_maps(
                 std::fs::write(&path, format_map(maps))
                     .map_err(|e| EngineError::io("write id map", &path, e))?;
             }
-            Writer::Helper(name) => run_helper(name, pid, maps)?,
+            Writer::Helper(name) => running.push((spawn_helper(name, pid, maps)?, maps)),
         }
+    }
+    for (helper, maps) in running {
+        helper.wait(pid, maps)?;
     }
     Ok(())
 }
@@ -85,8 +90,34 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `newuidmap PID C H S [C H S ...]`.
-fn run_helper(name: &'static str, pid: i32, maps: &[LinuxIdMapping]) -> Result<()> {
+/// A running `newuidmap`/`newgidmap`.
+struct RunningHelper {
+    exe: PathBuf,
+    child: std::process::Child,
+}
+
+impl RunningHelper {
+    fn wait(self, pid: i32, maps: &[LinuxIdMapping]) -> Result<()> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| EngineError::io("wait for", &self.exe, e))?;
+        if !out.status.success() {
+            return Err(EngineError::Rootless {
+                reason: format!(
+                    "`{} {pid} {}` failed: {}",
+                    self.exe.display(),
+                    format_map(maps).trim().replace('\n', " "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Starts `newuidmap PID C H S [C H S ...]`.
+fn spawn_helper(name: &'static str, pid: i32, maps: &[LinuxIdMapping]) -> Result<RunningHelper> {
     let exe = find_helper(name).ok_or_else(|| EngineError::Rootless {
         reason: format!(
             "`{name}` is not installed (Debian: apt install uidmap); it is needed to map more than your own id into the user namespace"
@@ -101,21 +132,13 @@ fn run_helper(name: &'static str, pid: i32, maps: &[LinuxIdMapping]) -> Result<(
             m.size().to_string(),
         ]);
     }
-    let out = cmd
+    let child = cmd
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| EngineError::io("run", &exe, e))?;
-    if !out.status.success() {
-        return Err(EngineError::Rootless {
-            reason: format!(
-                "`{} {pid} {}` failed: {}",
-                exe.display(),
-                format_map(maps).trim().replace('\n', " "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
-    Ok(())
+    Ok(RunningHelper { exe, child })
 }
 
 /// Why this host refuses unprivileged user namespaces, if it does.
