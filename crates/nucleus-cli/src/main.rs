@@ -8,6 +8,7 @@ mod logging;
 mod network;
 mod oci;
 mod resources;
+mod rootless;
 mod serve;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -57,14 +58,9 @@ pub struct Cli {
     /// Print the version
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
-    /// Directory for container state
-    #[arg(
-        long,
-        global = true,
-        default_value = "/run/nucleus",
-        env = "NUCLEUS_ROOT"
-    )]
-    root: PathBuf,
+    /// Directory for container state [default: /run/nucleus; rootless: $XDG_RUNTIME_DIR/nucleus]
+    #[arg(long, global = true, env = "NUCLEUS_ROOT")]
+    root: Option<PathBuf>,
     /// Write diagnostics to this file instead of stderr
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -77,11 +73,16 @@ pub struct Cli {
     /// Accepted for runc compatibility; cgroups are managed through cgroupfs
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Directory for images (blobs, layers, tags)
-    #[arg(long, global = true, default_value = nucleus_image::DEFAULT_DATA_ROOT, env = "NUCLEUS_DATA_ROOT")]
-    data_root: PathBuf,
-    /// Accepted for runc compatibility
-    #[arg(long = "rootless", id = "global_rootless", hide = true)]
+    /// Directory for images (blobs, layers, tags) [default: /var/lib/nucleus; rootless: $XDG_DATA_HOME/nucleus]
+    #[arg(long, global = true, env = "NUCLEUS_DATA_ROOT")]
+    data_root: Option<PathBuf>,
+    /// Run without root: a user namespace, no cgroup unless one is writable
+    /// (true, false, or auto: when not run as root)
+    #[arg(
+        long = "rootless",
+        id = "global_rootless",
+        value_parser = ["true", "false", "auto"]
+    )]
     rootless: Option<String>,
     #[command(subcommand)]
     command: Verb,
@@ -137,24 +138,27 @@ fn main() {
     let _guard = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     let error_code = match &cli.command {
         Verb::Oci(oci::Command::Exec(_)) => EXEC_RUNTIME_ERROR,
+        // Only a bad state root gets here (`run` reports its own errors).
+        Verb::Docker(docker::Command::AgentRun(_)) => docker::RUNTIME_ERROR,
         _ => 1,
     };
-    let result = match cli.command {
+    let result = roots(&cli).and_then(|(root, data_root)| match cli.command {
         Verb::Help { topic } => help(&topic),
-        Verb::Oci(c) => oci::dispatch(&cli.root, c),
+        Verb::Oci(c) => oci::dispatch(&root, c),
         Verb::Docker(c) => {
             let g = docker::Globals {
-                root: &cli.root,
-                data_root: &cli.data_root,
+                root: &root,
+                data_root: &data_root,
                 log: cli.log.as_deref(),
                 debug: cli.debug,
+                rootless: rootless::is_rootless(cli.rootless.as_deref()),
             };
             docker::dispatch(&g, c)
         }
-        Verb::Images(c) => images::dispatch(&cli.root, &cli.data_root, c),
-        Verb::Serve(a) => serve::serve(&cli.root, &cli.data_root, cli.debug, &a),
+        Verb::Images(c) => images::dispatch(&root, &data_root, c),
+        Verb::Serve(a) => serve::serve(&root, &data_root, cli.debug, &a),
         Verb::Network(c) => network::dispatch(c),
-    };
+    });
     let code = match result {
         Ok(code) => code,
         Err(err) => {
@@ -163,6 +167,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The state and data roots: as given, else the defaults for this user.
+fn roots(cli: &Cli) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let root = match &cli.root {
+        Some(r) => r.clone(),
+        None => rootless::default_state_root()?,
+    };
+    let data_root = cli
+        .data_root
+        .clone()
+        .unwrap_or_else(rootless::default_data_root);
+    Ok((root, data_root))
 }
 
 /// `help [VERB [SUBVERB...]]`: the verb's help on stdout, exit 0; an

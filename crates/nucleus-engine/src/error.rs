@@ -102,6 +102,10 @@ pub enum EngineError {
         source: serde_json::Error,
     },
 
+    /// What an unprivileged caller lacks: a helper, user namespaces, a cgroup.
+    #[error("rootless: {reason}")]
+    Rootless { reason: String },
+
     #[error("{0}")]
     Cgroup(#[from] nucleus_cgroups::CgroupError),
 

@@ -26,6 +26,7 @@ mod namespaces;
 mod old_root;
 mod process;
 mod rootfs;
+pub mod rootless;
 mod safe_path;
 mod sched;
 pub mod security;
@@ -35,7 +36,7 @@ pub mod state;
 pub mod template;
 pub mod timefmt;
 mod tty;
-mod userns;
+pub mod userns;
 
 pub use error::EngineError;
 pub use nucleus_cgroups as cgroups;

@@ -273,6 +273,10 @@ fn caps_err(step: &'static str, what: &str, e: caps::errors::CapsError) -> StepE
     StepError::new(step, format!("{what}: {e}"), Errno::last())
 }
 
+fn setgroups_denied() -> bool {
+    std::fs::read("/proc/self/setgroups").is_ok_and(|s| s.starts_with(b"deny"))
+}
+
 /// Switches to the workload's user and groups and sets the capability sets.
 /// Order matters: the bounding set is reduced while we still hold
 /// CAP_SETPCAP; keepcaps preserves the permitted set across setresuid;
@@ -286,7 +290,12 @@ pub(crate) fn apply_identity(plan: &ProcessPlan) -> Result<(), StepError> {
     }
     nix::sys::prctl::set_keepcaps(true).step("user", || "set keepcaps".into())?;
     let groups: Vec<Gid> = plan.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    setgroups(&groups).step("user", || format!("setgroups {:?}", plan.groups))?;
+    match setgroups(&groups) {
+        // A user namespace whose gid_map an unprivileged runtime wrote has
+        // setgroups denied: the supplementary groups stay the caller's own.
+        Err(Errno::EPERM) if groups.is_empty() && setgroups_denied() => {}
+        r => r.step("user", || format!("setgroups {:?}", plan.groups))?,
+    }
     let gid = Gid::from_raw(plan.gid);
     setresgid(gid, gid, gid).step("user", || format!("setresgid {}", plan.gid))?;
     let uid = Uid::from_raw(plan.uid);

@@ -129,7 +129,9 @@ pub(crate) fn open_bind_sources(
 ) -> crate::error::Result<Vec<Option<OwnedFd>>> {
     use rustix::mount::{open_tree, OpenTreeFlags};
     let mut out = Vec::new();
-    if !in_userns {
+    // Unprivileged, open_tree(OPEN_TREE_CLONE) is refused here; the init
+    // binds by path, with the caller's own access to the sources.
+    if !in_userns || !nix::unistd::geteuid().is_root() {
         return Ok(out);
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {

@@ -180,14 +180,27 @@ pub fn write(dir: &Path, plan: &mut Plan) -> Result<Bundle> {
     }
     let mut secret_fds = Vec::new();
     if !plan.secrets.is_empty() {
-        let (mnt, names) = secrets_tmpfs(&plan.secrets, plan.uid, plan.gid)?;
-        for (secret, name) in plan.secrets.iter().zip(names) {
+        let (mnt, base) = match secrets_tmpfs(&plan.secrets, plan.uid, plan.gid) {
+            Ok((mnt, names)) => {
+                let base = format!("/proc/self/fd/{}", mnt.as_raw_fd());
+                secret_fds.push(mnt);
+                (names, base)
+            }
+            Err(SandboxError::Sys {
+                source: nix::errno::Errno::EPERM,
+                ..
+            }) if !nix::unistd::geteuid().is_root() => {
+                let names = secrets_in_bundle(dir, &plan.secrets, plan.uid, plan.gid)?;
+                (names, dir.join("secrets").display().to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        for (secret, name) in plan.secrets.iter().zip(mnt) {
             extra.push(json!({
-                "destination": secret.destination, "type": "bind", "source": format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd()),
+                "destination": secret.destination, "type": "bind", "source": format!("{base}/{name}"),
                 "options": ["bind", "ro", "nosuid", "nodev", "noexec"]
             }));
         }
-        secret_fds.push(mnt);
     }
     if let Some(m) = plan.spec["mounts"].as_array_mut() {
         m.extend(extra);
@@ -253,6 +266,44 @@ fn secrets_tmpfs(secrets: &[Secret], uid: u32, gid: u32) -> Result<(OwnedFd, Vec
         names.push(name);
     }
     Ok((mnt, names))
+}
+
+/// Rootless, no tmpfs can be mounted here: the secrets go to `secrets/`
+/// in the bundle instead, provided the state root is itself in memory
+/// (`$XDG_RUNTIME_DIR` is a tmpfs on systemd hosts).
+fn secrets_in_bundle(dir: &Path, secrets: &[Secret], uid: u32, gid: u32) -> Result<Vec<String>> {
+    let first = secrets
+        .first()
+        .map(|s| s.source.display().to_string())
+        .unwrap_or_default();
+    let on_tmpfs = nix::sys::statfs::statfs(dir)
+        .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    if !on_tmpfs {
+        return Err(SandboxError::invalid(
+            Field::Secret,
+            first,
+            format!(
+                "rootless: secrets stay in memory, which needs the state root on a tmpfs (as $XDG_RUNTIME_DIR usually is); `{}` is not one",
+                dir.display()
+            ),
+        ));
+    }
+    let sdir = dir.join("secrets");
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&sdir)
+        .map_err(|e| SandboxError::io("create", &sdir, e))?;
+    let fd: OwnedFd = fs::File::open(&sdir)
+        .map_err(|e| SandboxError::io("open", &sdir, e))?
+        .into();
+    let mut names = Vec::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let name = format!("secret{i}");
+        write_secret(&fd, &name, &s.source, uid, gid)
+            .map_err(|e| SandboxError::invalid(Field::Secret, s.source.display().to_string(), e))?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// Copies one secret into the tmpfs; the error says which step failed.

@@ -60,6 +60,9 @@ pub enum Field {
     AddHost,
     Runtime,
     GvisorPlatform,
+    Userns,
+    UidMap,
+    GidMap,
 }
 
 impl fmt::Display for Field {
@@ -114,6 +117,9 @@ impl fmt::Display for Field {
             Field::AddHost => "net.add_host",
             Field::Runtime => "runtime",
             Field::GvisorPlatform => "runtime.gvisor.platform",
+            Field::Userns => "userns.mode",
+            Field::UidMap => "userns.uid_map",
+            Field::GidMap => "userns.gid_map",
         };
         f.write_str(s)
     }

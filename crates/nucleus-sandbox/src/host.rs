@@ -9,6 +9,7 @@ use crate::compile::{ImageRoot, Inputs, Policies};
 use crate::error::{Field, Result, SandboxError};
 use crate::rootfs::RootfsSource;
 use crate::spec::{PolicyFile, SandboxSpec};
+use crate::userns::Caller;
 use nucleus_engine::security::{caps_policy, landlock, pinning};
 use serde_json::Value;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -23,6 +24,12 @@ pub struct HostFacts {
     pub resolv: String,
     pub policies: Policies,
     pub default_seccomp: Value,
+    /// The caller's ids and subordinate ranges, when a user namespace is asked for.
+    pub caller: Option<Caller>,
+    /// Whether the container will get a cgroup (not when rootless without a writable one).
+    pub cgroup: bool,
+    /// The caller's hard RLIMIT_NPROC.
+    pub nproc_hard: u64,
 }
 
 impl HostFacts {
@@ -38,6 +45,9 @@ impl HostFacts {
             default_seccomp: &self.default_seccomp,
             policies: &self.policies,
             image,
+            caller: self.caller.as_ref(),
+            cgroup: self.cgroup,
+            nproc_hard: self.nproc_hard,
         }
     }
 }
@@ -116,7 +126,19 @@ pub fn probe(s: &SandboxSpec, image_rootfs: Option<&Path>) -> Result<HostFacts> 
                 what: "the agent seccomp profile",
                 reason: e.to_string(),
             })?;
+    let caller = (!s.userns.is_host()).then(|| {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        Caller::current(&read("/etc/subuid"), &read("/etc/subgid"))
+    });
+    // The engine names the cgroup after the id; any name finds the parent.
+    let cgroup = nix::unistd::geteuid().is_root()
+        || nucleus_engine::rootless::cgroup_available(Some("nucleus-probe"), "probe");
+    let nproc_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+        .map_or(u64::MAX, |(_, hard)| hard);
     Ok(HostFacts {
+        caller,
+        cgroup,
+        nproc_hard,
         layout,
         passwd,
         group,

@@ -40,6 +40,7 @@ pub mod rootfs;
 pub mod run;
 pub mod side_task;
 pub mod spec;
+pub mod userns;
 
 pub use error::{Field, LaunchFailure, SandboxError};
 pub use rootfs::RootfsSource;

@@ -366,6 +366,56 @@ pub fn network(n: &str) -> Result<Network> {
     }
 }
 
+/// `--userns`: `host`, `auto`, `keep-id` or `nomap`. Rootless, `host` and
+/// `auto` (and no flag) are the private namespace (container root is the
+/// caller), as podman's rootless `host` is; as root, `auto` maps only the
+/// root user's subordinate range and `keep-id`/`nomap` are refused.
+pub fn userns_mode(v: Option<&str>, rootless: bool) -> Result<crate::userns::UsernsMode> {
+    use crate::userns::UsernsMode;
+    match (v.unwrap_or("host"), rootless) {
+        ("host" | "auto" | "", true) => Ok(UsernsMode::Private),
+        ("keep-id", true) => Ok(UsernsMode::KeepId),
+        ("nomap", true) => Ok(UsernsMode::NoMap),
+        ("host" | "", false) => Ok(UsernsMode::Host),
+        ("auto", false) => Ok(UsernsMode::NoMap),
+        (m @ ("keep-id" | "nomap"), false) => Err(SandboxError::invalid(
+            Field::Userns,
+            m,
+            "only rootless (run as an ordinary user, or with --rootless)",
+        )),
+        (other, _) => Err(SandboxError::invalid(
+            Field::Userns,
+            other,
+            "expected host, auto, keep-id or nomap",
+        )),
+    }
+}
+
+/// `--uidmap`/`--gidmap CONTAINER:HOST:SIZE`.
+pub fn id_map(field: Field, v: &str) -> Result<crate::userns::IdMap> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let nums: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    match nums[..] {
+        [container, host, size] if parts.len() == 3 && size > 0 => {
+            if u64::from(container) + u64::from(size) > 1 << 32
+                || u64::from(host) + u64::from(size) > 1 << 32
+            {
+                return Err(SandboxError::invalid(field, v, "the range goes past 2^32"));
+            }
+            Ok(crate::userns::IdMap {
+                container,
+                host,
+                size,
+            })
+        }
+        _ => Err(SandboxError::invalid(
+            field,
+            v,
+            "expected CONTAINER:HOST:SIZE (numbers, SIZE at least 1)",
+        )),
+    }
+}
+
 /// Every capability this runtime knows, for `ALL`.
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",

@@ -49,6 +49,9 @@ pub struct SandboxSpec {
     /// Which backend runs the sandbox.
     #[serde(default)]
     pub runtime: Runtime,
+    /// The user namespace (none by default; rootless front ends ask for one).
+    #[serde(default)]
+    pub userns: crate::userns::UserNamespace,
 }
 
 /// The backend: the native engine, or gVisor's runsc.

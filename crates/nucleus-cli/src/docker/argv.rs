@@ -88,6 +88,7 @@ pub fn rewrite(
     valued: &Valued,
     cwd_has_config: impl FnOnce() -> bool,
 ) -> (Vec<OsString>, bool) {
+    bare_rootless_is_true(&mut args, valued);
     let Some(verb_at) = verb_index(&args, valued) else {
         return (args, false);
     };
@@ -117,6 +118,30 @@ pub fn rewrite(
             (args, name == AGENT_RUN)
         }
         None => (args, false),
+    }
+}
+
+/// `--rootless` takes a value as runc's does (`--rootless true`), and
+/// alone means `--rootless=true`; before the verb only.
+fn bare_rootless_is_true(args: &mut [OsString], valued: &Valued) {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--rootless" {
+            let has_value = args
+                .get(i + 1)
+                .is_some_and(|v| matches!(v.to_str(), Some("true" | "false" | "auto")));
+            if !has_value {
+                args[i] = OsString::from("--rootless=true");
+            }
+            i += if has_value { 2 } else { 1 };
+        } else if valued.is_global(&a) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return;
+        }
     }
 }
 
@@ -323,6 +348,38 @@ mod tests {
         assert_eq!(
             rw(&["kill", "--all", "web", "9"], false),
             "kill --all web 9"
+        );
+    }
+
+    #[test]
+    fn bare_global_rootless_means_true() {
+        let a = |v: &[&str]| -> Vec<OsString> { v.iter().map(OsString::from).collect() };
+        let valued = Valued::of(&<crate::Cli as clap::CommandFactory>::command());
+        let (out, agent) = rewrite(
+            a(&["nucleus", "--rootless", "run", "--", "true"]),
+            &valued,
+            || false,
+        );
+        assert_eq!(
+            out,
+            a(&[
+                "nucleus",
+                "--rootless=true",
+                "__agent-run",
+                "--__command-follows",
+                "--",
+                "true"
+            ])
+        );
+        assert!(agent);
+        let (out, _) = rewrite(
+            a(&["nucleus", "--rootless", "false", "spec", "--rootless"]),
+            &valued,
+            || false,
+        );
+        assert_eq!(
+            out,
+            a(&["nucleus", "--rootless", "false", "spec", "--rootless"])
         );
     }
 }

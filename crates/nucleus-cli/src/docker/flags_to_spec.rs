@@ -6,7 +6,8 @@
 use super::run_flags::RunFlags;
 use nucleus_sandbox::error::Field;
 use nucleus_sandbox::run::RunOptions;
-use nucleus_sandbox::spec::{Context, NetOptions, PolicyFile, Resources, Security};
+use nucleus_sandbox::spec::{Context, NetOptions, Network, PolicyFile, Resources, Security};
+use nucleus_sandbox::userns::UserNamespace;
 use nucleus_sandbox::{parse, RootfsSource, SandboxError, SandboxSpec};
 use std::fmt;
 use std::path::PathBuf;
@@ -92,6 +93,9 @@ pub fn flag_of(field: &Field) -> String {
         Field::AddHost => "--add-host",
         Field::Runtime => "--runtime",
         Field::GvisorPlatform => "--gvisor-platform",
+        Field::Userns => "--userns",
+        Field::UidMap => "--uidmap",
+        Field::GidMap => "--gidmap",
     };
     s.to_string()
 }
@@ -135,10 +139,12 @@ fn policy(
     }
 }
 
-/// Translates the flags; `host_env` answers `-e KEY` without a value.
+/// Translates the flags; `host_env` answers `-e KEY` without a value;
+/// `rootless` picks the user namespace's defaults.
 pub fn to_spec(
     f: &RunFlags,
     host_env: &dyn Fn(&str) -> Option<String>,
+    rootless: bool,
 ) -> Result<(SandboxSpec, RunOptions), FlagError> {
     let opts = RunOptions {
         detach: f.detach,
@@ -215,6 +221,7 @@ pub fn to_spec(
         allow_host_network: f.allow_host_network,
     };
     let spec = SandboxSpec {
+        userns: UserNamespace::default(),
         name: f.name.clone(),
         rootfs,
         read_only: f.read_only,
@@ -259,15 +266,22 @@ pub fn to_spec(
             .transpose()
             .map_err(flag)?,
         security,
-        network: f
-            .network
-            .as_deref()
-            .map(parse::network)
-            .transpose()
-            .map_err(flag)?
-            .unwrap_or_default(),
+        // pasta and slirp4netns are the CLI's own attachment step
+        // (`pasta.rs`): a namespace of its own, ports forwarded by pasta.
+        network: match f.network.as_deref() {
+            Some(n) if super::pasta::is_pasta(n) => Network::None,
+            n => n
+                .map(parse::network)
+                .transpose()
+                .map_err(flag)?
+                .unwrap_or_default(),
+        },
         net: NetOptions {
-            publish: f.publish.clone(),
+            publish: if f.network.as_deref().is_some_and(super::pasta::is_pasta) {
+                Vec::new()
+            } else {
+                f.publish.clone()
+            },
             egress_allow: f.egress_allow.clone(),
             egress_deny: f.egress_deny.clone(),
             egress_deny_all: f.egress_deny_all,
@@ -283,6 +297,22 @@ pub fn to_spec(
         )
         .map_err(flag)?,
     };
+    let userns = UserNamespace {
+        mode: parse::userns_mode(f.userns.as_deref(), rootless).map_err(flag)?,
+        uid_map: f
+            .uidmap
+            .iter()
+            .map(|m| parse::id_map(Field::UidMap, m))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
+        gid_map: f
+            .gidmap
+            .iter()
+            .map(|m| parse::id_map(Field::GidMap, m))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
+    };
+    let spec = SandboxSpec { userns, ..spec };
     opts.validate(&spec).map_err(flag)?;
     spec.validate().map_err(|e| with_typed_value(flag(e), f))?;
     Ok((spec, opts))
@@ -327,9 +357,11 @@ mod tests {
     }
 
     fn spec(args: &[&str]) -> Result<(SandboxSpec, RunOptions), FlagError> {
-        to_spec(&flags(args), &|k| {
-            (k == "FROM_HOST").then(|| "yes".to_string())
-        })
+        to_spec(
+            &flags(args),
+            &|k| (k == "FROM_HOST").then(|| "yes".to_string()),
+            false,
+        )
     }
 
     #[test]

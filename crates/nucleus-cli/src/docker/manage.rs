@@ -263,7 +263,14 @@ pub fn stats(root: &StateRoot, a: &StatsArgs) -> Result<i32> {
                 writeln!(
                     out,
                     "{}",
-                    json!({"Id": s.id, "Name": s.name, "CPUPerc": cpu, "MemUsage": s.mem_usage, "MemLimit": s.mem_limit, "Pids": s.pids})
+                    json!({"Id": s.id, "Name": s.name, "CPUPerc": cpu, "MemUsage": s.mem_usage, "MemLimit": s.mem_limit, "Pids": s.pids, "Cgroup": s.has_cgroup})
+                )?;
+            } else if !s.has_cgroup {
+                let short: String = s.id.chars().take(12).collect();
+                writeln!(
+                    out,
+                    "{short:<12}   {:<20}   no cgroup (rootless without a delegated cgroup): usage not measured",
+                    s.name
                 )?;
             } else {
                 let short: String = s.id.chars().take(12).collect();

@@ -10,6 +10,7 @@
 pub mod argv;
 mod flags_to_spec;
 mod manage;
+mod pasta;
 mod run;
 pub mod run_flags;
 
@@ -28,6 +29,8 @@ pub struct Globals<'a> {
     pub data_root: &'a Path,
     pub log: Option<&'a Path>,
     pub debug: bool,
+    /// Not root (or `--rootless`): a user namespace for the sandbox.
+    pub rootless: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,14 +6,15 @@
 //! cannot be executed, 127 when it is not found, else the workload's own
 //! (128+N when killed by signal N).
 
-use super::{flags_to_spec, Globals, RunFlags};
+use super::{flags_to_spec, pasta, Globals, RunFlags};
 use anyhow::Result;
 use nucleus_engine::state::StateRoot;
 use nucleus_sandbox::monitor::{self, MonitorArgs, MonitorCommand};
 use nucleus_sandbox::network::NoNetwork;
 use nucleus_sandbox::run::{Extensions, RunOutcome};
 use nucleus_sandbox::side_task::NoSideTasks;
-use nucleus_sandbox::{LaunchFailure, SandboxError};
+use nucleus_sandbox::userns::UsernsMode;
+use nucleus_sandbox::{LaunchFailure, RootfsSource, SandboxError};
 
 /// Docker's exit code for a failure of the runtime itself (bad flags included).
 pub const RUNTIME_ERROR: i32 = 125;
@@ -37,14 +38,32 @@ pub fn report(e: &SandboxError, has_log_file: bool) {
 
 /// Runs the agent sandbox (or `--rootfs`); returns the process exit code.
 pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
-    let (spec, opts) = match flags_to_spec::to_spec(f, &|k| std::env::var(k).ok()) {
-        Ok(v) => v,
-        Err(e) => {
-            crate::logging::report(&anyhow::Error::new(e), g.log.is_some());
+    let (spec, opts) =
+        match flags_to_spec::to_spec(f, &|k| std::env::var(k).ok(), g.rootless || f.rootless) {
+            Ok(v) => v,
+            Err(e) => {
+                crate::logging::report(&anyhow::Error::new(e), g.log.is_some());
+                return RUNTIME_ERROR;
+            }
+        };
+    if spec.userns.mode != UsernsMode::Host && !nix::unistd::geteuid().is_root() {
+        if let RootfsSource::Image(r) = &spec.rootfs {
+            crate::logging::report(
+                &anyhow::anyhow!("IMAGE: invalid value `{r}`: images do not run rootless yet (their overlay is mounted on the host); export the image to a directory and pass --rootfs DIR"),
+                g.log.is_some(),
+            );
             return RUNTIME_ERROR;
         }
-    };
+    }
     let mut ext = Extensions::with_stores(g.root, g.data_root);
+    match pasta::Pasta::from_flags(f) {
+        Ok(Some(p)) => ext.network = Box::new(p),
+        Ok(None) => {}
+        Err(e) => {
+            crate::logging::report(&e, g.log.is_some());
+            return RUNTIME_ERROR;
+        }
+    }
     let result = MonitorCommand::current_exe(g.debug)
         .and_then(|m| nucleus_sandbox::run::run(g.root, &spec, &opts, &mut ext, &m));
     match result {

@@ -156,6 +156,18 @@ pub struct RunFlags {
     /// The runsc binary for --runtime gvisor
     #[arg(long)]
     pub gvisor_runsc: Option<PathBuf>,
+    /// Run without root (the default when not run as root): a user namespace
+    #[arg(long)]
+    pub rootless: bool,
+    /// User namespace: host, auto, keep-id (your id is the same inside) or nomap
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Map uids: CONTAINER:HOST:SIZE (rootless, HOST counts from your own id, then your /etc/subuid range)
+    #[arg(long)]
+    pub uidmap: Vec<String>,
+    /// Map gids: CONTAINER:HOST:SIZE (rootless, HOST counts from your own gid, then your /etc/subgid range)
+    #[arg(long)]
+    pub gidmap: Vec<String>,
     /// Use this directory as the root filesystem instead of the host-derived one
     #[arg(long)]
     pub rootfs: Option<PathBuf>,

@@ -64,6 +64,10 @@ pub(crate) struct ChildPlan<'a> {
     pub runtime_hooks: bool,
     /// v1 `tasks` files the child writes `0` to, joining its cgroups itself.
     pub cgroup_tasks: &'a [OwnedFd],
+    /// Stay dumpable until GO: an unprivileged parent writes the id maps
+    /// and runs the attach step through /proc/<init> (decided by the parent:
+    /// in here, geteuid() changes as soon as the maps are written).
+    pub late_dumpable: bool,
 }
 
 /// Role: intermediate, on the host side of pid namespaces, privileged.
@@ -128,7 +132,13 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
     }
     // Not dumpable until execve: processes in the container cannot open
     // /proc/<init>/exe (the runtime binary) or ptrace us (CVE-2019-5736).
-    nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
+    // An unprivileged parent writes our id maps itself, which it may only
+    // while /proc/<init> is still its own: then this waits for sync 1
+    // (no container process exists before it).
+    let late_dumpable = plan.late_dumpable;
+    if !late_dumpable {
+        nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
+    }
     let _ = nix::sys::prctl::set_name(c"nucleus:[init]");
     // The parent may block signals it forwards; the workload must not inherit that.
     nucleus_sys::signal::reset_signals().step("init", || "reset signal dispositions".into())?;
@@ -154,6 +164,9 @@ fn run(plan: &ChildPlan<'_>, sock: BorrowedFd<'_>) -> Result<Never, StepError> {
             ))
         }
     };
+    if late_dumpable {
+        nix::sys::prctl::set_dumpable(false).step("init", || "clear dumpable".into())?;
+    }
 
     if plan.namespaces.creates(CloneFlags::CLONE_NEWCGROUP) {
         // Only now are we in our cgroups, so the new namespace is rooted there.

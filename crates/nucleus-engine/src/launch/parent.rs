@@ -244,6 +244,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
+    let attach_before_go =
+        ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
@@ -278,10 +280,16 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             .as_ref()
             .map(|j| j.v1_tasks.as_slice())
             .unwrap_or_default(),
+        late_dumpable: attach_before_go,
     };
     let (parent_sock, child_sock) =
         sync::pair().map_err(|e| EngineError::sys("create sync socket", e))?;
 
+    if ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root() {
+        if let Some(reason) = userns::userns_disabled_reason() {
+            return Err(EngineError::Rootless { reason });
+        }
+    }
     ensure_single_threaded()?;
     let children_timens = time_offsets
         .as_deref()
@@ -396,6 +404,12 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let start_time = crate::state::proc_start_time(pid.as_raw())
         .map(|(t, _)| t)
         .unwrap_or(0);
+    // Unprivileged, /proc/<init>/ns is ours only while the init is still
+    // dumpable, that is before GO (see child::run): attach then. The
+    // namespaces, maps and cgroups exist already.
+    if attach_before_go {
+        run_attach(&mut req, pid)?;
+    }
 
     sync::send(
         parent_sock.as_raw_fd(),
@@ -416,12 +430,8 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     crate::fault::point("launch-state-saved");
     // Namespaces exist and the init is blocked in setup: it cannot exec
     // before READY, so the workload never runs unattached.
-    if let Some(step) = req.attach.as_deref_mut() {
-        step.attach(pid.as_raw())
-            .map_err(|source| EngineError::Attach {
-                pid: pid.as_raw(),
-                source,
-            })?;
+    if !attach_before_go {
+        run_attach(&mut req, pid)?;
     }
     loop {
         let frame =
@@ -470,6 +480,18 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         },
         state,
     ))
+}
+
+/// The front end's attach step, if any.
+fn run_attach(req: &mut LaunchRequest<'_>, pid: Pid) -> Result<()> {
+    if let Some(step) = req.attach.as_deref_mut() {
+        step.attach(pid.as_raw())
+            .map_err(|source| EngineError::Attach {
+                pid: pid.as_raw(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Makes `exec.fifo` and opens it (O_PATH) for the init, which may not be

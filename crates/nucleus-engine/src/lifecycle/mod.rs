@@ -90,6 +90,20 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Prepared> {
     let host = Host::detect()?;
     check_unified(&spec, &host)?;
     let cg = Cgroup::resolve(&host, cgroups_path.as_deref(), id)?;
+    if !nix::unistd::geteuid().is_root() && !crate::rootless::cgroup_writable(&cg) {
+        // Rootless without a cgroup this user may write: none at all, as
+        // long as nothing needs one.
+        crate::rootless::refuse_limits_without_cgroup(&spec)?;
+        tracing::debug!("rootless: no writable cgroup; the container runs without one");
+        let cgroup_mounts = crate::rootfs::cgroup_hierarchies(&host, None);
+        return Ok(Prepared {
+            bundle,
+            rootfs,
+            spec,
+            reservation,
+            cgroup_mounts,
+        });
+    }
     if let Some(dir) = &reservation.dir {
         dir.save_cgroup(&cg)?;
     }

@@ -15,6 +15,7 @@ use crate::agent_root::{HostLayout, Symlink, MASKED_PATHS, READONLY_PATHS};
 use crate::error::{Field, Result, SandboxError};
 use crate::rootfs::{ImageConfig, RootfsSource};
 use crate::spec::{ContextMode, Network, SandboxSpec, Secret};
+use crate::userns::{self, Caller, IdMap, UsernsMode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +58,12 @@ pub struct Inputs<'a> {
     pub policies: &'a Policies,
     /// Set for `RootfsSource::Image`.
     pub image: Option<ImageRoot<'a>>,
+    /// The caller's ids and ranges (read when the spec asks for a user namespace).
+    pub caller: Option<&'a Caller>,
+    /// Whether the container gets a cgroup (false: rootless, none writable).
+    pub cgroup: bool,
+    /// The caller's hard RLIMIT_NPROC, the ceiling of the pids fallback.
+    pub nproc_hard: u64,
 }
 
 impl std::fmt::Debug for Inputs<'_> {
@@ -92,6 +99,19 @@ pub struct Plan {
 /// are added by `bundle`, whose sources exist only once it is written.
 pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     s.validate()?;
+    let maps = id_maps(s, inp)?;
+    // keep-id runs the workload as the caller unless told otherwise.
+    let keep_id_user;
+    let s = match (s.userns.mode, &s.user, inp.caller) {
+        (UsernsMode::KeepId, None, Some(c)) => {
+            keep_id_user = SandboxSpec {
+                user: Some(format!("{}:{}", c.uid, c.gid)),
+                ..s.clone()
+            };
+            &keep_id_user
+        }
+        _ => s,
+    };
     let agent = s.rootfs.is_host_derived();
     let image = match (&s.rootfs, inp.image) {
         (RootfsSource::Image(_), Some(img)) => Some(img),
@@ -110,7 +130,10 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
         Some(h) => h.clone(),
         None => inp.id.chars().take(12).collect(),
     };
-    let user = process::resolve_user(s, config, inp)?;
+    let mut user = process::resolve_user(s, config, inp)?;
+    if let Some((uids, gids)) = &maps {
+        check_user_mapped(s, &user, uids, gids)?;
+    }
     let cwd = s
         .workdir
         .clone()
@@ -121,6 +144,19 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     let env = process::environment(s, config, &hostname, &user);
 
     let mut m = mounts::plan(s, inp, &user, &hostname, host_network)?;
+    if let Some((_, gids)) = &maps {
+        // devpts refuses a `gid=` that the namespace does not map.
+        for mount in m.mounts.iter_mut().filter(|x| x["type"] == "devpts") {
+            if let Some(opts) = mount["options"].as_array_mut() {
+                opts.retain(|o| {
+                    o.as_str()
+                        .and_then(|o| o.strip_prefix("gid="))
+                        .and_then(|g| g.parse::<u32>().ok())
+                        .is_none_or(|g| userns::is_mapped(gids, g))
+                });
+            }
+        }
+    }
     let landlock = security::landlock_text(s, inp, agent, &m.writable, &m.readable)?;
     let mut annotations = security::annotations(s, landlock);
     if let Some(c) = config {
@@ -138,6 +174,9 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     ];
     if !host_network {
         namespaces.push(json!({"type": "network"}));
+    }
+    if maps.is_some() {
+        namespaces.insert(0, json!({"type": "user"}));
     }
     let mut linux = json!({
         "namespaces": namespaces,
@@ -172,7 +211,7 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     if !user.additional.is_empty() {
         process["user"]["additionalGids"] = json!(user.additional);
     }
-    let rlimits = resources::rlimits(s);
+    let rlimits = resources::rlimits(s, inp);
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
@@ -191,6 +230,13 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     // The engine names a default cgroup after the id, as runc does; keep a
     // `nucleus-` prefix so these 64-hex-digit ids are findable on the host.
     linux["cgroupsPath"] = json!(format!("nucleus-{}", inp.id));
+    if let Some((uids, gids)) = &maps {
+        linux["uidMappings"] = oci_maps(uids);
+        linux["gidMappings"] = oci_maps(gids);
+        // Files the runtime makes for the workload belong to its host ids.
+        user.uid = host_id(uids, user.uid);
+        user.gid = host_id(gids, user.gid);
+    }
     spec["linux"] = linux;
     spec["annotations"] = Value::Object(annotations);
     Ok(Plan {
@@ -205,6 +251,89 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
         gid: user.gid,
         timeout: s.timeout(),
     })
+}
+
+/// The uid and gid maps when the spec asks for a user namespace.
+fn id_maps(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Option<(Vec<IdMap>, Vec<IdMap>)>> {
+    if s.userns.is_host() {
+        return Ok(None);
+    }
+    let Some(caller) = inp.caller else {
+        return Err(SandboxError::invalid(
+            Field::Userns,
+            format!("{:?}", s.userns.mode),
+            "the caller's ids were not read",
+        ));
+    };
+    let (u, g) = userns::id_maps(&s.userns, caller, caller.uid != 0)?;
+    if caller.sub_uids.is_empty() && s.userns.uid_map.is_empty() {
+        tracing::debug!(
+            user = caller.name,
+            uid = caller.uid,
+            "no subordinate id range in /etc/subuid: a single-id map (container 0 is you)"
+        );
+    }
+    Ok(Some((u, g)))
+}
+
+/// `-u USER` (and its groups) must exist in the container's namespace.
+fn check_user_mapped(
+    s: &SandboxSpec,
+    user: &process::User,
+    uids: &[IdMap],
+    gids: &[IdMap],
+) -> Result<()> {
+    let shown = s.user.clone().unwrap_or_else(|| user.uid.to_string());
+    let ranges = |m: &[IdMap]| {
+        m.iter()
+            .map(|m| {
+                format!(
+                    "{}-{}",
+                    m.container,
+                    u64::from(m.container) + u64::from(m.size) - 1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !userns::is_mapped(uids, user.uid) {
+        return Err(SandboxError::invalid(
+            Field::User,
+            shown,
+            format!(
+                "uid {} is not mapped in the user namespace (mapped: {}); add a subordinate range in /etc/subuid or pick a mapped uid",
+                user.uid,
+                ranges(uids)
+            ),
+        ));
+    }
+    for g in std::iter::once(&user.gid).chain(&user.additional) {
+        if !userns::is_mapped(gids, *g) {
+            return Err(SandboxError::invalid(
+                if *g == user.gid { Field::User } else { Field::GroupAdd },
+                shown,
+                format!(
+                    "gid {g} is not mapped in the user namespace (mapped: {}); add a subordinate range in /etc/subgid or pick a mapped gid",
+                    ranges(gids)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn oci_maps(maps: &[IdMap]) -> Value {
+    json!(maps
+        .iter()
+        .map(|m| json!({"containerID": m.container, "hostID": m.host, "size": m.size}))
+        .collect::<Vec<_>>())
+}
+
+/// The host id container id `id` maps to (`id` itself if unmapped).
+fn host_id(maps: &[IdMap], id: u32) -> u32 {
+    maps.iter()
+        .find(|m| userns::is_mapped(std::slice::from_ref(m), id))
+        .map_or(id, |m| m.host + (id - m.container))
 }
 
 #[cfg(test)]

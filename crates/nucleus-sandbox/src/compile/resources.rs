@@ -11,10 +11,39 @@ const DEFAULT_PIDS: i64 = 1024;
 /// cpu.cfs_period_us for `cpus`.
 const CPU_PERIOD: u64 = 100_000;
 
+/// Rootless without a writable cgroup: the first limit asked for, if any.
+fn limit_without_cgroup(s: &SandboxSpec) -> Option<(Field, String)> {
+    let r = &s.resources;
+    let num = |v: Option<i64>| v.map(|v| v.to_string());
+    [
+        (Field::Memory, num(r.memory)),
+        (Field::MemorySwap, num(r.memory_swap)),
+        (Field::Cpus, r.cpus.map(|c| c.to_string())),
+        (Field::CpuWeight, r.cpu_weight.map(|w| w.to_string())),
+        (Field::Pids, num(r.pids.filter(|p| *p > 0))),
+        (Field::IoLimit, r.io_limits.first().map(ToString::to_string)),
+    ]
+    .into_iter()
+    .find_map(|(f, v)| Some((f, v?)))
+}
+
 pub(super) fn linux_resources(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Value> {
     let res = &s.resources;
     let mut r = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if !inp.cgroup {
+        if let Some((field, value)) = limit_without_cgroup(s) {
+            if !s.security.allow_degraded_security {
+                return Err(SandboxError::invalid(
+                    field,
+                    value,
+                    "rootless: there is no cgroup this user can write (no delegated cgroup v2 subtree), so the limit cannot be enforced; drop it or pass --allow-degraded-security",
+                ));
+            }
+        }
+    }
     match res.pids {
+        // Without a cgroup the default falls back to RLIMIT_NPROC (`rlimits`).
+        None if !inp.cgroup => {}
         None => r["pids"] = json!({"limit": DEFAULT_PIDS}),
         Some(n) if n > 0 => r["pids"] = json!({"limit": n}),
         Some(_) => {}
@@ -76,7 +105,21 @@ pub(super) fn linux_resources(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Value
     Ok(r)
 }
 
-/// `process.rlimits` entries, one per ulimit.
-pub(super) fn rlimits(s: &SandboxSpec) -> Vec<Value> {
-    s.ulimits.iter().map(|u| json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": u.soft, "hard": u.hard})).collect()
+/// `process.rlimits` entries, one per ulimit; without a cgroup, the
+/// default pids limit as RLIMIT_NPROC (at most the caller's hard limit).
+pub(super) fn rlimits(s: &SandboxSpec, inp: &Inputs<'_>) -> Vec<Value> {
+    let mut out: Vec<Value> = s.ulimits.iter().map(|u| json!({"type": format!("RLIMIT_{}", u.name.to_ascii_uppercase()), "soft": u.soft, "hard": u.hard})).collect();
+    let has_nproc = s
+        .ulimits
+        .iter()
+        .any(|u| u.name.eq_ignore_ascii_case("nproc"));
+    if !inp.cgroup && s.resources.pids.is_none() && !has_nproc {
+        let n = inp.nproc_hard.min(DEFAULT_PIDS.unsigned_abs());
+        tracing::debug!(
+            limit = n,
+            "rootless: no writable cgroup; the default pids limit is RLIMIT_NPROC instead (it counts every process of the user's host uid)"
+        );
+        out.push(json!({"type": "RLIMIT_NPROC", "soft": n, "hard": n}));
+    }
+    out
 }

@@ -38,6 +38,9 @@ fn compile_with(
         default_seccomp: &seccomp,
         policies,
         image,
+        caller: None,
+        cgroup: true,
+        nproc_hard: u64::MAX,
     };
     compile(s, &inp)
 }
@@ -633,4 +636,103 @@ fn validate_names_the_field() {
     for (s, field) in cases {
         assert_eq!(invalid(s.validate().unwrap_err()).0, field);
     }
+}
+
+/// Compiles as an unprivileged caller (uid 1000, with or without a range)
+/// that has no writable cgroup.
+fn compile_rootless(s: &SandboxSpec, ranges: bool) -> Result<Plan> {
+    let host = host();
+    let dev = |_: &str| None;
+    let seccomp = json!({});
+    let policies = Policies::default();
+    let r = if ranges {
+        vec![(100_000, 65_536)]
+    } else {
+        vec![]
+    };
+    let caller = Caller {
+        uid: 1000,
+        gid: 1000,
+        name: "alice".into(),
+        sub_uids: r.clone(),
+        sub_gids: r,
+    };
+    let inp = Inputs {
+        id: "0123456789abcdef",
+        host: &host,
+        passwd: PASSWD,
+        group: GROUP,
+        host_resolv: "",
+        device: &dev,
+        default_seccomp: &seccomp,
+        policies: &policies,
+        image: None,
+        caller: Some(&caller),
+        cgroup: false,
+        nproc_hard: 4096,
+    };
+    compile(s, &inp)
+}
+
+fn private(s: SandboxSpec) -> SandboxSpec {
+    SandboxSpec {
+        userns: crate::userns::UserNamespace {
+            mode: UsernsMode::Private,
+            ..Default::default()
+        },
+        ..s
+    }
+}
+
+#[test]
+fn rootless_adds_a_user_namespace_and_trades_the_pids_cgroup_for_rlimit_nproc() {
+    let p = compile_rootless(&private(cmd(&["true"])), true).unwrap();
+    let linux = &p.spec["linux"];
+    assert_eq!(linux["namespaces"][0], json!({"type": "user"}));
+    assert_eq!(
+        linux["uidMappings"],
+        json!([{"containerID": 0, "hostID": 1000, "size": 1}, {"containerID": 1, "hostID": 100_000, "size": 65_536}])
+    );
+    assert!(
+        linux["resources"].get("pids").is_none(),
+        "{}",
+        linux["resources"]
+    );
+    assert_eq!(
+        p.spec["process"]["rlimits"],
+        json!([{"type": "RLIMIT_NPROC", "soft": 1024, "hard": 1024}])
+    );
+    // Files the runtime makes for container root belong to the caller.
+    assert_eq!((p.uid, p.gid), (1000, 1000));
+    // Without a range, devpts may not name gid 5.
+    let p = compile_rootless(&private(cmd(&["true"])), false).unwrap();
+    let pts = p.spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["type"] == "devpts")
+        .unwrap();
+    assert!(
+        !pts["options"].as_array().unwrap().contains(&json!("gid=5")),
+        "{pts}"
+    );
+}
+
+#[test]
+fn rootless_refuses_limits_and_unmapped_users_by_field() {
+    let mut s = private(cmd(&["true"]));
+    s.resources.memory = Some(64 << 20);
+    assert_eq!(
+        invalid(compile_rootless(&s, true).unwrap_err()),
+        (Field::Memory, (64u64 << 20).to_string())
+    );
+    s.security.allow_degraded_security = true;
+    assert!(compile_rootless(&s, true).is_ok());
+    let mut s = private(cmd(&["true"]));
+    s.user = Some("alice".into());
+    assert_eq!(
+        invalid(compile_rootless(&s, false).unwrap_err()),
+        (Field::User, "alice".to_string())
+    );
+    assert!(compile_rootless(&s, true).is_ok());
 }

@@ -17,6 +17,9 @@ pub struct Stats {
     /// The memory limit, or the host's memory when unlimited.
     pub mem_limit: u64,
     pub pids: u64,
+    /// False when the container has no cgroup (rootless without a
+    /// writable one): then there is nothing to measure.
+    pub has_cgroup: bool,
 }
 
 /// One raw sample of a container's cgroup.
@@ -133,6 +136,7 @@ impl<'a> StatsSampler<'a> {
                 mem_usage,
                 mem_limit,
                 pids,
+                has_cgroup: state.cgroup.is_some(),
             });
             self.prev[i] = now;
         }

@@ -1,0 +1,681 @@
+//! nucleus run by an ordinary user: the test (as root) creates a unique user,
+//! with or without a subordinate id range, and a runtime directory it owns,
+//! runs nucleus as that user with only `XDG_RUNTIME_DIR` and `HOME` set, and
+//! asserts on what the contained process sees. A `Drop` guard removes the
+//! user, its home, runtime dir, subuid/subgid lines and processes.
+
+#[macro_use]
+mod common;
+
+use common::Out;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A throwaway ordinary user; everything it owns goes on drop.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    runtime_dir: PathBuf,
+    /// Host-side scratch space the user owns (outside its home).
+    scratch: tempfile::TempDir,
+    range: Option<(u32, u32)>,
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Out {
+    let io = tempfile::tempdir().expect("io dir");
+    let mut c = Command::new(cmd);
+    c.args(args);
+    common::exec(c, io.path(), Duration::from_secs(30))
+}
+
+impl TestUser {
+    /// `with_range`: a subordinate uid/gid range of 65536 ids.
+    fn create(with_range: bool) -> TestUser {
+        Self::create_in(with_range, "/tmp")
+    }
+
+    /// With the runtime dir under `base` (e.g. a tmpfs, as /run/user is).
+    fn create_in(with_range: bool, base: &str) -> TestUser {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let name = format!("nrl{}x{n}", pid % 100_000);
+        // No automatic range: the test decides whether there is one.
+        sh(
+            "useradd",
+            &[
+                "-m",
+                "-s",
+                "/bin/sh",
+                "-K",
+                "SUB_UID_COUNT=0",
+                "-K",
+                "SUB_GID_COUNT=0",
+                &name,
+            ],
+        )
+        .assert_ok();
+        let pw = nix::unistd::User::from_name(&name)
+            .expect("getpwnam")
+            .expect("user exists");
+        let range = with_range.then(|| (2_000_000 + (pid % 1000) * 200_000 + n * 70_000, 65_536));
+        let mut user = TestUser {
+            name: name.clone(),
+            uid: pw.uid.as_raw(),
+            gid: pw.gid.as_raw(),
+            home: pw.dir.clone(),
+            runtime_dir: PathBuf::from(format!("{base}/nrl-run-{name}")),
+            scratch: tempfile::Builder::new()
+                .prefix("nrl-scratch-")
+                .tempdir()
+                .expect("scratch"),
+            range,
+        };
+        if let Some((start, count)) = range {
+            let r = format!("{start}-{}", start + count - 1);
+            sh(
+                "usermod",
+                &["--add-subuids", &r, "--add-subgids", &r, &name],
+            )
+            .assert_ok();
+        }
+        fs::create_dir(&user.runtime_dir).expect("runtime dir");
+        for d in [&user.runtime_dir, &user.scratch.path().to_path_buf()] {
+            std::os::unix::fs::chown(d, Some(user.uid), Some(user.gid)).expect("chown");
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        user.home = pw.dir;
+        user
+    }
+
+    fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// nucleus ARGS as this user, from its home, with a minimal environment.
+    fn nucleus(&self, args: &[&str]) -> Out {
+        self.nucleus_env(args, &[])
+    }
+
+    fn nucleus_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let io = tempfile::tempdir().expect("io dir");
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            &self.uid.to_string(),
+            "--regid",
+            &self.gid.to_string(),
+            "--init-groups",
+            "--",
+        ])
+        .arg(common::runtime())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", &self.home)
+        .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+        .current_dir(&self.home);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        common::exec(c, io.path(), common::CMD_TIMEOUT)
+    }
+
+    /// `nucleus run ARGS`.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        self.nucleus(&all)
+    }
+
+    /// The state root nucleus picks for this user.
+    fn state_root(&self) -> PathBuf {
+        self.runtime_dir.join("nucleus")
+    }
+
+    /// Entries left in the state root other than the shared caches
+    /// (`.agent-rootfs` skeleton, compiled seccomp programs).
+    fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.state_root()) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if matches!(name.as_str(), ".agent-rootfs" | ".seccomp-cache") {
+                continue;
+            }
+            // Bookkeeping directories must be empty.
+            if name.starts_with('.') && e.path().is_dir() {
+                for inner in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    out.push(format!("{name}/{}", inner.file_name().to_string_lossy()));
+                }
+                continue;
+            }
+            out.push(name);
+        }
+        out
+    }
+
+    /// A busybox root filesystem owned by the user.
+    fn rootfs(&self) -> PathBuf {
+        let dir = self.scratch().join("rootfs");
+        common::build_rootfs(&dir);
+        sh(
+            "chown",
+            &[
+                "-R",
+                &format!("{}:{}", self.uid, self.gid),
+                &dir.to_string_lossy(),
+            ],
+        )
+        .assert_ok();
+        dir
+    }
+
+    /// This user's processes that are not zombies (a helper left running).
+    fn live_pids(&self) -> Vec<i32> {
+        self.pids()
+            .into_iter()
+            .filter(|p| {
+                let st = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let state = st
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.trim_start())
+                    .unwrap_or("");
+                !state.starts_with('Z') && !state.is_empty()
+            })
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if fs::metadata(e.path()).is_ok_and(|m| m.uid() == self.uid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // This user's processes only (a detached container, its monitor), by pid.
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some((start, count)) = self.range {
+            let r = format!("{start}-{}", start + count - 1);
+            let _ = sh(
+                "usermod",
+                &["--del-subuids", &r, "--del-subgids", &r, &self.name],
+            );
+        }
+        let _ = sh("userdel", &["-r", "-f", &self.name]);
+        let _ = fs::remove_dir_all(&self.runtime_dir);
+        // Whatever the container made under subordinate ids in scratch.
+        let _ = sh("rm", &["-rf", &self.scratch.path().to_string_lossy()]);
+    }
+}
+
+/// Skips unless root (to create users), user namespaces and newuidmap exist.
+macro_rules! needs_rootless_host {
+    () => {
+        require!(root, userns, busybox);
+        if !Path::new("/usr/bin/newuidmap").exists() {
+            eprintln!("skipped: needs newuidmap (apt-get install uidmap)");
+            return;
+        }
+    };
+}
+
+/// `key=value` lines.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {out:?}"))
+        .trim()
+}
+
+const PROBE: &str = "echo uid=$(id -u); echo gid=$(id -g); \
+    echo map=$(cat /proc/self/uid_map | tr -s ' ' | tr '\\n' ';'); \
+    echo gmap=$(cat /proc/self/gid_map | tr -s ' ' | tr '\\n' ';'); \
+    echo usr_owner=$(stat -c %u /usr)";
+
+#[test]
+fn agent_run_maps_container_root_to_the_user_and_the_range_behind_it() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let (start, count) = u.range.unwrap();
+    let out = u.run(&["--", "/bin/sh", "-c", PROBE]);
+    out.assert_ok();
+    assert_eq!(field(&out.stdout, "uid"), "0", "{out}");
+    assert_eq!(
+        field(&out.stdout, "map"),
+        format!("0 {} 1; 1 {start} {count};", u.uid),
+        "{out}"
+    );
+    assert_eq!(
+        field(&out.stdout, "gmap"),
+        format!("0 {} 1; 1 {start} {count};", u.gid),
+        "{out}"
+    );
+    // The host's root-owned files belong to nobody in here.
+    assert_eq!(field(&out.stdout, "usr_owner"), "65534", "{out}");
+    // State under $XDG_RUNTIME_DIR/nucleus, private to the user.
+    let meta = fs::metadata(u.state_root()).expect("state root made");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (u.uid, 0o700));
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    // A uid outside the mapped range is refused by name.
+    let out = u.run(&["-u", "70000", "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("-u/--user") && out.stderr.contains("70000"),
+        "{out}"
+    );
+    // Inside the range, the workload runs as it.
+    let out = u.run(&["-u", "1000", "--", "/bin/sh", "-c", "id -u"]);
+    out.assert_ok();
+    assert_eq!(out.out(), "1000");
+}
+
+#[test]
+fn without_a_range_the_user_gets_a_single_id_map_and_debug_says_so() {
+    needs_rootless_host!();
+    let u = TestUser::create(false);
+    let out = u.nucleus(&["--debug", "run", "--", "/bin/sh", "-c", PROBE]);
+    out.assert_ok();
+    assert_eq!(field(&out.stdout, "uid"), "0", "{out}");
+    assert_eq!(
+        field(&out.stdout, "map"),
+        format!("0 {} 1;", u.uid),
+        "{out}"
+    );
+    assert!(out.stderr.contains("no subordinate id range"), "{out}");
+    // Modes that need a range say which file lacks it.
+    let out = u.run(&["--userns", "nomap", "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--userns") && out.stderr.contains("/etc/subuid"),
+        "{out}"
+    );
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn a_limit_without_a_cgroup_is_refused_by_name_and_pids_fall_back_to_rlimit_nproc() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    for (flag, value) in [("--memory", "64m"), ("--pids", "50"), ("--cpus", "1")] {
+        let out = u.run(&[flag, value, "--", "/bin/true"]);
+        assert_eq!(out.code, Some(125), "{out}");
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains("cgroup"),
+            "{out}"
+        );
+    }
+    // Degraded security allowed: it runs, unenforced.
+    let out = u.run(&[
+        "--memory",
+        "64m",
+        "--allow-degraded-security",
+        "--",
+        "/bin/true",
+    ]);
+    out.assert_ok();
+    // The agent's default pids limit becomes RLIMIT_NPROC, said once with --debug.
+    let out = u.nucleus(&[
+        "--debug",
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "grep 'Max processes' /proc/self/limits",
+    ]);
+    out.assert_ok();
+    assert!(out.stdout.contains("1024"), "{out}");
+    assert_eq!(out.stderr.matches("RLIMIT_NPROC").count(), 1, "{out}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn rootfs_and_keep_id_volume_writes_files_owned_by_the_user() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let rootfs = u.rootfs();
+    let out = u.run(&[
+        "--rootfs",
+        &rootfs.to_string_lossy(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map | wc -l",
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out().split_whitespace().collect::<Vec<_>>(), ["0", "2"]);
+    let vol = u.scratch().join("vol");
+    fs::create_dir(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(u.uid), Some(u.gid)).unwrap();
+    let out = u.run(&[
+        "--userns",
+        "keep-id",
+        "-v",
+        &format!("{}:/data", vol.display()),
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u; echo hi > /data/made-inside",
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), u.uid.to_string(), "{out}");
+    let meta = fs::metadata(vol.join("made-inside")).expect("file written");
+    assert_eq!((meta.uid(), meta.gid()), (u.uid, u.gid));
+    // Container root writes as the user too; a subordinate uid as its host id.
+    let out = u.run(&[
+        "-v",
+        &format!("{}:/data", vol.display()),
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /data/by-root",
+    ]);
+    out.assert_ok();
+    assert_eq!(fs::metadata(vol.join("by-root")).unwrap().uid(), u.uid);
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn detached_lifecycle_as_an_ordinary_user() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let name = format!("d{}", std::process::id());
+    let out = u.run(&[
+        "-d",
+        "--name",
+        &name,
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo started; exec sleep 60",
+    ]);
+    out.assert_ok();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        u.nucleus(&["logs", &name]).stdout.contains("started")
+    }));
+    let ps = u.nucleus(&["ps"]);
+    ps.assert_ok();
+    assert!(ps.stdout.contains(&name), "{ps}");
+    let at = u.nucleus(&[
+        "attach",
+        &name,
+        "--",
+        "/bin/sh",
+        "-c",
+        "id -u; cat /proc/1/cmdline",
+    ]);
+    at.assert_ok();
+    assert!(
+        at.stdout.starts_with("0\n") && at.stdout.contains("sleep"),
+        "{at}"
+    );
+    let st = u.nucleus(&["stats", "--no-stream", &name]);
+    assert!(
+        st.stdout.contains("no cgroup") || st.stderr.contains("no cgroup"),
+        "{st}"
+    );
+    u.nucleus(&["stop", "-t", "1", &name]).assert_ok();
+    u.nucleus(&["rm", &name]).assert_ok();
+    let ps = u.nucleus(&["ps", "-a"]);
+    assert!(!ps.stdout.contains(&name), "{ps}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn oci_verbs_with_a_rootless_spec_and_no_range() {
+    needs_rootless_host!();
+    let u = TestUser::create(false);
+    let bundle = u.scratch().join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    common::build_rootfs(&bundle.join("rootfs"));
+    sh(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", u.uid, u.gid),
+            &bundle.to_string_lossy(),
+        ],
+    )
+    .assert_ok();
+    let b = bundle.to_string_lossy().into_owned();
+    u.nucleus(&["spec", "--rootless", "--bundle", &b])
+        .assert_ok();
+    let cfg = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&cfg).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "cat /proc/self/uid_map; id -u"]);
+    fs::write(&cfg, spec.to_string()).unwrap();
+    let id = common::unique_id();
+    let out = u.nucleus(&["run", "--bundle", &b, &id]);
+    out.assert_ok();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", &u.uid.to_string(), "1", "0"], "{out}");
+    // create / start / state / delete.
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "30"]);
+    fs::write(&cfg, spec.to_string()).unwrap();
+    u.nucleus(&["create", "--bundle", &b, &id]).assert_ok();
+    u.nucleus(&["start", &id]).assert_ok();
+    let st = u.nucleus(&["state", &id]);
+    st.assert_ok();
+    assert_eq!(st.json()["status"], "running", "{st}");
+    u.nucleus(&["delete", "--force", &id]).assert_ok();
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+/// Makes /dev/net/tun usable by ordinary users (its usual mode, 0666) for
+/// the test, and puts the mode back.
+struct TunMode(Option<u32>);
+
+impl TunMode {
+    fn open_to_users() -> TunMode {
+        let mode = fs::metadata("/dev/net/tun").map(|m| m.mode() & 0o7777).ok();
+        if mode.is_some_and(|m| m & 0o006 != 0o006) {
+            fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(0o666))
+                .expect("chmod /dev/net/tun");
+            return TunMode(mode);
+        }
+        TunMode(None)
+    }
+}
+
+impl Drop for TunMode {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            let _ = fs::set_permissions("/dev/net/tun", fs::Permissions::from_mode(m));
+        }
+    }
+}
+
+#[test]
+fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
+    needs_rootless_host!();
+    if !Path::new("/usr/bin/pasta").exists() || !Path::new("/usr/bin/slirp4netns").exists() {
+        eprintln!("skipped: needs pasta and slirp4netns (apt-get install passt slirp4netns)");
+        return;
+    }
+    let gateway = fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines().skip(1).find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(1) == Some(&"00000000"))
+                    .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+                    .flatten()
+            })
+        })
+        .map(|g| std::net::Ipv4Addr::from(g.swap_bytes()));
+    let Some(gateway) = gateway else {
+        eprintln!("skipped: pasta needs a host default route to copy");
+        return;
+    };
+    let _tun = TunMode::open_to_users();
+    let u = TestUser::create(true);
+    // A server only the host's loopback can reach.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut c, _) = server.accept().unwrap();
+        c.write_all(b"hello-from-host\n").unwrap();
+    });
+    let out = u.run(&[
+        "--network",
+        "pasta",
+        "--",
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.create_connection(('{gateway}', {port}), timeout=5); print(s.recv(64).decode().strip())"
+        ),
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "hello-from-host", "{out}");
+    serve.join().unwrap();
+    // A published port, reached from the host.
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let name = format!("p{}", std::process::id());
+    let bg = {
+        let publish = format!("{host_port}:8080");
+        let args = vec![
+            "run".to_string(),
+            "--name".into(),
+            name,
+            "--network".into(),
+            "pasta".into(),
+            "-p".into(),
+            publish,
+            "--".into(),
+            "python3".into(),
+            "-c".into(),
+            "import socket; s=socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen(1); c,_=s.accept(); c.sendall(b'hello-from-container')".into(),
+        ];
+        let u = &u;
+        std::thread::scope(|sc| {
+            let h = sc.spawn(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                u.nucleus(&refs)
+            });
+            let mut got = String::new();
+            common::wait_until(Duration::from_secs(20), || {
+                use std::io::Read;
+                match std::net::TcpStream::connect(("127.0.0.1", host_port)) {
+                    Ok(mut s) => {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        got.clear();
+                        let _ = s.read_to_string(&mut got);
+                        !got.is_empty()
+                    }
+                    Err(_) => false,
+                }
+            });
+            (got, h.join().unwrap())
+        })
+    };
+    assert_eq!(bg.0, "hello-from-container", "{}", bg.1);
+    bg.1.assert_ok();
+    // pasta went with its containers.
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
+    // slirp4netns: the host's loopback at 10.0.2.2.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut c, _) = server.accept().unwrap();
+        c.write_all(b"hello-via-slirp\n").unwrap();
+    });
+    let out = u.run(&[
+        "--network",
+        "slirp4netns",
+        "--",
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.create_connection(('10.0.2.2', {port}), timeout=5); print(s.recv(64).decode().strip())"
+        ),
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "hello-via-slirp", "{out}");
+    serve.join().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn secrets_stay_in_memory_when_the_runtime_dir_is_a_tmpfs_and_are_refused_otherwise() {
+    needs_rootless_host!();
+    let u = TestUser::create_in(true, "/dev/shm");
+    let secret = u.scratch().join("token");
+    fs::write(&secret, "s3cret").unwrap();
+    std::os::unix::fs::chown(&secret, Some(u.uid), Some(u.gid)).unwrap();
+    let arg = format!("{}:/run/secrets/token", secret.display());
+    let out = u.run(&[
+        "--secret",
+        &arg,
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /run/secrets/token; stat -c %a /run/secrets/token",
+    ]);
+    out.assert_ok();
+    assert_eq!(out.out(), "s3cret400", "{out}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    // On a disk-backed state root the secret is refused, by flag.
+    let disk = TestUser::create(true);
+    let secret = disk.scratch().join("token");
+    fs::write(&secret, "s3cret").unwrap();
+    std::os::unix::fs::chown(&secret, Some(disk.uid), Some(disk.gid)).unwrap();
+    let out = disk.run(&[
+        "--secret",
+        &format!("{}:/run/secrets/t", secret.display()),
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--secret") && out.stderr.contains("tmpfs"),
+        "{out}"
+    );
+    assert!(disk.leftovers().is_empty(), "left: {:?}", disk.leftovers());
+}
