@@ -690,3 +690,46 @@ fn pull_run_commit_run_and_rm_leave_nothing() {
     assert_no_containers_left(&store, &state);
     assert_eq!(store.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn zstd_layers_pull_and_run() {
+    require_tools!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let repo = reg.push_with(
+        &busybox_layout(work.path()),
+        "bb",
+        "test/zstd:1",
+        &["--dest-compress-format", "zstd"],
+    );
+    let store = Store::new();
+    let state = store.dir.path().join("state");
+    let st = state.to_str().unwrap();
+    store.nucleus(&["pull", "-q", &repo]).assert_ok();
+    let v = store.inspect(&repo);
+    let layers = v["RootFS"]["Layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["MediaType"].as_str().unwrap_or("").ends_with("+zstd")),
+        "not zstd layers: {v}"
+    );
+    let out = store
+        .nucleus(&[
+            "--root",
+            st,
+            "run",
+            &repo,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /added; test ! -e /gone && echo gone",
+        ])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert_eq!(out, "new\ngone\n");
+    store.nucleus(&["rmi", &repo]).assert_ok();
+    assert_no_containers_left(&store, &state);
+    assert_eq!(store.leftovers(), Vec::<String>::new());
+}

@@ -86,9 +86,15 @@ impl Registry {
     }
 
     pub fn push(&self, layout: &Path, tag: &str, name: &str) -> String {
+        self.push_with(layout, tag, name, &[])
+    }
+
+    /// `push` with more `skopeo copy` flags (e.g. `--dest-compress-format zstd`).
+    pub fn push_with(&self, layout: &Path, tag: &str, name: &str, flags: &[&str]) -> String {
         let dest = format!("docker://{}/{name}", self.host());
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "-q", "--dest-tls-verify=false"])
+            .args(flags)
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(&dest);
         exec(cmd, self.dir.path(), TIMEOUT).assert_ok();
