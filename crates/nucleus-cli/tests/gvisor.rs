@@ -433,6 +433,18 @@ fn gvisor_flags_are_checked_by_name() {
     assert!(out.stderr.contains("only with --runtime gvisor"), "{out}");
     let out = docker_run(&ctx, &["--gvisor-platform", "xen", "--", "true"]);
     assert_eq!(out.code, Some(125), "{out}");
+    // Attached networks fail closed (never a silent `--network none`), naming runsc's version.
+    for net in ["bridge", "some-net"] {
+        let out = docker_run(&ctx, &["--network", net, "--", "true"]);
+        assert_eq!(out.code, Some(125), "{out}");
+        assert!(
+            out.stderr
+                .contains(&format!("--network: invalid value `{net}`"))
+                && out.stderr.contains("runsc version")
+                && out.stderr.contains("netstack"),
+            "{out}"
+        );
+    }
 
     let policy = ctx.scratch("p").join("ll.toml");
     std::fs::write(
@@ -620,4 +632,58 @@ fn foreground_run_passes_signals_to_the_workload() {
         .unwrap()
         .contains("got-term"));
     finish(ctx, &[&id]);
+}
+
+#[test]
+fn image_container_runs_under_gvisor_and_leaves_nothing() {
+    require_gvisor!();
+    if let Some(reason) = common::registry::missing_tools() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let ctx = Ctx::new();
+    let reg = common::registry::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layout = common::registry::busybox_layout(work.path());
+    let image = reg.push(&layout, "bb", "test/gvisor:1");
+    ctx.rt(&["pull", "-q", &image]).assert_ok();
+
+    // The image's env and layers (whiteout applied) under gVisor's kernel, a writable root.
+    let out = docker_run(
+        &ctx,
+        &[
+            &image,
+            "--",
+            "/bin/sh",
+            "-c",
+            "test ! -e /gone && g=hidden; echo w > /w; \
+             echo \"$(cat /proc/version)|$PATH|$(cat /added)|$g|$(cat /w)\"",
+        ],
+    );
+    out.assert_ok();
+    let fields: Vec<&str> = out.out().split('|').collect();
+    assert!(fields[0].starts_with("Linux version 4.4.0"), "{out}");
+    assert_eq!(&fields[1..], ["/bin", "new", "hidden", "w"], "{out}");
+    // The image's own command (`/bin/sh`, reading an empty stdin) when none is given.
+    docker_run(&ctx, &[&image]).assert_ok();
+    // Detached: the overlay root lives until `rm`.
+    let id = docker_run(&ctx, &["-d", &image, "--", "/bin/busybox", "sleep", "60"]);
+    let id = id.assert_ok().stdout.trim().to_string();
+    let roots = ctx.root().join(".image-roots");
+    assert!(roots.join(&id).exists(), "no image root for {id}");
+    // Removed at once, before runsc has finished setting it up.
+    ctx.rt(&["rm", "-f", &id]).assert_ok();
+
+    let left: Vec<_> = std::fs::read_dir(&roots)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "image roots left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = ctx.root().to_str().unwrap().to_string();
+    assert!(!mounts.contains(&root), "mounts left under {root}");
+    let users = ctx.data_root().join("users");
+    let records: Vec<_> = std::fs::read_dir(&users).unwrap().flatten().collect();
+    assert!(records.is_empty(), "image use records left: {records:?}");
+    let _ = std::fs::remove_dir(&roots);
+    finish_with(ctx, &[&id], Ctx::finish_agent);
 }

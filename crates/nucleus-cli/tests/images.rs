@@ -7,18 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::registry::{busybox_layout, free_port, missing_tools, sh, Registry, TIMEOUT};
 use common::{exec, Out};
 use serde_json::Value;
 use tempfile::TempDir;
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
-const TIMEOUT: Duration = Duration::from_secs(300);
 /// debootstrap plus apt on a busy machine.
 const FIXTURE_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -31,96 +29,6 @@ macro_rules! require_tools {
             return;
         }
     };
-}
-
-fn missing_tools() -> Option<String> {
-    for tool in [REGISTRY, "/usr/bin/skopeo", "/usr/bin/umoci"] {
-        if !Path::new(tool).exists() {
-            return Some(format!(
-                "needs {tool} (apt-get install docker-registry skopeo umoci)"
-            ));
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
-}
-
-/// A `docker-registry` on 127.0.0.1, killed and its storage removed on drop.
-struct Registry {
-    child: Child,
-    dir: TempDir,
-    port: u16,
-}
-
-impl Registry {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let storage = dir.path().join("storage");
-        let config = dir.path().join("config.yml");
-        fs::write(
-            &config,
-            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", storage.display()),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.path().join("log")).unwrap();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Self { child, dir, port };
-        assert!(
-            common::wait_until(Duration::from_secs(20), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "registry did not listen on {port}"
-        );
-        reg
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Where the registry keeps a blob's bytes.
-    fn blob(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
-    fn push(&self, layout: &Path, tag: &str, name: &str) -> String {
-        let dest = format!("docker://{}/{name}", self.host());
-        let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "-q", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(&dest);
-        exec(cmd, self.dir.path(), TIMEOUT).assert_ok();
-        format!("{}/{name}", self.host())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A data root of its own, removed on drop.
@@ -187,35 +95,6 @@ impl Store {
         }
         out
     }
-}
-
-fn sh(script: &str, dir: &Path) -> Out {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-ec", script]).current_dir(dir);
-    exec(cmd, dir, TIMEOUT)
-}
-
-/// An OCI layout `DIR:bb` from busybox-static in two layers: the second
-/// deletes `/gone` (a whiteout) and adds `/added`.
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let script = r#"
-        umoci init --layout oci
-        umoci new --image oci:bb
-        umoci unpack --image oci:bb b >/dev/null
-        mkdir -p b/rootfs/bin b/rootfs/etc b/rootfs/keep
-        cp /bin/busybox b/rootfs/bin/
-        for a in sh ls cat echo true rm id; do ln -s busybox b/rootfs/bin/$a; done
-        echo hi > b/rootfs/gone; echo k > b/rootfs/keep/k; chmod 4711 b/rootfs/keep/k; chown 12:34 b/rootfs/keep/k
-        ln b/rootfs/keep/k b/rootfs/keep/hard
-        umoci repack --image oci:bb b >/dev/null
-        umoci config --image oci:bb --config.cmd /bin/sh --config.env PATH=/bin
-        rm -rf b; umoci unpack --image oci:bb b >/dev/null
-        rm b/rootfs/gone; echo new > b/rootfs/added
-        umoci repack --image oci:bb b >/dev/null
-        rm -rf b
-    "#;
-    sh(script, dir).assert_ok();
-    dir.join("oci")
 }
 
 /// A debootstrap minbase with a python3 layer on top, built once and kept
@@ -807,6 +686,49 @@ fn pull_run_commit_run_and_rm_leave_nothing() {
     );
 
     store.nucleus(&["rmi", committed]).assert_ok();
+    store.nucleus(&["rmi", &repo]).assert_ok();
+    assert_no_containers_left(&store, &state);
+    assert_eq!(store.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn zstd_layers_pull_and_run() {
+    require_tools!();
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let repo = reg.push_with(
+        &busybox_layout(work.path()),
+        "bb",
+        "test/zstd:1",
+        &["--dest-compress-format", "zstd"],
+    );
+    let store = Store::new();
+    let state = store.dir.path().join("state");
+    let st = state.to_str().unwrap();
+    store.nucleus(&["pull", "-q", &repo]).assert_ok();
+    let v = store.inspect(&repo);
+    let layers = v["RootFS"]["Layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["MediaType"].as_str().unwrap_or("").ends_with("+zstd")),
+        "not zstd layers: {v}"
+    );
+    let out = store
+        .nucleus(&[
+            "--root",
+            st,
+            "run",
+            &repo,
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /added; test ! -e /gone && echo gone",
+        ])
+        .assert_ok()
+        .stdout
+        .clone();
+    assert_eq!(out, "new\ngone\n");
     store.nucleus(&["rmi", &repo]).assert_ok();
     assert_no_containers_left(&store, &state);
     assert_eq!(store.leftovers(), Vec::<String>::new());

@@ -103,7 +103,7 @@ impl LayerStore {
 }
 
 /// The tar stream of a layer blob: gzip is detected by its magic number
-/// (docker-archives mislabel it), zstd is refused by name.
+/// (docker-archives mislabel it), as is zstd.
 pub fn decompress<R: BufRead + Send + 'static>(
     mut r: R,
     digest: &Digest,
@@ -116,10 +116,12 @@ pub fn decompress<R: BufRead + Send + 'static>(
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(ImageError::UnsupportedMediaType {
-            digest: digest.to_string(),
-            media_type: "zstd-compressed layer".into(),
-        })
+        let z = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| ImageError::Fs {
+            action: "start zstd decoder for layer blob",
+            path: PathBuf::from(digest.to_string()),
+            source: e,
+        })?;
+        Ok(Box::new(z))
     } else {
         Ok(Box::new(r))
     }

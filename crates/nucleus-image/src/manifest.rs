@@ -25,6 +25,7 @@ fn is_layer_type(t: &str) -> bool {
         t,
         "application/vnd.oci.image.layer.v1.tar"
             | "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.v1.tar+zstd"
             | "application/vnd.docker.image.rootfs.diff.tar.gzip"
             | "application/vnd.docker.image.rootfs.diff.tar"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"

@@ -37,6 +37,7 @@ macro_rules! require {
 
 #[macro_use]
 pub mod managers;
+pub mod registry;
 
 /// Static busybox from Debian's `busybox-static`; copied into every test rootfs.
 pub const BUSYBOX: &str = "/bin/busybox";

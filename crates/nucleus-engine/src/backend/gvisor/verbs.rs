@@ -62,13 +62,41 @@ pub(crate) fn kill(
         args.push("--all");
     }
     args.extend([id, sig.as_str()]);
-    record.runsc.call("kill", &args)?;
+    signal_retrying(&record, &args, state).map_err(|e| match e {
+        None => wrong(id, Status::Stopped, "kill a container that is not running"),
+        Some(e) => e,
+    })?;
     if st == Status::Paused && signal == libc::SIGKILL {
         // A paused sentry delivers nothing until resumed.
         record.runsc.call("resume", &[id])?;
         set_marker(dir.path(), PAUSED_MARKER, false)?;
     }
     Ok(())
+}
+
+/// `runsc kill ARGS`, retried while runsc is still setting the container
+/// up (a detached `run` returns once `runsc run` is spawned, before runsc
+/// has written its state, and a kill then finds no container). `Err(None)`:
+/// the container ended meanwhile.
+fn signal_retrying(
+    record: &Record,
+    args: &[&str],
+    state: &ContainerState,
+) -> std::result::Result<(), Option<EngineError>> {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let err = match record.runsc.call("kill", args) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if !state.is_alive() {
+            return Err(None);
+        }
+        if std::time::Instant::now() >= end {
+            return Err(Some(err.into()));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// `pause`: `runsc pause` (the sentry stops its tasks; no cgroup freezer).
