@@ -1,5 +1,6 @@
-//! `POST /v1/sandboxes/{id}/exec`: runs a command in a sandbox and streams
-//! its output as it comes, one JSON object per line
+//! Running a command in a sandbox: [`start`] yields its output as
+//! [`ExecEvent`]s as they come, ending with its exit (or an error).
+//! `POST /v1/sandboxes/{id}/exec` streams them one JSON object per line
 //! (`application/x-ndjson`):
 //! `{"type":"stdout","data":"<base64>"}`, the same for `stderr`, then
 //! `{"type":"exit","exit_code":N,"timed_out":false}` (or `{"type":"error",…}`).
@@ -11,7 +12,7 @@
 //! the pid is what a timeout kills, with its descendants.
 
 use crate::error::ApiError;
-use crate::Shared;
+use crate::{Service, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -32,7 +33,7 @@ use tokio::sync::mpsc;
 /// The exit code `nucleus exec` uses for its own failures.
 const EXEC_RUNTIME_ERRORS: [i32; 2] = [255, 1];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecRequest {
     /// argv; or give `shell`.
@@ -49,6 +50,86 @@ pub struct ExecRequest {
     pub timeout: Option<f64>,
     /// A pseudo-terminal (stdout and stderr then arrive as `stdout`).
     pub tty: bool,
+}
+
+/// What a running command produced, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Stdout(Bytes),
+    Stderr(Bytes),
+    /// The command ended (`timed_out`: killed by its timeout).
+    Exit {
+        code: i32,
+        timed_out: bool,
+    },
+    /// Nothing ran, or waiting for it failed: `message` says why.
+    Error {
+        message: String,
+        exit_code: Option<i32>,
+    },
+}
+
+impl ExecEvent {
+    /// The NDJSON line the HTTP API sends for this event.
+    fn to_line(&self) -> Bytes {
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let v = match self {
+            ExecEvent::Stdout(d) => json!({"type": "stdout", "data": b64(d)}),
+            ExecEvent::Stderr(d) => json!({"type": "stderr", "data": b64(d)}),
+            ExecEvent::Exit { code, timed_out } => {
+                json!({"type": "exit", "exit_code": code, "timed_out": timed_out})
+            }
+            ExecEvent::Error { message, exit_code } => match exit_code {
+                Some(c) => json!({"type": "error", "message": message, "exit_code": c}),
+                None => json!({"type": "error", "message": message}),
+            },
+        };
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        Bytes::from(b)
+    }
+}
+
+/// A finished command's output, gathered from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub timed_out: bool,
+    /// Bytes dropped past the `limit` given to [`ExecOutput::gather`].
+    pub truncated: u64,
+}
+
+impl ExecOutput {
+    /// Reads events to the end, keeping at most `limit` bytes of each
+    /// stream; an `Error` event is the error.
+    pub async fn gather(
+        mut events: mpsc::Receiver<ExecEvent>,
+        limit: usize,
+    ) -> Result<ExecOutput, ApiError> {
+        let mut out = ExecOutput::default();
+        let keep = |buf: &mut Vec<u8>, d: &[u8], dropped: &mut u64| {
+            let room = limit.saturating_sub(buf.len()).min(d.len());
+            buf.extend_from_slice(&d[..room]);
+            *dropped += (d.len() - room) as u64;
+        };
+        while let Some(e) = events.recv().await {
+            match e {
+                ExecEvent::Stdout(d) => keep(&mut out.stdout, &d, &mut out.truncated),
+                ExecEvent::Stderr(d) => keep(&mut out.stderr, &d, &mut out.truncated),
+                ExecEvent::Exit { code, timed_out } => {
+                    out.exit_code = code;
+                    out.timed_out = timed_out;
+                    return Ok(out);
+                }
+                ExecEvent::Error { message, .. } => return Err(ApiError::Exec(message)),
+            }
+        }
+        Err(ApiError::Exec(
+            "the command's output ended without an exit".into(),
+        ))
+    }
 }
 
 impl ExecRequest {
@@ -99,24 +180,13 @@ impl Drop for ExecFiles {
     }
 }
 
-fn line(v: serde_json::Value) -> Bytes {
-    let mut b = serde_json::to_vec(&v).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
-}
-
-fn chunk(stream: &str, data: &[u8]) -> Bytes {
-    let data = base64::engine::general_purpose::STANDARD.encode(data);
-    line(json!({"type": stream, "data": data}))
-}
-
 /// Relays one output pipe. With `gate`, output is held back until that
 /// file (the pid file) exists: before it, whatever arrives on stderr is
 /// nucleus's own error, and what is still held at EOF is returned.
 async fn pump(
     mut r: impl AsyncRead + Unpin,
-    stream: &'static str,
-    tx: mpsc::Sender<Bytes>,
+    event: fn(Bytes) -> ExecEvent,
+    tx: mpsc::Sender<ExecEvent>,
     gate: Option<PathBuf>,
 ) -> Vec<u8> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -133,12 +203,16 @@ async fn pump(
                         continue;
                     }
                     let out = std::mem::take(&mut held);
-                    if tx.send(chunk(stream, &out)).await.is_err() {
+                    if tx.send(event(Bytes::from(out))).await.is_err() {
                         return Vec::new();
                     }
                     continue;
                 }
-                if tx.send(chunk(stream, &buf[..n])).await.is_err() {
+                if tx
+                    .send(event(Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
                     return held;
                 }
             }
@@ -179,11 +253,13 @@ fn kill(pid: Option<i32>) {
     }
 }
 
-pub async fn exec(
-    State(st): State<Shared>,
-    Path(query): Path<String>,
-    Json(req): Json<ExecRequest>,
-) -> Result<Response, ApiError> {
+/// Starts `req` in sandbox `query`; its events arrive on the receiver.
+/// Dropping the receiver kills the command.
+pub(crate) fn start(
+    st: &Shared,
+    query: &str,
+    req: &ExecRequest,
+) -> Result<mpsc::Receiver<ExecEvent>, ApiError> {
     let argv = req.argv()?;
     let stdin = match &req.stdin {
         Some(s) => Some(
@@ -203,7 +279,7 @@ pub async fn exec(
         }
     }
     let root = StateRoot::new(&st.root);
-    let id = nucleus_sandbox::names::resolve(&root, &query)?;
+    let id = nucleus_sandbox::names::resolve(&root, query)?;
     let files = ExecFiles::new(&st.root)?;
 
     let mut c = tokio::process::Command::new(&st.exe);
@@ -235,7 +311,7 @@ pub async fn exec(
     .kill_on_drop(true);
     let mut child = c.spawn().map_err(|e| ApiError::Exec(e.to_string()))?;
 
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<ExecEvent>(64);
     let out = child.stdout.take();
     let err = child.stderr.take();
     let input = child.stdin.take();
@@ -247,8 +323,8 @@ pub async fn exec(
             });
         }
         let gate = Some(files.pid.clone());
-        let out_pump = out.map(|o| tokio::spawn(pump(o, "stdout", tx.clone(), None)));
-        let err_pump = err.map(|e| tokio::spawn(pump(e, "stderr", tx.clone(), gate)));
+        let out_pump = out.map(|o| tokio::spawn(pump(o, ExecEvent::Stdout, tx.clone(), None)));
+        let err_pump = err.map(|e| tokio::spawn(pump(e, ExecEvent::Stderr, tx.clone(), gate)));
         let pumps = async move {
             if let Some(a) = out_pump {
                 let _ = a.await;
@@ -285,7 +361,10 @@ pub async fn exec(
             Ok(s) => s.code().unwrap_or(-1),
             Err(e) => {
                 let _ = tx
-                    .send(line(json!({"type": "error", "message": e.to_string()})))
+                    .send(ExecEvent::Error {
+                        message: e.to_string(),
+                        exit_code: None,
+                    })
                     .await;
                 return;
             }
@@ -295,26 +374,32 @@ pub async fn exec(
             let text = String::from_utf8_lossy(&held);
             let message = text.trim().trim_start_matches("nucleus: ").to_string();
             let _ = tx
-                .send(line(
-                    json!({"type": "error", "message": message, "exit_code": code}),
-                ))
+                .send(ExecEvent::Error {
+                    message,
+                    exit_code: Some(code),
+                })
                 .await;
             return;
         }
         if !held.is_empty() {
-            let _ = tx.send(chunk("stderr", &held)).await;
+            let _ = tx.send(ExecEvent::Stderr(Bytes::from(held))).await;
         }
-        let _ = tx
-            .send(line(
-                json!({"type": "exit", "exit_code": code, "timed_out": timed_out}),
-            ))
-            .await;
+        let _ = tx.send(ExecEvent::Exit { code, timed_out }).await;
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let body = Body::from_stream(tokio_stream::StreamExt::map(
-        stream,
-        Ok::<Bytes, std::convert::Infallible>,
-    ));
+    Ok(rx)
+}
+
+/// `POST /v1/sandboxes/{id}/exec`.
+pub async fn exec_route(
+    State(sv): State<Service>,
+    Path(query): Path<String>,
+    Json(req): Json<ExecRequest>,
+) -> Result<Response, ApiError> {
+    let events = sv.exec(&query, &req)?;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(events);
+    let body = Body::from_stream(tokio_stream::StreamExt::map(stream, |e| {
+        Ok::<Bytes, std::convert::Infallible>(e.to_line())
+    }));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(body)
