@@ -16,6 +16,7 @@
 
 mod auth;
 mod error;
+mod events;
 mod exec;
 mod files;
 mod listen;
@@ -89,6 +90,7 @@ fn router(service: Service) -> Router {
         .route("/v1/sandboxes/{id}/stop", post(sandboxes::stop_route))
         .route("/v1/sandboxes/{id}/logs", get(sandboxes::logs_route))
         .route("/v1/sandboxes/{id}/stats", get(sandboxes::stats_route))
+        .route("/v1/sandboxes/{id}/events", get(events::events_route))
         .route("/v1/sandboxes/{id}/exec", post(exec::exec_route))
         .route(
             "/v1/sandboxes/{id}/files",

@@ -6,7 +6,7 @@
 use crate::error::ApiError;
 use crate::exec::{ExecEvent, ExecRequest};
 use crate::sandboxes::CreateRequest;
-use crate::{blocking, exec, files, sandboxes, AppState, Shared};
+use crate::{blocking, events, exec, files, sandboxes, AppState, Shared};
 use axum::body::Bytes;
 use serde_json::Value;
 use std::io::Read;
@@ -83,6 +83,17 @@ impl Service {
     pub async fn stats(&self, id: &str) -> Result<Value, ApiError> {
         let id = id.to_string();
         self.call(move |st| sandboxes::stats(st, &id)).await
+    }
+
+    /// The sandbox's events as they happen (`started`, `oom`, `stats` every
+    /// `stats` seconds when given, and last `exited`).
+    pub async fn events(
+        &self,
+        id: &str,
+        stats: Option<f64>,
+    ) -> Result<mpsc::Receiver<Value>, ApiError> {
+        let id = id.to_string();
+        self.call(move |st| events::start(st, &id, stats)).await
     }
 
     /// Starts a command; its output and exit arrive as events. Dropping

@@ -240,3 +240,44 @@ def test_tcp_needs_a_token():
             srv.stop()
     finally:
         subprocess.run(["rm", "-rf", root])
+
+
+def test_events_tell_how_a_sandbox_ended(server):
+    # A main process that exits with a code of its own.
+    sb = Sandbox.create(socket=server.socket, command=["/bin/sh", "-c", "sleep 1; exit 7"])
+    try:
+        ev = list(sb.events())
+        assert ev[0]["type"] == "started" and ev[0]["pid"] > 0, ev
+        assert ev[-1]["type"] == "exited", ev
+        assert ev[-1]["exit_code"] == 7 and not ev[-1]["timed_out"], ev
+    finally:
+        sb.kill()
+
+    # Killed by its timeout.
+    sb = Sandbox.create(socket=server.socket, timeout=1)
+    try:
+        last = list(sb.events())[-1]
+        assert last["type"] == "exited" and last["timed_out"] is True, last
+    finally:
+        sb.kill()
+
+    # The kernel's OOM killer, inside a 32 MiB sandbox whose main process
+    # outlives the killed one; stats on the way.
+    hog = "x = b'a' * (256 << 20)"
+    script = "sleep 1; python3 -c \"%s\"; echo $? > /tmp/rc; sleep 1; exit 5" % hog
+    sb = Sandbox.create(socket=server.socket, memory="32m", command=["/bin/sh", "-c", script])
+    try:
+        ev = list(sb.events(stats=0.2))
+        kinds = [e["type"] for e in ev]
+        assert "oom" in kinds and "stats" in kinds, kinds
+        last = ev[-1]
+        assert last["type"] == "exited" and last["oom_kills"] >= 1 and last["exit_code"] == 5, last
+    finally:
+        sb.kill()
+
+
+def test_events_of_an_unknown_sandbox(server):
+    sb = Sandbox("no-such-box", server.socket)
+    with pytest.raises(NucleusError) as e:
+        list(sb.events())
+    assert e.value.status == 404 and "no-such-box" in str(e.value)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+import json
+from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 import httpx
 
@@ -98,6 +99,17 @@ class AsyncSandbox:
             async for line in r.aiter_lines():
                 dec.feed(line)
         return dec.finish()
+
+    async def events(self, stats: Optional[float] = None) -> AsyncIterator[Dict[str, Any]]:
+        """As :meth:`Sandbox.events`, for asyncio."""
+        params = {"stats": stats} if stats is not None else {}
+        async with self._http.stream("GET", "/v1/sandboxes/%s/events" % self.id, params=params) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _common.raise_for(r.status_code, r.text)
+            async for line in r.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     async def kill(self) -> None:
         r = await self._http.delete("/v1/sandboxes/%s" % self.id)

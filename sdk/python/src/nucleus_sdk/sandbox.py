@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import httpx
 
@@ -146,6 +147,19 @@ class Sandbox:
             for line in r.iter_lines():
                 dec.feed(line)
         return dec.finish()
+
+    def events(self, stats: Optional[float] = None) -> Iterator[Dict[str, Any]]:
+        """The sandbox's events as they happen, ending with ``exited``
+        (``exit_code``, ``timed_out``, ``oom_kills``); also ``started``,
+        ``oom``, and ``stats`` every ``stats`` seconds when given."""
+        params = {"stats": stats} if stats is not None else {}
+        with _client(self.socket) as c, c.stream("GET", "/v1/sandboxes/%s/events" % self.id, params=params) as r:
+            if r.status_code >= 400:
+                r.read()
+                _common.raise_for(r.status_code, r.text)
+            for line in r.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     def status(self) -> Dict[str, Any]:
         r = self._http.get("/v1/sandboxes/%s" % self.id)
