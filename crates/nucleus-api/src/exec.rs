@@ -4,6 +4,8 @@
 //! (`application/x-ndjson`):
 //! `{"type":"stdout","data":"<base64>"}`, the same for `stderr`, then
 //! `{"type":"exit","exit_code":N,"timed_out":false}` (or `{"type":"error",…}`).
+//! The request is JSON, or (content type [`STREAM_CONTENT_TYPE`]) one
+//! line of JSON followed by the command's stdin, fed to it as it arrives.
 //!
 //! The command runs through `nucleus exec` as a child process: the engine
 //! forks the exec'd process from its caller, which must not be this
@@ -15,9 +17,8 @@ use crate::error::ApiError;
 use crate::{Service, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use axum::Json;
 use base64::Engine as _;
 use nucleus_engine::state::StateRoot;
 use serde::Deserialize;
@@ -253,21 +254,61 @@ fn kill(pid: Option<i32>) {
     }
 }
 
+/// Where a command's stdin comes from.
+#[derive(Debug)]
+pub enum ExecStdin {
+    /// `/dev/null`, or the request's base64 `stdin`.
+    FromRequest,
+    /// Chunks as they come; stdin is closed when the sender is dropped.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+/// Feeds a command's stdin, then closes it.
+async fn feed(mut w: tokio::process::ChildStdin, source: StdinSource) {
+    match source {
+        StdinSource::Bytes(data) => {
+            let _ = w.write_all(&data).await;
+        }
+        StdinSource::Stream(mut rx) => {
+            while let Some(chunk) = rx.recv().await {
+                if w.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum StdinSource {
+    Bytes(Vec<u8>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
 /// Starts `req` in sandbox `query`; its events arrive on the receiver.
 /// Dropping the receiver kills the command.
 pub(crate) fn start(
     st: &Shared,
     query: &str,
     req: &ExecRequest,
+    input: ExecStdin,
 ) -> Result<mpsc::Receiver<ExecEvent>, ApiError> {
     let argv = req.argv()?;
-    let stdin = match &req.stdin {
-        Some(s) => Some(
+    let stdin = match (&req.stdin, input) {
+        (Some(_), ExecStdin::Stream(_)) => {
+            return Err(ApiError::invalid(
+                "stdin",
+                "…",
+                "give stdin in the request or as the streamed body, not both",
+            ))
+        }
+        (Some(s), ExecStdin::FromRequest) => Some(StdinSource::Bytes(
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| ApiError::invalid("stdin", "…", format!("not base64: {e}")))?,
-        ),
-        None => None,
+        )),
+        (None, ExecStdin::Stream(rx)) => Some(StdinSource::Stream(rx)),
+        (None, ExecStdin::FromRequest) => None,
     };
     if let Some(t) = req.timeout {
         if !(t > 0.0 && t <= 86400.0) {
@@ -317,10 +358,8 @@ pub(crate) fn start(
     let input = child.stdin.take();
     let timeout = req.timeout.map(Duration::from_secs_f64);
     tokio::spawn(async move {
-        if let (Some(mut w), Some(data)) = (input, stdin) {
-            tokio::spawn(async move {
-                let _ = w.write_all(&data).await;
-            });
+        if let (Some(w), Some(source)) = (input, stdin) {
+            tokio::spawn(feed(w, source));
         }
         let gate = Some(files.pid.clone());
         let out_pump = out.map(|o| tokio::spawn(pump(o, ExecEvent::Stdout, tx.clone(), None)));
@@ -389,13 +428,79 @@ pub(crate) fn start(
     Ok(rx)
 }
 
-/// `POST /v1/sandboxes/{id}/exec`.
+/// The content type of an exec request whose body streams stdin: one line
+/// of JSON (the [`ExecRequest`]), then the stdin bytes until the body ends.
+pub const STREAM_CONTENT_TYPE: &str = "application/x-nucleus-exec-stream";
+/// The longest request line (or JSON body) accepted.
+const REQUEST_LIMIT: usize = 1 << 20;
+
+fn parse_request(text: &[u8]) -> Result<ExecRequest, ApiError> {
+    serde_json::from_slice(text).map_err(|e| ApiError::invalid("body", "…", e.to_string()))
+}
+
+/// Reads the request line of a streaming exec; the rest of the body goes
+/// to the returned receiver as it comes.
+async fn split_stream(body: Body) -> Result<(ExecRequest, mpsc::Receiver<Bytes>), ApiError> {
+    let mut chunks = body.into_data_stream();
+    let mut head: Vec<u8> = Vec::new();
+    let rest = loop {
+        let Some(chunk) = tokio_stream::StreamExt::next(&mut chunks).await else {
+            return Err(ApiError::invalid(
+                "body",
+                "…",
+                "the request line (JSON, then a newline) is missing",
+            ));
+        };
+        let chunk = chunk.map_err(|e| ApiError::invalid("body", "…", e.to_string()))?;
+        if let Some(nl) = chunk.iter().position(|b| *b == b'\n') {
+            head.extend_from_slice(&chunk[..nl]);
+            break chunk.slice(nl + 1..);
+        }
+        head.extend_from_slice(&chunk);
+        if head.len() > REQUEST_LIMIT {
+            return Err(ApiError::invalid(
+                "body",
+                "…",
+                format!("the request line is longer than {REQUEST_LIMIT} bytes"),
+            ));
+        }
+    };
+    let req = parse_request(&head)?;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if !rest.is_empty() && tx.send(rest).await.is_err() {
+            return;
+        }
+        while let Some(Ok(chunk)) = tokio_stream::StreamExt::next(&mut chunks).await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((req, rx))
+}
+
+/// `POST /v1/sandboxes/{id}/exec`: a JSON [`ExecRequest`], or with
+/// [`STREAM_CONTENT_TYPE`] a request line and then stdin.
 pub async fn exec_route(
     State(sv): State<Service>,
     Path(query): Path<String>,
-    Json(req): Json<ExecRequest>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let events = sv.exec(&query, &req)?;
+    let streaming = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(STREAM_CONTENT_TYPE));
+    let events = if streaming {
+        let (req, stdin) = split_stream(body).await?;
+        sv.exec_with_stdin(&query, &req, ExecStdin::Stream(stdin))?
+    } else {
+        let bytes = axum::body::to_bytes(body, REQUEST_LIMIT)
+            .await
+            .map_err(|e| ApiError::invalid("body", "…", e.to_string()))?;
+        sv.exec(&query, &parse_request(&bytes)?)?
+    };
     let stream = tokio_stream::wrappers::ReceiverStream::new(events);
     let body = Body::from_stream(tokio_stream::StreamExt::map(stream, |e| {
         Ok::<Bytes, std::convert::Infallible>(e.to_line())

@@ -25,7 +25,7 @@ mod sandboxes;
 mod service;
 
 pub use error::ApiError;
-pub use exec::{ExecEvent, ExecOutput, ExecRequest};
+pub use exec::{ExecEvent, ExecOutput, ExecRequest, ExecStdin, STREAM_CONTENT_TYPE};
 pub use sandboxes::CreateRequest;
 pub use service::Service;
 

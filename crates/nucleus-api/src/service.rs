@@ -4,7 +4,7 @@
 //! every method must be called inside a tokio runtime.
 
 use crate::error::ApiError;
-use crate::exec::{ExecEvent, ExecRequest};
+use crate::exec::{ExecEvent, ExecRequest, ExecStdin};
 use crate::sandboxes::CreateRequest;
 use crate::{blocking, events, exec, files, sandboxes, AppState, Shared};
 use axum::body::Bytes;
@@ -99,7 +99,17 @@ impl Service {
     /// Starts a command; its output and exit arrive as events. Dropping
     /// the receiver kills the command.
     pub fn exec(&self, id: &str, req: &ExecRequest) -> Result<mpsc::Receiver<ExecEvent>, ApiError> {
-        exec::start(&self.state, id, req)
+        exec::start(&self.state, id, req, ExecStdin::FromRequest)
+    }
+
+    /// [`Service::exec`] with stdin from `stdin`.
+    pub fn exec_with_stdin(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        stdin: ExecStdin,
+    ) -> Result<mpsc::Receiver<ExecEvent>, ApiError> {
+        exec::start(&self.state, id, req, stdin)
     }
 
     /// Opens a regular file in the sandbox: the file and its size.

@@ -281,3 +281,45 @@ def test_events_of_an_unknown_sandbox(server):
     with pytest.raises(NucleusError) as e:
         list(sb.events())
     assert e.value.status == 404 and "no-such-box" in str(e.value)
+
+
+def test_stdin_streams_from_an_iterable_or_a_file(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        r = sb.run("cat", stdin=iter([b"one ", b"two ", b"three"]))
+        assert r.exit_code == 0 and r.stdout == "one two three"
+        # 8 MiB, more than any pipe or channel holds, counted and hashed inside.
+        chunk = bytes(range(256)) * 4096
+        r = sb.run("tee /tmp/in | wc -c", stdin=(chunk for _ in range(8)))
+        assert r.stdout.strip() == str(8 * len(chunk))
+        assert sb.files.read("/tmp/in") == chunk * 8
+        with tempfile.TemporaryFile() as f:
+            f.write(b"from a file\n")
+            f.seek(0)
+            assert sb.run(["cat"], stdin=f).stdout == "from a file\n"
+        # An empty stream is an empty stdin, closed at once.
+        assert sb.run("wc -c", stdin=iter([])).stdout.strip() == "0"
+
+        async def agen():
+            for part in (b"a", b"sync", b"io"):
+                await asyncio.sleep(0.01)
+                yield part
+
+        async def drive():
+            asb = AsyncSandbox(sb.id, server.socket)
+            try:
+                return await asb.run("cat", stdin=agen())
+            finally:
+                await asb.close()
+
+        assert asyncio.run(drive()).stdout == "asyncio"
+
+
+def test_stream_request_line_is_checked(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=server.socket), base_url="http://n") as c:
+            url = "/v1/sandboxes/%s/exec" % sb.id
+            ct = {"content-type": "application/x-nucleus-exec-stream"}
+            r = c.post(url, content=b'{"cmd": ["cat"], "stdin": "eA=="}\nmore', headers=ct)
+            assert r.status_code == 400 and "stdin" in r.json()["error"], r.text
+            r = c.post(url, content=b'{"cmd": ["cat"]', headers=ct)
+            assert r.status_code == 400 and "request line" in r.json()["error"], r.text

@@ -85,14 +85,23 @@ class AsyncSandbox:
         env: Optional[Dict[str, str]] = None,
         cwd: Optional[str] = None,
         user: Optional[str] = None,
-        stdin: Optional[bytes] = None,
+        stdin: Any = None,
         tty: bool = False,
         on_stdout: Optional[Callback] = None,
         on_stderr: Optional[Callback] = None,
     ) -> CommandResult:
         body = _common.exec_body(cmd, timeout, env, cwd, user, stdin, tty)
         dec = _common.StreamDecoder(on_stdout, on_stderr)
-        async with self._http.stream("POST", "/v1/sandboxes/%s/exec" % self.id, json=body) as r:
+        url = "/v1/sandboxes/%s/exec" % self.id
+        if _common.is_streamed(stdin):
+            req = self._http.stream(
+                "POST", url,
+                content=_common.astream_body(body, stdin),
+                headers={"content-type": _common.STREAM_CONTENT_TYPE},
+            )
+        else:
+            req = self._http.stream("POST", url, json=body)
+        async with req as r:
             if r.status_code >= 400:
                 await r.aread()
                 _common.raise_for(r.status_code, r.text)

@@ -132,15 +132,25 @@ class Sandbox:
         env: Optional[Dict[str, str]] = None,
         cwd: Optional[str] = None,
         user: Optional[str] = None,
-        stdin: Optional[bytes] = None,
+        stdin: _common.Stdin = None,
         tty: bool = False,
         on_stdout: Optional[Callback] = None,
         on_stderr: Optional[Callback] = None,
     ) -> CommandResult:
-        """Runs ``cmd`` (a string goes to ``/bin/sh -c``); callbacks get output as it comes."""
+        """Runs ``cmd`` (a string goes to ``/bin/sh -c``); callbacks get output as it comes.
+        ``stdin`` is bytes, or an iterable of bytes or a binary file, streamed as it is read."""
         body = _common.exec_body(cmd, timeout, env, cwd, user, stdin, tty)
         dec = _common.StreamDecoder(on_stdout, on_stderr)
-        with self._http.stream("POST", "/v1/sandboxes/%s/exec" % self.id, json=body) as r:
+        url = "/v1/sandboxes/%s/exec" % self.id
+        if _common.is_streamed(stdin):
+            req = self._http.stream(
+                "POST", url,
+                content=_common.stream_body(body, stdin),
+                headers={"content-type": _common.STREAM_CONTENT_TYPE},
+            )
+        else:
+            req = self._http.stream("POST", url, json=body)
+        with req as r:
             if r.status_code >= 400:
                 r.read()
                 _common.raise_for(r.status_code, r.text)
