@@ -116,6 +116,9 @@ def exec_body(
     return body
 
 
+# Large file reads go in pieces of this size.
+READ_CHUNK = 1 << 20
+
 STREAM_CONTENT_TYPE = "application/x-nucleus-exec-stream"
 
 Stdin = Union[bytes, str, Iterable[bytes], IO[bytes], None]

@@ -37,9 +37,11 @@ class AsyncFiles:
         _common.raise_for(r.status_code, r.text)
 
     async def read(self, path: str) -> bytes:
-        r = await self._sb._http.get(self._url(), params={"path": path})
-        _common.raise_for(r.status_code, r.text)
-        return r.content
+        async with self._sb._http.stream("GET", self._url(), params={"path": path}) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _common.raise_for(r.status_code, r.text)
+            return b"".join([c async for c in r.aiter_raw(_common.READ_CHUNK)])
 
     async def list(self, path: str = "/") -> List[FileInfo]:
         r = await self._sb._http.get(self._url("/list"), params={"path": path})

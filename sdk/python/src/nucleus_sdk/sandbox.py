@@ -43,9 +43,13 @@ class Files:
         _common.raise_for(r.status_code, r.text)
 
     def read(self, path: str) -> bytes:
-        r = self._sb._http.get(self._url(), params={"path": path})
-        _common.raise_for(r.status_code, r.text)
-        return r.content
+        # Raw 1 MiB reads: httpx's default path (64 KiB pieces, decoded and
+        # joined) is what made large reads slow, not the server.
+        with self._sb._http.stream("GET", self._url(), params={"path": path}) as r:
+            if r.status_code >= 400:
+                r.read()
+                _common.raise_for(r.status_code, r.text)
+            return b"".join(r.iter_raw(_common.READ_CHUNK))
 
     def list(self, path: str = "/") -> List[FileInfo]:
         r = self._sb._http.get(self._url("/list"), params={"path": path})
