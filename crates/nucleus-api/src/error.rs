@@ -52,6 +52,14 @@ impl ApiError {
         }
     }
 
+    /// The whole message, with the causes of a library error.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Sandbox(e) => nucleus_sandbox::error::render_chain(e),
+            e => e.to_string(),
+        }
+    }
+
     fn status(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
@@ -77,10 +85,7 @@ fn sandbox_status(e: &SandboxError) -> (StatusCode, &'static str) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status();
-        let message = match &self {
-            ApiError::Sandbox(e) => nucleus_sandbox::error::render_chain(e),
-            e => e.to_string(),
-        };
+        let message = self.message();
         (
             status,
             axum::Json(serde_json::json!({ "error": message, "kind": kind })),

@@ -1,8 +1,11 @@
-//! `POST /v1/sandboxes/{id}/exec`: runs a command in a sandbox and streams
-//! its output as it comes, one JSON object per line
+//! Running a command in a sandbox: [`start`] yields its output as
+//! [`ExecEvent`]s as they come, ending with its exit (or an error).
+//! `POST /v1/sandboxes/{id}/exec` streams them one JSON object per line
 //! (`application/x-ndjson`):
 //! `{"type":"stdout","data":"<base64>"}`, the same for `stderr`, then
 //! `{"type":"exit","exit_code":N,"timed_out":false}` (or `{"type":"error",…}`).
+//! The request is JSON, or (content type [`STREAM_CONTENT_TYPE`]) one
+//! line of JSON followed by the command's stdin, fed to it as it arrives.
 //!
 //! The command runs through `nucleus exec` as a child process: the engine
 //! forks the exec'd process from its caller, which must not be this
@@ -11,12 +14,11 @@
 //! the pid is what a timeout kills, with its descendants.
 
 use crate::error::ApiError;
-use crate::Shared;
+use crate::{Service, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use axum::Json;
 use base64::Engine as _;
 use nucleus_engine::state::StateRoot;
 use serde::Deserialize;
@@ -32,7 +34,7 @@ use tokio::sync::mpsc;
 /// The exit code `nucleus exec` uses for its own failures.
 const EXEC_RUNTIME_ERRORS: [i32; 2] = [255, 1];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecRequest {
     /// argv; or give `shell`.
@@ -49,6 +51,86 @@ pub struct ExecRequest {
     pub timeout: Option<f64>,
     /// A pseudo-terminal (stdout and stderr then arrive as `stdout`).
     pub tty: bool,
+}
+
+/// What a running command produced, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Stdout(Bytes),
+    Stderr(Bytes),
+    /// The command ended (`timed_out`: killed by its timeout).
+    Exit {
+        code: i32,
+        timed_out: bool,
+    },
+    /// Nothing ran, or waiting for it failed: `message` says why.
+    Error {
+        message: String,
+        exit_code: Option<i32>,
+    },
+}
+
+impl ExecEvent {
+    /// The NDJSON line the HTTP API sends for this event.
+    fn to_line(&self) -> Bytes {
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let v = match self {
+            ExecEvent::Stdout(d) => json!({"type": "stdout", "data": b64(d)}),
+            ExecEvent::Stderr(d) => json!({"type": "stderr", "data": b64(d)}),
+            ExecEvent::Exit { code, timed_out } => {
+                json!({"type": "exit", "exit_code": code, "timed_out": timed_out})
+            }
+            ExecEvent::Error { message, exit_code } => match exit_code {
+                Some(c) => json!({"type": "error", "message": message, "exit_code": c}),
+                None => json!({"type": "error", "message": message}),
+            },
+        };
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        Bytes::from(b)
+    }
+}
+
+/// A finished command's output, gathered from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub timed_out: bool,
+    /// Bytes dropped past the `limit` given to [`ExecOutput::gather`].
+    pub truncated: u64,
+}
+
+impl ExecOutput {
+    /// Reads events to the end, keeping at most `limit` bytes of each
+    /// stream; an `Error` event is the error.
+    pub async fn gather(
+        mut events: mpsc::Receiver<ExecEvent>,
+        limit: usize,
+    ) -> Result<ExecOutput, ApiError> {
+        let mut out = ExecOutput::default();
+        let keep = |buf: &mut Vec<u8>, d: &[u8], dropped: &mut u64| {
+            let room = limit.saturating_sub(buf.len()).min(d.len());
+            buf.extend_from_slice(&d[..room]);
+            *dropped += (d.len() - room) as u64;
+        };
+        while let Some(e) = events.recv().await {
+            match e {
+                ExecEvent::Stdout(d) => keep(&mut out.stdout, &d, &mut out.truncated),
+                ExecEvent::Stderr(d) => keep(&mut out.stderr, &d, &mut out.truncated),
+                ExecEvent::Exit { code, timed_out } => {
+                    out.exit_code = code;
+                    out.timed_out = timed_out;
+                    return Ok(out);
+                }
+                ExecEvent::Error { message, .. } => return Err(ApiError::Exec(message)),
+            }
+        }
+        Err(ApiError::Exec(
+            "the command's output ended without an exit".into(),
+        ))
+    }
 }
 
 impl ExecRequest {
@@ -99,24 +181,13 @@ impl Drop for ExecFiles {
     }
 }
 
-fn line(v: serde_json::Value) -> Bytes {
-    let mut b = serde_json::to_vec(&v).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
-}
-
-fn chunk(stream: &str, data: &[u8]) -> Bytes {
-    let data = base64::engine::general_purpose::STANDARD.encode(data);
-    line(json!({"type": stream, "data": data}))
-}
-
 /// Relays one output pipe. With `gate`, output is held back until that
 /// file (the pid file) exists: before it, whatever arrives on stderr is
 /// nucleus's own error, and what is still held at EOF is returned.
 async fn pump(
     mut r: impl AsyncRead + Unpin,
-    stream: &'static str,
-    tx: mpsc::Sender<Bytes>,
+    event: fn(Bytes) -> ExecEvent,
+    tx: mpsc::Sender<ExecEvent>,
     gate: Option<PathBuf>,
 ) -> Vec<u8> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -133,12 +204,16 @@ async fn pump(
                         continue;
                     }
                     let out = std::mem::take(&mut held);
-                    if tx.send(chunk(stream, &out)).await.is_err() {
+                    if tx.send(event(Bytes::from(out))).await.is_err() {
                         return Vec::new();
                     }
                     continue;
                 }
-                if tx.send(chunk(stream, &buf[..n])).await.is_err() {
+                if tx
+                    .send(event(Bytes::copy_from_slice(&buf[..n])))
+                    .await
+                    .is_err()
+                {
                     return held;
                 }
             }
@@ -179,19 +254,61 @@ fn kill(pid: Option<i32>) {
     }
 }
 
-pub async fn exec(
-    State(st): State<Shared>,
-    Path(query): Path<String>,
-    Json(req): Json<ExecRequest>,
-) -> Result<Response, ApiError> {
+/// Where a command's stdin comes from.
+#[derive(Debug)]
+pub enum ExecStdin {
+    /// `/dev/null`, or the request's base64 `stdin`.
+    FromRequest,
+    /// Chunks as they come; stdin is closed when the sender is dropped.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+/// Feeds a command's stdin, then closes it.
+async fn feed(mut w: tokio::process::ChildStdin, source: StdinSource) {
+    match source {
+        StdinSource::Bytes(data) => {
+            let _ = w.write_all(&data).await;
+        }
+        StdinSource::Stream(mut rx) => {
+            while let Some(chunk) = rx.recv().await {
+                if w.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum StdinSource {
+    Bytes(Vec<u8>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+/// Starts `req` in sandbox `query`; its events arrive on the receiver.
+/// Dropping the receiver kills the command.
+pub(crate) fn start(
+    st: &Shared,
+    query: &str,
+    req: &ExecRequest,
+    input: ExecStdin,
+) -> Result<mpsc::Receiver<ExecEvent>, ApiError> {
     let argv = req.argv()?;
-    let stdin = match &req.stdin {
-        Some(s) => Some(
+    let stdin = match (&req.stdin, input) {
+        (Some(_), ExecStdin::Stream(_)) => {
+            return Err(ApiError::invalid(
+                "stdin",
+                "…",
+                "give stdin in the request or as the streamed body, not both",
+            ))
+        }
+        (Some(s), ExecStdin::FromRequest) => Some(StdinSource::Bytes(
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|e| ApiError::invalid("stdin", "…", format!("not base64: {e}")))?,
-        ),
-        None => None,
+        )),
+        (None, ExecStdin::Stream(rx)) => Some(StdinSource::Stream(rx)),
+        (None, ExecStdin::FromRequest) => None,
     };
     if let Some(t) = req.timeout {
         if !(t > 0.0 && t <= 86400.0) {
@@ -203,7 +320,7 @@ pub async fn exec(
         }
     }
     let root = StateRoot::new(&st.root);
-    let id = nucleus_sandbox::names::resolve(&root, &query)?;
+    let id = nucleus_sandbox::names::resolve(&root, query)?;
     let files = ExecFiles::new(&st.root)?;
 
     let mut c = tokio::process::Command::new(&st.exe);
@@ -235,20 +352,18 @@ pub async fn exec(
     .kill_on_drop(true);
     let mut child = c.spawn().map_err(|e| ApiError::Exec(e.to_string()))?;
 
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<ExecEvent>(64);
     let out = child.stdout.take();
     let err = child.stderr.take();
     let input = child.stdin.take();
     let timeout = req.timeout.map(Duration::from_secs_f64);
     tokio::spawn(async move {
-        if let (Some(mut w), Some(data)) = (input, stdin) {
-            tokio::spawn(async move {
-                let _ = w.write_all(&data).await;
-            });
+        if let (Some(w), Some(source)) = (input, stdin) {
+            tokio::spawn(feed(w, source));
         }
         let gate = Some(files.pid.clone());
-        let out_pump = out.map(|o| tokio::spawn(pump(o, "stdout", tx.clone(), None)));
-        let err_pump = err.map(|e| tokio::spawn(pump(e, "stderr", tx.clone(), gate)));
+        let out_pump = out.map(|o| tokio::spawn(pump(o, ExecEvent::Stdout, tx.clone(), None)));
+        let err_pump = err.map(|e| tokio::spawn(pump(e, ExecEvent::Stderr, tx.clone(), gate)));
         let pumps = async move {
             if let Some(a) = out_pump {
                 let _ = a.await;
@@ -285,7 +400,10 @@ pub async fn exec(
             Ok(s) => s.code().unwrap_or(-1),
             Err(e) => {
                 let _ = tx
-                    .send(line(json!({"type": "error", "message": e.to_string()})))
+                    .send(ExecEvent::Error {
+                        message: e.to_string(),
+                        exit_code: None,
+                    })
                     .await;
                 return;
             }
@@ -295,26 +413,98 @@ pub async fn exec(
             let text = String::from_utf8_lossy(&held);
             let message = text.trim().trim_start_matches("nucleus: ").to_string();
             let _ = tx
-                .send(line(
-                    json!({"type": "error", "message": message, "exit_code": code}),
-                ))
+                .send(ExecEvent::Error {
+                    message,
+                    exit_code: Some(code),
+                })
                 .await;
             return;
         }
         if !held.is_empty() {
-            let _ = tx.send(chunk("stderr", &held)).await;
+            let _ = tx.send(ExecEvent::Stderr(Bytes::from(held))).await;
         }
-        let _ = tx
-            .send(line(
-                json!({"type": "exit", "exit_code": code, "timed_out": timed_out}),
-            ))
-            .await;
+        let _ = tx.send(ExecEvent::Exit { code, timed_out }).await;
     });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let body = Body::from_stream(tokio_stream::StreamExt::map(
-        stream,
-        Ok::<Bytes, std::convert::Infallible>,
-    ));
+    Ok(rx)
+}
+
+/// The content type of an exec request whose body streams stdin: one line
+/// of JSON (the [`ExecRequest`]), then the stdin bytes until the body ends.
+pub const STREAM_CONTENT_TYPE: &str = "application/x-nucleus-exec-stream";
+/// The longest request line (or JSON body) accepted.
+const REQUEST_LIMIT: usize = 1 << 20;
+
+fn parse_request(text: &[u8]) -> Result<ExecRequest, ApiError> {
+    serde_json::from_slice(text).map_err(|e| ApiError::invalid("body", "…", e.to_string()))
+}
+
+/// Reads the request line of a streaming exec; the rest of the body goes
+/// to the returned receiver as it comes.
+async fn split_stream(body: Body) -> Result<(ExecRequest, mpsc::Receiver<Bytes>), ApiError> {
+    let mut chunks = body.into_data_stream();
+    let mut head: Vec<u8> = Vec::new();
+    let rest = loop {
+        let Some(chunk) = tokio_stream::StreamExt::next(&mut chunks).await else {
+            return Err(ApiError::invalid(
+                "body",
+                "…",
+                "the request line (JSON, then a newline) is missing",
+            ));
+        };
+        let chunk = chunk.map_err(|e| ApiError::invalid("body", "…", e.to_string()))?;
+        if let Some(nl) = chunk.iter().position(|b| *b == b'\n') {
+            head.extend_from_slice(&chunk[..nl]);
+            break chunk.slice(nl + 1..);
+        }
+        head.extend_from_slice(&chunk);
+        if head.len() > REQUEST_LIMIT {
+            return Err(ApiError::invalid(
+                "body",
+                "…",
+                format!("the request line is longer than {REQUEST_LIMIT} bytes"),
+            ));
+        }
+    };
+    let req = parse_request(&head)?;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if !rest.is_empty() && tx.send(rest).await.is_err() {
+            return;
+        }
+        while let Some(Ok(chunk)) = tokio_stream::StreamExt::next(&mut chunks).await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((req, rx))
+}
+
+/// `POST /v1/sandboxes/{id}/exec`: a JSON [`ExecRequest`], or with
+/// [`STREAM_CONTENT_TYPE`] a request line and then stdin.
+pub async fn exec_route(
+    State(sv): State<Service>,
+    Path(query): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let streaming = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(STREAM_CONTENT_TYPE));
+    let events = if streaming {
+        let (req, stdin) = split_stream(body).await?;
+        sv.exec_with_stdin(&query, &req, ExecStdin::Stream(stdin))?
+    } else {
+        let bytes = axum::body::to_bytes(body, REQUEST_LIMIT)
+            .await
+            .map_err(|e| ApiError::invalid("body", "…", e.to_string()))?;
+        sv.exec(&query, &parse_request(&bytes)?)?
+    };
+    let stream = tokio_stream::wrappers::ReceiverStream::new(events);
+    let body = Body::from_stream(tokio_stream::StreamExt::map(stream, |e| {
+        Ok::<Bytes, std::convert::Infallible>(e.to_line())
+    }));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(body)

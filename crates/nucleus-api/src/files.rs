@@ -12,7 +12,7 @@
 //! belong to the sandbox's user.
 
 use crate::error::ApiError;
-use crate::{blocking, Shared};
+use crate::{blocking, AppState, Service, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -54,7 +54,7 @@ struct Root {
 }
 
 impl Root {
-    fn open(st: &Shared, query: &str) -> Result<Root, ApiError> {
+    fn open(st: &AppState, query: &str) -> Result<Root, ApiError> {
         let root = StateRoot::new(&st.root);
         let id = nucleus_sandbox::names::resolve(&root, query)?;
         let state = root
@@ -208,34 +208,43 @@ fn describe(dir: BorrowedFd<'_>, name: &str, st: &rustix::fs::Stat) -> Value {
     v
 }
 
+/// Opens a regular file for reading: the file and its size.
+pub(crate) fn open_read(
+    st: &AppState,
+    id: &str,
+    path: &str,
+) -> Result<(std::fs::File, u64), ApiError> {
+    let root = Root::open(st, id)?;
+    let fd = root.open_at(
+        path,
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| root.err(path, e))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(ApiError::Path {
+            id: root.id.clone(),
+            path: path.to_string(),
+            reason: format!(
+                "is a {}, not a file (use files/list or files/archive)",
+                kind(stat.st_mode)
+            ),
+            status: StatusCode::BAD_REQUEST,
+        });
+    }
+    Ok((
+        std::fs::File::from(fd),
+        u64::try_from(stat.st_size).unwrap_or(0),
+    ))
+}
+
 /// `GET …/files?path=P`: the bytes of a regular file.
-pub async fn read(
-    State(st): State<Shared>,
+pub async fn read_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<Response, ApiError> {
-    let (file, size) = blocking(move || {
-        let root = Root::open(&st, &id)?;
-        let fd = root.open_at(
-            &q.path,
-            OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
-            Mode::empty(),
-        )?;
-        let stat = rustix::fs::fstat(&fd).map_err(|e| root.err(&q.path, e))?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(ApiError::Path {
-                id: root.id.clone(),
-                path: q.path.clone(),
-                reason: format!(
-                    "is a {}, not a file (use files/list or files/archive)",
-                    kind(stat.st_mode)
-                ),
-                status: StatusCode::BAD_REQUEST,
-            });
-        }
-        Ok((std::fs::File::from(fd), stat.st_size))
-    })
-    .await?;
+    let (file, size) = sv.open_file(&id, &q.path).await?;
     let stream =
         tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
     Response::builder()
@@ -245,24 +254,35 @@ pub async fn read(
         .map_err(|e| ApiError::Runtime(e.to_string()))
 }
 
-/// `PUT …/files?path=P[&parents=true][&mode=0644]`: writes the body to a file.
-pub async fn write(
-    State(st): State<Shared>,
-    Path(id): Path<String>,
-    Query(q): Query<PathQuery>,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let mode = match &q.mode {
+/// The mode of a written file, from octal text (0644 when not given).
+pub(crate) fn parse_mode(mode: Option<&str>) -> Result<u32, ApiError> {
+    match mode {
         Some(m) => u32::from_str_radix(m, 8)
             .ok()
             .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| ApiError::invalid("mode", m, "an octal mode such as 0644"))?,
-        None => 0o644,
-    };
-    let path = q.path.clone();
+            .ok_or_else(|| ApiError::invalid("mode", m, "an octal mode such as 0644")),
+        None => Ok(0o644),
+    }
+}
+
+/// Writes a stream of chunks to a file (created or truncated, never
+/// through a final symlink, owned by the sandbox's user); the bytes written.
+pub(crate) async fn write<S, E>(
+    st: Shared,
+    id: &str,
+    path: &str,
+    parents: bool,
+    mode: u32,
+    mut body: S,
+) -> Result<u64, ApiError>
+where
+    S: tokio_stream::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (id_owned, path_owned) = (id.to_string(), path.to_string());
     let (file, root) = blocking(move || {
-        let root = Root::open(&st, &id)?;
-        let (dir, name) = root.parent_of(&q.path, q.parents)?;
+        let root = Root::open(&st, &id_owned)?;
+        let (dir, name) = root.parent_of(&path_owned, parents)?;
         let fd = rustix::fs::openat2(
             &dir,
             name,
@@ -275,59 +295,73 @@ pub async fn write(
             Mode::from_raw_mode(mode),
             BENEATH,
         )
-        .map_err(|e| root.err(&q.path, e))?;
+        .map_err(|e| root.err(&path_owned, e))?;
         root.chown(fd.as_fd());
         let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode));
         Ok((std::fs::File::from(fd), root))
     })
     .await?;
     let mut file = tokio::fs::File::from_std(file);
-    let mut stream = body.into_data_stream();
     let mut written: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::invalid("body", "…", e.to_string()))?;
         tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
             .await
-            .map_err(|e| root.err(&path, Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
+            .map_err(|e| root.err(path, Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
         written += chunk.len() as u64;
     }
     tokio::io::AsyncWriteExt::flush(&mut file)
         .await
-        .map_err(|e| root.err(&path, Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
-    Ok(Json(json!({"path": path, "size": written})))
+        .map_err(|e| root.err(path, Errno::from_io_error(&e).unwrap_or(Errno::IO)))?;
+    Ok(written)
+}
+
+/// `PUT …/files?path=P[&parents=true][&mode=0644]`: writes the body to a file.
+pub async fn write_route(
+    State(sv): State<Service>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let mode = parse_mode(q.mode.as_deref())?;
+    let written = sv
+        .write_file(&id, &q.path, q.parents, mode, body.into_data_stream())
+        .await?;
+    Ok(Json(json!({"path": q.path, "size": written})))
+}
+
+/// Removes a file, or a directory (with its contents when `recursive`).
+pub(crate) fn remove(st: &AppState, id: &str, path: &str, recursive: bool) -> Result<(), ApiError> {
+    let root = Root::open(st, id)?;
+    let (dir, name) = root.parent_of(path, false)?;
+    let stat =
+        rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| root.err(path, e))?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+        if recursive {
+            let d = rustix::fs::openat2(
+                &dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                BENEATH,
+            )
+            .map_err(|e| root.err(path, e))?;
+            empty_dir(&d).map_err(|e| root.err(path, e))?;
+        }
+        rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR).map_err(|e| root.err(path, e))
+    } else {
+        rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| root.err(path, e))
+    }
 }
 
 /// `DELETE …/files?path=P[&recursive=true]`.
-pub async fn remove(
-    State(st): State<Shared>,
+pub async fn remove_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        let root = Root::open(&st, &id)?;
-        let (dir, name) = root.parent_of(&q.path, false)?;
-        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| root.err(&q.path, e))?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if q.recursive {
-                let d = rustix::fs::openat2(
-                    &dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    BENEATH,
-                )
-                .map_err(|e| root.err(&q.path, e))?;
-                empty_dir(&d).map_err(|e| root.err(&q.path, e))?;
-            }
-            rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)
-                .map_err(|e| root.err(&q.path, e))?;
-        } else {
-            rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| root.err(&q.path, e))?;
-        }
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    sv.remove_file(&id, &q.path, q.recursive).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Removes everything inside directory `dir`, never following a symlink.
@@ -359,50 +393,54 @@ fn empty_dir(dir: &OwnedFd) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `GET …/files/list?path=P`: the entries of a directory.
-pub async fn list(
-    State(st): State<Shared>,
-    Path(id): Path<String>,
-    Query(q): Query<PathQuery>,
-) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let root = Root::open(&st, &id)?;
-        let dir = root.open_at(&q.path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-        let mut out = Vec::new();
-        for e in rustix::fs::Dir::read_from(&dir).map_err(|e| root.err(&q.path, e))? {
-            let e = e.map_err(|e| root.err(&q.path, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." {
-                continue;
-            }
-            if let Ok(st) = rustix::fs::statat(&dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
-                out.push(describe(dir.as_fd(), &name, &st));
-            }
+/// The entries of a directory, sorted by name.
+pub(crate) fn list(st: &AppState, id: &str, path: &str) -> Result<Value, ApiError> {
+    let root = Root::open(st, id)?;
+    let dir = root.open_at(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(&dir).map_err(|e| root.err(path, e))? {
+        let e = e.map_err(|e| root.err(path, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." {
+            continue;
         }
-        out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        Ok(Json(Value::Array(out)))
-    })
-    .await
+        if let Ok(st) = rustix::fs::statat(&dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+            out.push(describe(dir.as_fd(), &name, &st));
+        }
+    }
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Value::Array(out))
 }
 
-/// `GET …/files/stat?path=P`: one entry, not following a final symlink.
-pub async fn stat(
-    State(st): State<Shared>,
+/// One entry, not following a final symlink.
+pub(crate) fn stat(st: &AppState, id: &str, path: &str) -> Result<Value, ApiError> {
+    let root = Root::open(st, id)?;
+    if rel(path)? == "." {
+        let st = rustix::fs::fstat(&root.fd).map_err(|e| root.err(path, e))?;
+        return Ok(describe(root.fd.as_fd(), "/", &st));
+    }
+    let (dir, name) = root.parent_of(path, false)?;
+    let st =
+        rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| root.err(path, e))?;
+    Ok(describe(dir.as_fd(), name, &st))
+}
+
+/// `GET …/files/list?path=P`.
+pub async fn list_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let root = Root::open(&st, &id)?;
-        if rel(&q.path)? == "." {
-            let st = rustix::fs::fstat(&root.fd).map_err(|e| root.err(&q.path, e))?;
-            return Ok(Json(describe(root.fd.as_fd(), "/", &st)));
-        }
-        let (dir, name) = root.parent_of(&q.path, false)?;
-        let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| root.err(&q.path, e))?;
-        Ok(Json(describe(dir.as_fd(), name, &st)))
-    })
-    .await
+    Ok(Json(sv.list_dir(&id, &q.path).await?))
+}
+
+/// `GET …/files/stat?path=P`.
+pub async fn stat_route(
+    State(sv): State<Service>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(sv.stat_file(&id, &q.path).await?))
 }
 
 /// Chunks written to a blocking `Write` become a response body.
@@ -424,13 +462,13 @@ impl Write for ChannelWriter {
 
 /// `GET …/files/archive?path=P`: a directory (or file) as a tar stream.
 pub async fn archive_get(
-    State(st): State<Shared>,
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<Response, ApiError> {
     let (tx, rx) = mpsc::channel(16);
     let root = {
-        let st = st.clone();
+        let st = sv.state.clone();
         blocking(move || Root::open(&st, &id)).await?
     };
     // Opened before the response starts, so a bad path is a 404, not a broken stream.
@@ -611,7 +649,7 @@ impl Read for ChannelReader {
 /// Entries are regular files, directories and symlinks; a path with `..`,
 /// an absolute path, or one that goes through a symlink is refused.
 pub async fn archive_put(
-    State(st): State<Shared>,
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
     body: Body,
@@ -626,6 +664,7 @@ pub async fn archive_put(
             }
         }
     });
+    let st = sv.state.clone();
     let result = blocking(move || {
         let root = Root::open(&st, &id)?;
         if q.parents {

@@ -8,18 +8,26 @@
 //! not do itself). Files are read and written through `/proc/<pid>/root`
 //! with every path resolved inside the sandbox's root (`files`).
 //!
+//! The HTTP routes are thin: what they do is [`Service`]'s, which other
+//! front ends (the MCP server, `nucleus-mcp`) call the same way.
+//!
 //! It knows no command line: the CLI fills in a [`ServeConfig`].
 #![forbid(unsafe_code)]
 
 mod auth;
 mod error;
+mod events;
 mod exec;
 mod files;
 mod listen;
 mod openapi;
 mod sandboxes;
+mod service;
 
 pub use error::ApiError;
+pub use exec::{ExecEvent, ExecOutput, ExecRequest, ExecStdin, STREAM_CONTENT_TYPE};
+pub use sandboxes::CreateRequest;
+pub use service::Service;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -46,7 +54,7 @@ pub struct ServeConfig {
     pub debug: bool,
 }
 
-/// What every handler shares.
+/// What every handler shares (wrapped by [`Service`]).
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub root: PathBuf,
@@ -70,34 +78,37 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// The routes, without authentication.
-fn router(state: Shared) -> Router {
+fn router(service: Service) -> Router {
     Router::new()
         .route("/v1/health", get(sandboxes::health))
         .route("/openapi.json", get(openapi::document))
         .route(
             "/v1/sandboxes",
-            post(sandboxes::create).get(sandboxes::list),
+            post(sandboxes::create_route).get(sandboxes::list_route),
         )
         .route(
             "/v1/sandboxes/{id}",
-            get(sandboxes::get).delete(sandboxes::delete),
+            get(sandboxes::get_route).delete(sandboxes::delete_route),
         )
-        .route("/v1/sandboxes/{id}/stop", post(sandboxes::stop))
-        .route("/v1/sandboxes/{id}/logs", get(sandboxes::logs))
-        .route("/v1/sandboxes/{id}/stats", get(sandboxes::stats))
-        .route("/v1/sandboxes/{id}/exec", post(exec::exec))
+        .route("/v1/sandboxes/{id}/stop", post(sandboxes::stop_route))
+        .route("/v1/sandboxes/{id}/logs", get(sandboxes::logs_route))
+        .route("/v1/sandboxes/{id}/stats", get(sandboxes::stats_route))
+        .route("/v1/sandboxes/{id}/events", get(events::events_route))
+        .route("/v1/sandboxes/{id}/exec", post(exec::exec_route))
         .route(
             "/v1/sandboxes/{id}/files",
-            get(files::read).put(files::write).delete(files::remove),
+            get(files::read_route)
+                .put(files::write_route)
+                .delete(files::remove_route),
         )
-        .route("/v1/sandboxes/{id}/files/list", get(files::list))
-        .route("/v1/sandboxes/{id}/files/stat", get(files::stat))
+        .route("/v1/sandboxes/{id}/files/list", get(files::list_route))
+        .route("/v1/sandboxes/{id}/files/stat", get(files::stat_route))
         .route(
             "/v1/sandboxes/{id}/files/archive",
             get(files::archive_get).put(files::archive_put),
         )
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(service)
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -108,12 +119,11 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
         .enable_all()
         .build()
         .map_err(|e| ApiError::Runtime(e.to_string()))?;
-    let state = Arc::new(AppState {
-        root: cfg.root.clone(),
-        data_root: cfg.data_root.clone(),
-        exe: cfg.exe.clone(),
-        debug: cfg.debug,
-        create_lock: std::sync::Mutex::new(()),
-    });
-    runtime.block_on(listen::run(cfg, router(state), token))
+    let service = Service::new(
+        cfg.root.clone(),
+        cfg.data_root.clone(),
+        cfg.exe.clone(),
+        cfg.debug,
+    );
+    runtime.block_on(listen::run(cfg, router(service), token))
 }

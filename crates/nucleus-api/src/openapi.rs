@@ -13,6 +13,7 @@ const PATHS: &[&str] = &[
     "/v1/sandboxes/{id}/stop",
     "/v1/sandboxes/{id}/logs",
     "/v1/sandboxes/{id}/stats",
+    "/v1/sandboxes/{id}/events",
     "/v1/sandboxes/{id}/exec",
     "/v1/sandboxes/{id}/files",
     "/v1/sandboxes/{id}/files/list",
@@ -47,8 +48,9 @@ pub fn describe() -> Value {
             "/v1/sandboxes/{id}/stop": {"parameters": id, "post": op("SIGTERM, then SIGKILL after ?timeout seconds")},
             "/v1/sandboxes/{id}/logs": {"parameters": id, "get": op("the main process's output")},
             "/v1/sandboxes/{id}/stats": {"parameters": id, "get": op("cpu, memory and pids")},
+            "/v1/sandboxes/{id}/events": {"parameters": id, "get": op("NDJSON until the sandbox exits: started, oom, stats (every ?stats=SECONDS), exited {exit_code, timed_out, oom_kills}")},
             "/v1/sandboxes/{id}/exec": {"parameters": id, "post": {
-                "summary": "run a command; output streamed as NDJSON lines {type: stdout|stderr, data: base64}, then {type: exit, exit_code, timed_out}",
+                "summary": "run a command; output streamed as NDJSON lines {type: stdout|stderr, data: base64}, then {type: exit, exit_code, timed_out}. With content type application/x-nucleus-exec-stream the body is one JSON line (the ExecRequest) and then the command's stdin, streamed",
                 "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecRequest"}}}},
                 "responses": {"200": {"description": "stream", "content": {"application/x-ndjson": {}}}, "default": {"$ref": "#/components/responses/Error"}}}},
             "/v1/sandboxes/{id}/files": {"parameters": id,

@@ -1,9 +1,10 @@
-//! `/v1/sandboxes`: create (detached, under a monitor of its own), list,
-//! get, stop, delete, logs and stats, each a call into
-//! `nucleus_sandbox`. Blocking library calls run on tokio's blocking pool.
+//! Sandboxes: create (detached, under a monitor of its own), list, get,
+//! stop, delete, logs and stats, each a blocking call into
+//! `nucleus_sandbox` (which [`Service`] runs on tokio's blocking pool), and
+//! the `/v1/sandboxes` routes over them.
 
 use crate::error::ApiError;
-use crate::{blocking, Shared};
+use crate::{AppState, Service};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -28,7 +29,7 @@ pub const KEEP_ALIVE: &[&str] = &[
 
 /// `POST /v1/sandboxes`. The short fields cover what agents set most; `spec`
 /// takes a whole `SandboxSpec`, which the short fields then override.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CreateRequest {
     pub name: Option<String>,
@@ -133,59 +134,104 @@ fn describe(root: &StateRoot, id: &str) -> Result<Value, ApiError> {
     Ok(serde_json::to_value(v.summary()).unwrap_or(Value::Null))
 }
 
+/// Starts `spec` detached (under its own monitor) and describes it.
+pub(crate) fn create(st: &AppState, spec: &SandboxSpec) -> Result<Value, ApiError> {
+    let opts = RunOptions {
+        detach: true,
+        rm: true,
+        ..RunOptions::default()
+    };
+    let monitor = MonitorCommand {
+        exe: st.exe.clone(),
+        debug: st.debug,
+    };
+    let outcome = {
+        let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ext = Extensions::with_stores(&st.root, &st.data_root);
+        nucleus_sandbox::run::run(&st.root, spec, &opts, &mut ext, &monitor)?
+    };
+    let id = match outcome {
+        RunOutcome::Detached { id } => id,
+        RunOutcome::Exited { id, .. } => id,
+    };
+    describe(&StateRoot::new(&st.root), &id)
+}
+
+pub(crate) fn list(st: &AppState) -> Result<Value, ApiError> {
+    let all = manage::ps(&StateRoot::new(&st.root), true)?;
+    Ok(serde_json::to_value(all).unwrap_or(Value::Null))
+}
+
+pub(crate) fn get(st: &AppState, id: &str) -> Result<Value, ApiError> {
+    let root = StateRoot::new(&st.root);
+    let mut v = describe(&root, id)?;
+    v["Inspect"] = manage::inspect(&root, id)?;
+    Ok(v)
+}
+
+/// The grace period of `stop`, checked.
+pub(crate) fn stop_grace(seconds: Option<f64>) -> Result<Duration, ApiError> {
+    let grace = seconds.unwrap_or(10.0);
+    if !(0.0..=3600.0).contains(&grace) {
+        return Err(ApiError::invalid(
+            "timeout",
+            grace.to_string(),
+            "seconds from 0 to 3600",
+        ));
+    }
+    Ok(Duration::from_secs_f64(grace))
+}
+
+pub(crate) fn stop(st: &AppState, id: &str, grace: Duration) -> Result<(), ApiError> {
+    Ok(manage::stop(&StateRoot::new(&st.root), id, grace)?)
+}
+
+/// Kills and removes a sandbox.
+pub(crate) fn delete(st: &AppState, id: &str) -> Result<(), ApiError> {
+    Ok(manage::rm(&StateRoot::new(&st.root), id, true)?)
+}
+
+pub(crate) fn logs(st: &AppState, id: &str) -> Result<Value, ApiError> {
+    let l = manage::logs(&StateRoot::new(&st.root), id)?;
+    let entries: Vec<Value> = l
+        .entries
+        .iter()
+        .map(|e| json!({"time": e.time, "stream": e.stream, "log": e.log}))
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+pub(crate) fn stats(st: &AppState, id: &str) -> Result<Value, ApiError> {
+    let root = StateRoot::new(&st.root);
+    let mut sampler = manage::StatsSampler::new(&root, std::slice::from_ref(&id.to_string()))?;
+    let first = sampler
+        .sample()
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotRunning(id.to_string()))?;
+    Ok(serde_json::to_value(first).unwrap_or(Value::Null))
+}
+
 pub async fn health() -> Json<Value> {
     Json(json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-pub async fn create(
-    State(st): State<Shared>,
+pub async fn create_route(
+    State(sv): State<Service>,
     Json(req): Json<CreateRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec = req.to_spec()?;
-    let body = blocking(move || {
-        let opts = RunOptions {
-            detach: true,
-            rm: true,
-            ..RunOptions::default()
-        };
-        let monitor = MonitorCommand {
-            exe: st.exe.clone(),
-            debug: st.debug,
-        };
-        let outcome = {
-            let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-            let mut ext = Extensions::with_stores(&st.root, &st.data_root);
-            nucleus_sandbox::run::run(&st.root, &spec, &opts, &mut ext, &monitor)?
-        };
-        let id = match outcome {
-            RunOutcome::Detached { id } => id,
-            RunOutcome::Exited { id, .. } => id,
-        };
-        describe(&StateRoot::new(&st.root), &id)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(sv.create(&req).await?)))
 }
 
-pub async fn list(State(st): State<Shared>) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let all = manage::ps(&StateRoot::new(&st.root), true)?;
-        Ok(Json(serde_json::to_value(all).unwrap_or(Value::Null)))
-    })
-    .await
+pub async fn list_route(State(sv): State<Service>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(sv.list().await?))
 }
 
-pub async fn get(
-    State(st): State<Shared>,
+pub async fn get_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let root = StateRoot::new(&st.root);
-        let mut v = describe(&root, &id)?;
-        v["Inspect"] = manage::inspect(&root, &id)?;
-        Ok(Json(v))
-    })
-    .await
+    Ok(Json(sv.get(&id).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,72 +241,35 @@ pub struct StopQuery {
     pub timeout: Option<f64>,
 }
 
-pub async fn stop(
-    State(st): State<Shared>,
+pub async fn stop_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let grace = q.timeout.unwrap_or(10.0);
-    if !(0.0..=3600.0).contains(&grace) {
-        return Err(ApiError::invalid(
-            "timeout",
-            grace.to_string(),
-            "seconds from 0 to 3600",
-        ));
-    }
-    blocking(move || {
-        manage::stop(
-            &StateRoot::new(&st.root),
-            &id,
-            Duration::from_secs_f64(grace),
-        )?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    sv.stop(&id, q.timeout).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn delete(
-    State(st): State<Shared>,
+pub async fn delete_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    blocking(move || {
-        manage::rm(&StateRoot::new(&st.root), &id, true)?;
-        Ok(StatusCode::NO_CONTENT)
-    })
-    .await
+    sv.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn logs(
-    State(st): State<Shared>,
+pub async fn logs_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let l = manage::logs(&StateRoot::new(&st.root), &id)?;
-        let entries: Vec<Value> = l
-            .entries
-            .iter()
-            .map(|e| json!({"time": e.time, "stream": e.stream, "log": e.log}))
-            .collect();
-        Ok(Json(Value::Array(entries)))
-    })
-    .await
+    Ok(Json(sv.logs(&id).await?))
 }
 
-pub async fn stats(
-    State(st): State<Shared>,
+pub async fn stats_route(
+    State(sv): State<Service>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    blocking(move || {
-        let root = StateRoot::new(&st.root);
-        let mut sampler = manage::StatsSampler::new(&root, std::slice::from_ref(&id))?;
-        let s = sampler.sample();
-        let first = s
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::NotRunning(id.clone()))?;
-        Ok(Json(serde_json::to_value(first).unwrap_or(Value::Null)))
-    })
-    .await
+    Ok(Json(sv.stats(&id).await?))
 }
 
 #[cfg(test)]

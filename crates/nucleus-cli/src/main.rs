@@ -5,6 +5,7 @@
 mod docker;
 mod images;
 mod logging;
+mod mcp;
 mod network;
 mod oci;
 mod resources;
@@ -103,6 +104,8 @@ enum Verb {
     Images(images::Command),
     /// Serve the sandbox API (HTTP/JSON) on a unix socket
     Serve(serve::ServeArgs),
+    /// Serve the sandbox tools over MCP on stdin/stdout
+    Mcp,
     /// Manage networks (bridges, subnets, leases)
     #[command(subcommand)]
     Network(network::Command),
@@ -157,6 +160,7 @@ fn main() {
         }
         Verb::Images(c) => images::dispatch(&root, &data_root, c),
         Verb::Serve(a) => serve::serve(&root, &data_root, cli.debug, &a),
+        Verb::Mcp => mcp::mcp(&root, &data_root, cli.debug),
         Verb::Network(c) => network::dispatch(c),
     });
     let code = match result {

@@ -240,3 +240,86 @@ def test_tcp_needs_a_token():
             srv.stop()
     finally:
         subprocess.run(["rm", "-rf", root])
+
+
+def test_events_tell_how_a_sandbox_ended(server):
+    # A main process that exits with a code of its own.
+    sb = Sandbox.create(socket=server.socket, command=["/bin/sh", "-c", "sleep 1; exit 7"])
+    try:
+        ev = list(sb.events())
+        assert ev[0]["type"] == "started" and ev[0]["pid"] > 0, ev
+        assert ev[-1]["type"] == "exited", ev
+        assert ev[-1]["exit_code"] == 7 and not ev[-1]["timed_out"], ev
+    finally:
+        sb.kill()
+
+    # Killed by its timeout.
+    sb = Sandbox.create(socket=server.socket, timeout=1)
+    try:
+        last = list(sb.events())[-1]
+        assert last["type"] == "exited" and last["timed_out"] is True, last
+    finally:
+        sb.kill()
+
+    # The kernel's OOM killer, inside a 32 MiB sandbox whose main process
+    # outlives the killed one; stats on the way.
+    hog = "x = b'a' * (256 << 20)"
+    script = "sleep 1; python3 -c \"%s\"; echo $? > /tmp/rc; sleep 1; exit 5" % hog
+    sb = Sandbox.create(socket=server.socket, memory="32m", command=["/bin/sh", "-c", script])
+    try:
+        ev = list(sb.events(stats=0.2))
+        kinds = [e["type"] for e in ev]
+        assert "oom" in kinds and "stats" in kinds, kinds
+        last = ev[-1]
+        assert last["type"] == "exited" and last["oom_kills"] >= 1 and last["exit_code"] == 5, last
+    finally:
+        sb.kill()
+
+
+def test_events_of_an_unknown_sandbox(server):
+    sb = Sandbox("no-such-box", server.socket)
+    with pytest.raises(NucleusError) as e:
+        list(sb.events())
+    assert e.value.status == 404 and "no-such-box" in str(e.value)
+
+
+def test_stdin_streams_from_an_iterable_or_a_file(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        r = sb.run("cat", stdin=iter([b"one ", b"two ", b"three"]))
+        assert r.exit_code == 0 and r.stdout == "one two three"
+        # 8 MiB, more than any pipe or channel holds, counted and hashed inside.
+        chunk = bytes(range(256)) * 4096
+        r = sb.run("tee /tmp/in | wc -c", stdin=(chunk for _ in range(8)))
+        assert r.stdout.strip() == str(8 * len(chunk))
+        assert sb.files.read("/tmp/in") == chunk * 8
+        with tempfile.TemporaryFile() as f:
+            f.write(b"from a file\n")
+            f.seek(0)
+            assert sb.run(["cat"], stdin=f).stdout == "from a file\n"
+        # An empty stream is an empty stdin, closed at once.
+        assert sb.run("wc -c", stdin=iter([])).stdout.strip() == "0"
+
+        async def agen():
+            for part in (b"a", b"sync", b"io"):
+                await asyncio.sleep(0.01)
+                yield part
+
+        async def drive():
+            asb = AsyncSandbox(sb.id, server.socket)
+            try:
+                return await asb.run("cat", stdin=agen())
+            finally:
+                await asb.close()
+
+        assert asyncio.run(drive()).stdout == "asyncio"
+
+
+def test_stream_request_line_is_checked(server):
+    with Sandbox.create(socket=server.socket) as sb:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=server.socket), base_url="http://n") as c:
+            url = "/v1/sandboxes/%s/exec" % sb.id
+            ct = {"content-type": "application/x-nucleus-exec-stream"}
+            r = c.post(url, content=b'{"cmd": ["cat"], "stdin": "eA=="}\nmore', headers=ct)
+            assert r.status_code == 400 and "stdin" in r.json()["error"], r.text
+            r = c.post(url, content=b'{"cmd": ["cat"]', headers=ct)
+            assert r.status_code == 400 and "request line" in r.json()["error"], r.text

@@ -11,7 +11,7 @@ import shutil
 import socket as _socket
 import subprocess
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import IO, Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from ._errors import ExecError, NucleusError
 from ._types import CommandResult
@@ -91,7 +91,7 @@ def exec_body(
     env: Optional[Dict[str, str]],
     cwd: Optional[str],
     user: Optional[str],
-    stdin: Optional[bytes],
+    stdin: Any,
     tty: bool,
 ) -> Dict[str, Any]:
     body: Dict[str, Any] = {}
@@ -107,11 +107,57 @@ def exec_body(
         body["cwd"] = cwd
     if user is not None:
         body["user"] = user
-    if stdin is not None:
+    if stdin is not None and not is_streamed(stdin):
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
         body["stdin"] = base64.b64encode(stdin).decode()
     if tty:
         body["tty"] = True
     return body
+
+
+# Large file reads go in pieces of this size.
+READ_CHUNK = 1 << 20
+
+STREAM_CONTENT_TYPE = "application/x-nucleus-exec-stream"
+
+Stdin = Union[bytes, str, Iterable[bytes], IO[bytes], None]
+
+
+def is_streamed(stdin: Stdin) -> bool:
+    """Whether ``stdin`` is sent as it is read (an iterable or a file) rather than whole."""
+    return stdin is not None and not isinstance(stdin, (bytes, bytearray, str))
+
+
+def _chunks(stdin: Any) -> Iterator[bytes]:
+    if hasattr(stdin, "read"):
+        while True:
+            chunk = stdin.read(256 * 1024)
+            if not chunk:
+                return
+            yield chunk
+    else:
+        for chunk in stdin:
+            if chunk:
+                yield bytes(chunk)
+
+
+def stream_body(body: Dict[str, Any], stdin: Any) -> Iterator[bytes]:
+    """The request line, then stdin's chunks as they come."""
+    yield json.dumps(body).encode() + b"\n"
+    yield from _chunks(stdin)
+
+
+async def astream_body(body: Dict[str, Any], stdin: Any) -> AsyncIterator[bytes]:
+    """As :func:`stream_body`, also taking an async iterable."""
+    yield json.dumps(body).encode() + b"\n"
+    if hasattr(stdin, "__aiter__"):
+        async for chunk in stdin:
+            if chunk:
+                yield bytes(chunk)
+    else:
+        for chunk in _chunks(stdin):
+            yield chunk
 
 
 def raise_for(status: int, text: str) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+import json
+from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 import httpx
 
@@ -36,9 +37,11 @@ class AsyncFiles:
         _common.raise_for(r.status_code, r.text)
 
     async def read(self, path: str) -> bytes:
-        r = await self._sb._http.get(self._url(), params={"path": path})
-        _common.raise_for(r.status_code, r.text)
-        return r.content
+        async with self._sb._http.stream("GET", self._url(), params={"path": path}) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _common.raise_for(r.status_code, r.text)
+            return b"".join([c async for c in r.aiter_raw(_common.READ_CHUNK)])
 
     async def list(self, path: str = "/") -> List[FileInfo]:
         r = await self._sb._http.get(self._url("/list"), params={"path": path})
@@ -84,20 +87,40 @@ class AsyncSandbox:
         env: Optional[Dict[str, str]] = None,
         cwd: Optional[str] = None,
         user: Optional[str] = None,
-        stdin: Optional[bytes] = None,
+        stdin: Any = None,
         tty: bool = False,
         on_stdout: Optional[Callback] = None,
         on_stderr: Optional[Callback] = None,
     ) -> CommandResult:
         body = _common.exec_body(cmd, timeout, env, cwd, user, stdin, tty)
         dec = _common.StreamDecoder(on_stdout, on_stderr)
-        async with self._http.stream("POST", "/v1/sandboxes/%s/exec" % self.id, json=body) as r:
+        url = "/v1/sandboxes/%s/exec" % self.id
+        if _common.is_streamed(stdin):
+            req = self._http.stream(
+                "POST", url,
+                content=_common.astream_body(body, stdin),
+                headers={"content-type": _common.STREAM_CONTENT_TYPE},
+            )
+        else:
+            req = self._http.stream("POST", url, json=body)
+        async with req as r:
             if r.status_code >= 400:
                 await r.aread()
                 _common.raise_for(r.status_code, r.text)
             async for line in r.aiter_lines():
                 dec.feed(line)
         return dec.finish()
+
+    async def events(self, stats: Optional[float] = None) -> AsyncIterator[Dict[str, Any]]:
+        """As :meth:`Sandbox.events`, for asyncio."""
+        params = {"stats": stats} if stats is not None else {}
+        async with self._http.stream("GET", "/v1/sandboxes/%s/events" % self.id, params=params) as r:
+            if r.status_code >= 400:
+                await r.aread()
+                _common.raise_for(r.status_code, r.text)
+            async for line in r.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     async def kill(self) -> None:
         r = await self._http.delete("/v1/sandboxes/%s" % self.id)
