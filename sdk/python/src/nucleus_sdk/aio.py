@@ -13,9 +13,11 @@ from ._types import CommandResult, FileInfo
 
 
 def _client(socket: str) -> httpx.AsyncClient:
+    # A unix socket: no TLS context to build, no proxy from the environment.
     return httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=socket),
+        transport=httpx.AsyncHTTPTransport(uds=socket, verify=False),
         base_url="http://nucleus",
+        trust_env=False,
         timeout=httpx.Timeout(None, connect=10.0),
     )
 
