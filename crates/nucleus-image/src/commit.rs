@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -131,6 +132,7 @@ fn append_tree<W: Write>(
         }
         if ft.is_dir() {
             let mut h = header_from(&m, tar::EntryType::Directory);
+            append_xattrs(tar, &path)?;
             tar.append_data(&mut h, &rel, std::io::empty())?;
             let mut v = [0u8; 4];
             if rustix::fs::lgetxattr(&path, OVERLAY_OPAQUE_XATTR, &mut v[..])
@@ -143,6 +145,7 @@ fn append_tree<W: Write>(
             append_tree(tar, &path, &rel, links)?;
         } else if ft.is_symlink() {
             let mut h = header_from(&m, tar::EntryType::Symlink);
+            append_xattrs(tar, &path)?;
             tar.append_link(&mut h, &rel, fs::read_link(&path)?)?;
         } else if ft.is_file() {
             if m.nlink() > 1 {
@@ -155,6 +158,7 @@ fn append_tree<W: Write>(
                 links.insert((m.dev(), m.ino()), rel.clone());
             }
             let mut h = header_from(&m, tar::EntryType::Regular);
+            append_xattrs(tar, &path)?;
             tar.append_data(&mut h, &rel, File::open(&path)?)?;
         } else {
             let kind = if ft.is_char_device() {
@@ -170,10 +174,54 @@ fn append_tree<W: Write>(
             h.set_size(0);
             h.set_device_major(rustix::fs::major(m.rdev()))?;
             h.set_device_minor(rustix::fs::minor(m.rdev()))?;
+            append_xattrs(tar, &path)?;
             tar.append_data(&mut h, &rel, std::io::empty())?;
         }
     }
     Ok(())
+}
+
+/// Overlayfs's own bookkeeping (opaque, redirect, origin, ...): not content.
+const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
+
+/// The extended attributes of `path` (not followed), as PAX records that
+/// `unpack` reads back (`SCHILY.xattr.NAME`); overlayfs's own are left out.
+fn xattr_records(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(0) => return Ok(Vec::new()),
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(path, &mut names[..])?;
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(OVERLAY_XATTR_PREFIX) {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(name);
+        let len = match rustix::fs::lgetxattr_query(path, name) {
+            Ok(len) => len,
+            // Removed meanwhile.
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = vec![0u8; len];
+        let len = rustix::fs::lgetxattr(path, name, &mut value[..])?;
+        value.truncate(len);
+        out.push((format!("SCHILY.xattr.{}", name.to_string_lossy()), value));
+    }
+    Ok(out)
+}
+
+/// Writes `path`'s extended attributes as a PAX header for the next entry.
+fn append_xattrs<W: Write>(tar: &mut tar::Builder<W>, path: &Path) -> std::io::Result<()> {
+    let records = xattr_records(path)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    tar.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
 }
 
 fn header_from(m: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
@@ -181,4 +229,70 @@ fn header_from(m: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
     h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
     h.set_entry_type(kind);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Records = Vec<(String, Vec<u8>)>;
+
+    /// Each entry's path and its `SCHILY.xattr.*` records.
+    fn entries_with_xattrs(tar_bytes: &[u8]) -> Vec<(String, Records)> {
+        let mut a = tar::Archive::new(tar_bytes);
+        let mut out = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut x = Vec::new();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for ext in exts {
+                    let ext = ext.unwrap();
+                    x.push((ext.key().unwrap().to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+            out.push((e.path().unwrap().display().to_string(), x));
+        }
+        out
+    }
+
+    #[test]
+    fn xattrs_are_kept_and_overlay_bookkeeping_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("d")).unwrap();
+        fs::write(upper.join("d/f"), b"x").unwrap();
+        match rustix::fs::lsetxattr(
+            upper.join("d/f"),
+            "user.nucleus",
+            b"kept",
+            rustix::fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("skipped: user xattrs not supported here ({e})");
+                return;
+            }
+        }
+        // Only root may set trusted.*; without it that half is not checked.
+        let as_root = rustix::fs::lsetxattr(
+            upper.join("d"),
+            "trusted.overlay.origin",
+            b"z",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok();
+        let mut tar = tar::Builder::new(Vec::new());
+        append_tree(&mut tar, &upper, Path::new(""), &mut HashMap::new()).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let entries = entries_with_xattrs(&bytes);
+        let f = entries.iter().find(|(p, _)| p == "d/f").expect("d/f");
+        assert_eq!(
+            f.1,
+            vec![("SCHILY.xattr.user.nucleus".to_string(), b"kept".to_vec())]
+        );
+        if as_root {
+            let d = entries.iter().find(|(p, _)| p == "d").expect("d");
+            assert!(d.1.is_empty(), "overlay xattrs leaked: {:?}", d.1);
+        }
+    }
 }
