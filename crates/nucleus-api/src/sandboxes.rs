@@ -116,6 +116,13 @@ impl CreateRequest {
         if !self.command.is_empty() {
             s.command.clone_from(&self.command);
         }
+        // Run by an ordinary user, a sandbox gets a user namespace, as
+        // `nucleus run` does (the engine refuses one without).
+        if !rustix::process::geteuid().is_root()
+            && s.userns.mode == nucleus_sandbox::userns::UsernsMode::Host
+        {
+            s.userns.mode = nucleus_sandbox::userns::UsernsMode::Private;
+        }
         // A sandbox waits for commands: an image's own entrypoint and
         // command would run and exit (the image needs a /bin/sh).
         if s.command.is_empty() {
