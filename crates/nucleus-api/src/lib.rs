@@ -21,11 +21,13 @@ mod exec;
 mod files;
 mod listen;
 mod openapi;
+mod reaper;
 mod sandboxes;
 mod service;
 
 pub use error::ApiError;
 pub use exec::{ExecEvent, ExecOutput, ExecRequest, ExecStdin, STREAM_CONTENT_TYPE};
+pub use reaper::run as reap_monitors;
 pub use sandboxes::CreateRequest;
 pub use service::Service;
 
@@ -125,5 +127,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
         cfg.exe.clone(),
         cfg.debug,
     );
+    runtime.spawn(reaper::run());
     runtime.block_on(listen::run(cfg, router(service), token))
 }

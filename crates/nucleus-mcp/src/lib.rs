@@ -39,6 +39,7 @@ pub fn serve(cfg: McpConfig) -> Result<(), McpError> {
         .enable_all()
         .build()
         .map_err(McpError::Runtime)?;
+    runtime.spawn(nucleus_api::reap_monitors());
     runtime.block_on(async move {
         let service = nucleus_api::Service::new(cfg.root, cfg.data_root, cfg.exe, cfg.debug);
         let server = tools::Tools::new(service)

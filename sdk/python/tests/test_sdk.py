@@ -323,3 +323,28 @@ def test_stream_request_line_is_checked(server):
             assert r.status_code == 400 and "stdin" in r.json()["error"], r.text
             r = c.post(url, content=b'{"cmd": ["cat"]', headers=ct)
             assert r.status_code == 400 and "request line" in r.json()["error"], r.text
+
+
+def _zombie_children(pid: int):
+    """The server's exited children nobody has waited for."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            for c in f.read().split():
+                try:
+                    with open("/proc/%s/stat" % c) as s:
+                        if s.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            out.append(int(c))
+                except OSError:
+                    pass
+    return out
+
+
+def test_ended_sandboxes_leave_no_zombie_monitors(server):
+    for _ in range(3):
+        with Sandbox.create(socket=server.socket) as sb:
+            assert sb.run("true").exit_code == 0
+    deadline = time.monotonic() + 5
+    while _zombie_children(server.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _zombie_children(server.proc.pid) == []
