@@ -161,7 +161,7 @@ fn main() {
         Verb::Images(c) => images::dispatch(&root, &data_root, c),
         Verb::Serve(a) => serve::serve(&root, &data_root, cli.debug, &a),
         Verb::Mcp => mcp::mcp(&root, &data_root, cli.debug),
-        Verb::Network(c) => network::dispatch(c),
+        Verb::Network(c) => network::dispatch(&data_root, c),
     });
     let code = match result {
         Ok(code) => code,

@@ -1,12 +1,12 @@
 //! `nucleus network create|ls|inspect|rm|prune`: the network verbs, printed.
 //! The model is `nucleus-net`'s; networks live under the data root
-//! (`$NUCLEUS_DATA_ROOT`, default `/var/lib/nucleus`).
+//! (`--data-root`, default `/var/lib/nucleus`; rootless: `$XDG_DATA_HOME/nucleus`).
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use nucleus_net::{Firewall, NetworkCreate, Networking, NftFirewall};
-use std::path::PathBuf;
-use std::sync::Arc;
+use nucleus_net::{NetworkCreate, Networking};
+use nucleus_sandbox::net_attach::NetworkStore;
+use std::path::Path;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -58,28 +58,16 @@ pub struct LsArgs {
     pub format: Format,
 }
 
-/// The data root holding networks, leases and attachment records.
-pub fn data_root() -> PathBuf {
-    std::env::var_os("NUCLEUS_DATA_ROOT").map_or_else(
-        || PathBuf::from(nucleus_net::DEFAULT_DATA_ROOT),
-        PathBuf::from,
-    )
+/// The networking under `data_root` (`--data-root`), through the same store
+/// the sandbox attaches with (`NUCLEUS_NFT_TABLE` names the nftables table).
+fn networking(data_root: &Path) -> Result<Networking> {
+    NetworkStore::from_env(data_root)
+        .networking()
+        .with_context(|| format!("open the network store in `{}`", data_root.display()))
 }
 
-/// The networking of this host. `NUCLEUS_NFT_TABLE` names the nftables
-/// table (tests run side by side on tables of their own).
-pub fn networking() -> Result<Networking> {
-    let fw: Arc<dyn Firewall> = match std::env::var("NUCLEUS_NFT_TABLE") {
-        Ok(t) => Arc::new(NftFirewall::with_table(&t)),
-        Err(_) => Arc::new(NftFirewall::default()),
-    };
-    let root = data_root();
-    Networking::new(&root, fw)
-        .with_context(|| format!("open the network store in `{}`", root.display()))
-}
-
-pub fn dispatch(c: Command) -> Result<i32> {
-    let net = networking()?;
+pub fn dispatch(data_root: &Path, c: Command) -> Result<i32> {
+    let net = networking(data_root)?;
     match c {
         Command::Create(a) => {
             let req = NetworkCreate {
