@@ -337,6 +337,30 @@ fn agent_sandbox_runs_under_gvisor() {
     finish_with(ctx, &[], Ctx::finish_agent);
 }
 
+/// The agent profile's clone3 rule (ENOSYS natively, EPERM from a runsc
+/// that ignores errnoRet) must not stop threads; namespaces stay refused.
+#[test]
+fn threads_start_under_the_agent_profile() {
+    require_gvisor!();
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipped: needs python3");
+        return;
+    }
+    let ctx = Ctx::new();
+    let out = docker_run(
+        &ctx,
+        &[
+            "--",
+            "python3",
+            "-c",
+            "import threading; t = threading.Thread(target=print, args=('thread-ok',)); t.start(); t.join()",
+        ],
+    );
+    out.assert_ok();
+    assert_eq!(out.out(), "thread-ok", "{out}");
+    finish_with(ctx, &[], Ctx::finish_agent);
+}
+
 #[test]
 fn rootfs_sandbox_runs_under_gvisor() {
     require_gvisor!();
@@ -433,19 +457,6 @@ fn gvisor_flags_are_checked_by_name() {
     assert!(out.stderr.contains("only with --runtime gvisor"), "{out}");
     let out = docker_run(&ctx, &["--gvisor-platform", "xen", "--", "true"]);
     assert_eq!(out.code, Some(125), "{out}");
-    // Attached networks fail closed (never a silent `--network none`), naming runsc's version.
-    for net in ["bridge", "some-net"] {
-        let out = docker_run(&ctx, &["--network", net, "--", "true"]);
-        assert_eq!(out.code, Some(125), "{out}");
-        assert!(
-            out.stderr
-                .contains(&format!("--network: invalid value `{net}`"))
-                && out.stderr.contains("runsc version")
-                && out.stderr.contains("netstack"),
-            "{out}"
-        );
-    }
-
     let policy = ctx.scratch("p").join("ll.toml");
     std::fs::write(
         &policy,
@@ -551,21 +562,10 @@ fn sandbox_network_reaches_a_server_over_a_veth() {
         })
         .with_sh(&format!("echo ping | nc 10.213.77.1 {port}"));
     std::os::unix::fs::symlink("busybox", bundle.rootfs().join("bin/nc")).unwrap();
-    let mut out = ctx.run(&bundle);
-    if !out.success() {
-        // Debian's 2022 runsc cannot take a namespace's interfaces into its
-        // netstack on this kernel: refused by name, unless degraded security
-        // is allowed, when the sandbox uses the kernel's stack inside the namespace.
-        assert!(
-            out.stderr.contains("gVisor cannot honour it")
-                && out.stderr.contains("gVisor's netstack"),
-            "{out}"
-        );
-        let bundle = bundle
-            .edit(|s| s["annotations"]["org.nucleus.allow-degraded-security"] = json!("true"));
-        out = ctx.run(&bundle);
-        out.assert_ok();
-    }
+    // runsc is started with /proc/sys/net hidden where its check for the
+    // host's namespace misfires (Debian's 2022 release on this kernel).
+    let out = ctx.run(&bundle);
+    out.assert_ok();
     assert_eq!(out.out(), "pong", "{out}");
     let (got, peer) = server.join().unwrap();
     assert_eq!(got, "ping\n");

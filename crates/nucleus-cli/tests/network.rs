@@ -450,3 +450,62 @@ fn a_container_joins_another_containers_network_and_reaches_its_loopback() {
         "{err}"
     );
 }
+
+/// gVisor's netstack on a network: the namespace is made and attached before
+/// runsc starts, and the egress policy holds on the host side of the veth.
+#[test]
+fn a_gvisor_sandbox_on_a_network_reaches_allowed_domains_only() {
+    require!(root);
+    if !tools() || !std::path::Path::new("/usr/bin/runsc").is_file() {
+        eprintln!("skipped: needs /usr/bin/runsc (apt-get install runsc)");
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let x = w.x;
+    let dns = format!("198.19.{x}.2");
+    let script = format!(
+        "cat /proc/version; ip -o addr show eth0; \
+         curl -sS -m 5 http://allowed.test/ && echo ALLOWED-OK; \
+         curl -sS -m 2 http://198.19.{x}.3/ || echo LITERAL-REFUSED"
+    );
+    let out = w.nucleus(&[
+        "run",
+        "--runtime",
+        "gvisor",
+        "--gvisor-platform",
+        "ptrace",
+        "--network",
+        &w.net,
+        "--dns",
+        &dns,
+        "--egress-domain",
+        "allowed.test",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let host_kernel = std::fs::read_to_string("/proc/version").unwrap();
+    assert!(
+        !t.contains(host_kernel.trim()),
+        "ran on the host kernel: {t}"
+    );
+    for marker in [
+        format!("10.222.{x}.2/24"),
+        "remote".into(),
+        "ALLOWED-OK".into(),
+        "LITERAL-REFUSED".into(),
+    ] {
+        assert!(t.contains(&marker), "missing {marker}: {t}");
+    }
+    w.assert_clean();
+    let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = w.root.path().display().to_string();
+    assert!(
+        !left.lines().any(|l| l.contains(&root)),
+        "mounts left under {root}"
+    );
+}

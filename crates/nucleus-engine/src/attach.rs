@@ -6,6 +6,7 @@
 //! front end's business.
 
 use std::fmt::Debug;
+use std::path::Path;
 
 /// The error an attach step returns; the engine wraps it in
 /// [`crate::EngineError::Attach`].
@@ -16,4 +17,24 @@ pub trait Attach: Debug {
     /// Attaches the container whose init is `pid`. An error aborts the start:
     /// the init is killed and the container's state removed.
     fn attach(&mut self, pid: i32) -> Result<(), AttachError>;
+
+    /// Whether a backend without a process before the workload (gVisor)
+    /// must make the network namespace ahead and call [`Attach::attach_netns`];
+    /// otherwise such a backend does not call the step.
+    fn wants_netns(&self) -> bool {
+        false
+    }
+
+    /// Attaches a network namespace made before the container's process
+    /// (the gVisor backend's: runsc hands the namespace's interfaces to its
+    /// netstack as the sandbox starts). `owner` is a process that lives as
+    /// long as the container. Steps that need the container's pid refuse.
+    fn attach_netns(&mut self, netns: &Path, owner: i32) -> Result<(), AttachError> {
+        let _ = owner;
+        Err(format!(
+            "this attach step needs the container's process, not the namespace {}",
+            netns.display()
+        )
+        .into())
+    }
 }

@@ -209,7 +209,7 @@ impl Probe {
                 elapsed_ms: 0,
             }
         } else {
-            run_trial(&self.key.path, platform, Network::None, work)?
+            run_trial(&self.key.path, platform, Network::None, false, work)?
         };
         tracing::debug!(platform, works = t.works, detail = %t.detail, "gVisor platform trial");
         self.trials.insert(platform.to_string(), t.clone());
@@ -217,30 +217,67 @@ impl Probe {
     }
 }
 
-/// Trial key of [`Probe::sandbox_network`].
+/// Trial keys of [`Probe::sandbox_network`]: as runsc is, and with
+/// `/proc/sys/net` hidden from it.
 const SANDBOX_NETWORK: &str = "network=sandbox";
+const SANDBOX_NETWORK_HIDDEN: &str = "network=sandbox,hidden-net-sysctl";
+
+/// [`Probe::sandbox_network`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxNetwork {
+    /// The trial that decides (the hidden one when the plain one failed).
+    pub trial: Trial,
+    /// runsc must not see `/proc/sys/net` ([`Runsc::hide_net_sysctl`]).
+    pub hide_net_sysctl: bool,
+    /// Whether a trial ran now (the cache should be saved).
+    pub learned: bool,
+}
 
 impl Probe {
     /// Whether runsc can take a network namespace's interfaces into gVisor's
     /// netstack here (`--network=sandbox`), tried once in a new network
-    /// namespace (`unshare --net`). Runsc releases from before 2023 fail on
-    /// Linux 5.x and later, mistaking every namespace for the host's. Returns
-    /// the trial and whether it was new.
-    pub fn sandbox_network(&mut self, platform: &str, work: &Path) -> Result<(Trial, bool)> {
-        if let Some(t) = self.trials.get(SANDBOX_NETWORK) {
-            return Ok((t.clone(), false));
+    /// namespace (`unshare --net`). Runsc releases from before 2023 refuse on
+    /// Linux 5.x and later, mistaking every namespace for the host's because
+    /// `/proc/sys/net/core/rmem_default` exists in all of them; then it is
+    /// tried again with `/proc/sys/net` hidden from runsc.
+    pub fn sandbox_network(&mut self, platform: &str, work: &Path) -> Result<SandboxNetwork> {
+        let mut learned = false;
+        for (key, hide) in [(SANDBOX_NETWORK, false), (SANDBOX_NETWORK_HIDDEN, true)] {
+            let t = match self.trials.get(key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = run_trial(&self.key.path, platform, Network::Sandbox, hide, work)?;
+                    tracing::debug!(works = t.works, hide, detail = %t.detail, "gVisor sandbox network trial");
+                    self.trials.insert(key.to_string(), t.clone());
+                    learned = true;
+                    t
+                }
+            };
+            if t.works || hide {
+                return Ok(SandboxNetwork {
+                    hide_net_sysctl: hide && t.works,
+                    trial: t,
+                    learned,
+                });
+            }
         }
-        let t = run_trial(&self.key.path, platform, Network::Sandbox, work)?;
-        tracing::debug!(works = t.works, detail = %t.detail, "gVisor sandbox network trial");
-        self.trials.insert(SANDBOX_NETWORK.to_string(), t.clone());
-        Ok((t, true))
+        Err(GvisorError::NoPlatform {
+            detail: "no sandbox network trial ran".into(),
+        })
     }
 }
 
 /// Runs a one-shot sandbox on `platform` (the host root read-only, running
 /// `runsc --version` inside), killed after [`TRIAL_TIMEOUT`]. With
-/// `Network::Sandbox` it runs in a new network namespace of its own.
-fn run_trial(binary: &Path, platform: &str, network: Network, work: &Path) -> Result<Trial> {
+/// `Network::Sandbox` it runs in a new network namespace of its own, and
+/// with `hide` runsc does not see `/proc/sys/net`.
+fn run_trial(
+    binary: &Path,
+    platform: &str,
+    network: Network,
+    hide: bool,
+    work: &Path,
+) -> Result<Trial> {
     let id = format!(
         "nucleus-probe-{platform}-{}-{}",
         network.as_flag(),
@@ -248,7 +285,7 @@ fn run_trial(binary: &Path, platform: &str, network: Network, work: &Path) -> Re
     );
     let dir = work.join(&id);
     std::fs::create_dir_all(&dir).map_err(|e| GvisorError::io("create", &dir, e))?;
-    let result = trial_in(binary, platform, network, &dir, &id);
+    let result = trial_in(binary, platform, network, hide, &dir, &id);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -257,6 +294,7 @@ fn trial_in(
     binary: &Path,
     platform: &str,
     network: Network,
+    hide: bool,
     dir: &Path,
     id: &str,
 ) -> Result<Trial> {
@@ -279,6 +317,7 @@ fn trial_in(
         oci_seccomp: false,
         log: dir.join("runsc.log"),
         netns: None,
+        hide_net_sysctl: false,
     };
     // The trial needs no cgroup.
     let mut cmd = runsc.command_with(&["--ignore-cgroups"], "run");
@@ -286,6 +325,9 @@ fn trial_in(
         let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
         cmd = Command::new("unshare");
         cmd.arg("--net").arg("--").arg(binary).args(args);
+        if hide {
+            nucleus_sys::command::hide_proc_sys_net(&mut cmd);
+        }
     }
     cmd.arg("--bundle")
         .arg(dir)

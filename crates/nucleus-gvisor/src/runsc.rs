@@ -48,6 +48,11 @@ pub struct Runsc {
     /// `nsenter`), so that `--network=host` means that namespace's stack.
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// `create` and `run` see an empty `/proc/sys/net` (see
+    /// [`nucleus_sys::command::hide_proc_sys_net`]), so that a runsc that
+    /// takes every namespace for the host's hands this one to its netstack.
+    #[serde(default)]
+    pub hide_net_sysctl: bool,
 }
 
 impl Runsc {
@@ -66,6 +71,9 @@ impl Runsc {
             }
             _ => Command::new(&self.binary),
         };
+        if self.hide_net_sysctl && matches!(verb, "create" | "run") {
+            nucleus_sys::command::hide_proc_sys_net(&mut cmd);
+        }
         cmd.args(extra)
             .arg(flag("root", &self.root))
             .arg(format!("--platform={}", self.platform))
@@ -175,6 +183,7 @@ mod tests {
             oci_seccomp: true,
             log: "/run/nucleus/c1/runsc.log".into(),
             netns: None,
+            hide_net_sysctl: false,
         };
         let cmd = r.command("kill");
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();

@@ -422,6 +422,12 @@ fn seccomp(
             what: "linux.seccomp".into(),
             by: "gVisor's sentry, on the workload's syscalls (--oci-seccomp)".into(),
         });
+        if allow_clone3(v) {
+            enforcement.push(Enforcement {
+                what: "linux.seccomp clone3".into(),
+                by: "allowed inside gVisor: the profile's ENOSYS (so that glibc falls back to the filtered clone) is EPERM where runsc ignores errnoRet, which breaks every thread; namespaces clone3 makes there are the sentry's own".into(),
+            });
+        }
         return Ok(true);
     }
     degrade(
@@ -438,6 +444,34 @@ fn seccomp(
         by: "not applied (degraded security allowed)".into(),
     });
     Ok(false)
+}
+
+/// Turns a `clone3` rule answering `ENOSYS` into `SCMP_ACT_ALLOW`; true if
+/// there was one.
+fn allow_clone3(v: &mut Value) -> bool {
+    let Some(rules) = v
+        .pointer_mut("/linux/seccomp/syscalls")
+        .and_then(Value::as_array_mut)
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for r in rules.iter_mut() {
+        let only_clone3 = r
+            .get("names")
+            .and_then(Value::as_array)
+            .is_some_and(|n| n.len() == 1 && n[0] == "clone3");
+        let enosys = r.get("action").and_then(Value::as_str) == Some("SCMP_ACT_ERRNO")
+            && r.get("errnoRet").and_then(Value::as_u64) == Some(libc::ENOSYS as u64);
+        if only_clone3 && enosys {
+            r["action"] = Value::String("SCMP_ACT_ALLOW".into());
+            if let Some(o) = r.as_object_mut() {
+                o.remove("errnoRet");
+            }
+            changed = true;
+        }
+    }
+    changed
 }
 
 fn is_set(v: &Value) -> bool {
@@ -640,6 +674,18 @@ mod tests {
     fn seccomp_goes_to_the_sentry_or_is_refused() {
         let extra = serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}});
         assert!(go(extra.clone(), false).unwrap().oci_seccomp);
+        // clone3's ENOSYS (EPERM where runsc ignores errnoRet) becomes allowed, and says so.
+        let c3 = serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}}});
+        let t = go(c3, false).unwrap();
+        assert_eq!(
+            t.config.pointer("/linux/seccomp/syscalls/0/action"),
+            Some(&serde_json::json!("SCMP_ACT_ALLOW"))
+        );
+        assert!(t
+            .enforcement
+            .iter()
+            .any(|e| e.what == "linux.seccomp clone3"));
         let err = translate(
             &spec(extra.clone()),
             "c1",

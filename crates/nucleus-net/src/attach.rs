@@ -33,6 +33,10 @@ pub struct AttachRequest {
     /// The container's init: its network namespace is configured, its
     /// start time makes the record's liveness check exact.
     pub pid: u32,
+    /// The network namespace to configure when it is not `pid`'s (one made
+    /// ahead of a gVisor sandbox, whose `pid` is then the process that
+    /// lives as long as the container).
+    pub netns: Option<PathBuf>,
     pub publish: Vec<PortMapping>,
     pub egress: EgressPolicy,
     pub dns: DnsOptions,
@@ -48,6 +52,7 @@ impl AttachRequest {
             hostname: id.chars().take(12).collect(),
             network: network.into(),
             pid,
+            netns: None,
             publish: Vec::new(),
             egress: EgressPolicy::default(),
             dns: DnsOptions::default(),
@@ -373,7 +378,7 @@ impl Networking {
                 format!("veth `{}` already exists", rec.host_veth),
             ));
         }
-        let ns = netns::of_pid(req.pid);
+        let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
         link::create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
         link::configure_container(&ns, peer, "eth0", net, &rec.lease)?;
 

@@ -193,6 +193,7 @@ impl NetAttach {
             reason: "not a pid".into(),
         })?;
         let mut req = AttachRequest::new(ctx.id, &self.network, pid);
+        req.netns = ctx.netns.map(Path::to_path_buf);
         req.name = self.name.clone();
         if let Some(h) = &self.hostname {
             req.hostname = h.clone();
@@ -229,6 +230,10 @@ impl NetworkAttach for NetAttach {
             network: self.network.clone(),
             reason: e.to_string(),
         })
+    }
+
+    fn configures_netns(&self) -> bool {
+        true
     }
 }
 

@@ -12,16 +12,23 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy)]
 pub struct AttachContext<'a> {
     pub id: &'a str,
-    /// The init's host pid.
+    /// The init's host pid; with `netns` set, a process that lives exactly
+    /// as long as the container.
     pub pid: i32,
     /// The bundle (its `config.json` holds the spec and annotations).
     pub bundle: &'a Path,
+    /// A network namespace made ahead of the container (gVisor), when the
+    /// container's is not `/proc/PID/ns/net`.
+    pub netns: Option<&'a Path>,
 }
 
 impl AttachContext<'_> {
-    /// `/proc/PID/ns/net`: the container's network namespace.
+    /// The container's network namespace: `netns`, else `/proc/PID/ns/net`.
     pub fn netns_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/net", self.pid))
+        match self.netns {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(format!("/proc/{}/ns/net", self.pid)),
+        }
     }
 }
 
@@ -29,6 +36,13 @@ impl AttachContext<'_> {
 pub trait NetworkAttach: std::fmt::Debug {
     /// An error aborts the start: the container is killed and removed.
     fn attach(&mut self, ctx: &AttachContext<'_>) -> Result<(), SandboxError>;
+
+    /// Whether the step adds links to the container's network namespace, so
+    /// that a backend without a process before the workload (gVisor) must
+    /// make the namespace ahead and attach it with [`AttachContext::netns`].
+    fn configures_netns(&self) -> bool {
+        false
+    }
 }
 
 /// Loopback only (or the host's network): nothing to attach.
@@ -55,6 +69,27 @@ impl nucleus_engine::attach::Attach for EngineStep<'_> {
             id: self.id,
             pid,
             bundle: self.bundle,
+            netns: None,
+        };
+        self.step
+            .attach(&ctx)
+            .map_err(|e| Box::new(e) as nucleus_engine::attach::AttachError)
+    }
+
+    fn wants_netns(&self) -> bool {
+        self.step.configures_netns()
+    }
+
+    fn attach_netns(
+        &mut self,
+        netns: &Path,
+        owner: i32,
+    ) -> Result<(), nucleus_engine::attach::AttachError> {
+        let ctx = AttachContext {
+            id: self.id,
+            pid: owner,
+            bundle: self.bundle,
+            netns: Some(netns),
         };
         self.step
             .attach(&ctx)

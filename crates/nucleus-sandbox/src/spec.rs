@@ -352,15 +352,6 @@ impl SandboxSpec {
                 "host networking needs --allow-host-network",
             ));
         }
-        if let (Runtime::Gvisor { runsc, .. }, Network::Attached(net)) =
-            (&self.runtime, &self.network)
-        {
-            return Err(SandboxError::invalid(
-                Field::Network,
-                net,
-                gvisor_cannot_attach(runsc.as_deref()),
-            ));
-        }
         if !matches!(self.network, Network::Attached(_)) {
             if let Some((f, value)) = self.net.first_set() {
                 return Err(SandboxError::invalid(
@@ -486,35 +477,4 @@ fn reason_of(msg: &str) -> String {
     msg.split_once(": ")
         .map(|(_, r)| r.to_string())
         .unwrap_or_else(|| msg.to_string())
-}
-
-/// Why `--network bridge|NAME` is refused under gVisor, naming the runsc.
-/// The veth is added by an attach step that runs once the sandbox's process
-/// exists, but `runsc run` takes its namespace's interfaces into gVisor's
-/// netstack before that; and runsc releases of 2022 also take any namespace
-/// for the host's (they test `/proc/sys/net/core/rmem_default`, which newer
-/// kernels have in every namespace). Running it without the veth would
-/// silently be `--network none`.
-fn gvisor_cannot_attach(runsc: Option<&std::path::Path>) -> String {
-    let version = nucleus_gvisor::probe::find_runsc(runsc)
-        .ok()
-        .and_then(|bin| {
-            std::process::Command::new(bin)
-                .arg("--version")
-                .output()
-                .ok()
-        })
-        .and_then(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "runsc".to_string());
-    format!(
-        "not available with --runtime gvisor ({version}): nucleus attaches the veth once the \
-         sandbox's process exists, but runsc moves its namespace's interfaces into gVisor's \
-         netstack before that (and 2022 releases take every namespace for the host's); \
-         use --network none, or --runtime native"
-    )
 }

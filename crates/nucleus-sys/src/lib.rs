@@ -4,6 +4,7 @@
 //! No policy lives here.
 
 pub mod clone;
+pub mod command;
 pub mod fd;
 pub mod mem;
 pub mod mount;

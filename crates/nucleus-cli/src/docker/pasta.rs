@@ -76,6 +76,12 @@ impl Pasta {
         if !f.network.as_deref().is_some_and(is_pasta) {
             return Ok(None);
         }
+        if f.runtime.as_deref() == Some("gvisor") {
+            bail!(
+                "--network {}: not available with --runtime gvisor; use --network bridge as root",
+                f.network.as_deref().unwrap_or_default()
+            );
+        }
         if f.detach {
             bail!(
                 "--network {}: detached runs are not supported yet; run in the foreground",

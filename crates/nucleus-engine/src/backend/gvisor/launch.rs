@@ -28,6 +28,8 @@ struct Setup {
     bundle: PathBuf,
     rootfs: PathBuf,
     record: Record,
+    /// A network namespace made ahead for the front end's attach step.
+    netns: Option<PathBuf>,
 }
 
 impl Setup {
@@ -58,6 +60,7 @@ impl Setup {
     fn disarm(mut self) -> ContainerDir {
         self.cgroup = None;
         self.runsc = None;
+        self.netns = None;
         self.dir
             .take()
             .expect("setup holds its directory until disarmed")
@@ -74,6 +77,9 @@ impl Drop for Setup {
                 tracing::warn!(error = %e, "cleanup after failed gVisor create: cgroup");
             }
         }
+        if let Some(ns) = self.netns.take() {
+            super::netns::release(&ns);
+        }
         if let Some(dir) = self.dir.take() {
             if let Err(e) = dir.remove() {
                 tracing::warn!(error = %e, "cleanup after failed gVisor create: state directory");
@@ -84,7 +90,9 @@ impl Drop for Setup {
 
 /// Loads the spec, reserves the id, probes runsc, translates the spec into
 /// `<dir>/runsc-bundle` and records everything before runsc is called.
-fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
+/// With `netns_ahead`, a spec asking for a new network namespace gets one
+/// made now, at `<dir>/netns`, for the front end to attach before runsc runs.
+fn prepare(root: &StateRoot, id: &str, bundle: &Path, netns_ahead: bool) -> Result<Setup> {
     crate::state::validate_id(id)?;
     let bundle =
         std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
@@ -110,12 +118,14 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
                 oci_seccomp: false,
                 log: PathBuf::new(),
                 netns: None,
+                hide_net_sysctl: false,
             },
             version: String::new(),
             cgroups_path: String::new(),
             warnings: Vec::new(),
             enforcement: Vec::new(),
         },
+        netns: None,
     };
 
     let binary = nucleus_gvisor::probe::find_runsc(
@@ -159,17 +169,36 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
         &probe,
     )?;
     let mut t = t;
+    if netns_ahead && t.network == nucleus_gvisor::Network::None {
+        let path = super::netns::path_in(setup.dir().path());
+        super::netns::make(&path)?;
+        setup.netns = Some(path.clone());
+        set_netns_path(&mut t.config, &path)?;
+        t.network = nucleus_gvisor::Network::Sandbox;
+        for e in &mut t.enforcement {
+            if e.what == "network" {
+                e.by = "gVisor netstack over the namespace nucleus attached (--network=sandbox)"
+                    .into();
+            }
+        }
+    }
     let mut netns = None;
+    let mut hide_net_sysctl = false;
     if t.network == nucleus_gvisor::Network::Sandbox {
-        let (trial, learned) = probe.sandbox_network(&platform, &probe_dir)?;
-        if learned {
+        let sn = probe.sandbox_network(&platform, &probe_dir)?;
+        if sn.learned {
             probe.save(&cache)?;
         }
-        if !trial.works {
+        if sn.trial.works {
+            hide_net_sysctl = sn.hide_net_sysctl;
+            if hide_net_sysctl {
+                ensure_netns_not_host(&t.config)?;
+            }
+        } else {
             netns = Some(nucleus_gvisor::translate::network_without_netstack(
                 &mut t,
                 crate::spec::allows_degraded(&setup.spec),
-                &trial.detail,
+                &sn.trial.detail,
             )?);
         }
     }
@@ -186,6 +215,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
             oci_seccomp: t.oci_seccomp,
             log: dir_path.join("runsc.log"),
             netns,
+            hide_net_sysctl,
         },
         version: probe.version.clone(),
         cgroups_path: t.cgroups_path.clone(),
@@ -224,6 +254,37 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path) -> Result<Setup> {
     Ok(setup)
 }
 
+/// Points the translated spec's network namespace at `path`.
+fn set_netns_path(config: &mut serde_json::Value, path: &Path) -> Result<()> {
+    let ns = config
+        .pointer_mut("/linux/namespaces")
+        .and_then(serde_json::Value::as_array_mut)
+        .and_then(|l| {
+            l.iter_mut()
+                .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
+        })
+        .ok_or_else(|| {
+            EngineError::invalid("linux.namespaces", "", "no network namespace to attach")
+        })?;
+    ns["path"] = serde_json::Value::String(path.display().to_string());
+    Ok(())
+}
+
+/// runsc will skip its own host-namespace check: make it ourselves.
+fn ensure_netns_not_host(config: &serde_json::Value) -> Result<()> {
+    let path = config
+        .pointer("/linux/namespaces")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|l| {
+            l.iter()
+                .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
+        })
+        .and_then(|n| n.get("path"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    super::netns::ensure_not_host(Path::new(path))
+}
+
 /// A short, path-safe key for the probe cache of one runsc binary.
 fn file_key(binary: &Path) -> String {
     use sha2::Digest;
@@ -233,7 +294,7 @@ fn file_key(binary: &Path) -> String {
 
 /// `create` under gVisor: `runsc create`, whose sandbox waits for `start`.
 pub(crate) fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Result<i32> {
-    let setup = prepare(root, id, opts.bundle)?;
+    let setup = prepare(root, id, opts.bundle, false)?;
     let runsc = &setup.record.runsc;
     let pid_path = setup.dir().path().join(SANDBOX_PID);
     let mut cmd = runsc.command("create");
@@ -271,19 +332,23 @@ pub(crate) fn create(root: &StateRoot, id: &str, opts: &CreateOptions<'_>) -> Re
 /// `runsc run` as our child, its stdio inherited. The recorded pid is the
 /// runsc process: it lives exactly as long as the container does.
 ///
-/// A front end's attach step is not run: runsc's netstack takes the
-/// interfaces of the sandbox's network namespace inside `runsc run`, with no
-/// point in between to add one (see docs/architecture.md, gVisor backend).
+/// An attach step that configures a network namespace gets one made ahead
+/// (runsc's netstack takes its interfaces as the sandbox starts), with this
+/// process as the one that lives as long as the container; other steps are
+/// not run.
 pub(crate) fn spawn(
     root: &StateRoot,
     id: &str,
     opts: &RunOptions<'_>,
     attach: Option<&mut dyn crate::attach::Attach>,
 ) -> Result<Spawned> {
-    if attach.is_some() {
-        tracing::debug!(id, "gVisor: the front end's attach step is not run");
+    let attach = attach.filter(|a| a.wants_netns());
+    let setup = prepare(root, id, opts.bundle, attach.is_some())?;
+    if let (Some(step), Some(ns)) = (attach, setup.netns.as_deref()) {
+        let owner = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        step.attach_netns(ns, owner)
+            .map_err(|source| EngineError::Attach { pid: owner, source })?;
     }
-    let setup = prepare(root, id, opts.bundle)?;
     let runsc = &setup.record.runsc;
     let mut cmd = runsc.command("run");
     cmd.arg("--bundle").arg(setup.runsc_bundle());

@@ -9,6 +9,7 @@
 //! does not use the cgroup freezer and a created sandbox has no exec.fifo.
 
 mod launch;
+mod netns;
 mod verbs;
 
 pub(crate) use launch::{create, run, spawn};

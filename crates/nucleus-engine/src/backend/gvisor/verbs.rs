@@ -230,6 +230,7 @@ fn teardown(
             tracing::debug!(id, error = %e, "runsc delete");
         }
     }
+    super::netns::release(&super::netns::path_in(dir));
     if let Some(cg) = cgroup {
         cg.destroy()?;
     }
