@@ -112,6 +112,11 @@ enum Verb {
 }
 
 fn main() {
+    // The store's user-namespace helper (see `nucleus_image::rootless`):
+    // first, while this process has one thread.
+    if let Some(code) = nucleus_image::rootless::helper_main() {
+        std::process::exit(code);
+    }
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
     let (args, agent_run) = docker::argv::rewrite(
         std::env::args_os().collect(),
@@ -139,6 +144,7 @@ fn main() {
         Err(e) => e.exit(),
     };
     let _guard = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    rootless::configure_image_store();
     let error_code = match &cli.command {
         Verb::Oci(oci::Command::Exec(_)) => EXEC_RUNTIME_ERROR,
         // Only a bad state root gets here (`run` reports its own errors).

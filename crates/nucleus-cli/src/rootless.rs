@@ -3,6 +3,8 @@
 //! owns (`$XDG_RUNTIME_DIR/nucleus`, `$XDG_DATA_HOME/nucleus`).
 
 use anyhow::{bail, Context, Result};
+use nucleus_engine::oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
+use nucleus_sandbox::userns::{Caller, IdMap, UserNamespace, UsernsMode};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -104,6 +106,48 @@ pub fn default_data_root() -> PathBuf {
             nix::unistd::geteuid().as_raw()
         )),
     }
+}
+
+/// For an ordinary user, makes the image store rootless: layers unpacked
+/// (and trees removed) in a user namespace with the map containers get by
+/// default, container root = the user, 1.. = its subordinate ids; in
+/// process, every file the user's, when it has no range.
+pub fn configure_image_store() {
+    if is_root() {
+        return;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let caller = Caller::current(&read("/etc/subuid"), &read("/etc/subgid"));
+    let ns = UserNamespace {
+        mode: UsernsMode::Private,
+        ..Default::default()
+    };
+    let writer: Option<nucleus_image::rootless::MapWriter> =
+        match nucleus_sandbox::userns::id_maps(&ns, &caller, true) {
+            Ok((uid, gid)) if uid.len() > 1 || gid.len() > 1 => {
+                let (uid, gid) = (oci_maps(&uid), oci_maps(&gid));
+                Some(Box::new(move |pid: u32| {
+                    let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+                    nucleus_engine::userns::write_id_maps(pid, &uid, &gid)
+                        .map_err(|e| e.to_string())
+                }))
+            }
+            _ => None,
+        };
+    nucleus_image::rootless::configure(writer);
+}
+
+fn oci_maps(maps: &[IdMap]) -> Vec<LinuxIdMapping> {
+    maps.iter()
+        .filter_map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container)
+                .host_id(m.host)
+                .size(m.size)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

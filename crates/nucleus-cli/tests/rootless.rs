@@ -679,3 +679,139 @@ fn secrets_stay_in_memory_when_the_runtime_dir_is_a_tmpfs_and_are_refused_otherw
     );
     assert!(disk.leftovers().is_empty(), "left: {:?}", disk.leftovers());
 }
+
+/// An OCI archive `nucleus.test/rootless:1` built from busybox (as root, with
+/// umoci): a first layer with `/etc/gone` and `/opq/old`, a second that
+/// adds `/owned` owned by 100:100 and whiteouts `/etc/gone`, and a third,
+/// made by hand, that marks `/opq` opaque and adds `/opq/new`. Readable by all.
+fn layered_image(dir: &Path) -> Option<PathBuf> {
+    for tool in ["umoci", "skopeo"] {
+        if common::managers::tool(tool).is_none() {
+            eprintln!("skipped: needs {tool}");
+            return None;
+        }
+    }
+    let io = tempfile::tempdir().expect("io dir");
+    let run = |script: &str| {
+        let mut c = Command::new("sh");
+        c.args(["-euc", script]).current_dir(dir);
+        common::exec(c, io.path(), Duration::from_secs(120)).assert_ok();
+    };
+    run(
+        "umoci init --layout oci; umoci new --image oci:t; umoci unpack --image oci:t b >/dev/null",
+    );
+    let rootfs = dir.join("b/rootfs");
+    common::managers::populate_rootfs(&rootfs);
+    fs::write(rootfs.join("etc/gone"), "whited out\n").unwrap();
+    fs::create_dir(rootfs.join("opq")).unwrap();
+    fs::write(rootfs.join("opq/old"), "hidden by the opaque dir\n").unwrap();
+    run("umoci repack --image oci:t b >/dev/null");
+    fs::write(rootfs.join("owned"), "mine\n").unwrap();
+    std::os::unix::fs::chown(rootfs.join("owned"), Some(100), Some(100)).unwrap();
+    fs::remove_file(rootfs.join("etc/gone")).unwrap();
+    run("umoci repack --image oci:t b >/dev/null; umoci config --image oci:t --config.cmd sh");
+    // The opaque layer, appended by hand (umoci writes whiteouts per file).
+    let layer = dir.join("opq");
+    fs::create_dir_all(layer.join("opq")).unwrap();
+    fs::write(layer.join("opq/.wh..wh..opq"), "").unwrap();
+    fs::write(layer.join("opq/new"), "new\n").unwrap();
+    run("tar -C opq --owner=0 --group=0 -cf opq.tar opq; \
+         umoci raw add-layer --image oci:t opq.tar");
+    let archive = dir.join("image.tar");
+    run(&format!(
+        "skopeo copy -q oci:oci:t oci-archive:{}:nucleus.test/rootless:1; chmod -R a+rX {}",
+        archive.display(),
+        dir.display()
+    ));
+    Some(archive)
+}
+
+/// Every entry under the user's data root's image directories.
+fn data_leftovers(u: &TestUser) -> Vec<String> {
+    let data = u.home.join(".local/share/nucleus");
+    let mut out = Vec::new();
+    for sub in ["layers", "blobs/sha256", "users", "ingest"] {
+        for e in fs::read_dir(data.join(sub)).into_iter().flatten().flatten() {
+            out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+#[test]
+fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let build = tempfile::tempdir().expect("build dir");
+    fs::set_permissions(build.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(archive) = layered_image(build.path()) else {
+        return;
+    };
+    let image = "nucleus.test/rootless:1";
+    let out = u.nucleus(&["load", "-i", &archive.to_string_lossy()]);
+    out.assert_ok();
+    assert!(out.stdout.contains(image), "{out}");
+    let (start, count) = u.range.unwrap();
+    let out = u.run(&[
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        "echo owned=$(stat -c %u:%g /owned); echo bin=$(stat -c %u:%g /bin/busybox); \
+         echo gone=$(test -e /etc/gone && echo present || echo absent); \
+         echo opq=$(ls /opq | tr '\\n' ' '); \
+         echo map=$(cat /proc/self/uid_map | tr -s ' ' | tr '\\n' ';'); \
+         echo hi > /written && echo written=$(cat /written)",
+    ]);
+    out.assert_ok();
+    let o = out.out();
+    assert_eq!(field(o, "owned"), "100:100", "{out}");
+    assert_eq!(field(o, "bin"), "0:0", "{out}");
+    assert_eq!(field(o, "gone"), "absent", "{out}");
+    assert_eq!(field(o, "opq"), "new", "{out}");
+    assert_eq!(
+        field(o, "map"),
+        format!("0 {} 1; 1 {start} {count};", u.uid).trim_start(),
+        "{out}"
+    );
+    assert_eq!(field(o, "written"), "hi", "{out}");
+    // On the host the layer file carries the shifted owner.
+    let layers = u.home.join(".local/share/nucleus/layers");
+    let owned: Vec<_> = fs::read_dir(&layers)
+        .expect("layers")
+        .flatten()
+        .filter_map(|e| fs::symlink_metadata(e.path().join("owned")).ok())
+        .map(|m| (m.uid(), m.gid()))
+        .collect();
+    assert_eq!(owned, [(start + 99, start + 99)], "in {}", layers.display());
+    let name = format!("ri{}", std::process::id());
+    u.run(&[
+        "-d",
+        "--name",
+        &name,
+        image,
+        "sh",
+        "-c",
+        "echo up > /up; exec sleep 60",
+    ])
+    .assert_ok();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        u.nucleus(&["attach", &name, "--", "cat", "/up"])
+            .stdout
+            .contains("up")
+    }));
+    u.nucleus(&["rm", "-f", &name]).assert_ok();
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    u.nucleus(&["rmi", image]).assert_ok();
+    u.nucleus(&["image", "prune", "-a"]).assert_ok();
+    assert!(
+        data_leftovers(&u).is_empty(),
+        "left: {:?}",
+        data_leftovers(&u)
+    );
+    assert!(
+        u.live_pids().is_empty(),
+        "left running: {:?}",
+        u.live_pids()
+    );
+}

@@ -99,6 +99,8 @@ pub(crate) struct RootfsPlan<'a> {
     /// Bind sources the parent cloned (`open_tree`) by `mounts[]` index,
     /// for a child that may not be able to reach them itself.
     pub bind_sources: &'a [Option<OwnedFd>],
+    /// Overlay mount data to mount on the rootfs instead of binding it.
+    pub overlay: Option<&'a std::ffi::CStr>,
 }
 
 /// Whether `mounts[i]` is a bind mount, and its source on the host.
@@ -172,6 +174,25 @@ pub(crate) fn prepare_root(plan: &RootfsPlan<'_>) -> Result<OwnedFd, StepError> 
         if !p.contains(MsFlags::MS_SHARED) {
             mount(NONE, "/", NONE, p, NONE).step("rootfs", || "apply rootfsPropagation".into())?;
         }
+    }
+    if let Some(data) = plan.overlay {
+        // The overlay is a mount point itself, as pivot_root needs.
+        mount(
+            Some("overlay"),
+            plan.rootfs,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(data),
+        )
+        .step("rootfs", || {
+            format!("mount the image's overlay on `{}`", plan.rootfs.display())
+        })?;
+        return open(
+            plan.rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .step("rootfs", || format!("open `{}`", plan.rootfs.display()));
     }
     if crate::spec::wants_rootfs_tmpfs(plan.spec) {
         return rootfs_on_tmpfs(plan.rootfs);

@@ -13,6 +13,32 @@ pub const ALLOW_DEGRADED_ANNOTATION: &str = "org.nucleus.allow-degraded-security
 /// rootfs directory's skeleton (front ends that share one skeleton use it).
 pub const ROOTFS_TMPFS_ANNOTATION: &str = "org.nucleus.rootfs-tmpfs";
 
+/// Annotation carrying overlayfs mount data for the init to mount on
+/// `root.path` in the container's own mount namespace (an ordinary user's
+/// image root: mountable only inside its user namespace).
+pub const ROOTFS_OVERLAY_ANNOTATION: &str = "org.nucleus.rootfs-overlay";
+
+/// The overlay mount data of [`ROOTFS_OVERLAY_ANNOTATION`], ready for the
+/// init (prepared before clone, so the child only makes the syscall).
+pub fn rootfs_overlay(spec: &Spec) -> Result<Option<std::ffi::CString>> {
+    let Some(data) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ROOTFS_OVERLAY_ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    std::ffi::CString::new(data.as_str())
+        .map(Some)
+        .map_err(|_| {
+            EngineError::invalid(
+                format!("annotations.{ROOTFS_OVERLAY_ANNOTATION}"),
+                data,
+                "contains a NUL byte",
+            )
+        })
+}
+
 /// Whether the spec asks for an in-memory root (see [`ROOTFS_TMPFS_ANNOTATION`]).
 pub fn wants_rootfs_tmpfs(spec: &Spec) -> bool {
     spec.annotations()

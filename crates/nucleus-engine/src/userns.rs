@@ -40,11 +40,7 @@ fn writer_for(maps: &[LinuxIdMapping], euid: u32, own: u32, helper: &'static str
 
 /// Writes `/proc/<pid>/{uid_map,gid_map}`. Runs in the parent, which owns
 /// the child's new user namespace.
-pub(crate) fn write_id_maps(
-    pid: i32,
-    uid: &[LinuxIdMapping],
-    gid: &[LinuxIdMapping],
-) -> Result<()> {
+pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
     let uid_writer = writer_for(uid, euid, euid, "newuidmap");

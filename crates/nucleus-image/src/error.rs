@@ -120,6 +120,14 @@ pub enum ImageError {
     #[error("invalid container id `{id}` for an image use record")]
     InvalidContainerId { id: String },
 
+    /// Work on the store as an ordinary user (the user-namespace helper) failed.
+    #[error("as an ordinary user: failed to {action} `{path}`: {reason}")]
+    Rootless {
+        action: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
     /// The async runtime for registry transfers could not start.
     #[error("failed to start the registry transfer runtime: {source}")]
     Runtime { source: io::Error },

@@ -6,16 +6,15 @@
 //! work once.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::content::{check_digest, ContentStore};
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 use crate::error::{ImageError, Result};
 use crate::lock::FileLock;
 use crate::records::LayerRecord;
-use crate::unpack::unpack_layer;
 
 #[derive(Debug, Clone)]
 pub struct LayerStore {
@@ -59,18 +58,34 @@ impl LayerStore {
             .map_err(ImageError::fs("create directory in", &self.dir))?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(ImageError::fs("chmod", tmp.path()))?;
-        let blob = content.open_blob(&layer.digest)?;
-        let reader = HashingReader::new(decompress(
-            BufReader::with_capacity(1 << 20, blob),
-            &layer.digest,
-        )?);
-        let reader = unpack_layer(reader, tmp.path(), &layer.digest.to_string())?;
-        check_digest(
-            &format!("uncompressed layer `{}`", layer.digest),
-            &layer.diff_id,
-            &reader.finish(),
-        )?;
-        let kept = tmp.keep();
+        let diff = match crate::rootless::unpack_in_helper(
+            &content.path(&layer.digest),
+            tmp.path(),
+            &layer.digest.to_string(),
+        ) {
+            Some(d) => d,
+            None => crate::rootless::unpack_blob(
+                &content.path(&layer.digest),
+                tmp.path(),
+                &layer.digest,
+            ),
+        };
+        // Its files may belong to subordinate ids: removed as they were made.
+        let tmp = tmp.keep();
+        let checked = diff.and_then(|d| {
+            check_digest(
+                &format!("uncompressed layer `{}`", layer.digest),
+                &layer.diff_id,
+                &d,
+            )
+        });
+        if let Err(e) = checked {
+            if let Err(rm) = Self::remove_dir(&tmp) {
+                tracing::warn!(error = %rm, "layer: could not remove a failed unpack");
+            }
+            return Err(e);
+        }
+        let kept = tmp;
         fs::rename(&kept, &dest).map_err(ImageError::fs("rename into place", &dest))?;
         tracing::debug!(layer = %layer.digest, path = %dest.display(), "layer unpacked");
         Ok(dest)
@@ -93,12 +108,7 @@ impl LayerStore {
 
     /// Removes a layer directory (called with the store locked exclusively).
     pub fn remove_dir(path: &Path) -> Result<()> {
-        match fs::remove_dir_all(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(ImageError::fs("remove", path)(e))
-            }
-            _ => Ok(()),
-        }
+        crate::rootless::remove_trees(&[path])
     }
 }
 

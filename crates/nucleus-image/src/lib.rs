@@ -24,6 +24,7 @@ mod progress;
 mod pull;
 mod records;
 mod reference;
+pub mod rootless;
 mod store;
 pub mod unpack;
 

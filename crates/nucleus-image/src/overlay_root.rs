@@ -33,6 +33,12 @@ pub struct OverlayRoot {
     /// The overlay mount point: the container's root.
     pub merged: PathBuf,
     pub config: ImageConfiguration,
+    /// For an ordinary user's store: not mounted here, the overlay's mount
+    /// data for the container's own user and mount namespace to mount on
+    /// `merged` (with `userxattr`).
+    pub mount_data: Option<String>,
+    /// The layer directories, top first.
+    pub lowers: Vec<PathBuf>,
     _lock: File,
 }
 
@@ -73,13 +79,24 @@ impl OverlayRoot {
             .rev()
             .map(|p| p.display().to_string())
             .collect();
-        let data = format!(
+        let mut data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
             dir.join("upper").display(),
             dir.join("work").display()
         );
         let merged = dir.join("merged");
+        let lowers = image.layers.iter().rev().cloned().collect();
+        if crate::rootless::is_active() {
+            data.push_str(",userxattr");
+            return Ok(OverlayRoot {
+                merged,
+                config: image.config,
+                mount_data: Some(data),
+                lowers,
+                _lock: lock,
+            });
+        }
         let data = CString::new(data)
             .map_err(|e| fs_err("mount overlay on", &merged)(std::io::Error::other(e)))?;
         mount(
@@ -93,6 +110,8 @@ impl OverlayRoot {
         Ok(OverlayRoot {
             merged,
             config: image.config,
+            mount_data: None,
+            lowers,
             _lock: lock,
         })
     }
@@ -147,8 +166,10 @@ fn remove_root(dir: &Path, id: &str, is_gone: &impl Fn(&str) -> bool) -> Result<
         std::thread::sleep(Duration::from_millis(5));
     };
     let merged = dir.join("merged");
+    // An ordinary user's root was mounted in the container's namespace only.
     match unmount(&merged, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
+        Err(_) if crate::rootless::is_active() => {}
         Err(e) => return Err(fs_err("unmount", &merged)(e.into())),
     }
     if let Ok(data_root) = fs::read(dir.join(DATA_ROOT_FILE)) {
@@ -157,9 +178,7 @@ fn remove_root(dir: &Path, id: &str, is_gone: &impl Fn(&str) -> bool) -> Result<
             store.release(id)?;
         }
     }
-    match fs::remove_dir_all(dir) {
-        // Another sweep removed it first.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.map_err(fs_err("remove", dir)),
-    }
+    // Its upper layer may hold files of the user's subordinate ids; a
+    // missing one was removed by another sweep first.
+    crate::rootless::remove_trees(&[dir])
 }

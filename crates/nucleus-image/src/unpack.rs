@@ -1,8 +1,9 @@
 //! Applies one layer tar to its own directory, as overlayfs expects a lower
 //! layer: `.wh.NAME` becomes a 0/0 character device NAME, `.wh..wh..opq`
-//! sets `trusted.overlay.opaque=y` on its directory. Owners (when root),
-//! modes, xattrs, hard links, device nodes, fifos, symlinks and mtimes are
-//! kept.
+//! sets `trusted.overlay.opaque=y` on its directory (`user.overlay.opaque`
+//! for an ordinary user's store, see [`crate::rootless`], which also skips
+//! device nodes). Owners (when root, also root of a user namespace), modes,
+//! xattrs, hard links, device nodes, fifos, symlinks and mtimes are kept.
 //!
 //! Safety: no path from the tar is ever handed to a path-walking syscall
 //! from the host's root. Entries with `..` are refused; every parent is
@@ -195,6 +196,9 @@ impl Unpacker<'_> {
                 rustix::fs::linkat(&tparent, tname.as_os_str(), &parent, name, AtFlags::empty())
                     .map_err(|e| self.errno(&raw, e))?;
             }
+            EntryType::Char | EntryType::Block if crate::rootless::is_active() => {
+                crate::rootless::skipped(self.layer, &raw, "device node");
+            }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let (ftype, dev) = match kind {
                     EntryType::Char => (FileType::CharacterDevice, self.device(entry, &raw)?),
@@ -247,6 +251,11 @@ impl Unpacker<'_> {
                         .and_then(|v| v.trim().parse::<u32>().ok())
                 };
                 if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if x.starts_with(b"trusted.") && crate::rootless::is_active() {
+                        // Only the host's root may set these.
+                        crate::rootless::skipped(self.layer, raw, "trusted xattr");
+                        continue;
+                    }
                     meta.xattrs.push((
                         OsStr::from_bytes(x).to_os_string(),
                         ext.value_bytes().to_vec(),
@@ -345,7 +354,12 @@ impl Unpacker<'_> {
 
     fn whiteout(&self, parent: BorrowedFd<'_>, target: &OsStr, raw: &Path) -> Result<()> {
         if target.as_bytes() == &OPAQUE_MARKER.as_bytes()[WHITEOUT_PREFIX.len()..] {
-            return fsetxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+            let name = if crate::rootless::is_active() {
+                crate::rootless::USER_OPAQUE_XATTR
+            } else {
+                OVERLAY_OPAQUE_XATTR
+            };
+            return fsetxattr(parent, name, b"y", XattrFlags::empty())
                 .map_err(|e| self.errno(raw, e));
         }
         if target.is_empty() || target == "." || target == ".." {

@@ -52,6 +52,7 @@ impl ImageProvider for StoreProvider {
         Ok(PreparedImage {
             rootfs: root.merged.clone(),
             config: image_config(&root.config),
+            overlay: root.mount_data.clone().map(|d| (d, root.lowers.clone())),
             hold: Some(Box::new(root)),
         })
     }

@@ -56,6 +56,23 @@ pub struct PreparedImage {
     /// Held until the container exists (a lock that keeps sweeps off a
     /// root being set up); `None` when nothing needs holding.
     pub hold: Option<Box<dyn std::fmt::Debug>>,
+    /// For a root the container mounts itself (an ordinary user's overlay,
+    /// in its own user namespace): the mount data, and the directories
+    /// its files come from, top first (the host reads `/etc/passwd` there).
+    pub overlay: Option<(String, Vec<PathBuf>)>,
+}
+
+impl PreparedImage {
+    /// Where the host reads the image's files before the container runs.
+    pub fn files_root(&self) -> &std::path::Path {
+        match &self.overlay {
+            Some((_, lowers)) => lowers
+                .iter()
+                .find(|l| l.join("etc/passwd").is_file())
+                .unwrap_or(&self.rootfs),
+            None => &self.rootfs,
+        }
+    }
 }
 
 /// Resolves image references (the image store implements it).

@@ -171,10 +171,11 @@ fn run_inner(
         (RootfsSource::Image(r), Some(p)) => Some(p.prepare(r, &id)?),
         _ => None,
     };
-    let facts = crate::host::probe(spec, image.as_ref().map(|i| i.rootfs.as_path()))?;
+    let facts = crate::host::probe(spec, image.as_ref().map(|i| i.files_root()))?;
     let image_in = image.as_ref().map(|i| ImageRoot {
         rootfs: &i.rootfs,
         config: &i.config,
+        overlay: i.overlay.as_ref().map(|(d, _)| d.as_str()),
     });
     let mut plan = compile::compile(spec, &facts.inputs(&id, image_in))?;
     if let Network::Container(other) = &spec.network {

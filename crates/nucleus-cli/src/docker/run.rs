@@ -13,8 +13,7 @@ use nucleus_sandbox::monitor::{self, MonitorArgs, MonitorCommand};
 use nucleus_sandbox::network::NoNetwork;
 use nucleus_sandbox::run::{Extensions, RunOutcome};
 use nucleus_sandbox::side_task::NoSideTasks;
-use nucleus_sandbox::userns::UsernsMode;
-use nucleus_sandbox::{LaunchFailure, RootfsSource, SandboxError};
+use nucleus_sandbox::{LaunchFailure, SandboxError};
 
 /// Docker's exit code for a failure of the runtime itself (bad flags included).
 pub const RUNTIME_ERROR: i32 = 125;
@@ -46,15 +45,6 @@ pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
                 return RUNTIME_ERROR;
             }
         };
-    if spec.userns.mode != UsernsMode::Host && !nix::unistd::geteuid().is_root() {
-        if let RootfsSource::Image(r) = &spec.rootfs {
-            crate::logging::report(
-                &anyhow::anyhow!("IMAGE: invalid value `{r}`: images do not run rootless yet (their overlay is mounted on the host); export the image to a directory and pass --rootfs DIR"),
-                g.log.is_some(),
-            );
-            return RUNTIME_ERROR;
-        }
-    }
     let mut ext = Extensions::with_stores(g.root, g.data_root);
     match pasta::Pasta::from_flags(f) {
         Ok(Some(p)) => ext.network = Box::new(p),

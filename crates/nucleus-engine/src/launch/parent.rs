@@ -224,6 +224,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     };
     let landlock = crate::spec::landlock_policy(req.spec)?;
     let bind_sources = rootfs::open_bind_sources(req.spec, req.bundle, ns.in_userns())?;
+    let overlay = crate::spec::rootfs_overlay(req.spec)?;
     // Resources are set on the (empty) cgroup before the init exists.
     if let Some(cg) = req.cgroup {
         let mut res = req
@@ -261,6 +262,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
                     .any(|(f, _)| *f == CloneFlags::CLONE_NEWCGROUP),
             cgroups: req.cgroup_mounts,
             bind_sources: &bind_sources,
+            overlay: overlay.as_deref(),
             idmap_userns: &idmap_userns,
         },
         namespaces: &ns,

@@ -39,6 +39,8 @@ pub struct ImageRoot<'a> {
     /// The directory to use as the root (e.g. a mounted overlay).
     pub rootfs: &'a Path,
     pub config: &'a ImageConfig,
+    /// Overlay mount data the container mounts on `rootfs` itself.
+    pub overlay: Option<&'a str>,
 }
 
 /// Everything the translation reads besides the spec.
@@ -159,6 +161,12 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     }
     let landlock = security::landlock_text(s, inp, agent, &m.writable, &m.readable)?;
     let mut annotations = security::annotations(s, landlock);
+    if let Some(data) = image.and_then(|i| i.overlay) {
+        annotations.insert(
+            nucleus_engine::spec::ROOTFS_OVERLAY_ANNOTATION.into(),
+            json!(data),
+        );
+    }
     if let Some(c) = config {
         for (k, v) in &c.labels {
             annotations.entry(k.clone()).or_insert_with(|| json!(v));

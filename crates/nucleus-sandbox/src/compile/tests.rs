@@ -169,6 +169,7 @@ fn image_config_gives_the_defaults() {
         Some(ImageRoot {
             rootfs: root,
             config: &config,
+            overlay: None,
         }),
     )
     .unwrap();
@@ -199,6 +200,7 @@ fn image_config_gives_the_defaults() {
         Some(ImageRoot {
             rootfs: root,
             config: &config,
+            overlay: None,
         }),
     )
     .unwrap();
