@@ -2,6 +2,7 @@
 //! errors into runc-compatible exit codes. No container logic lives here.
 #![forbid(unsafe_code)]
 
+mod denials;
 mod docker;
 mod images;
 mod logging;

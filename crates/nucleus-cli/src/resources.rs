@@ -44,6 +44,15 @@ pub struct EventsArgs {
     /// Time between statistics events (e.g. 5s, 500ms, 1m)
     #[arg(long, default_value = "5s")]
     interval: String,
+    /// Print the connections and DNS queries the egress policy refused instead
+    #[arg(long, conflicts_with = "stats")]
+    denials: bool,
+    /// With --denials: keep printing new denials until the container stops
+    #[arg(short, long, requires = "denials")]
+    follow: bool,
+    /// With --denials: json (one object a line) or table
+    #[arg(long, default_value = "json", requires = "denials")]
+    format: String,
     id: String,
 }
 
@@ -150,6 +159,9 @@ fn ps(root: &StateRoot, a: &PsArgs) -> Result<i32> {
 }
 
 fn events(root: &StateRoot, a: &EventsArgs) -> Result<i32> {
+    if a.denials {
+        return crate::denials::print(root, &a.id, a.follow, &a.format);
+    }
     let mut out = std::io::stdout().lock();
     if a.stats {
         let stats = engine::stats(root, &a.id).with_context(|| format!("events `{}`", a.id))?;

@@ -451,6 +451,287 @@ fn a_container_joins_another_containers_network_and_reaches_its_loopback() {
     );
 }
 
+/// `events --denials NAME` as JSON objects.
+fn denials(w: &World, name: &str) -> Vec<serde_json::Value> {
+    let out = w.nucleus(&["events", "--denials", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The denials once `done` holds: they are recorded by the container's
+/// monitor as the kernel reports them, a moment after the refusal itself.
+fn eventually_denials(
+    w: &World,
+    name: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let evs = denials(w, name);
+        if done(&evs) {
+            return evs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "denials never recorded: {evs:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes a detached container even when an assertion fails first.
+struct Ctr<'a>(&'a World, String);
+
+impl Drop for Ctr<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.nucleus(&["rm", "-f", &self.1]);
+    }
+}
+
+#[test]
+fn a_refused_connection_is_an_event_naming_destination_and_rule() {
+    require!(root);
+    if !tools() {
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let x = w.x;
+    let name = format!("ev{}", w.tag);
+    let (allow, deny) = (format!("198.19.{x}.2:80/tcp"), format!("198.19.{x}.3/32"));
+    let out = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &w.net,
+        "--egress-allow",
+        &allow,
+        "--egress-deny",
+        &deny,
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ctr = Ctr(&w, name.clone());
+    let script = format!(
+        "curl -sS -m 3 http://198.19.{x}.2/ && echo ALLOWED-OK; \
+         curl -sS -m 2 http://198.19.{x}.3/ || echo DENIED-REFUSED; \
+         curl -sS -m 2 http://198.19.{x}.2:81/ || echo OTHER-PORT-REFUSED"
+    );
+    let probe = w.nucleus(&["attach", &name, "--", "sh", "-c", &script]);
+    let t = text(&probe);
+    for marker in [
+        "remote",
+        "ALLOWED-OK",
+        "DENIED-REFUSED",
+        "OTHER-PORT-REFUSED",
+    ] {
+        assert!(t.contains(marker), "missing {marker}: {t}");
+    }
+    let has = |evs: &[serde_json::Value], target: &str, rule: &str| {
+        evs.iter().any(|e| {
+            e["kind"] == "connect"
+                && e["target"] == target
+                && e["rule"] == rule
+                && e["container"].as_str().is_some_and(|c| !c.is_empty())
+                && e["time"].as_str().is_some_and(|t| t.ends_with('Z'))
+        })
+    };
+    let (denied, other) = (
+        (
+            format!("198.19.{x}.3:80/tcp"),
+            format!("egress-deny 198.19.{x}.3/32"),
+        ),
+        (format!("198.19.{x}.2:81/tcp"), "default-deny".to_string()),
+    );
+    let evs = eventually_denials(&w, &name, |evs| {
+        has(evs, &denied.0, &denied.1) && has(evs, &other.0, &other.1)
+    });
+    assert!(
+        !evs.iter()
+            .any(|e| e["target"] == format!("198.19.{x}.2:80/tcp")),
+        "an allowed connection is no denial: {evs:#?}"
+    );
+    let table = w.nucleus(&["events", "--denials", "--format", "table", &name]);
+    assert!(
+        text(&table).contains("default-deny") && text(&table).contains("TARGET"),
+        "{}",
+        text(&table)
+    );
+    let inspect = w.nucleus(&["inspect", &name]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let settings = &v[0]["NetworkSettings"];
+    assert_eq!(settings["Network"], w.net.as_str(), "{settings:#}");
+    assert_eq!(
+        settings["Denials"]["Count"].as_u64(),
+        Some(evs.len() as u64),
+        "{settings:#}"
+    );
+    assert!(settings["IPAddress"]
+        .as_str()
+        .is_some_and(|a| a.starts_with(&format!("10.222.{x}."))));
+    drop(ctr);
+    // The listener went with the monitor, the rules with the container.
+    assert!(
+        !sh(&format!("ss -A netlink -p | grep -q {name}"))
+            .status
+            .success(),
+        "NFLOG socket left"
+    );
+    w.assert_clean();
+}
+
+#[test]
+fn a_refused_domain_is_an_event_naming_the_name() {
+    require!(root);
+    if !tools() {
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let x = w.x;
+    let name = format!("evd{}", w.tag);
+    let dns = format!("198.19.{x}.2");
+    let out = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &w.net,
+        "--dns",
+        &dns,
+        "--egress-domain",
+        "allowed.test",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ctr = Ctr(&w, name.clone());
+    let probe = w.nucleus(&[
+        "attach",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "getent hosts allowed.test && echo ALLOWED-OK; getent hosts denied.test || echo NAME-REFUSED",
+    ]);
+    let t = text(&probe);
+    assert!(
+        t.contains("ALLOWED-OK") && t.contains("NAME-REFUSED"),
+        "{t}"
+    );
+    let evs = eventually_denials(&w, &name, |evs| {
+        evs.iter().any(|e| {
+            e["kind"] == "dns" && e["target"] == "denied.test" && e["rule"] == "egress-domain"
+        })
+    });
+    assert!(
+        !evs.iter().any(|e| e["target"] == "allowed.test"),
+        "{evs:#?}"
+    );
+    // A container without an attached network has no denials to show.
+    let none = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{name}n"),
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(none.status.success(), "{}", text(&none));
+    let _none = Ctr(&w, format!("{name}n"));
+    let refused = w.nucleus(&["events", "--denials", &format!("{name}n")]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("no egress denials"),
+        "{}",
+        text(&refused)
+    );
+    drop(ctr);
+    w.assert_clean();
+}
+
+#[test]
+fn publish_all_publishes_the_images_exposed_ports_on_free_host_ports() {
+    require!(root);
+    if !tools() {
+        return;
+    }
+    if let Some(why) = common::registry::missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let reg = common::registry::Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let script = r#"
+        umoci init --layout oci
+        umoci new --image oci:web
+        umoci unpack --image oci:web b >/dev/null
+        mkdir -p b/rootfs/bin b/rootfs/www
+        cp /bin/busybox b/rootfs/bin/
+        ln -s busybox b/rootfs/bin/sh
+        echo exposed > b/rootfs/www/index.html
+        umoci repack --image oci:web b >/dev/null
+        umoci config --image oci:web --config.exposedports 8080/tcp --config.exposedports 9/udp \
+            --config.cmd /bin/busybox --config.cmd httpd --config.cmd -f --config.cmd -p --config.cmd 8080 \
+            --config.cmd -h --config.cmd /www --config.env PATH=/bin
+        rm -rf b
+    "#;
+    common::registry::sh(script, work.path()).assert_ok();
+    let repo = reg.push(
+        &work.path().join("oci"),
+        "web",
+        &format!("test/web{}:1", w.tag),
+    );
+    let name = format!("pa{}", w.tag);
+    let out = w.nucleus(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &w.net,
+        "-P",
+        &repo,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ctr = Ctr(&w, name.clone());
+    let inspect = w.nucleus(&["inspect", &name]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let ports = &v[0]["NetworkSettings"]["Ports"];
+    let host_port = |key: &str| -> u16 {
+        ports[key][0]["HostPort"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{key} not published: {ports:#}"))
+    };
+    let (web, udp) = (host_port("8080/tcp"), host_port("9/udp"));
+    assert!(web != 0 && udp != 0, "{ports:#}");
+    let fetch = sh(&format!(
+        "for i in $(seq 50); do curl -sS -m 1 http://127.0.0.1:{web}/ && exit 0; sleep 0.1; done; exit 1"
+    ));
+    let logs = w.nucleus(&["logs", &name]);
+    assert!(
+        fetch.status.success() && text(&fetch).contains("exposed"),
+        "{}\nports: {ports:#}\nlogs: {}",
+        text(&fetch),
+        text(&logs)
+    );
+    drop(ctr);
+    let _ = w.nucleus(&["rmi", &repo]);
+    w.assert_clean();
+}
+
 /// gVisor's netstack on a network: the namespace is made and attached before
 /// runsc starts, and the egress policy holds on the host side of the veth.
 #[test]

@@ -12,6 +12,7 @@ use crate::ipam::{self, Lease};
 use crate::link;
 use crate::netns;
 use crate::network::{fnv32, Network, NetworkCreate, DEFAULT_NETWORK};
+use crate::nflog::NflogListener;
 use crate::proxy;
 use crate::publish::PortMapping;
 use crate::side_task::SideTask;
@@ -42,6 +43,10 @@ pub struct AttachRequest {
     pub dns: DnsOptions,
     /// The host's resolver list, read when `--dns` is not given.
     pub host_resolv_conf: PathBuf,
+    /// Where denials are appended; `None`: `networks/events/<id>.jsonl`.
+    /// A front end that removes the container's directory with the
+    /// container puts it there, so its denials outlive the network but not the container.
+    pub events_path: Option<PathBuf>,
 }
 
 impl AttachRequest {
@@ -57,6 +62,7 @@ impl AttachRequest {
             egress: EgressPolicy::default(),
             dns: DnsOptions::default(),
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            events_path: None,
         }
     }
 }
@@ -75,6 +81,12 @@ pub struct Attachment {
     /// `/proc/<pid>/stat` field 22, so a reused pid is not mistaken for the container.
     pub pid_start: u64,
     pub resolver_port: Option<u16>,
+    /// The NFLOG group its refused connections are logged to.
+    #[serde(default)]
+    pub log_group: Option<u16>,
+    /// Where its denials are recorded.
+    #[serde(default)]
+    pub events_path: Option<PathBuf>,
     /// The generated `/etc/hosts` and `/etc/resolv.conf`.
     pub hosts: String,
     pub resolv_conf: String,
@@ -200,8 +212,13 @@ impl Networking {
         store::read_json(&self.store.attachment_path(id))
     }
 
+    /// The denials recorded for `id` (where its record says, else the store's file).
     pub fn events(&self, id: &str) -> Result<Vec<EgressEvent>> {
-        events::read(&self.store.events_path(id))
+        let path = self
+            .attachment(id)?
+            .and_then(|a| a.events_path)
+            .unwrap_or_else(|| self.store.events_path(id));
+        events::read(&path)
     }
 
     /// Remove a network nobody is attached to: its rules, bridge and records.
@@ -340,6 +357,8 @@ impl Networking {
             pid: req.pid,
             pid_start,
             resolver_port: None,
+            log_group: None,
+            events_path: req.events_path.clone(),
             hosts: String::new(),
             resolv_conf: String::new(),
         };
@@ -397,6 +416,12 @@ impl Networking {
         for n in self.networks()? {
             blocked.extend(n.subnets());
         }
+        let sink = EventSink::new(
+            req.events_path
+                .clone()
+                .unwrap_or_else(|| self.store.events_path(&req.id)),
+            &req.id,
+        );
         let config = ResolverConfig {
             container_id: req.id.clone(),
             policy: req.egress.clone(),
@@ -405,12 +430,27 @@ impl Networking {
                 .dns_names
                 .then(|| (self.store.clone(), net.name.clone())),
             blocked,
-            events: EventSink::new(self.store.events_path(&req.id), &req.id),
+            events: sink.clone(),
             firewall: self.fw.clone(),
             admitted: Default::default(),
         };
         let resolver = Resolver::bind(&gateways, config)?;
         rec.resolver_port = Some(resolver.port());
+        // Refused connections are logged to a group of the container's own.
+        // Without one (no NFLOG in this kernel) the policy still holds; only
+        // the connect events are missing, and the record says so.
+        let nflog = if req.egress.is_active() {
+            match NflogListener::bind(&req.id, sink) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(id = %req.id, error = %e, "no events for refused connections");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        rec.log_group = nflog.as_ref().map(NflogListener::group);
 
         self.fw.setup_container(&ContainerRules {
             id: &req.id,
@@ -420,7 +460,7 @@ impl Networking {
             publish: &rec.publish,
             egress: &req.egress,
             resolver_port: rec.resolver_port,
-            log_group: None,
+            log_group: rec.log_group,
         })?;
         rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
         rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
@@ -428,6 +468,7 @@ impl Networking {
         Ok(SideTask {
             resolver: Some(resolver),
             proxies,
+            nflog,
         })
     }
 

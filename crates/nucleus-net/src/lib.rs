@@ -16,6 +16,7 @@ pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod network;
+pub mod nflog;
 pub mod proxy;
 pub mod publish;
 mod side_task;

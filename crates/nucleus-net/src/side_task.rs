@@ -1,16 +1,19 @@
-//! What runs beside a container for its lifetime: the resolver and the
-//! `::1` port proxies. The monitor of a detached container (or the
+//! What runs beside a container for its lifetime: the resolver, the
+//! `::1` port proxies and the NFLOG listener. The monitor of a detached container (or the
 //! foreground runtime) owns it; dropping the handle stops it, so no
 //! resolver outlives its container.
 
 use crate::dns::Resolver;
 use crate::error::{NetError, Result};
+use crate::nflog::NflogListener;
 use crate::proxy::Proxy;
 
 #[derive(Debug, Default)]
 pub struct SideTask {
     pub resolver: Option<Resolver>,
     pub proxies: Vec<Proxy>,
+    /// Refused connections, read from the container's NFLOG group.
+    pub nflog: Option<NflogListener>,
 }
 
 /// A running side task; dropping it stops it and joins its thread.
@@ -33,7 +36,7 @@ impl Drop for SideTaskHandle {
 
 impl SideTask {
     pub fn is_empty(&self) -> bool {
-        self.resolver.is_none() && self.proxies.is_empty()
+        self.resolver.is_none() && self.proxies.is_empty() && self.nflog.is_none()
     }
 
     /// Serve on the caller's tokio runtime until every part has stopped.
@@ -45,6 +48,9 @@ impl SideTask {
                     tracing::warn!(error = %e, "resolver stopped");
                 }
             });
+        }
+        if let Some(l) = self.nflog {
+            tasks.spawn(l.serve());
         }
         for p in self.proxies {
             tasks.spawn(p.serve());

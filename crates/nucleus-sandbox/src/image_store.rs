@@ -76,6 +76,7 @@ fn image_config(c: &nucleus_image::ImageConfiguration) -> ImageConfig {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        exposed_ports: cfg.exposed_ports().clone().unwrap_or_default(),
     }
 }
 

@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// In a detached run's bundle: the plan its monitor attaches with.
 pub const NET_PLAN_FILE: &str = "network.json";
+/// In the bundle: the container's egress denials, one JSON object a line;
+/// removed with the container, read by `events --denials` and `inspect`.
+pub const EVENTS_FILE: &str = "egress-events.jsonl";
 
 /// Where networks live: the data root, and the nftables table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,40 @@ impl NetPlan {
             hostname: spec.hostname.clone(),
             options: spec.net.clone(),
         }))
+    }
+
+    /// `-P`: publish each of the image's `ExposedPorts` (`80/tcp`, `53/udp`,
+    /// `8080`) that `-p` does not already publish, on a free host port.
+    /// Returns whether any was added.
+    pub fn publish_exposed(&mut self, exposed: &[String]) -> Result<bool> {
+        let mut added = false;
+        for e in exposed {
+            let m = PortMapping::parse(e).map_err(|_| {
+                SandboxError::invalid(
+                    Field::PublishAll,
+                    e,
+                    "the image's ExposedPorts entry is not PORT[/tcp|udp]",
+                )
+            })?;
+            if m.host_ip.is_some() || m.host_port != 0 {
+                return Err(SandboxError::invalid(
+                    Field::PublishAll,
+                    e,
+                    "the image's ExposedPorts entry is not PORT[/tcp|udp]",
+                ));
+            }
+            let already = self.options.publish.iter().any(|p| {
+                PortMapping::parse(p)
+                    .is_ok_and(|p| p.container_port == m.container_port && p.proto == m.proto)
+            });
+            if !already {
+                self.options
+                    .publish
+                    .push(format!("{}/{}", m.container_port, m.proto.as_str()));
+                added = true;
+            }
+        }
+        Ok(added)
     }
 
     pub fn write(&self, bundle: &Path) -> Result<()> {
@@ -201,6 +238,7 @@ impl NetAttach {
         req.publish = self.publish.clone();
         req.egress = self.egress.clone();
         req.dns = self.dns.clone();
+        req.events_path = Some(ctx.bundle.join(EVENTS_FILE));
         let Attached {
             attachment,
             side_task,

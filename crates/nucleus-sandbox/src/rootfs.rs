@@ -44,6 +44,8 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
     pub stop_signal: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `ExposedPorts`: `80/tcp`, `53/udp` (published with `-P`).
+    pub exposed_ports: Vec<String>,
 }
 
 /// An image made ready to run.

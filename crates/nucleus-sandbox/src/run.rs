@@ -161,7 +161,7 @@ fn run_inner(
     let t0 = Instant::now();
     opts.validate(spec)?;
     spec.validate()?;
-    let net_plan = NetPlan::for_spec(spec, ext.networks.as_ref())?;
+    let mut net_plan = NetPlan::for_spec(spec, ext.networks.as_ref())?;
     // Parsed and checked before anything starts; attached in the foreground.
     let mut net_attach = net_plan.as_ref().map(NetAttach::new).transpose()?;
     let root = StateRoot::new(root_path);
@@ -171,6 +171,11 @@ fn run_inner(
         (RootfsSource::Image(r), Some(p)) => Some(p.prepare(r, &id)?),
         _ => None,
     };
+    if let (Some(plan), Some(img)) = (net_plan.as_mut(), image.as_ref()) {
+        if plan.options.publish_all && plan.publish_exposed(&img.config.exposed_ports)? {
+            net_attach = Some(NetAttach::new(plan)?);
+        }
+    }
     let facts = crate::host::probe(spec, image.as_ref().map(|i| i.files_root()))?;
     let image_in = image.as_ref().map(|i| ImageRoot {
         rootfs: &i.rootfs,
@@ -200,10 +205,12 @@ fn run_inner(
         "phase: spec to bundle"
     );
 
+    // The monitor of a detached run attaches with it; `inspect`, `rm` and
+    // `events --denials` find the network store through it.
+    if let Some(plan) = &net_plan {
+        plan.write(&written.path)?;
+    }
     if opts.detach {
-        if let Some(plan) = &net_plan {
-            plan.write(&written.path)?;
-        }
         let args = MonitorArgs {
             id: id.clone(),
             bundle: written.path.clone(),

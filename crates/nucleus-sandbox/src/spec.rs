@@ -282,6 +282,8 @@ impl Network {
 pub struct NetOptions {
     /// `[IP:]HOST:CTR[/tcp|udp]`.
     pub publish: Vec<String>,
+    /// `-P`: every port in the image's `ExposedPorts` on a free host port.
+    pub publish_all: bool,
     /// `CIDR[:PORT[/tcp|udp]]`.
     pub egress_allow: Vec<String>,
     pub egress_deny: Vec<String>,
@@ -300,6 +302,10 @@ impl NetOptions {
         let first = |v: &[String]| v.first().cloned();
         [
             (Field::Publish, first(&self.publish)),
+            (
+                Field::PublishAll,
+                self.publish_all.then(|| "true".to_string()),
+            ),
             (Field::EgressAllow, first(&self.egress_allow)),
             (Field::EgressDeny, first(&self.egress_deny)),
             (

@@ -84,6 +84,7 @@ pub fn flag_of(field: &Field) -> String {
         Field::LandlockPolicySha256 => "--landlock-policy-sha256",
         Field::Network => "--network",
         Field::Publish => "-p/--publish",
+        Field::PublishAll => "-P/--publish-all",
         Field::EgressAllow => "--egress-allow",
         Field::EgressDeny => "--egress-deny",
         Field::EgressDenyAll => "--egress-deny-all",
@@ -282,6 +283,7 @@ pub fn to_spec(
             } else {
                 f.publish.clone()
             },
+            publish_all: f.publish_all,
             egress_allow: f.egress_allow.clone(),
             egress_deny: f.egress_deny.clone(),
             egress_deny_all: f.egress_deny_all,

@@ -123,6 +123,9 @@ pub struct RunFlags {
     /// Publish a port: [IP:]HOST:CTR[/tcp|udp], or CTR for a free host port
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes (its ExposedPorts) on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// DNS server for the container (nucleus's resolver forwards to it)
     #[arg(long)]
     pub dns: Vec<String>,

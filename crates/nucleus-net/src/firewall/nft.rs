@@ -498,7 +498,7 @@ impl NftFirewall {
         let refuse = |rule: &str| {
             let mut v = Vec::new();
             if let Some(g) = group {
-                v.push(json!({"log": {"group": g, "prefix": rule}}));
+                v.push(json!({"log": {"group": g, "prefix": crate::nflog::log_prefix(id, rule)}}));
             }
             v.push(json!({"reject": {"type": "icmpx", "expr": "admin-prohibited"}}));
             v
@@ -731,5 +731,6 @@ mod tests {
                 && text.contains("@a4-c1")
         );
         assert!(text.contains("\"port\":5353") && text.contains("default-deny"));
+        assert!(text.contains("\"group\":7") && text.contains("\"prefix\":\"c1:default-deny\""));
     }
 }

@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+mod network;
 mod stats;
+pub use network::{denials, is_live, DenialLog};
 pub use stats::{Stats, StatsSampler};
 
 /// A container as the docker-like verbs see it.
@@ -382,6 +384,7 @@ pub fn inspect(root: &StateRoot, query: &str) -> Result<Value> {
             "Landlock": v.state.annotations.get(nucleus_engine::security::landlock::ANNOTATION),
         },
         "Runtime": runtime_view(root, &v.state),
+        "NetworkSettings": network::settings(&v),
         "Bundle": v.state.bundle,
         "Rootfs": v.state.rootfs,
         "Annotations": v.state.annotations,
