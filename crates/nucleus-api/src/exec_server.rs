@@ -52,6 +52,14 @@ fn socket_path(st: &AppState, id: &str) -> PathBuf {
     st.root.join(".api").join(format!("x-{short}.sock"))
 }
 
+/// Removes a gone sandbox's exec server socket and lock file (a server
+/// killed with its cgroup cannot).
+pub(crate) fn remove_files(st: &AppState, id: &str) {
+    let sock = socket_path(st, id);
+    let _ = std::fs::remove_file(sock.with_extension("lock"));
+    let _ = std::fs::remove_file(sock);
+}
+
 /// Runs `nucleus <args>` (an `exec` command line) through sandbox `id`'s
 /// exec server, starting the server if none answers.
 pub(crate) async fn start(
