@@ -14,7 +14,7 @@
 //! the pid is what a timeout kills, with its descendants.
 
 use crate::error::ApiError;
-use crate::{Service, Shared};
+use crate::{AppState, Service, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// The exit code `nucleus exec` uses for its own failures.
@@ -264,7 +264,7 @@ pub enum ExecStdin {
 }
 
 /// Feeds a command's stdin, then closes it.
-async fn feed(mut w: tokio::process::ChildStdin, source: StdinSource) {
+async fn feed(mut w: Box<dyn AsyncWrite + Send + Unpin>, source: StdinSource) {
     match source {
         StdinSource::Bytes(data) => {
             let _ = w.write_all(&data).await;
@@ -283,6 +283,60 @@ async fn feed(mut w: tokio::process::ChildStdin, source: StdinSource) {
 enum StdinSource {
     Bytes(Vec<u8>),
     Stream(mpsc::Receiver<Bytes>),
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What runs a command: a `nucleus exec` child, or a worker of the
+/// sandbox's exec server.
+enum Runner {
+    Child(tokio::process::Child),
+    Server(crate::exec_server::Exit),
+}
+
+impl Runner {
+    /// Its exit code, as `nucleus exec`'s (-1 when killed by a signal).
+    async fn wait(&mut self) -> std::io::Result<i32> {
+        match self {
+            Runner::Child(c) => c.wait().await.map(|s| s.code().unwrap_or(-1)),
+            Runner::Server(s) => s.wait().await,
+        }
+    }
+}
+
+/// Starts `nucleus <args>` through the sandbox's exec server, or when
+/// that is not possible as a child process.
+async fn launch(
+    st: &AppState,
+    id: &str,
+    args: &[std::ffi::OsString],
+    stdin: bool,
+) -> Result<(Runner, Reader, Reader, Option<Writer>), String> {
+    let utf8: Option<Vec<String>> = std::iter::once(st.root.as_os_str())
+        .chain(args.iter().map(|a| a.as_os_str()))
+        .map(|a| a.to_str().map(str::to_string))
+        .collect();
+    if let Some(text) = utf8 {
+        if let Some(s) = crate::exec_server::start(st, id, &text[1..], stdin).await {
+            let input = s.stdin.map(|w| Box::new(w) as Writer);
+            let runner = Runner::Server(s.exit);
+            return Ok((runner, Box::new(s.stdout), Box::new(s.stderr), input));
+        }
+    }
+    let mut c = tokio::process::Command::new(&st.exe);
+    c.arg("--root").arg(&st.root).args(args);
+    c.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", st.exe.display()))?;
+    let out = child.stdout.take().ok_or("no stdout pipe")?;
+    let err = child.stderr.take().ok_or("no stderr pipe")?;
+    let input = child.stdin.take().map(|w| Box::new(w) as Writer);
+    Ok((Runner::Child(child), Box::new(out), Box::new(err), input))
 }
 
 /// Starts `req` in sandbox `query`; its events arrive on the receiver.
@@ -323,47 +377,48 @@ pub(crate) fn start(
     let id = nucleus_sandbox::names::resolve(&root, query)?;
     let files = ExecFiles::new(&st.root)?;
 
-    let mut c = tokio::process::Command::new(&st.exe);
-    c.arg("--root").arg(&st.root).arg("--log").arg(&files.log);
-    c.arg("exec").arg("--pid-file").arg(&files.pid);
+    let mut args: Vec<std::ffi::OsString> = vec!["--log".into(), files.log.clone().into()];
+    args.extend(["exec".into(), "--pid-file".into(), files.pid.clone().into()]);
     if let Some(cwd) = &req.cwd {
-        c.arg("--cwd").arg(cwd);
+        args.extend(["--cwd".into(), cwd.into()]);
     }
     for (k, v) in &req.env {
         if k.is_empty() || k.contains('=') {
             return Err(ApiError::invalid("env", k, "a name without `=`"));
         }
-        c.arg("--env").arg(format!("{k}={v}"));
+        args.extend(["--env".into(), format!("{k}={v}").into()]);
     }
     if let Some(u) = &req.user {
-        c.arg("--user").arg(u);
+        args.extend(["--user".into(), u.into()]);
     }
     if req.tty {
-        c.arg("--tty");
+        args.push("--tty".into());
     }
-    c.arg(&id).args(&argv);
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let mut child = c.spawn().map_err(|e| ApiError::Exec(e.to_string()))?;
+    args.push(id.clone().into());
+    args.extend(argv.iter().map(Into::into));
 
     let (tx, rx) = mpsc::channel::<ExecEvent>(64);
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let input = child.stdin.take();
     let timeout = req.timeout.map(Duration::from_secs_f64);
+    let st = st.clone();
     tokio::spawn(async move {
+        let (mut proc, out, err, input) = match launch(&st, &id, &args, stdin.is_some()).await {
+            Ok(l) => l,
+            Err(message) => {
+                let _ = tx
+                    .send(ExecEvent::Error {
+                        message,
+                        exit_code: None,
+                    })
+                    .await;
+                return;
+            }
+        };
         if let (Some(w), Some(source)) = (input, stdin) {
             tokio::spawn(feed(w, source));
         }
         let gate = Some(files.pid.clone());
-        let out_pump = out.map(|o| tokio::spawn(pump(o, ExecEvent::Stdout, tx.clone(), None)));
-        let err_pump = err.map(|e| tokio::spawn(pump(e, ExecEvent::Stderr, tx.clone(), gate)));
+        let out_pump = Some(tokio::spawn(pump(out, ExecEvent::Stdout, tx.clone(), None)));
+        let err_pump = Some(tokio::spawn(pump(err, ExecEvent::Stderr, tx.clone(), gate)));
         let pumps = async move {
             if let Some(a) = out_pump {
                 let _ = a.await;
@@ -375,16 +430,16 @@ pub(crate) fn start(
         };
         let mut timed_out = false;
         let status = tokio::select! {
-            s = child.wait() => s,
+            s = proc.wait() => s,
             _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
                 timed_out = true;
                 kill(files.read_pid());
-                child.wait().await
+                proc.wait().await
             }
             _ = tx.closed() => {
                 // The client went away: nothing reads the output any more.
                 kill(files.read_pid());
-                child.wait().await
+                proc.wait().await
             }
         };
         // After a kill, a process that escaped the tree may still hold the
@@ -397,7 +452,7 @@ pub(crate) fn start(
             pumps.await
         };
         let code = match status {
-            Ok(s) => s.code().unwrap_or(-1),
+            Ok(c) => c,
             Err(e) => {
                 let _ = tx
                     .send(ExecEvent::Error {

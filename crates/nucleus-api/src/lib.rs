@@ -18,6 +18,7 @@ mod auth;
 mod error;
 mod events;
 mod exec;
+mod exec_server;
 mod files;
 mod listen;
 mod openapi;

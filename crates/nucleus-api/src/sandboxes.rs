@@ -195,7 +195,14 @@ pub(crate) fn stop(st: &AppState, id: &str, grace: Duration) -> Result<(), ApiEr
 
 /// Kills and removes a sandbox.
 pub(crate) fn delete(st: &AppState, id: &str) -> Result<(), ApiError> {
-    Ok(manage::rm(&StateRoot::new(&st.root), id, true)?)
+    let root = StateRoot::new(&st.root);
+    let full = nucleus_sandbox::names::resolve(&root, id).ok();
+    manage::rm(&root, id, true)?;
+    // The sandbox's exec server died with its cgroup: its socket stays.
+    if let Some(full) = full {
+        crate::exec_server::remove_files(st, &full);
+    }
+    Ok(())
 }
 
 pub(crate) fn logs(st: &AppState, id: &str) -> Result<Value, ApiError> {

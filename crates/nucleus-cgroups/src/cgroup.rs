@@ -201,6 +201,16 @@ impl Cgroup {
         Ok(())
     }
 
+    /// True when `pid` is a direct member of the cgroup in every
+    /// hierarchy (listed in each directory's `cgroup.procs`), so that
+    /// [`Cgroup::add_pid`] would move it nowhere. Reading costs little;
+    /// a v1 `cgroup.procs` write waits for an RCU grace period (~10 ms)
+    /// even when the process is already there. Any read error is `false`.
+    pub fn holds(&self, pid: i32) -> bool {
+        self.dirs()
+            .all(|d| fs::read_procs(&d.path).is_ok_and(|procs| procs.contains(&pid)))
+    }
+
     /// Every pid in the cgroup and its descendants, over all hierarchies,
     /// sorted and deduplicated. A directory that is gone counts as empty.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {

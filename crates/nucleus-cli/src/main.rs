@@ -4,6 +4,7 @@
 
 mod denials;
 mod docker;
+mod exec_server;
 mod images;
 mod logging;
 mod mcp;
@@ -110,6 +111,19 @@ enum Verb {
     /// Manage networks (bridges, subnets, leases)
     #[command(subcommand)]
     Network(network::Command),
+    /// Serve `exec` requests for one container on a unix socket (used by `serve`)
+    #[command(hide = true)]
+    ExecServer(exec_server::ExecServerArgs),
+}
+
+impl Cli {
+    /// The container queried by an `exec` command line, if it is one.
+    fn exec_target(&self) -> Option<&str> {
+        match &self.command {
+            Verb::Oci(c) => c.exec_target(),
+            _ => None,
+        }
+    }
 }
 
 fn main() {
@@ -144,6 +158,11 @@ fn main() {
         }
         Err(e) => e.exit(),
     };
+    std::process::exit(execute(cli));
+}
+
+/// Runs a parsed command line: logging, the verb, and its exit code.
+fn execute(cli: Cli) -> i32 {
     let _guard = logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     rootless::configure_image_store();
     let error_code = match &cli.command {
@@ -169,15 +188,15 @@ fn main() {
         Verb::Serve(a) => serve::serve(&root, &data_root, cli.debug, &a),
         Verb::Mcp => mcp::mcp(&root, &data_root, cli.debug),
         Verb::Network(c) => network::dispatch(&data_root, c),
+        Verb::ExecServer(a) => exec_server::serve(&root, &a),
     });
-    let code = match result {
+    match result {
         Ok(code) => code,
         Err(err) => {
             logging::report(&err, cli.log.is_some());
             error_code
         }
-    };
-    std::process::exit(code);
+    }
 }
 
 /// The state and data roots: as given, else the defaults for this user.

@@ -398,6 +398,16 @@ pub fn dispatch(root: &Path, command: Command) -> Result<i32> {
     }
 }
 
+impl Command {
+    /// The container an `exec` is for (as queried, unresolved).
+    pub fn exec_target(&self) -> Option<&str> {
+        match self {
+            Command::Exec(a) => Some(&a.id),
+            _ => None,
+        }
+    }
+}
+
 /// Every verb finds a container by exact id, then name, then unique id
 /// prefix; an unresolved query is passed on so the verb reports it.
 pub fn resolve(root: &StateRoot, query: &str) -> String {

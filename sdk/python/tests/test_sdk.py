@@ -348,3 +348,106 @@ def test_ended_sandboxes_leave_no_zombie_monitors(server):
     while _zombie_children(server.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _zombie_children(server.proc.pid) == []
+
+
+PROBE = (
+    "for n in mnt pid net ipc uts cgroup user; do echo $n $(readlink /proc/self/ns/$n); done; "
+    "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd|CapPrm|Uid|Gid):' /proc/self/status; "
+    "cat /proc/self/cgroup; ulimit -n"
+)
+
+
+def _exec_servers(root: str):
+    """Pids of the `nucleus exec-server` processes serving this root."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"exec-server" in argv and root.encode() in argv:
+            out.append(int(p))
+    return out
+
+
+def test_exec_server_runs_commands_as_nucleus_exec_does(server):
+    """A command run through the API (the sandbox's exec server) observes
+    exactly what one run by `nucleus exec` observes: the container's
+    namespaces (those of its init, read from the host), its cgroups,
+    seccomp filter, no_new_privs, capabilities, user and limits."""
+    require_root()
+    with Sandbox.create(socket=server.socket) as sb:
+        api = sb.run(PROBE)
+        assert api.exit_code == 0, api.stderr
+        # The server is there, in the sandbox's cgroup, with a 0600 socket.
+        pids = _exec_servers(server.root)
+        assert len(pids) == 1, pids
+        socks = [p for p in os.listdir(os.path.join(server.root, ".api")) if p.endswith(".sock")]
+        assert len(socks) == 1, socks
+        mode = os.stat(os.path.join(server.root, ".api", socks[0])).st_mode
+        assert stat.S_IMODE(mode) == 0o600
+        cli = subprocess.run(
+            [nucleus_bin(), "--root", server.root, "exec", sb.id, "/bin/sh", "-c", PROBE],
+            capture_output=True, text=True, check=True,
+        )
+        assert api.stdout == cli.stdout
+        state = subprocess.run(
+            [nucleus_bin(), "--root", server.root, "state", sb.id], capture_output=True, text=True, check=True
+        )
+        init = __import__("json").loads(state.stdout)["pid"]
+        seen = dict(line.split(" ", 1) for line in api.stdout.splitlines()[:7])
+        for ns in ("mnt", "pid", "net", "ipc", "uts", "cgroup", "user"):
+            assert seen[ns] == os.readlink("/proc/%d/ns/%s" % (init, ns)), ns
+        assert seen["mnt"] != os.readlink("/proc/self/ns/mnt")
+        assert "Seccomp:\t2" in api.stdout and "NoNewPrivs:\t1" in api.stdout
+        assert "CapEff:\t0000000000000000" in api.stdout
+        with open("/proc/%d/cgroup" % init) as f:
+            init_cgroups = f.read()
+        with open("/proc/%d/cgroup" % pids[0]) as f:
+            assert f.read() == init_cgroups
+        # Exit codes, stderr and a refused command still come through.
+        r = sb.run("echo e >&2; exit 7")
+        assert (r.exit_code, r.stderr) == (7, "e\n")
+    # Gone with the sandbox: no process, no socket.
+    deadline = time.monotonic() + 5
+    while _exec_servers(server.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _exec_servers(server.root) == []
+    assert not [p for p in os.listdir(os.path.join(server.root, ".api")) if p.startswith("x-")]
+
+
+def test_exec_server_refuses_other_verbs(server):
+    """The exec server runs `exec` into its own sandbox only."""
+    require_root()
+    import array
+    import json
+    import socket as so
+
+    with Sandbox.create(socket=server.socket) as sb, Sandbox.create(socket=server.socket) as other:
+        assert sb.run("true").exit_code == 0
+        path = [os.path.join(server.root, ".api", p) for p in os.listdir(os.path.join(server.root, ".api"))
+                if p == "x-%s.sock" % sb.id[:16]][0]
+        for argv in (["delete", "--force", other.id], ["exec", other.id, "true"], ["--root", "/", "exec", sb.id, "true"]):
+            s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+            s.connect(path)
+            r, w = os.pipe()
+            null = os.open("/dev/null", os.O_RDWR)
+            s.sendmsg([(json.dumps(argv) + "\n").encode()],
+                      [(so.SOL_SOCKET, so.SCM_RIGHTS, array.array("i", [null, null, w]))])
+            os.close(w)
+            os.close(null)
+            err = b""
+            while True:
+                d = os.read(r, 4096)
+                if not d:
+                    break
+                err += d
+            os.close(r)
+            code = s.recv(4)
+            s.close()
+            assert int.from_bytes(code, "little") == 255, argv
+            assert b"nucleus:" in err, (argv, err)
+        assert other.run("echo alive").stdout == "alive\n"

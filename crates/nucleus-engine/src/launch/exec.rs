@@ -142,7 +142,11 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     };
     tracing::debug!(pid = raw, "exec process cloned");
     if let Some(cg) = req.cgroup {
-        cg.add_pid(raw)?;
+        // Forked from a caller already in the container's cgroup (the exec
+        // server), the process is in it too: a write would only cost time.
+        if !cg.holds(raw) {
+            cg.add_pid(raw)?;
+        }
     }
     if let Some(adj) = process.oom_score_adj {
         let path = format!("/proc/{raw}/oom_score_adj");

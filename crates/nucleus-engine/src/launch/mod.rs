@@ -4,6 +4,7 @@
 pub(crate) mod cgroup_join;
 pub(crate) mod child;
 pub(crate) mod exec;
+pub mod exec_server;
 pub(crate) mod idmap;
 pub(crate) mod parent;
 pub(crate) mod sync;

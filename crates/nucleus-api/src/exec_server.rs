@@ -1,0 +1,161 @@
+//! Talking to a sandbox's exec server (`nucleus exec-server`, see
+//! `nucleus_engine::lifecycle::serve_execs`): a process per sandbox, in
+//! the sandbox's cgroup, that forks a `nucleus exec` per request instead
+//! of this server spawning one. Started on a sandbox's first exec, it
+//! lives until the sandbox's init exits. If it cannot be reached or
+//! started, [`start`] returns `None` and the caller spawns `nucleus exec`.
+
+use crate::AppState;
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use std::io::{IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::net::unix::pipe;
+
+/// How long to wait for a new server's `ready`, and for a `busy` one's
+/// socket to appear.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One command running through the exec server.
+pub(crate) struct Session {
+    pub stdin: Option<pipe::Sender>,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    pub exit: Exit,
+}
+
+/// Where the worker's exit code arrives.
+pub(crate) struct Exit(tokio::net::UnixStream);
+
+impl Exit {
+    /// The worker's exit code (that of `nucleus exec`); -1 when it died
+    /// without saying.
+    pub async fn wait(&mut self) -> std::io::Result<i32> {
+        let mut code = [0u8; 4];
+        match self.0.read_exact(&mut code).await {
+            Ok(_) => Ok(i32::from_le_bytes(code)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(-1),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `<root>/.api/x-<first 16 hex of id>.sock`: short, for `sun_path`'s
+/// 108 bytes (the server checks the full id of every request).
+fn socket_path(st: &AppState, id: &str) -> PathBuf {
+    let short: String = id.chars().take(16).collect();
+    st.root.join(".api").join(format!("x-{short}.sock"))
+}
+
+/// Removes a gone sandbox's exec server socket and lock file (a server
+/// killed with its cgroup cannot).
+pub(crate) fn remove_files(st: &AppState, id: &str) {
+    let sock = socket_path(st, id);
+    let _ = std::fs::remove_file(sock.with_extension("lock"));
+    let _ = std::fs::remove_file(sock);
+}
+
+/// Runs `nucleus <args>` (an `exec` command line) through sandbox `id`'s
+/// exec server, starting the server if none answers.
+pub(crate) async fn start(
+    st: &AppState,
+    id: &str,
+    args: &[String],
+    stdin: bool,
+) -> Option<Session> {
+    let path = socket_path(st, id);
+    let conn = match UnixStream::connect(&path) {
+        Ok(c) => c,
+        Err(_) => {
+            launch(st, id, &path).await?;
+            connect_until(&path).await?
+        }
+    };
+    send(conn, args, stdin).ok()
+}
+
+/// Starts the exec server and waits for `ready` (or `busy`: another one
+/// is starting). The server outlives this process, like a monitor.
+async fn launch(st: &AppState, id: &str, path: &std::path::Path) -> Option<()> {
+    let mut c = tokio::process::Command::new(&st.exe);
+    c.arg("--root").arg(&st.root);
+    if st.debug {
+        c.arg("--debug");
+    }
+    c.arg("exec-server").arg("--socket").arg(path).arg(id);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = c.spawn().ok()?;
+    let out = child.stdout.take()?;
+    // Reaped when it ends, whenever that is.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(out);
+    tokio::time::timeout(START_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .ok()?
+        .ok()?;
+    matches!(line.trim(), "ready" | "busy").then_some(())
+}
+
+async fn connect_until(path: &std::path::Path) -> Option<UnixStream> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(c) = UnixStream::connect(path) {
+            return Some(c);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Sends the request line with the worker's ends of three new pipes
+/// (stdin is `/dev/null` without `stdin`), keeping ours.
+fn send(conn: UnixStream, args: &[String], stdin: bool) -> std::io::Result<Session> {
+    let cloexec = rustix::pipe::PipeFlags::CLOEXEC;
+    let (out_r, out_w) = rustix::pipe::pipe_with(cloexec)?;
+    let (err_r, err_w) = rustix::pipe::pipe_with(cloexec)?;
+    let (in_ours, in_theirs): (Option<OwnedFd>, OwnedFd) = if stdin {
+        let (r, w) = rustix::pipe::pipe_with(cloexec)?;
+        (Some(w), r)
+    } else {
+        (None, std::fs::File::open("/dev/null")?.into())
+    };
+    let mut line = serde_json::to_vec(args)?;
+    line.push(b'\n');
+    let fds = [in_theirs.as_fd(), out_w.as_fd(), err_w.as_fd()];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut cmsg = SendAncillaryBuffer::new(&mut space);
+    if !cmsg.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("control message too large"));
+    }
+    let sent = sendmsg(
+        &conn,
+        &[IoSlice::new(&line)],
+        &mut cmsg,
+        SendFlags::NOSIGNAL,
+    )?;
+    (&conn).write_all(&line[sent..])?;
+    drop((in_theirs, out_w, err_w));
+    conn.set_nonblocking(true)?;
+    Ok(Session {
+        stdin: match in_ours {
+            Some(w) => Some(pipe::Sender::from_owned_fd(w)?),
+            None => None,
+        },
+        stdout: pipe::Receiver::from_owned_fd(out_r)?,
+        stderr: pipe::Receiver::from_owned_fd(err_r)?,
+        exit: Exit(tokio::net::UnixStream::from_std(conn)?),
+    })
+}

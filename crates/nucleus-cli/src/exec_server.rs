@@ -1,0 +1,94 @@
+//! `nucleus exec-server ID --socket PATH` (hidden): the per-sandbox exec
+//! server the API starts (see `nucleus_engine::lifecycle::serve_execs`).
+//! Each request's command line is run as `nucleus --root ROOT …` by a
+//! fork of this process, and must be an `exec` into this container, so
+//! the server can do nothing `nucleus exec` could not, with the same
+//! checks and protections.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nix::fcntl::{Flock, FlockArg};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct ExecServerArgs {
+    /// Unix socket to listen on (mode 0600)
+    #[arg(long)]
+    socket: PathBuf,
+    /// The container
+    id: String,
+}
+
+/// Serves until the container's init exits. Prints `ready` once the
+/// socket accepts connections, or `busy` when another server holds
+/// `<socket>.lock` (it serves this container, or is about to).
+pub fn serve(root: &Path, a: &ExecServerArgs) -> Result<i32> {
+    let sroot = nucleus_engine::state::StateRoot::new(root);
+    let id = crate::oci::resolve(&sroot, &a.id);
+    let lock_path = a.socket.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("--socket: open `{}`", lock_path.display()))?;
+    let _lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            println!("busy");
+            return Ok(0);
+        }
+        Err((_, e)) => {
+            return Err(e).with_context(|| format!("--socket: lock `{}`", lock_path.display()))
+        }
+    };
+    let mut ready = || {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+        // Whoever waited for `ready` stops reading: nothing else goes there.
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(&null);
+        }
+    };
+    let root_text = root.to_string_lossy().into_owned();
+    let run = |argv: Vec<String>| -> i32 { run_exec(&sroot, &root_text, &id, argv) };
+    let result = nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &run)
+        .with_context(|| format!("exec-server for `{id}`"));
+    let _ = std::fs::remove_file(&lock_path);
+    result.map(|()| 0)
+}
+
+/// One request, in a forked worker: `argv` must be `exec [OPTIONS] ID …`
+/// (globals like `--log` allowed, `--root` not: it is ours).
+fn run_exec(
+    root: &nucleus_engine::state::StateRoot,
+    root_text: &str,
+    id: &str,
+    argv: Vec<String>,
+) -> i32 {
+    use clap::Parser;
+    let mut full = vec!["nucleus".to_string(), "--root".into(), root_text.into()];
+    full.extend(argv);
+    let cli = match crate::Cli::try_parse_from(full) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!(
+                "nucleus: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid arguments")
+                    .trim_start_matches("error: ")
+            );
+            return crate::EXEC_RUNTIME_ERROR;
+        }
+    };
+    let target = cli.exec_target().map(|q| crate::oci::resolve(root, q));
+    if target.as_deref() != Some(id) {
+        eprintln!("nucleus: the exec server of `{id}` runs only `exec {id} …`");
+        return crate::EXEC_RUNTIME_ERROR;
+    }
+    crate::execute(cli)
+}
