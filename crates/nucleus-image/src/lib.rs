@@ -25,6 +25,7 @@ mod pull;
 mod records;
 mod reference;
 mod store;
+mod stream;
 pub mod unpack;
 
 pub use digest::Digest;
