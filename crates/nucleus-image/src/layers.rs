@@ -174,7 +174,7 @@ pub(crate) const BLOB_BUFFER: usize = 1 << 20;
 /// (docker-archives mislabel it), as is zstd. The blob reader comes back
 /// with [`Decoder::into_inner`].
 pub enum Decoder<R: BufRead> {
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
     Plain(R),
 }
@@ -187,7 +187,9 @@ impl<R: BufRead> Decoder<R> {
             source: e,
         })?;
         if head.starts_with(&[0x1f, 0x8b]) {
-            Ok(Self::Gzip(flate2::bufread::MultiGzDecoder::new(r)))
+            Ok(Self::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(
+                r,
+            ))))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             let z = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| ImageError::Fs {
                 action: "start zstd decoder for layer blob",

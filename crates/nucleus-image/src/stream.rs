@@ -119,6 +119,9 @@ mod tests {
         let data = vec![b'x'; 300_000];
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
         h.set_cksum();
         tar.append_data(&mut h, "dir/file", &data[..]).unwrap();
         let tar = tar.into_inner().unwrap();
