@@ -117,10 +117,18 @@ S_IMG=$(hf_stats "$WORK/start.json" "nucleus run IMAGE" | cut -d' ' -f1)
 S_DIR=$(hf_stats "$WORK/start.json" "nucleus run --rootfs" | cut -d' ' -f1)
 S_POD=""
 PODMAN_RUN=(podman --root "$WORK/p-run" --runroot "$WORK/p-runroot" --runtime runc --cgroup-manager cgroupfs --events-backend none)
+# Podman asks for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 32768 by default; without
+# CAP_SYS_RESOURCE (this VM) raising a hard limit fails, so ask for what we have.
+# (crun refuses hybrid cgroups here, so it stays runc.)
+NOFILE=$(ulimit -Hn)
+NPROC=$(ulimit -Hu)
+[[ $NPROC == unlimited || $NPROC -gt 32768 ]] && NPROC=32768
+ULIMITS="--ulimit nofile=$NOFILE:$NOFILE --ulimit nproc=$NPROC:$NPROC"
+# shellcheck disable=SC2086 # ULIMITS is words on purpose
 if "${PODMAN_RUN[@]}" pull -q --tls-verify=false "$REF" >/dev/null 2>"$WORK/podman.err" &&
-    "${PODMAN_RUN[@]}" run --rm --network none "$REF" /bin/true 2>"$WORK/podman.err"; then
+    "${PODMAN_RUN[@]}" run --rm $ULIMITS --network none "$REF" /bin/true 2>"$WORK/podman.err"; then
     "${HF[@]}" --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/start-podman.json" \
-        -n podman "${PODMAN_RUN[*]} run --rm --network none $REF /bin/true" >&2
+        -n podman "${PODMAN_RUN[*]} run --rm $ULIMITS --network none $REF /bin/true" >&2
     S_POD=$(hf_stats "$WORK/start-podman.json" podman | cut -d' ' -f1)
 else
     log "podman run failed: $(first_line "$WORK/podman.err")"

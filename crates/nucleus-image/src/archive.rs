@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::content::check_digest;
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
-use crate::layers::decompress;
+use crate::layers::Decoder;
 use crate::manifest::{is_index, record_for};
 use crate::platform::{host_platform, select_manifest};
 use crate::records::ImageRecord;
@@ -117,7 +117,7 @@ impl ImageStore {
     fn read_tar(&self, path: &Path) -> Result<Files> {
         let file = File::open(path).map_err(ImageError::fs("open archive", path))?;
         let digest_of_path = Digest::of(path.as_os_str().as_encoded_bytes());
-        let reader = decompress(BufReader::with_capacity(1 << 20, file), &digest_of_path)?;
+        let reader = Decoder::new(BufReader::with_capacity(1 << 20, file), &digest_of_path)?;
         let bad = |e: std::io::Error| ImageError::InvalidArchive {
             path: path.to_path_buf(),
             reason: e.to_string(),

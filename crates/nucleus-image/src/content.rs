@@ -157,9 +157,29 @@ impl Write for Ingest {
 }
 
 impl Ingest {
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.w.len()
+    /// Checks what was written so far against `expected` (digest) and
+    /// `size`, without making it visible. Returns the digest.
+    pub fn verify(
+        &self,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+        what: &str,
+    ) -> Result<Digest> {
+        let digest = self.w.digest();
+        if let Some(e) = expected {
+            check_digest(what, e, &digest)?;
+        }
+        if let Some(want) = size {
+            if want != self.w.len() {
+                return Err(ImageError::SizeMismatch {
+                    what: what.to_string(),
+                    digest: digest.to_string(),
+                    expected: want,
+                    actual: self.w.len(),
+                });
+            }
+        }
+        Ok(digest)
     }
 
     /// Verifies what was written against `expected` (digest) and `size`,
@@ -170,20 +190,8 @@ impl Ingest {
         size: Option<u64>,
         what: &str,
     ) -> Result<Digest> {
-        let (digest, len, tmp) = self.w.finish();
-        if let Some(e) = expected {
-            check_digest(what, e, &digest)?;
-        }
-        if let Some(want) = size {
-            if want != len {
-                return Err(ImageError::SizeMismatch {
-                    what: what.to_string(),
-                    digest: digest.to_string(),
-                    expected: want,
-                    actual: len,
-                });
-            }
-        }
+        let digest = self.verify(expected, size, what)?;
+        let (_, _, tmp) = self.w.finish();
         let dest = self.blobs.join(digest.hex());
         if dest.is_file() {
             return Ok(digest);
@@ -231,7 +239,6 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let mut w = store.writer().unwrap();
         w.write_all(b"abc").unwrap();
-        assert_eq!(w.len(), 3);
         let err = w.commit(None, Some(4), "config").unwrap_err().to_string();
         assert!(
             err.contains("3 bytes received") && err.contains("says 4"),

@@ -105,6 +105,13 @@ impl<W> HashingWriter<W> {
         self.len
     }
 
+    /// The digest of what was written so far (the writer goes on).
+    pub fn digest(&self) -> Digest {
+        Digest {
+            hex: format!("{:x}", self.hasher.clone().finalize()),
+        }
+    }
+
     /// The digest and length of what was written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
         (
@@ -146,10 +153,14 @@ impl<R> HashingReader<R> {
         }
     }
 
-    pub fn finish(self) -> Digest {
-        Digest {
-            hex: format!("{:x}", self.hasher.finalize()),
-        }
+    /// The digest of what was read, and the inner reader.
+    pub fn into_parts(self) -> (Digest, R) {
+        (
+            Digest {
+                hex: format!("{:x}", self.hasher.finalize()),
+            },
+            self.inner,
+        )
     }
 }
 

@@ -6,15 +6,16 @@
 //! work once.
 
 use std::fs;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::content::{check_digest, ContentStore};
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingReader};
 use crate::error::{ImageError, Result};
 use crate::lock::FileLock;
 use crate::records::LayerRecord;
+use crate::unpack::unpack_layer;
 
 #[derive(Debug, Clone)]
 pub struct LayerStore {
@@ -47,11 +48,26 @@ impl LayerStore {
         if dest.is_dir() {
             return Ok(dest);
         }
-        let _lock =
-            FileLock::exclusive(&self.locks.join(format!("layer-{}", layer.diff_id.hex())))?;
+        let _lock = self.lock(&layer.diff_id)?;
         if dest.is_dir() {
             return Ok(dest);
         }
+        if crate::rootless::is_active() {
+            return self.unpack_rootless(content, layer, &dest);
+        }
+        let blob = content.open_blob(&layer.digest)?;
+        self.stage(BufReader::with_capacity(BLOB_BUFFER, blob), layer)?
+            .publish()
+    }
+
+    /// As an ordinary user: unpacked from the stored blob by the helper in
+    /// the user namespace (or in this process without a subordinate range).
+    fn unpack_rootless(
+        &self,
+        content: &ContentStore,
+        layer: &LayerRecord,
+        dest: &Path,
+    ) -> Result<PathBuf> {
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(&self.dir)
@@ -85,10 +101,38 @@ impl LayerStore {
             }
             return Err(e);
         }
-        let kept = tmp;
-        fs::rename(&kept, &dest).map_err(ImageError::fs("rename into place", &dest))?;
+        fs::rename(&tmp, dest).map_err(ImageError::fs("rename into place", dest))?;
         tracing::debug!(layer = %layer.digest, path = %dest.display(), "layer unpacked");
-        Ok(dest)
+        Ok(dest.to_path_buf())
+    }
+
+    /// The lock that serialises the unpacking of one layer.
+    pub(crate) fn lock(&self, diff_id: &Digest) -> Result<FileLock> {
+        FileLock::exclusive(&self.locks.join(format!("layer-{}", diff_id.hex())))
+    }
+
+    /// Unpacks the layer blob stream `blob` (compressed or not) into a
+    /// temporary directory next to the layer's, hashing the tar stream on
+    /// the way. The caller holds the layer's lock; nothing is visible until
+    /// [`Staged::publish`].
+    pub(crate) fn stage<R: BufRead>(&self, blob: R, layer: &LayerRecord) -> Result<Staged<R>> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.dir)
+            .map_err(ImageError::fs("create directory in", &self.dir))?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .map_err(ImageError::fs("chmod", tmp.path()))?;
+        let reader = HashingReader::new(Decoder::new(blob, &layer.digest)?);
+        let reader = unpack_layer(reader, tmp.path(), &layer.digest.to_string())?;
+        let (actual, decoder) = reader.into_parts();
+        Ok(Staged {
+            tmp,
+            dest: self.path(&layer.diff_id),
+            layer: layer.digest.clone(),
+            expected: layer.diff_id.clone(),
+            actual,
+            blob: decoder.into_inner(),
+        })
     }
 
     /// Every unpacked layer's diff_id, and left-over temporary directories.
@@ -112,27 +156,111 @@ impl LayerStore {
     }
 }
 
+/// A layer unpacked into its temporary directory, not yet in place.
+pub(crate) struct Staged<R> {
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+    layer: Digest,
+    expected: Digest,
+    actual: Digest,
+    /// The rest of the blob stream, after the end of the tar.
+    pub(crate) blob: R,
+}
+
+impl<R> Staged<R> {
+    /// Separates the rest of the blob stream from the staged directory.
+    pub(crate) fn take_blob(self) -> (Staged<()>, R) {
+        let Staged {
+            tmp,
+            dest,
+            layer,
+            expected,
+            actual,
+            blob,
+        } = self;
+        let staged = Staged {
+            tmp,
+            dest,
+            layer,
+            expected,
+            actual,
+            blob: (),
+        };
+        (staged, blob)
+    }
+
+    /// The tar stream must have had the digest the image config names.
+    pub(crate) fn check(&self) -> Result<()> {
+        check_digest(
+            &format!("uncompressed layer `{}`", self.layer),
+            &self.expected,
+            &self.actual,
+        )
+    }
+
+    /// Checks the digest and renames the directory into place.
+    pub(crate) fn publish(self) -> Result<PathBuf> {
+        self.check()?;
+        let kept = self.tmp.keep();
+        if let Err(e) = fs::rename(&kept, &self.dest) {
+            let _ = fs::remove_dir_all(&kept);
+            return Err(ImageError::fs("rename into place", &self.dest)(e));
+        }
+        tracing::debug!(layer = %self.layer, path = %self.dest.display(), "layer unpacked");
+        Ok(self.dest)
+    }
+}
+
+/// Read buffer for layer blobs.
+pub(crate) const BLOB_BUFFER: usize = 1 << 20;
+
 /// The tar stream of a layer blob: gzip is detected by its magic number
-/// (docker-archives mislabel it), as is zstd.
-pub fn decompress<R: BufRead + Send + 'static>(
-    mut r: R,
-    digest: &Digest,
-) -> Result<Box<dyn Read + Send>> {
-    let head = r.fill_buf().map_err(|e| ImageError::Fs {
-        action: "read layer blob",
-        path: PathBuf::from(digest.to_string()),
-        source: e,
-    })?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let z = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| ImageError::Fs {
-            action: "start zstd decoder for layer blob",
+/// (docker-archives mislabel it), as is zstd. The blob reader comes back
+/// with [`Decoder::into_inner`].
+pub enum Decoder<R: BufRead> {
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+    Plain(R),
+}
+
+impl<R: BufRead> Decoder<R> {
+    pub fn new(mut r: R, digest: &Digest) -> Result<Self> {
+        let head = r.fill_buf().map_err(|e| ImageError::Fs {
+            action: "read layer blob",
             path: PathBuf::from(digest.to_string()),
             source: e,
         })?;
-        Ok(Box::new(z))
-    } else {
-        Ok(Box::new(r))
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Ok(Self::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(
+                r,
+            ))))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let z = zstd::stream::read::Decoder::with_buffer(r).map_err(|e| ImageError::Fs {
+                action: "start zstd decoder for layer blob",
+                path: PathBuf::from(digest.to_string()),
+                source: e,
+            })?;
+            Ok(Self::Zstd(z))
+        } else {
+            Ok(Self::Plain(r))
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        match self {
+            Self::Gzip(d) => d.into_inner(),
+            Self::Zstd(d) => d.finish(),
+            Self::Plain(r) => r,
+        }
+    }
+}
+
+impl<R: BufRead> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Gzip(d) => d.read(buf),
+            Self::Zstd(d) => d.read(buf),
+            Self::Plain(r) => r.read(buf),
+        }
     }
 }

@@ -26,6 +26,7 @@ mod records;
 mod reference;
 pub mod rootless;
 mod store;
+mod stream;
 pub mod unpack;
 
 pub use digest::Digest;

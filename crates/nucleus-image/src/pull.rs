@@ -30,6 +30,8 @@ use crate::store::ImageStore;
 
 /// Layers downloaded at once.
 const PARALLEL_LAYERS: usize = 4;
+/// Chunks in flight between a layer's download and its unpacker.
+const CHANNEL_CHUNKS: usize = 256;
 /// Bounds on a registry that is down or stalls.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,7 +146,7 @@ impl Puller {
         let config_desc = manifest.config();
         let config_digest = Digest::parse(config_desc.digest().as_ref())?;
         if !self.store.content.has(&config_digest) {
-            self.download(&config_digest, config_desc.size(), "config", None)
+            self.download(&config_digest, config_desc.size(), "config")
                 .await?;
         }
         let config = parse_config(&self.store.content.read(&config_digest)?, &config_digest)?;
@@ -204,57 +206,125 @@ impl Puller {
         Ok(record)
     }
 
-    /// Downloads (unless stored) and unpacks one layer.
+    /// Downloads (unless stored) and unpacks one layer, the unpack running
+    /// as the bytes arrive.
     async fn layer(&self, digest: Digest, size: u64, diff_id: Digest) -> Result<()> {
         let bar = self.progress.layer(digest.short(), size);
         if self.store.layers.path(&diff_id).is_dir() {
             bar.status("Already exists", true);
             return Ok(());
         }
-        if !self.store.content.has(&digest) {
-            self.download(&digest, size, "layer", Some(&bar)).await?;
-            bar.status("Download complete", false);
-        }
-        let store = self.store.clone();
-        let media_type = String::new();
         let rec = crate::records::LayerRecord {
             digest,
-            media_type,
+            media_type: String::new(),
             size,
             diff_id,
         };
-        bar.status("Extracting", false);
-        tokio::task::spawn_blocking(move || store.layers.ensure(&store.content, &rec))
-            .await
-            .map_err(|e| ImageError::Runtime {
-                source: std::io::Error::other(e),
-            })??;
+        if !self.store.content.has(&rec.digest) {
+            self.stream_layer(&rec, &bar).await?;
+        }
+        if !self.store.layers.path(&rec.diff_id).is_dir() {
+            // The blob was stored already (an earlier pull, a load).
+            bar.status("Extracting", false);
+            let store = self.store.clone();
+            blocking(move || store.layers.ensure(&store.content, &rec).map(|_| ())).await?;
+        }
         bar.status("Pull complete", true);
         Ok(())
     }
 
-    /// Streams one blob into the content store, verified. Two pulls of the
-    /// same blob serialise on its lock; the second finds it stored.
-    async fn download(
+    /// Downloads a layer blob into the store and unpacks it at once (see
+    /// [`crate::stream`]). Two pulls of the same blob serialise on its
+    /// lock; the second finds it stored.
+    async fn stream_layer(
         &self,
-        digest: &Digest,
-        size: u64,
-        what: &str,
-        bar: Option<&crate::progress::LayerProgress>,
+        rec: &crate::records::LayerRecord,
+        bar: &crate::progress::LayerProgress,
     ) -> Result<()> {
+        let _lock = self.blob_lock(&rec.digest).await?;
+        if self.store.content.has(&rec.digest) {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+        let (store, layer, reference) =
+            (self.store.clone(), rec.clone(), self.reference.to_string());
+        let unpack = tokio::task::spawn_blocking(move || {
+            crate::stream::store_and_unpack(&store, rx, &layer, &reference)
+        });
+        let sender = &tx;
+        let fed = self
+            .feed(&rec.digest, rec.size, Some(bar), |chunk| async move {
+                sender.send(Ok(chunk)).await.is_ok()
+            })
+            .await;
+        if let Err(e) = &fed {
+            // The unpacker sees the stream cut short, not a clean end.
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+        drop(tx);
+        let unpacked = unpack.await.map_err(|e| ImageError::Runtime {
+            source: std::io::Error::other(e),
+        })?;
+        // A failed download explains a failed unpack, not the other way round.
+        fed?;
+        unpacked?;
+        bar.status("Download complete", false);
+        Ok(())
+    }
+
+    async fn blob_lock(&self, digest: &Digest) -> Result<FileLock> {
         let lock_path = self
             .store
             .layers
             .locks()
             .join(format!("blob-{}", digest.hex()));
-        let _lock = tokio::task::spawn_blocking(move || FileLock::exclusive(&lock_path))
-            .await
-            .map_err(|e| ImageError::Runtime {
-                source: std::io::Error::other(e),
-            })??;
+        blocking(move || FileLock::exclusive(&lock_path)).await
+    }
+
+    /// Streams one small blob (a config) into the content store, verified.
+    async fn download(&self, digest: &Digest, size: u64, what: &str) -> Result<()> {
+        let _lock = self.blob_lock(digest).await?;
         if self.store.content.has(digest) {
             return Ok(());
         }
+        let mut w = self.store.content.writer()?;
+        let mut failed = None;
+        self.feed(digest, size, None, |chunk| {
+            if let Err(e) = w.write_all(&chunk) {
+                failed.get_or_insert(e);
+            }
+            std::future::ready(failed.is_none())
+        })
+        .await?;
+        if let Some(source) = failed {
+            return Err(ImageError::Download {
+                reference: self.reference.to_string(),
+                digest: digest.to_string(),
+                source,
+            });
+        }
+        w.commit(
+            Some(digest),
+            Some(size),
+            &format!("{what} of `{}`", self.reference),
+        )?;
+        Ok(())
+    }
+
+    /// Hands the chunks of blob `digest` to `sink` as they arrive, until the
+    /// end or until `sink` returns false. The digest is checked by whoever
+    /// stores the bytes.
+    async fn feed<F, Fut>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        bar: Option<&crate::progress::LayerProgress>,
+        mut sink: F,
+    ) -> Result<()>
+    where
+        F: FnMut(bytes::Bytes) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let desc = OciDescriptor {
             digest: digest.to_string(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
@@ -270,8 +340,7 @@ impl Puller {
             .pull_blob_stream(&self.oci, &desc)
             .await
             .map_err(|e| self.registry_err(e))?;
-        let mut w = self.store.content.writer()?;
-        let what = format!("{what} of `{}`", self.reference);
+        let mut received = 0u64;
         loop {
             let next = tokio::time::timeout(READ_TIMEOUT, stream.next())
                 .await
@@ -281,23 +350,32 @@ impl Puller {
                 })?;
             match next {
                 Some(Ok(chunk)) => {
-                    w.write_all(&chunk).map_err(dl_err)?;
+                    received += chunk.len() as u64;
                     if let Some(b) = bar {
                         b.advance(chunk.len() as u64);
                     }
+                    if !sink(chunk).await {
+                        return Ok(());
+                    }
                 }
                 // The client's own check fails at the end on a bad digest;
-                // ours below names both digests.
-                Some(Err(_)) if w.len() == size => break,
+                // ours names both digests.
+                Some(Err(_)) if received == size => return Ok(()),
                 Some(Err(e)) => return Err(dl_err(e)),
-                None => break,
+                None => return Ok(()),
             }
         }
-        w.commit(Some(digest), Some(size), &what)?;
-        Ok(())
     }
 }
 
+/// Runs blocking work (locks, file system) off the runtime's thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ImageError::Runtime {
+            source: std::io::Error::other(e),
+        })?
+}
 /// Credentials for `registry` from `~/.docker/config.json` (or
 /// `$DOCKER_CONFIG`), with its credential helpers; anonymous without one.
 fn credentials(registry: &str) -> Result<RegistryAuth> {

@@ -257,10 +257,10 @@ pub(crate) fn unpack_blob(
     digest: &crate::Digest,
 ) -> Result<crate::Digest> {
     let file = std::fs::File::open(blob).map_err(ImageError::fs("open", blob))?;
-    let reader = HashingReader::new(crate::layers::decompress(
+    let reader = HashingReader::new(crate::layers::Decoder::new(
         BufReader::with_capacity(1 << 20, file),
         digest,
     )?);
     let reader = crate::unpack::unpack_layer(reader, dest, &digest.to_string())?;
-    Ok(reader.finish())
+    Ok(reader.into_parts().0)
 }

@@ -13,12 +13,14 @@
 //! (`O_EXCL|O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`). Hard link targets are
 //! resolved the same way.
 
+use std::cell::RefCell;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::Timespec;
 use rustix::fs::{
@@ -49,11 +51,19 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, layer: &str) -> Result<R> {
         Mode::empty(),
     )
     .map_err(|e| ImageError::fs("open layer directory", dest)(e.into()))?;
+    let as_root = rustix::process::geteuid().is_root();
     let mut u = Unpacker {
         root,
         layer,
-        as_root: rustix::process::geteuid().is_root(),
+        as_root,
+        owner: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
+        umask: umask(),
         dirs: Vec::new(),
+        parent: RefCell::new(None),
+        buf: vec![0; COPY_BUFFER],
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| u.err("<archive>", e))?;
@@ -67,12 +77,46 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, layer: &str) -> Result<R> {
     Ok(reader)
 }
 
+/// Bytes copied at once from the tar into a file.
+const COPY_BUFFER: usize = 1 << 20;
+
 struct Unpacker<'a> {
     root: OwnedFd,
     layer: &'a str,
     as_root: bool,
+    /// Who owns what this process creates (euid, egid).
+    owner: (u32, u32),
+    /// The process umask (what `openat` and `mkdirat` take off a mode).
+    umask: u32,
     /// Directories and their mtimes, set last (creating entries changes them).
     dirs: Vec<(PathBuf, i64)>,
+    /// The last parent directory opened: its components, its fd, and
+    /// whether it is set-gid. Tar entries come grouped by directory, so
+    /// most entries reuse it. Dropped whenever an entry removes anything,
+    /// as that may change what a path resolves to.
+    parent: RefCell<Option<CachedDir>>,
+    /// The copy buffer for file contents.
+    buf: Vec<u8>,
+}
+
+struct CachedDir {
+    comps: Vec<PathBuf>,
+    fd: Rc<OwnedFd>,
+    setgid: bool,
+}
+
+/// The process umask, from `/proc/self/status` (reading it with `umask(2)`
+/// would change it for every thread); all bits when unknown, so every mode
+/// is then set explicitly.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o7777)
 }
 
 /// What a tar entry carries besides its data.
@@ -128,8 +172,10 @@ impl Unpacker<'_> {
             self.dirs.push((PathBuf::new(), meta.mtime));
             return Ok(());
         };
-        let parent = self.open_dir(parents, &raw, true)?;
+        let (parent, parent_setgid) = self.open_dir(parents, &raw, true)?;
         let name = name.as_os_str();
+        // What the kernel gives a new entry here already, or a chown is due.
+        let chown = self.as_root && (parent_setgid || (meta.uid, meta.gid) != self.owner);
         if let Some(target) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             return self.whiteout(parent.as_fd(), OsStr::from_bytes(target), &raw);
         }
@@ -150,21 +196,34 @@ impl Unpacker<'_> {
                 self.dirs.push((comps.iter().collect(), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous => {
-                self.clear(parent.as_fd(), name, &raw, false)?;
-                let fd = openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                // Created with its final mode when nothing (a chown, the
+                // umask) would change it after; else private until set.
+                let create_mode = if chown { 0o600 } else { meta.mode & 0o777 };
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                let mode = Mode::from_raw_mode(create_mode);
+                let fd = match openat(&parent, name, flags, mode) {
+                    Err(Errno::EXIST) => {
+                        self.clear(parent.as_fd(), name, &raw, false)?;
+                        openat(&parent, name, flags, mode)
+                    }
+                    r => r,
+                }
                 .map_err(|e| self.errno(&raw, e))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(|e| self.err(&raw.display().to_string(), e))?;
-                self.set_fd_meta(file.as_fd(), &raw, &meta)?;
+                self.copy(entry, &mut file, &raw)?;
+                if chown {
+                    self.set_fd_meta(file.as_fd(), &raw, &meta)?;
+                } else {
+                    if create_mode != meta.mode || meta.mode & self.umask != 0 {
+                        fchmod(&file, Mode::from_raw_mode(meta.mode))
+                            .map_err(|e| self.errno(&raw, e))?;
+                    }
+                    self.set_xattrs(file.as_fd(), &raw, &meta)?;
+                }
                 futimens(&file, &times(meta.mtime)).map_err(|e| self.errno(&raw, e))?;
             }
             EntryType::Symlink => {
@@ -173,9 +232,15 @@ impl Unpacker<'_> {
                     .map_err(|e| self.err(&raw.display().to_string(), e))?;
                 let target =
                     target.ok_or_else(|| self.unsafe_path(&raw, "symlink without a target"))?;
-                self.clear(parent.as_fd(), name, &raw, false)?;
-                symlinkat(target.as_os_str(), &parent, name).map_err(|e| self.errno(&raw, e))?;
-                self.set_at_meta(parent.as_fd(), name, &raw, &meta, false)?;
+                match symlinkat(target.as_os_str(), &parent, name) {
+                    Err(Errno::EXIST) => {
+                        self.clear(parent.as_fd(), name, &raw, false)?;
+                        symlinkat(target.as_os_str(), &parent, name)
+                    }
+                    r => r,
+                }
+                .map_err(|e| self.errno(&raw, e))?;
+                self.set_at_meta(parent.as_fd(), name, &raw, &meta, false, chown)?;
             }
             EntryType::Link => {
                 let target = entry
@@ -188,7 +253,7 @@ impl Unpacker<'_> {
                 let Some((tname, tparents)) = tcomps.split_last() else {
                     return Err(self.unsafe_path(&raw, "hard link to the layer root"));
                 };
-                let tparent = self.open_dir(tparents, &raw, false)?;
+                let (tparent, _) = self.open_dir(tparents, &raw, false)?;
                 if tcomps == comps {
                     return Ok(());
                 }
@@ -208,7 +273,7 @@ impl Unpacker<'_> {
                 self.clear(parent.as_fd(), name, &raw, false)?;
                 mknodat(&parent, name, ftype, Mode::from_raw_mode(0o600), dev)
                     .map_err(|e| self.errno(&raw, e))?;
-                self.set_at_meta(parent.as_fd(), name, &raw, &meta, true)?;
+                self.set_at_meta(parent.as_fd(), name, &raw, &meta, true, true)?;
             }
             _ => return Err(self.unsafe_path(&raw, "unsupported tar entry type")),
         }
@@ -283,7 +348,25 @@ impl Unpacker<'_> {
 
     /// Opens the directory `comps` (relative to the layer root, symlinks
     /// resolved inside it), creating missing components when `create`.
-    fn open_dir(&self, comps: &[PathBuf], raw: &Path, create: bool) -> Result<OwnedFd> {
+    /// Also says whether the directory is set-gid.
+    fn open_dir(&self, comps: &[PathBuf], raw: &Path, create: bool) -> Result<(Rc<OwnedFd>, bool)> {
+        if let Some(c) = &*self.parent.borrow() {
+            if c.comps == comps {
+                return Ok((c.fd.clone(), c.setgid));
+            }
+        }
+        let fd = Rc::new(self.resolve_dir(comps, raw, create)?);
+        let st = rustix::fs::fstat(&*fd).map_err(|e| self.errno(raw, e))?;
+        let setgid = st.st_mode & 0o2000 != 0;
+        *self.parent.borrow_mut() = Some(CachedDir {
+            comps: comps.to_vec(),
+            fd: fd.clone(),
+            setgid,
+        });
+        Ok((fd, setgid))
+    }
+
+    fn resolve_dir(&self, comps: &[PathBuf], raw: &Path, create: bool) -> Result<OwnedFd> {
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let path: PathBuf = if comps.is_empty() {
@@ -342,10 +425,12 @@ impl Unpacker<'_> {
                 if keep_dir {
                     return Ok(true);
                 }
+                self.parent.borrow_mut().take();
                 remove_tree(parent, name).map_err(|e| self.errno(raw, e))?;
                 Ok(false)
             }
             Ok(_) => {
+                self.parent.borrow_mut().take();
                 unlinkat(parent, name, AtFlags::empty()).map_err(|e| self.errno(raw, e))?;
                 Ok(false)
             }
@@ -392,10 +477,29 @@ impl Unpacker<'_> {
             fchown(fd, u, g).map_err(|e| self.errno(raw, e))?;
         }
         fchmod(fd, Mode::from_raw_mode(meta.mode)).map_err(|e| self.errno(raw, e))?;
+        self.set_xattrs(fd, raw, meta)
+    }
+
+    fn set_xattrs(&self, fd: BorrowedFd<'_>, raw: &Path, meta: &Meta) -> Result<()> {
         for (k, v) in &meta.xattrs {
             fsetxattr(fd, k.as_os_str(), v, XattrFlags::empty()).map_err(|e| self.errno(raw, e))?;
         }
         Ok(())
+    }
+
+    /// Copies an entry's data into `file` through the big buffer.
+    fn copy<R: Read>(&mut self, entry: &mut R, file: &mut File, raw: &Path) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = (|| loop {
+            match entry.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => io::Write::write_all(file, &buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        })();
+        self.buf = buf;
+        r.map_err(|e| self.err(&raw.display().to_string(), e))
     }
 
     fn set_dir_meta(&self, fd: BorrowedFd<'_>, raw: &Path, meta: &Meta) -> Result<()> {
@@ -410,9 +514,10 @@ impl Unpacker<'_> {
         raw: &Path,
         meta: &Meta,
         chmod: bool,
+        chown: bool,
     ) -> Result<()> {
         let (u, g) = self.owner(meta);
-        if u.is_some() {
+        if u.is_some() && chown {
             chownat(parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| self.errno(raw, e))?;
         }
