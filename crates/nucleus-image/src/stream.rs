@@ -26,6 +26,8 @@ pub(crate) type Chunks = Receiver<io::Result<Bytes>>;
 struct ChannelReader {
     rx: Chunks,
     cur: Bytes,
+    /// The download failed (its error was returned to the reader).
+    cut: bool,
 }
 
 impl Read for ChannelReader {
@@ -33,7 +35,10 @@ impl Read for ChannelReader {
         while self.cur.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    self.cut = true;
+                    return Err(e);
+                }
                 None => return Ok(0),
             }
         }
@@ -73,6 +78,7 @@ pub(crate) fn store_and_unpack(
         inner: ChannelReader {
             rx,
             cur: Bytes::new(),
+            cut: false,
         },
         ingest,
     };
@@ -93,11 +99,25 @@ pub(crate) fn store_and_unpack(
     }
     let staged = store
         .layers
-        .stage(BufReader::with_capacity(BLOB_BUFFER, tee), layer);
-    let (staged, mut rest) = staged?.take_blob();
-    // Bytes after the end of the compressed stream still count for the digest.
-    io::copy(&mut rest, &mut io::sink()).map_err(drain_err)?;
-    let tee = rest.into_inner();
+        .stage(BufReader::with_capacity(BLOB_BUFFER, &mut tee), layer);
+    let staged = match staged {
+        Ok(staged) => {
+            let (staged, mut rest) = staged.take_blob();
+            // Bytes after the end of the compressed stream still count for the digest.
+            io::copy(&mut rest, &mut io::sink()).map_err(drain_err)?;
+            staged
+        }
+        Err(e) => {
+            // A corrupted blob breaks the tar: then say so, naming both
+            // digests. A failed download is reported as itself.
+            if !tee.inner.cut {
+                io::copy(&mut tee, &mut io::sink()).map_err(drain_err)?;
+                tee.ingest
+                    .verify(Some(&layer.digest), Some(layer.size), what)?;
+            }
+            return Err(e);
+        }
+    };
     // A corrupted blob is reported as such, before the tar's own digest.
     tee.ingest
         .verify(Some(&layer.digest), Some(layer.size), what)?;
