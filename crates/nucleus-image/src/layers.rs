@@ -68,12 +68,7 @@ impl LayerStore {
         layer: &LayerRecord,
         dest: &Path,
     ) -> Result<PathBuf> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&self.dir)
-            .map_err(ImageError::fs("create directory in", &self.dir))?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .map_err(ImageError::fs("chmod", tmp.path()))?;
+        let tmp = self.temp_dir()?;
         let diff = match crate::rootless::unpack_in_helper(
             &content.path(&layer.digest),
             tmp.path(),
@@ -106,6 +101,17 @@ impl LayerStore {
         Ok(dest.to_path_buf())
     }
 
+    /// A `.tmp-*` directory (mode 0755) next to the layers, for one unpack.
+    fn temp_dir(&self) -> Result<tempfile::TempDir> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.dir)
+            .map_err(ImageError::fs("create directory in", &self.dir))?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .map_err(ImageError::fs("chmod", tmp.path()))?;
+        Ok(tmp)
+    }
+
     /// The lock that serialises the unpacking of one layer.
     pub(crate) fn lock(&self, diff_id: &Digest) -> Result<FileLock> {
         FileLock::exclusive(&self.locks.join(format!("layer-{}", diff_id.hex())))
@@ -116,12 +122,7 @@ impl LayerStore {
     /// the way. The caller holds the layer's lock; nothing is visible until
     /// [`Staged::publish`].
     pub(crate) fn stage<R: BufRead>(&self, blob: R, layer: &LayerRecord) -> Result<Staged<R>> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&self.dir)
-            .map_err(ImageError::fs("create directory in", &self.dir))?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .map_err(ImageError::fs("chmod", tmp.path()))?;
+        let tmp = self.temp_dir()?;
         let reader = HashingReader::new(Decoder::new(blob, &layer.digest)?);
         let reader = unpack_layer(reader, tmp.path(), &layer.digest.to_string())?;
         let (actual, decoder) = reader.into_parts();

@@ -192,7 +192,7 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path, netns_ahead: bool) -> Resu
         if sn.trial.works {
             hide_net_sysctl = sn.hide_net_sysctl;
             if hide_net_sysctl {
-                ensure_netns_not_host(&t.config)?;
+                ensure_netns_not_host(&mut t.config)?;
             }
         } else {
             netns = Some(nucleus_gvisor::translate::network_without_netstack(
@@ -254,35 +254,32 @@ fn prepare(root: &StateRoot, id: &str, bundle: &Path, netns_ahead: bool) -> Resu
     Ok(setup)
 }
 
+/// The translated spec's network namespace entry.
+fn network_ns(config: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+    config
+        .pointer_mut("/linux/namespaces")
+        .and_then(serde_json::Value::as_array_mut)?
+        .iter_mut()
+        .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
+}
+
 /// Points the translated spec's network namespace at `path`.
 fn set_netns_path(config: &mut serde_json::Value, path: &Path) -> Result<()> {
-    let ns = config
-        .pointer_mut("/linux/namespaces")
-        .and_then(serde_json::Value::as_array_mut)
-        .and_then(|l| {
-            l.iter_mut()
-                .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
-        })
-        .ok_or_else(|| {
-            EngineError::invalid("linux.namespaces", "", "no network namespace to attach")
-        })?;
+    let ns = network_ns(config).ok_or_else(|| {
+        EngineError::invalid("linux.namespaces", "", "no network namespace to attach")
+    })?;
     ns["path"] = serde_json::Value::String(path.display().to_string());
     Ok(())
 }
 
 /// runsc will skip its own host-namespace check: make it ourselves.
-fn ensure_netns_not_host(config: &serde_json::Value) -> Result<()> {
-    let path = config
-        .pointer("/linux/namespaces")
-        .and_then(serde_json::Value::as_array)
-        .and_then(|l| {
-            l.iter()
-                .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
-        })
+fn ensure_netns_not_host(config: &mut serde_json::Value) -> Result<()> {
+    let path = network_ns(config)
         .and_then(|n| n.get("path"))
         .and_then(serde_json::Value::as_str)
-        .unwrap_or_default();
-    super::netns::ensure_not_host(Path::new(path))
+        .unwrap_or_default()
+        .to_string();
+    super::netns::ensure_not_host(Path::new(&path))
 }
 
 /// A short, path-safe key for the probe cache of one runsc binary.
