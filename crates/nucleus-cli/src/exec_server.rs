@@ -74,14 +74,7 @@ fn run_exec(
     let cli = match crate::Cli::try_parse_from(full) {
         Ok(c) => c,
         Err(e) => {
-            let text = e.render().to_string();
-            eprintln!(
-                "nucleus: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-            );
+            eprintln!("nucleus: {}", crate::first_error_line(&e));
             return crate::EXEC_RUNTIME_ERROR;
         }
     };

@@ -142,14 +142,7 @@ fn main() {
         Ok(cli) => cli,
         // Docker's convention: a bad `run` flag is a runtime error, 125, in one line.
         Err(e) if agent_run && e.use_stderr() => {
-            let text = e.render().to_string();
-            eprintln!(
-                "nucleus: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid arguments")
-                    .trim_start_matches("error: ")
-            );
+            eprintln!("nucleus: {}", first_error_line(&e));
             std::process::exit(docker::RUNTIME_ERROR);
         }
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
@@ -233,6 +226,16 @@ fn help(topic: &[String]) -> anyhow::Result<i32> {
     // A closed stdout (`help exec | head -1`) is not an error of `help`.
     let _ = current.print_help();
     Ok(0)
+}
+
+/// A clap error as one line, without clap's `error: ` prefix.
+pub(crate) fn first_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    text.lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 #[cfg(test)]
