@@ -27,15 +27,26 @@ pub const IMAGE_ROOTS: &str = ".image-roots";
 /// In a root's directory: the data root whose store holds its use record.
 const DATA_ROOT_FILE: &str = "data-root";
 
-/// A mounted root; its lock is held until this is dropped.
+/// Where a root's overlay is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountAt {
+    /// Here, on `merged`, visible on the host (gVisor's gofer serves it).
+    Host,
+    /// By the container's init, in its own mount namespace: nothing to
+    /// unmount on the host afterwards (each host unmount waits for an RCU
+    /// grace period) and nothing left mounted if a runtime is killed.
+    Container,
+}
+
+/// A prepared root; its lock is held until this is dropped.
 #[derive(Debug)]
 pub struct OverlayRoot {
     /// The overlay mount point: the container's root.
     pub merged: PathBuf,
     pub config: ImageConfiguration,
-    /// For an ordinary user's store: not mounted here, the overlay's mount
-    /// data for the container's own user and mount namespace to mount on
-    /// `merged` (with `userxattr`).
+    /// With [`MountAt::Container`] (always for an ordinary user): not
+    /// mounted here, the overlay's mount data for the container's own mount
+    /// namespace to mount on `merged` (with `userxattr` in a user namespace).
     pub mount_data: Option<String>,
     /// The layer directories, top first.
     pub lowers: Vec<PathBuf>,
@@ -47,13 +58,15 @@ fn fs_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> I
 }
 
 impl OverlayRoot {
-    /// Mounts the overlay of `reference`'s layers for container `id`.
+    /// Prepares the overlay of `reference`'s layers for container `id`,
+    /// mounted `at` the host or left for the container to mount.
     pub fn prepare(
         store: &ImageStore,
         data_root: &Path,
         state_root: &Path,
         reference: &str,
         id: &str,
+        at: MountAt,
     ) -> Result<OverlayRoot> {
         let dir = state_root.join(IMAGE_ROOTS).join(id);
         for sub in ["upper", "work", "merged"] {
@@ -79,16 +92,24 @@ impl OverlayRoot {
             .rev()
             .map(|p| p.display().to_string())
             .collect();
+        // `volatile`: no sync of the host's filesystem when the overlay goes
+        // (its superblock's shutdown would otherwise sync the whole upper
+        // filesystem, milliseconds per container, far more under write
+        // load). A root is mounted once and thrown away with its container,
+        // so what a host crash could lose was never to be kept.
         let mut data = format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={},volatile",
             lower.join(":"),
             dir.join("upper").display(),
             dir.join("work").display()
         );
         let merged = dir.join("merged");
         let lowers = image.layers.iter().rev().cloned().collect();
-        if crate::rootless::is_active() {
-            data.push_str(",userxattr");
+        let rootless = crate::rootless::is_active();
+        if rootless || at == MountAt::Container {
+            if rootless {
+                data.push_str(",userxattr");
+            }
             return Ok(OverlayRoot {
                 merged,
                 config: image.config,
@@ -166,7 +187,7 @@ fn remove_root(dir: &Path, id: &str, is_gone: &impl Fn(&str) -> bool) -> Result<
         std::thread::sleep(Duration::from_millis(5));
     };
     let merged = dir.join("merged");
-    // An ordinary user's root was mounted in the container's namespace only.
+    // Only a `MountAt::Host` root is mounted here.
     match unmount(&merged, UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {}
         Err(_) if crate::rootless::is_active() => {}

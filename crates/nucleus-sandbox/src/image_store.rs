@@ -6,7 +6,7 @@
 use crate::error::{Field, Result, SandboxError};
 use crate::rootfs::{ImageConfig, ImageProvider, PreparedImage};
 use nucleus_engine::state::StateRoot;
-use nucleus_image::overlay_root::{self, OverlayRoot};
+use nucleus_image::overlay_root::{self, MountAt, OverlayRoot};
 use nucleus_image::{ImageError, ImageStore, ProgressMode, PullOptions};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ fn image_err(reference: &str, e: ImageError) -> SandboxError {
 }
 
 impl ImageProvider for StoreProvider {
-    fn prepare(&self, reference: &str, id: &str) -> Result<PreparedImage> {
+    fn prepare(&self, reference: &str, id: &str, on_host: bool) -> Result<PreparedImage> {
         let store = ImageStore::open(&self.data_root).map_err(|e| image_err(reference, e))?;
         if let Err(ImageError::ImageNotFound { .. }) = store.resolve(reference) {
             // As docker does: pull what is not here (quietly: stdout is the workload's).
@@ -47,8 +47,14 @@ impl ImageProvider for StoreProvider {
                 .pull(reference, &opts)
                 .map_err(|e| image_err(reference, e))?;
         }
-        let root = OverlayRoot::prepare(&store, &self.data_root, &self.state_root, reference, id)
-            .map_err(|e| image_err(reference, e))?;
+        let at = if on_host {
+            MountAt::Host
+        } else {
+            MountAt::Container
+        };
+        let root =
+            OverlayRoot::prepare(&store, &self.data_root, &self.state_root, reference, id, at)
+                .map_err(|e| image_err(reference, e))?;
         Ok(PreparedImage {
             rootfs: root.merged.clone(),
             config: image_config(&root.config),

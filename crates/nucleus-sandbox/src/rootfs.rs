@@ -79,6 +79,8 @@ impl PreparedImage {
 
 /// Resolves image references (the image store implements it).
 pub trait ImageProvider: std::fmt::Debug {
-    /// Finds `reference` and makes a root from it for container `id`.
-    fn prepare(&self, reference: &str, id: &str) -> Result<PreparedImage>;
+    /// Finds `reference` and makes a root from it for container `id`;
+    /// `on_host` when the root must be mounted where the host sees it (a
+    /// runtime that serves files from outside, as gVisor's gofer does).
+    fn prepare(&self, reference: &str, id: &str, on_host: bool) -> Result<PreparedImage>;
 }

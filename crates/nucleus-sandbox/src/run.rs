@@ -168,7 +168,10 @@ fn run_inner(
     let id = names::new_id()?;
     // Without a provider an image is refused by `compile`, naming the image.
     let image = match (&spec.rootfs, ext.images.as_deref()) {
-        (RootfsSource::Image(r), Some(p)) => Some(p.prepare(r, &id)?),
+        (RootfsSource::Image(r), Some(p)) => {
+            let on_host = matches!(spec.runtime, crate::spec::Runtime::Gvisor { .. });
+            Some(p.prepare(r, &id, on_host)?)
+        }
         _ => None,
     };
     if let (Some(plan), Some(img)) = (net_plan.as_mut(), image.as_ref()) {
