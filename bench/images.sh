@@ -4,9 +4,11 @@
 #   1. pull + unpack of a debootstrap+python3 image from a local docker-registry,
 #      cold store: nucleus vs `skopeo copy` + `umoci unpack` vs `podman pull`
 #   2. start of /bin/true from an already-pulled image: `nucleus run IMAGE` vs
-#      `nucleus run --rootfs` of the same tree vs `podman run --rm` (docker has no
-#      daemon on these machines and is reported as such)
+#      `nucleus run --rootfs` of the same tree vs `podman run --rm` vs `docker run
+#      --rm` (a dockerd of its own, started here on a private socket and data root)
 #   3. disk used by 50 detached containers of one image
+# nucleus's state root is a tmpfs (as /run is); podman's and docker's writable
+# layers are on disk under their roots, as they keep them by default.
 # Prints Markdown on stdout (progress on stderr), writes bench/results/images.md,
 # and removes its registry, containers, mounts and temp dirs (trap EXIT).
 #
@@ -32,8 +34,18 @@ ensure_pkgs hyperfine:hyperfine docker-registry:docker-registry skopeo:skopeo um
     debootstrap:debootstrap jq:jq podman:podman
 WORK=$(mktemp -d /tmp/nucleus-bench-images.XXXXXX)
 REG_PID=""
+DOCKERD_PID=""
+DOCKER=(docker -H "unix://$WORK/docker.sock")
 cleanup() {
     set +e
+    if [[ -n $DOCKERD_PID ]]; then
+        "${DOCKER[@]}" rm -f $("${DOCKER[@]}" ps -aq 2>/dev/null) >/dev/null 2>&1
+        kill "$DOCKERD_PID" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$DOCKERD_PID" 2>/dev/null
+        # its own containerd, started under the exec root
+        pkill -f "containerd --config $WORK/docker-exec" 2>/dev/null
+    fi
     if [[ -x $WORK/nucleus ]]; then
         for id in $("$WORK/nucleus" --root "$WORK/state" --data-root "$WORK/n-run" ps -a -q 2>/dev/null); do
             "$WORK/nucleus" --root "$WORK/state" --data-root "$WORK/n-run" rm -f "$id" >/dev/null 2>&1
@@ -46,6 +58,11 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# nucleus's state root (bundles, and each image container's upper and work
+# directories) on tmpfs, as /run/nucleus is on a standard host; bench/run.sh
+# does the same. The image store stays on disk, as /var/lib/nucleus.
+mkdir -p "$WORK/state"
+mount -t tmpfs -o mode=0700 nucleus-bench-images "$WORK/state"
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
     log "building target/release/nucleus"
@@ -133,8 +150,27 @@ if "${PODMAN_RUN[@]}" pull -q --tls-verify=false "$REF" >/dev/null 2>"$WORK/podm
 else
     log "podman run failed: $(first_line "$WORK/podman.err")"
 fi
-DOCKER_NOTE="no daemon on this machine"
-docker info >/dev/null 2>&1 && DOCKER_NOTE="not measured (a daemon is running; add it by hand)"
+S_DOCKER=""
+DOCKER_NOTE="dockerd not installed"
+if command -v dockerd >/dev/null; then
+    # No bridge or iptables: the runs use --network none, as the others do.
+    dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" -H "unix://$WORK/docker.sock" \
+        --pidfile "$WORK/docker.pid" --bridge=none --iptables=false --ip6tables=false \
+        --containerd-namespace "nbench$$" --containerd-plugins-namespace "nbench$$-p" \
+        >"$WORK/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    for _ in $(seq 150); do "${DOCKER[@]}" info >/dev/null 2>&1 && break; sleep 0.2; done
+    # shellcheck disable=SC2086 # ULIMITS is words on purpose
+    if "${DOCKER[@]}" pull -q "$REF" >/dev/null 2>"$WORK/docker.err" &&
+        "${DOCKER[@]}" run --rm $ULIMITS --network none "$REF" /bin/true 2>"$WORK/docker.err"; then
+        "${HF[@]}" --warmup "$WARMUP" --runs "$RUNS" --export-json "$WORK/start-docker.json" \
+            -n docker "${DOCKER[*]} run --rm $ULIMITS --network none $REF /bin/true" >&2
+        S_DOCKER=$(hf_stats "$WORK/start-docker.json" docker | cut -d' ' -f1)
+    else
+        DOCKER_NOTE="failed: $(first_line "$WORK/docker.err")"
+        log "docker run $DOCKER_NOTE"
+    fi
+fi
 
 # 3. Disk used by DENSITY_N containers of one image.
 log "3. disk for $DENSITY_N containers"
@@ -161,12 +197,13 @@ mkdir -p "$RESULTS"
     echo "| skopeo copy + umoci unpack | $(ms "$P_SU") ms | $(ratio "$P_SU" "$FASTER") |"
     if [[ -n $PODMAN_PULL ]]; then echo "| podman pull | $(ms "$PODMAN_PULL") ms | $(ratio "$PODMAN_PULL" "$FASTER") |"; else echo "| podman pull | failed: $(first_line "$WORK/podman.err") | |"; fi
     echo
-    echo "| start of \`/bin/true\` ($RUNS runs after $WARMUP) | median | × run --rootfs | × podman |"
-    echo "|---|---:|---:|---:|"
-    echo "| nucleus run IMAGE | $(ms "$S_IMG") ms | $(ratio "$S_IMG" "$S_DIR") | $( [[ -n $S_POD ]] && ratio "$S_IMG" "$S_POD" || echo –) |"
-    echo "| nucleus run --rootfs (same tree) | $(ms "$S_DIR") ms | 1.00× | $( [[ -n $S_POD ]] && ratio "$S_DIR" "$S_POD" || echo –) |"
-    if [[ -n $S_POD ]]; then echo "| podman run --rm (runc) | $(ms "$S_POD") ms | $(ratio "$S_POD" "$S_DIR") | 1.00× |"; else echo "| podman run --rm | failed: $(first_line "$WORK/podman.err") | | |"; fi
-    echo "| docker run --rm | $DOCKER_NOTE | | |"
+    vs() { [[ -n $2 ]] && ratio "$1" "$2" || echo –; }
+    echo "| start of \`/bin/true\` ($RUNS runs after $WARMUP) | median | × run --rootfs | × podman | × docker |"
+    echo "|---|---:|---:|---:|---:|"
+    echo "| nucleus run IMAGE | $(ms "$S_IMG") ms | $(ratio "$S_IMG" "$S_DIR") | $(vs "$S_IMG" "$S_POD") | $(vs "$S_IMG" "$S_DOCKER") |"
+    echo "| nucleus run --rootfs (same tree) | $(ms "$S_DIR") ms | 1.00× | $(vs "$S_DIR" "$S_POD") | $(vs "$S_DIR" "$S_DOCKER") |"
+    if [[ -n $S_POD ]]; then echo "| podman run --rm (runc) | $(ms "$S_POD") ms | $(ratio "$S_POD" "$S_DIR") | 1.00× | $(vs "$S_POD" "$S_DOCKER") |"; else echo "| podman run --rm | failed: $(first_line "$WORK/podman.err") | | | |"; fi
+    if [[ -n $S_DOCKER ]]; then echo "| docker run --rm (dockerd $("${DOCKER[@]}" version --format '{{.Server.Version}}' 2>/dev/null)) | $(ms "$S_DOCKER") ms | $(ratio "$S_DOCKER" "$S_DIR") | $(vs "$S_DOCKER" "$S_POD") | 1.00× |"; else echo "| docker run --rm | $DOCKER_NOTE | | | |"; fi
     echo
     echo "| disk for $DENSITY_N detached containers of the image | KiB |"
     echo "|---|---:|"
