@@ -642,6 +642,106 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }
 
+/// The user's processes whose command starts with one of `comms`.
+fn procs_named(u: &TestUser, comms: &[&str]) -> Vec<i32> {
+    u.live_pids()
+        .into_iter()
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| comms.iter().any(|n| c.starts_with(n)))
+        })
+        .collect()
+}
+
+#[test]
+fn pasta_publishes_a_port_of_a_detached_container_and_rm_stops_it_after_its_monitor_died() {
+    needs_rootless_host!();
+    if !Path::new("/usr/bin/pasta").exists() {
+        eprintln!("skipped: needs pasta (apt-get install passt)");
+        return;
+    }
+    let _tun = TunMode::open_to_users();
+    let u = TestUser::create(true);
+    let rootfs = u.scratch().join("rootfs");
+    common::build_rootfs(&rootfs);
+    fs::create_dir(rootfs.join("www")).unwrap();
+    fs::write(rootfs.join("www/index.html"), "hello-detached\n").unwrap();
+    sh(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", u.uid, u.gid),
+            &rootfs.to_string_lossy(),
+        ],
+    )
+    .assert_ok();
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let name = format!("pd{}", std::process::id());
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", host_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        Some(got)
+    };
+    let out = u.run(&[
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "pasta",
+        "-p",
+        &format!("{host_port}:8080"),
+        "--rootfs",
+        &rootfs.to_string_lossy(),
+        "--",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    out.assert_ok();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || get()
+            .is_some_and(|g| g.contains("hello-detached"))),
+        "no answer on 127.0.0.1:{host_port}: {:?}; log: {}",
+        get(),
+        u.nucleus(&["logs", &name])
+    );
+    // Debian's pasta re-executes itself as `passt.avx2`.
+    assert_eq!(
+        procs_named(&u, &["pasta", "passt"]).len(),
+        1,
+        "{:?}",
+        u.live_pids()
+    );
+    // The monitor dies without cleaning up; `rm -f` still stops pasta.
+    let monitors = procs_named(&u, &["nucleus:[mon]"]);
+    assert_eq!(monitors.len(), 1, "monitors: {monitors:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitors[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(get().is_some_and(|g| g.contains("hello-detached")));
+    u.nucleus(&["rm", "-f", &name]).assert_ok();
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
+    assert!(get().is_none(), "port {host_port} still answers");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
 #[test]
 fn secrets_stay_in_memory_when_the_runtime_dir_is_a_tmpfs_and_are_refused_otherwise() {
     needs_rootless_host!();

@@ -349,6 +349,8 @@ pub fn network(n: &str) -> Result<Network> {
     match n {
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
+        "pasta" => Ok(Network::Pasta),
+        "slirp4netns" => Ok(Network::Slirp4netns),
         other if other.starts_with("container:") => match &other["container:".len()..] {
             "" => Err(SandboxError::invalid(
                 Field::Network,
@@ -360,7 +362,7 @@ pub fn network(n: &str) -> Result<Network> {
         "" => Err(SandboxError::invalid(
             Field::Network,
             "",
-            "expected none, host, bridge or a network's name",
+            "expected none, host, bridge, pasta, slirp4netns or a network's name",
         )),
         other => Ok(Network::Attached(other.to_string())),
     }

@@ -261,6 +261,13 @@ pub enum Network {
     /// Another running container's namespace, by name or id
     /// (`container:NAME`); the sandbox adds nothing to it.
     Container(String),
+    /// A namespace of its own served by `pasta` (Debian's `passt`), run
+    /// by whoever starts the container: outbound through pasta's host
+    /// sockets, `net.publish` forwarded from the host (`user_net`).
+    Pasta,
+    /// As [`Network::Pasta`] through `slirp4netns`: outbound and the host's
+    /// loopback at 10.0.2.2, no published ports.
+    Slirp4netns,
 }
 
 impl Network {
@@ -271,6 +278,8 @@ impl Network {
             Network::Host => "host".into(),
             Network::Attached(n) => n.clone(),
             Network::Container(n) => format!("container:{n}"),
+            Network::Pasta => "pasta".into(),
+            Network::Slirp4netns => "slirp4netns".into(),
         }
     }
 }
@@ -358,7 +367,27 @@ impl SandboxSpec {
                 "host networking needs --allow-host-network",
             ));
         }
-        if !matches!(self.network, Network::Attached(_)) {
+        if matches!(self.network, Network::Pasta | Network::Slirp4netns) && self.runtime.is_gvisor()
+        {
+            return Err(SandboxError::invalid(
+                Field::Network,
+                self.network.as_flag(),
+                "not available with the gvisor runtime; use network `bridge` as root",
+            ));
+        }
+        if self.network == Network::Pasta {
+            let ports = NetOptions {
+                publish: Vec::new(),
+                ..self.net.clone()
+            };
+            if let Some((f, value)) = ports.first_set() {
+                return Err(SandboxError::invalid(
+                    f,
+                    value,
+                    "not enforced with network `pasta`; use network `bridge` as root",
+                ));
+            }
+        } else if !matches!(self.network, Network::Attached(_)) {
             if let Some((f, value)) = self.net.first_set() {
                 return Err(SandboxError::invalid(
                     f,

@@ -117,7 +117,7 @@ pub struct RunFlags {
     /// Warn instead of failing when a protection cannot be applied
     #[arg(long)]
     pub allow_degraded_security: bool,
-    /// Network: none (loopback only, the default), host, bridge, or a network's name
+    /// Network: none (loopback only, the default), host, bridge, a network's name, pasta or slirp4netns (user-mode, rootless)
     #[arg(long)]
     pub network: Option<String>,
     /// Publish a port: [IP:]HOST:CTR[/tcp|udp], or CTR for a free host port

@@ -634,7 +634,54 @@ fn validate_names_the_field() {
             },
             Field::Volume,
         ),
+        (
+            SandboxSpec {
+                network: Network::Pasta,
+                net: crate::spec::NetOptions {
+                    egress_deny_all: true,
+                    ..Default::default()
+                },
+                ..SandboxSpec::default()
+            },
+            Field::EgressDenyAll,
+        ),
+        (
+            SandboxSpec {
+                network: Network::Slirp4netns,
+                net: crate::spec::NetOptions {
+                    publish: vec!["8080:80".into()],
+                    ..Default::default()
+                },
+                ..SandboxSpec::default()
+            },
+            Field::Publish,
+        ),
+        (
+            SandboxSpec {
+                network: Network::Pasta,
+                runtime: crate::spec::Runtime::Gvisor {
+                    platform: None,
+                    runsc: None,
+                },
+                ..SandboxSpec::default()
+            },
+            Field::Network,
+        ),
     ];
+    // pasta forwards published ports; its spec spells the mode by name.
+    let pasta = SandboxSpec {
+        network: crate::parse::network("pasta").unwrap(),
+        net: crate::spec::NetOptions {
+            publish: vec!["8080:80".into()],
+            ..Default::default()
+        },
+        ..SandboxSpec::default()
+    };
+    pasta.validate().unwrap();
+    assert_eq!(
+        serde_json::to_value(&pasta.network).unwrap(),
+        json!("pasta")
+    );
     for (s, field) in cases {
         assert_eq!(invalid(s.validate().unwrap_err()).0, field);
     }
