@@ -838,6 +838,56 @@ fn data_leftovers(u: &TestUser) -> Vec<String> {
     out
 }
 
+/// Layers are unpacked for the default map (container 0 = the user); a
+/// run whose map differs would see the image's files under other owners,
+/// so it is refused by flag, and the default map still runs the image.
+#[test]
+fn an_image_with_keep_id_or_another_uidmap_is_refused_by_flag() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let build = tempfile::tempdir().expect("build dir");
+    fs::set_permissions(build.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(archive) = layered_image(build.path()) else {
+        return;
+    };
+    let image = "nucleus.test/rootless:1";
+    u.nucleus(&["load", "-i", &archive.to_string_lossy()])
+        .assert_ok();
+    let vol = u.scratch().join("vol");
+    fs::create_dir(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(u.uid), Some(u.gid)).unwrap();
+    let v = format!("{}:/data", vol.display());
+    let probe = "echo passwd=$(stat -c %u:%g /etc/passwd); touch /data/f";
+    for (args, flag, value) in [
+        (vec!["--userns", "keep-id"], "--userns", "keep-id"),
+        (vec!["--uidmap", "0:1:65536"], "--uidmap", "0:1:65536"),
+    ] {
+        let mut all = args.clone();
+        all.extend_from_slice(&["--rm", "-v", &v, image, "sh", "-c", probe]);
+        let out = u.run(&all);
+        assert_eq!(out.code, Some(125), "{:?}: {out}", args);
+        let err = out.stderr.trim();
+        assert!(
+            err.contains(flag) && err.contains(value) && err.contains("--rootfs"),
+            "{err}"
+        );
+        assert!(!vol.join("f").exists(), "{:?} ran: {out}", args);
+    }
+    // The default map: root's files are root's inside, the user's outside.
+    let out = u.run(&["--rm", "-v", &v, image, "sh", "-c", probe]);
+    out.assert_ok();
+    assert_eq!(field(out.out(), "passwd"), "0:0", "{out}");
+    assert_eq!(fs::metadata(vol.join("f")).unwrap().uid(), u.uid);
+    u.nucleus(&["rmi", image]).assert_ok();
+    u.nucleus(&["image", "prune", "-a"]).assert_ok();
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    assert!(
+        data_leftovers(&u).is_empty(),
+        "left: {:?}",
+        data_leftovers(&u)
+    );
+}
+
 #[test]
 fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
     needs_rootless_host!();
