@@ -105,8 +105,20 @@ impl TestUser {
     }
 
     fn nucleus_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.nucleus_in(args, env, None)
+    }
+
+    /// With `procs`: started inside that cgroup (its `cgroup.procs`), as a
+    /// systemd session is inside its delegated subtree.
+    fn nucleus_in(&self, args: &[&str], env: &[(&str, &str)], procs: Option<&Path>) -> Out {
         let io = tempfile::tempdir().expect("io dir");
-        let mut c = Command::new("setpriv");
+        let mut c = Command::new("sh");
+        if let Some(p) = procs {
+            c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(p);
+        } else {
+            c.args(["-c", "exec \"$@\"", "sh"]);
+        }
+        c.arg("setpriv");
         c.args([
             "--reuid",
             &self.uid.to_string(),
@@ -964,4 +976,188 @@ fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
         "left running: {:?}",
         u.live_pids()
     );
+}
+
+/// A cgroup made in every hierarchy (as root), owned by `owner` when given;
+/// on drop, what is left below it and the cgroup itself are removed.
+struct TestCgroup {
+    name: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    fn create(owner: Option<(u32, u32)>) -> TestCgroup {
+        let name = format!(
+            "nrl-cgp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let roots: Vec<PathBuf> = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            vec![PathBuf::from("/sys/fs/cgroup")]
+        } else {
+            fs::read_dir("/sys/fs/cgroup")
+                .expect("/sys/fs/cgroup")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("cgroup.procs").exists())
+                .collect()
+        };
+        let cg = TestCgroup {
+            dirs: roots.iter().map(|r| r.join(&name)).collect(),
+            name,
+        };
+        for d in &cg.dirs {
+            fs::create_dir(d).expect("create cgroup");
+            if let Some((uid, gid)) = owner {
+                sh(
+                    "chown",
+                    &["-R", &format!("{uid}:{gid}"), &d.to_string_lossy()],
+                )
+                .assert_ok();
+            }
+        }
+        cg
+    }
+
+    /// The container cgroups made below it, in the pids hierarchy (or v2's).
+    fn children(&self) -> Vec<PathBuf> {
+        let d = self
+            .dirs
+            .iter()
+            .find(|d| d.parent().is_some_and(|p| p.ends_with("pids")))
+            .unwrap_or(&self.dirs[0]);
+        fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn cgroup_parent_places_the_container_below_it_or_is_refused_by_name() {
+    needs_rootless_host!();
+    // Root: any path; the container's cgroup is made below it.
+    let cg = TestCgroup::create(None);
+    let io = tempfile::tempdir().unwrap();
+    let mut c = Command::new(common::runtime());
+    c.args([
+        "run",
+        "--cgroup-parent",
+        &format!("/{}", cg.name),
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/cgroup >/dev/null; sleep 2",
+    ]);
+    let child = std::thread::spawn(move || common::exec(c, io.path(), Duration::from_secs(30)));
+    assert!(
+        common::wait_until(Duration::from_secs(10), || cg.children().iter().any(|d| d
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("nucleus-"))
+            && fs::read_to_string(d.join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty()))),
+        "no container cgroup with processes below {:?}",
+        cg.dirs
+    );
+    child.join().unwrap().assert_ok();
+    assert!(cg.children().is_empty(), "left: {:?}", cg.children());
+    drop(cg);
+
+    // Rootless: a cgroup the user cannot write is refused by flag and path,
+    // not silently dropped.
+    let u = TestUser::create(true);
+    let not_yours = TestCgroup::create(None);
+    let parent = format!("/{}", not_yours.name);
+    let out = u.run(&["--cgroup-parent", &parent, "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    let err = out.stderr.trim();
+    assert!(
+        err.contains("--cgroup-parent") && err.contains(&parent) && err.contains("/sys/fs/cgroup"),
+        "{err}"
+    );
+    let out = u.run(&["--cgroup-parent", "../up", "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--cgroup-parent") && out.stderr.contains("../up"),
+        "{out}"
+    );
+    // One it owns, delegated as systemd does (the user's session runs in a
+    // leaf of it): the container's cgroup is made there, so a limit is kept.
+    let owned = TestCgroup::create(Some((u.uid, u.gid)));
+    let v2 = owned
+        .dirs
+        .iter()
+        .find(|d| d.join("cgroup.subtree_control").exists())
+        .expect("a cgroup v2 hierarchy");
+    let session = v2.join("session");
+    fs::create_dir(&session).unwrap();
+    sh(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", u.uid, u.gid),
+            &session.to_string_lossy(),
+        ],
+    )
+    .assert_ok();
+    let procs = session.join("cgroup.procs");
+    let container_cgroup = || {
+        owned.children().into_iter().find(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nucleus-"))
+                && fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        })
+    };
+    std::thread::scope(|sc| {
+        let run = sc.spawn(|| {
+            u.nucleus_in(
+                &[
+                    "run",
+                    "--cgroup-parent",
+                    &format!("/{}", owned.name),
+                    "--pids",
+                    "64",
+                    "--",
+                    "/bin/sleep",
+                    "2",
+                ],
+                &[],
+                Some(&procs),
+            )
+        });
+        assert!(
+            common::wait_until(Duration::from_secs(10), || container_cgroup().is_some()),
+            "no container cgroup with processes below {:?}",
+            owned.dirs
+        );
+        let dir = container_cgroup().unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+            "64"
+        );
+        run.join().unwrap().assert_ok();
+    });
+    let made: Vec<_> = owned
+        .children()
+        .into_iter()
+        .filter(|d| !d.ends_with("session"))
+        .collect();
+    assert!(made.is_empty(), "left: {made:?}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }

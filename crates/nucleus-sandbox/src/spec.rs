@@ -151,6 +151,10 @@ pub struct Resources {
     /// Maximum processes; `None` is the agent default (1024), 0 or less unlimited.
     pub pids: Option<i64>,
     pub io_limits: Vec<IoLimit>,
+    /// The cgroup the container's goes below (`--cgroup-parent`): absolute
+    /// from the hierarchy's root, relative from the caller's own cgroup, or
+    /// a systemd slice (`user.slice`); checked by [`crate::parse::cgroup_parent`].
+    pub cgroup_parent: Option<String>,
 }
 
 /// Block I/O throttling of one device.
@@ -359,6 +363,9 @@ impl SandboxSpec {
                     "must be an absolute path",
                 ));
             }
+        }
+        if let Some(p) = &self.resources.cgroup_parent {
+            crate::parse::cgroup_parent(p)?;
         }
         if self.network == Network::Host && !self.security.allow_host_network {
             return Err(SandboxError::invalid(

@@ -71,6 +71,7 @@ pub fn flag_of(field: &Field) -> String {
         Field::Cpus => "--cpus",
         Field::CpuWeight => "--cpu-weight",
         Field::Pids => "--pids",
+        Field::CgroupParent => "--cgroup-parent",
         Field::IoLimit => "--io-limit",
         Field::Ulimit => "--ulimit",
         Field::Timeout => "--timeout",
@@ -202,6 +203,12 @@ pub fn to_spec(
             .iter()
             .map(|s| parse::io_limit(s))
             .collect::<Result<_, _>>()
+            .map_err(flag)?,
+        cgroup_parent: f
+            .cgroup_parent
+            .as_deref()
+            .map(parse::cgroup_parent)
+            .transpose()
             .map_err(flag)?,
     };
     let security = Security {

@@ -84,6 +84,9 @@ pub struct RunFlags {
     /// Block I/O limit: DEVICE:KIND=RATE[,KIND=RATE] with KIND rbps, wbps, riops or wiops
     #[arg(long)]
     pub io_limit: Vec<String>,
+    /// The cgroup to create the container's below: /ABS/PATH, REL/PATH (from nucleus's own) or NAME.slice; rootless, one this user can write
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
     /// Resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048)
     #[arg(long)]
     pub ulimit: Vec<String>,

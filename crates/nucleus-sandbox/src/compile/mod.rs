@@ -242,7 +242,10 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     spec["mounts"] = Value::Array(m.mounts);
     // The engine names a default cgroup after the id, as runc does; keep a
     // `nucleus-` prefix so these 64-hex-digit ids are findable on the host.
-    linux["cgroupsPath"] = json!(format!("nucleus-{}", inp.id));
+    linux["cgroupsPath"] = json!(crate::parse::cgroups_path(
+        s.resources.cgroup_parent.as_deref(),
+        inp.id
+    ));
     if let Some((uids, gids)) = &maps {
         linux["uidMappings"] = oci_maps(uids);
         linux["gidMappings"] = oci_maps(gids);
