@@ -105,8 +105,20 @@ impl TestUser {
     }
 
     fn nucleus_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.nucleus_in(args, env, None)
+    }
+
+    /// With `procs`: started inside that cgroup (its `cgroup.procs`), as a
+    /// systemd session is inside its delegated subtree.
+    fn nucleus_in(&self, args: &[&str], env: &[(&str, &str)], procs: Option<&Path>) -> Out {
         let io = tempfile::tempdir().expect("io dir");
-        let mut c = Command::new("setpriv");
+        let mut c = Command::new("sh");
+        if let Some(p) = procs {
+            c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""]).arg(p);
+        } else {
+            c.args(["-c", "exec \"$@\"", "sh"]);
+        }
+        c.arg("setpriv");
         c.args([
             "--reuid",
             &self.uid.to_string(),
@@ -642,6 +654,106 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }
 
+/// The user's processes whose command starts with one of `comms`.
+fn procs_named(u: &TestUser, comms: &[&str]) -> Vec<i32> {
+    u.live_pids()
+        .into_iter()
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| comms.iter().any(|n| c.starts_with(n)))
+        })
+        .collect()
+}
+
+#[test]
+fn pasta_publishes_a_port_of_a_detached_container_and_rm_stops_it_after_its_monitor_died() {
+    needs_rootless_host!();
+    if !Path::new("/usr/bin/pasta").exists() {
+        eprintln!("skipped: needs pasta (apt-get install passt)");
+        return;
+    }
+    let _tun = TunMode::open_to_users();
+    let u = TestUser::create(true);
+    let rootfs = u.scratch().join("rootfs");
+    common::build_rootfs(&rootfs);
+    fs::create_dir(rootfs.join("www")).unwrap();
+    fs::write(rootfs.join("www/index.html"), "hello-detached\n").unwrap();
+    sh(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", u.uid, u.gid),
+            &rootfs.to_string_lossy(),
+        ],
+    )
+    .assert_ok();
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let name = format!("pd{}", std::process::id());
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", host_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        Some(got)
+    };
+    let out = u.run(&[
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "pasta",
+        "-p",
+        &format!("{host_port}:8080"),
+        "--rootfs",
+        &rootfs.to_string_lossy(),
+        "--",
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    out.assert_ok();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || get()
+            .is_some_and(|g| g.contains("hello-detached"))),
+        "no answer on 127.0.0.1:{host_port}: {:?}; log: {}",
+        get(),
+        u.nucleus(&["logs", &name])
+    );
+    // Debian's pasta re-executes itself as `passt.avx2`.
+    assert_eq!(
+        procs_named(&u, &["pasta", "passt"]).len(),
+        1,
+        "{:?}",
+        u.live_pids()
+    );
+    // The monitor dies without cleaning up; `rm -f` still stops pasta.
+    let monitors = procs_named(&u, &["nucleus:[mon]"]);
+    assert_eq!(monitors.len(), 1, "monitors: {monitors:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitors[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(get().is_some_and(|g| g.contains("hello-detached")));
+    u.nucleus(&["rm", "-f", &name]).assert_ok();
+    assert!(
+        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        "left running: {:?}",
+        u.live_pids()
+    );
+    assert!(get().is_none(), "port {host_port} still answers");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
 #[test]
 fn secrets_stay_in_memory_when_the_runtime_dir_is_a_tmpfs_and_are_refused_otherwise() {
     needs_rootless_host!();
@@ -738,6 +850,56 @@ fn data_leftovers(u: &TestUser) -> Vec<String> {
     out
 }
 
+/// Layers are unpacked for the default map (container 0 = the user); a
+/// run whose map differs would see the image's files under other owners,
+/// so it is refused by flag, and the default map still runs the image.
+#[test]
+fn an_image_with_keep_id_or_another_uidmap_is_refused_by_flag() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let build = tempfile::tempdir().expect("build dir");
+    fs::set_permissions(build.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(archive) = layered_image(build.path()) else {
+        return;
+    };
+    let image = "nucleus.test/rootless:1";
+    u.nucleus(&["load", "-i", &archive.to_string_lossy()])
+        .assert_ok();
+    let vol = u.scratch().join("vol");
+    fs::create_dir(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(u.uid), Some(u.gid)).unwrap();
+    let v = format!("{}:/data", vol.display());
+    let probe = "echo passwd=$(stat -c %u:%g /etc/passwd); touch /data/f";
+    for (args, flag, value) in [
+        (vec!["--userns", "keep-id"], "--userns", "keep-id"),
+        (vec!["--uidmap", "0:1:65536"], "--uidmap", "0:1:65536"),
+    ] {
+        let mut all = args.clone();
+        all.extend_from_slice(&["--rm", "-v", &v, image, "sh", "-c", probe]);
+        let out = u.run(&all);
+        assert_eq!(out.code, Some(125), "{:?}: {out}", args);
+        let err = out.stderr.trim();
+        assert!(
+            err.contains(flag) && err.contains(value) && err.contains("--rootfs"),
+            "{err}"
+        );
+        assert!(!vol.join("f").exists(), "{:?} ran: {out}", args);
+    }
+    // The default map: root's files are root's inside, the user's outside.
+    let out = u.run(&["--rm", "-v", &v, image, "sh", "-c", probe]);
+    out.assert_ok();
+    assert_eq!(field(out.out(), "passwd"), "0:0", "{out}");
+    assert_eq!(fs::metadata(vol.join("f")).unwrap().uid(), u.uid);
+    u.nucleus(&["rmi", image]).assert_ok();
+    u.nucleus(&["image", "prune", "-a"]).assert_ok();
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    assert!(
+        data_leftovers(&u).is_empty(),
+        "left: {:?}",
+        data_leftovers(&u)
+    );
+}
+
 #[test]
 fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
     needs_rootless_host!();
@@ -814,4 +976,188 @@ fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
         "left running: {:?}",
         u.live_pids()
     );
+}
+
+/// A cgroup made in every hierarchy (as root), owned by `owner` when given;
+/// on drop, what is left below it and the cgroup itself are removed.
+struct TestCgroup {
+    name: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    fn create(owner: Option<(u32, u32)>) -> TestCgroup {
+        let name = format!(
+            "nrl-cgp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let roots: Vec<PathBuf> = if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+            vec![PathBuf::from("/sys/fs/cgroup")]
+        } else {
+            fs::read_dir("/sys/fs/cgroup")
+                .expect("/sys/fs/cgroup")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("cgroup.procs").exists())
+                .collect()
+        };
+        let cg = TestCgroup {
+            dirs: roots.iter().map(|r| r.join(&name)).collect(),
+            name,
+        };
+        for d in &cg.dirs {
+            fs::create_dir(d).expect("create cgroup");
+            if let Some((uid, gid)) = owner {
+                sh(
+                    "chown",
+                    &["-R", &format!("{uid}:{gid}"), &d.to_string_lossy()],
+                )
+                .assert_ok();
+            }
+        }
+        cg
+    }
+
+    /// The container cgroups made below it, in the pids hierarchy (or v2's).
+    fn children(&self) -> Vec<PathBuf> {
+        let d = self
+            .dirs
+            .iter()
+            .find(|d| d.parent().is_some_and(|p| p.ends_with("pids")))
+            .unwrap_or(&self.dirs[0]);
+        fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn cgroup_parent_places_the_container_below_it_or_is_refused_by_name() {
+    needs_rootless_host!();
+    // Root: any path; the container's cgroup is made below it.
+    let cg = TestCgroup::create(None);
+    let io = tempfile::tempdir().unwrap();
+    let mut c = Command::new(common::runtime());
+    c.args([
+        "run",
+        "--cgroup-parent",
+        &format!("/{}", cg.name),
+        "--",
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/cgroup >/dev/null; sleep 2",
+    ]);
+    let child = std::thread::spawn(move || common::exec(c, io.path(), Duration::from_secs(30)));
+    assert!(
+        common::wait_until(Duration::from_secs(10), || cg.children().iter().any(|d| d
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("nucleus-"))
+            && fs::read_to_string(d.join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty()))),
+        "no container cgroup with processes below {:?}",
+        cg.dirs
+    );
+    child.join().unwrap().assert_ok();
+    assert!(cg.children().is_empty(), "left: {:?}", cg.children());
+    drop(cg);
+
+    // Rootless: a cgroup the user cannot write is refused by flag and path,
+    // not silently dropped.
+    let u = TestUser::create(true);
+    let not_yours = TestCgroup::create(None);
+    let parent = format!("/{}", not_yours.name);
+    let out = u.run(&["--cgroup-parent", &parent, "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    let err = out.stderr.trim();
+    assert!(
+        err.contains("--cgroup-parent") && err.contains(&parent) && err.contains("/sys/fs/cgroup"),
+        "{err}"
+    );
+    let out = u.run(&["--cgroup-parent", "../up", "--", "/bin/true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--cgroup-parent") && out.stderr.contains("../up"),
+        "{out}"
+    );
+    // One it owns, delegated as systemd does (the user's session runs in a
+    // leaf of it): the container's cgroup is made there, so a limit is kept.
+    let owned = TestCgroup::create(Some((u.uid, u.gid)));
+    let v2 = owned
+        .dirs
+        .iter()
+        .find(|d| d.join("cgroup.subtree_control").exists())
+        .expect("a cgroup v2 hierarchy");
+    let session = v2.join("session");
+    fs::create_dir(&session).unwrap();
+    sh(
+        "chown",
+        &[
+            "-R",
+            &format!("{}:{}", u.uid, u.gid),
+            &session.to_string_lossy(),
+        ],
+    )
+    .assert_ok();
+    let procs = session.join("cgroup.procs");
+    let container_cgroup = || {
+        owned.children().into_iter().find(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nucleus-"))
+                && fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        })
+    };
+    std::thread::scope(|sc| {
+        let run = sc.spawn(|| {
+            u.nucleus_in(
+                &[
+                    "run",
+                    "--cgroup-parent",
+                    &format!("/{}", owned.name),
+                    "--pids",
+                    "64",
+                    "--",
+                    "/bin/sleep",
+                    "2",
+                ],
+                &[],
+                Some(&procs),
+            )
+        });
+        assert!(
+            common::wait_until(Duration::from_secs(10), || container_cgroup().is_some()),
+            "no container cgroup with processes below {:?}",
+            owned.dirs
+        );
+        let dir = container_cgroup().unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+            "64"
+        );
+        run.join().unwrap().assert_ok();
+    });
+    let made: Vec<_> = owned
+        .children()
+        .into_iter()
+        .filter(|d| !d.ends_with("session"))
+        .collect();
+    assert!(made.is_empty(), "left: {made:?}");
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }

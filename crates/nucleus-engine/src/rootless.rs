@@ -21,9 +21,22 @@ pub fn cgroup_writable(cg: &Cgroup) -> bool {
 /// Whether a container named `id` with `cgroups_path` would get a cgroup
 /// when started by this (unprivileged) user.
 pub fn cgroup_available(cgroups_path: Option<&str>, id: &str) -> bool {
-    nucleus_cgroups::Host::detect()
-        .and_then(|h| Cgroup::resolve(&h, cgroups_path, id))
-        .is_ok_and(|cg| cgroup_writable(&cg))
+    cgroup_unwritable(cgroups_path, id).is_ok_and(|d| d.is_none())
+}
+
+/// For the first directory of that cgroup this user could not create, its
+/// nearest existing ancestor, which is not writable (`None`: it would get
+/// the cgroup); an error when the path cannot be resolved.
+pub fn cgroup_unwritable(
+    cgroups_path: Option<&str>,
+    id: &str,
+) -> Result<Option<std::path::PathBuf>, nucleus_cgroups::CgroupError> {
+    let cg = nucleus_cgroups::Host::detect().and_then(|h| Cgroup::resolve(&h, cgroups_path, id))?;
+    let first = cg.dirs().find_map(|d| {
+        let existing = d.path.ancestors().find(|a| a.exists())?;
+        (!writable(existing)).then(|| existing.to_path_buf())
+    });
+    Ok(first)
 }
 
 fn writable(p: &Path) -> bool {

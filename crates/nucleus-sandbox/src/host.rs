@@ -131,8 +131,30 @@ pub fn probe(s: &SandboxSpec, image_rootfs: Option<&Path>) -> Result<HostFacts> 
         Caller::current(&read("/etc/subuid"), &read("/etc/subgid"))
     });
     // The engine names the cgroup after the id; any name finds the parent.
+    let parent = s.resources.cgroup_parent.as_deref();
+    let probe_path = crate::parse::cgroups_path(parent, "probe");
     let cgroup = nix::unistd::geteuid().is_root()
-        || nucleus_engine::rootless::cgroup_available(Some("nucleus-probe"), "probe");
+        || match (
+            nucleus_engine::rootless::cgroup_unwritable(Some(&probe_path), "probe"),
+            parent,
+        ) {
+            (Ok(None), _) => true,
+            // Asked for by name: no silent fallback to no cgroup.
+            (Ok(Some(dir)), Some(p)) => {
+                return Err(SandboxError::invalid(
+                    Field::CgroupParent,
+                    p,
+                    format!(
+                        "rootless: this user cannot create cgroups there ({} is not writable); give a cgroup you own, e.g. a delegated cgroup v2 subtree",
+                        dir.display()
+                    ),
+                ))
+            }
+            (Err(e), Some(p)) => {
+                return Err(SandboxError::invalid(Field::CgroupParent, p, e.to_string()))
+            }
+            (_, None) => false,
+        };
     let nproc_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
         .map_or(u64::MAX, |(_, hard)| hard);
     Ok(HostFacts {

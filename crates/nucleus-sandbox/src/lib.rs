@@ -40,6 +40,7 @@ pub mod rootfs;
 pub mod run;
 pub mod side_task;
 pub mod spec;
+pub mod user_net;
 pub mod userns;
 
 pub use error::{Field, LaunchFailure, SandboxError};

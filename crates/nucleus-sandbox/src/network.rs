@@ -1,9 +1,9 @@
 //! The network attachment step: run for every sandbox start, in the process
 //! that starts the container (the CLI in the foreground, the monitor when
 //! detached), after the container's namespaces exist and before its
-//! workload runs. Bridges and egress policy plug in here; today every
-//! network mode is set up by the namespaces alone, so [`NoNetwork`] does
-//! nothing.
+//! workload runs. Bridges and egress policy (`net_attach`) and pasta
+//! (`user_net`) plug in here; [`NoNetwork`] is for modes the namespaces
+//! alone set up.
 
 use crate::error::SandboxError;
 use std::path::{Path, PathBuf};

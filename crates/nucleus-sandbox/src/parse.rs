@@ -345,10 +345,41 @@ pub fn runtime(
     }
 }
 
+/// `--cgroup-parent`: a cgroup path (no `..`, no NUL) or `NAME.slice`.
+pub fn cgroup_parent(p: &str) -> Result<String> {
+    let bad = |reason: &str| Err(SandboxError::invalid(Field::CgroupParent, p, reason));
+    if p.trim_matches('/').is_empty() {
+        return bad("expected a cgroup path (/ABS/PATH or REL/PATH) or NAME.slice");
+    }
+    if p.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    if p.split('/').any(|c| c == "..") {
+        return bad("`..` is not allowed");
+    }
+    if p.contains(':') {
+        return bad("`:` is not allowed (give a path or NAME.slice)");
+    }
+    Ok(p.to_string())
+}
+
+/// `linux.cgroupsPath` for container `id` below `parent`: a systemd slice
+/// becomes `SLICE:nucleus:ID` (the engine's `<slices>/nucleus-ID.scope`).
+pub fn cgroups_path(parent: Option<&str>, id: &str) -> String {
+    match parent {
+        None => format!("nucleus-{id}"),
+        Some(s) if s.ends_with(".slice") && !s.contains('/') => format!("{s}:nucleus:{id}"),
+        Some(p) if p.trim_start_matches('/').is_empty() => format!("/nucleus-{id}"),
+        Some(p) => format!("{}/nucleus-{id}", p.trim_end_matches('/')),
+    }
+}
+
 pub fn network(n: &str) -> Result<Network> {
     match n {
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
+        "pasta" => Ok(Network::Pasta),
+        "slirp4netns" => Ok(Network::Slirp4netns),
         other if other.starts_with("container:") => match &other["container:".len()..] {
             "" => Err(SandboxError::invalid(
                 Field::Network,
@@ -360,7 +391,7 @@ pub fn network(n: &str) -> Result<Network> {
         "" => Err(SandboxError::invalid(
             Field::Network,
             "",
-            "expected none, host, bridge or a network's name",
+            "expected none, host, bridge, pasta, slirp4netns or a network's name",
         )),
         other => Ok(Network::Attached(other.to_string())),
     }
@@ -542,6 +573,27 @@ pub fn read_env_file(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_parents() {
+        assert_eq!(cgroups_path(None, "c1"), "nucleus-c1");
+        assert_eq!(cgroups_path(Some("/a/b/"), "c1"), "/a/b/nucleus-c1");
+        assert_eq!(cgroups_path(Some("rel"), "c1"), "rel/nucleus-c1");
+        assert_eq!(
+            cgroups_path(Some("user.slice"), "c1"),
+            "user.slice:nucleus:c1"
+        );
+        for bad in ["", "/", "a/../b", "..", "a:b:c", "a\0b"] {
+            let e = cgroup_parent(bad).unwrap_err();
+            assert!(matches!(
+                e,
+                SandboxError::InvalidValue {
+                    field: Field::CgroupParent,
+                    ..
+                }
+            ));
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -16,6 +16,7 @@ use crate::rootfs::{ImageProvider, RootfsSource};
 use crate::side_task::{NoSideTasks, SideTasks};
 use crate::spec::Network;
 use crate::spec::SandboxSpec;
+use crate::user_net::{UserNet, UserNetPlan};
 use nucleus_engine::lifecycle;
 use nucleus_engine::state::StateRoot;
 use std::path::{Path, PathBuf};
@@ -164,6 +165,7 @@ fn run_inner(
     let mut net_plan = NetPlan::for_spec(spec, ext.networks.as_ref())?;
     // Parsed and checked before anything starts; attached in the foreground.
     let mut net_attach = net_plan.as_ref().map(NetAttach::new).transpose()?;
+    let user_net = UserNetPlan::for_spec(spec)?;
     let root = StateRoot::new(root_path);
     let id = names::new_id()?;
     // Without a provider an image is refused by `compile`, naming the image.
@@ -213,6 +215,9 @@ fn run_inner(
     if let Some(plan) = &net_plan {
         plan.write(&written.path)?;
     }
+    if let Some(plan) = &user_net {
+        plan.write(&written.path)?;
+    }
     if opts.detach {
         let args = MonitorArgs {
             id: id.clone(),
@@ -248,12 +253,14 @@ fn run_inner(
         timeout: plan.timeout,
     };
     let started = Instant::now();
+    let mut user_net = user_net.map(UserNet::new);
     let mut step = EngineStep {
         id: &id,
         bundle: &written.path,
-        step: match net_attach.as_mut() {
-            Some(a) => a,
-            None => ext.network.as_mut(),
+        step: match (net_attach.as_mut(), user_net.as_mut()) {
+            (Some(a), _) => a,
+            (None, Some(u)) => u,
+            (None, None) => ext.network.as_mut(),
         },
     };
     let code = lifecycle::run_with(&root, &id, &engine_opts, Some(&mut step))
@@ -265,6 +272,7 @@ fn run_inner(
     );
     drop(written.secret_fds);
     drop(net_attach);
+    drop(user_net);
     cleanup.armed = false;
     drop(cleanup);
     let timed_out =

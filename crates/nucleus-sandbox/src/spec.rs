@@ -151,6 +151,10 @@ pub struct Resources {
     /// Maximum processes; `None` is the agent default (1024), 0 or less unlimited.
     pub pids: Option<i64>,
     pub io_limits: Vec<IoLimit>,
+    /// The cgroup the container's goes below (`--cgroup-parent`): absolute
+    /// from the hierarchy's root, relative from the caller's own cgroup, or
+    /// a systemd slice (`user.slice`); checked by [`crate::parse::cgroup_parent`].
+    pub cgroup_parent: Option<String>,
 }
 
 /// Block I/O throttling of one device.
@@ -261,6 +265,13 @@ pub enum Network {
     /// Another running container's namespace, by name or id
     /// (`container:NAME`); the sandbox adds nothing to it.
     Container(String),
+    /// A namespace of its own served by `pasta` (Debian's `passt`), run
+    /// by whoever starts the container: outbound through pasta's host
+    /// sockets, `net.publish` forwarded from the host (`user_net`).
+    Pasta,
+    /// As [`Network::Pasta`] through `slirp4netns`: outbound and the host's
+    /// loopback at 10.0.2.2, no published ports.
+    Slirp4netns,
 }
 
 impl Network {
@@ -271,6 +282,8 @@ impl Network {
             Network::Host => "host".into(),
             Network::Attached(n) => n.clone(),
             Network::Container(n) => format!("container:{n}"),
+            Network::Pasta => "pasta".into(),
+            Network::Slirp4netns => "slirp4netns".into(),
         }
     }
 }
@@ -351,6 +364,9 @@ impl SandboxSpec {
                 ));
             }
         }
+        if let Some(p) = &self.resources.cgroup_parent {
+            crate::parse::cgroup_parent(p)?;
+        }
         if self.network == Network::Host && !self.security.allow_host_network {
             return Err(SandboxError::invalid(
                 Field::Network,
@@ -358,7 +374,27 @@ impl SandboxSpec {
                 "host networking needs --allow-host-network",
             ));
         }
-        if !matches!(self.network, Network::Attached(_)) {
+        if matches!(self.network, Network::Pasta | Network::Slirp4netns) && self.runtime.is_gvisor()
+        {
+            return Err(SandboxError::invalid(
+                Field::Network,
+                self.network.as_flag(),
+                "not available with the gvisor runtime; use network `bridge` as root",
+            ));
+        }
+        if self.network == Network::Pasta {
+            let ports = NetOptions {
+                publish: Vec::new(),
+                ..self.net.clone()
+            };
+            if let Some((f, value)) = ports.first_set() {
+                return Err(SandboxError::invalid(
+                    f,
+                    value,
+                    "not enforced with network `pasta`; use network `bridge` as root",
+                ));
+            }
+        } else if !matches!(self.network, Network::Attached(_)) {
             if let Some((f, value)) = self.net.first_set() {
                 return Err(SandboxError::invalid(
                     f,

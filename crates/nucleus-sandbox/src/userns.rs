@@ -49,6 +49,18 @@ pub struct UserNamespace {
     pub gid_map: Vec<IdMap>,
 }
 
+impl UsernsMode {
+    /// As `--userns` spells it.
+    pub fn as_flag(self) -> &'static str {
+        match self {
+            UsernsMode::Host => "host",
+            UsernsMode::Private => "auto",
+            UsernsMode::KeepId => "keep-id",
+            UsernsMode::NoMap => "nomap",
+        }
+    }
+}
+
 impl UserNamespace {
     pub fn is_host(&self) -> bool {
         self.mode == UsernsMode::Host && self.uid_map.is_empty() && self.gid_map.is_empty()

@@ -6,7 +6,7 @@
 use super::run_flags::RunFlags;
 use nucleus_sandbox::error::Field;
 use nucleus_sandbox::run::RunOptions;
-use nucleus_sandbox::spec::{Context, NetOptions, Network, PolicyFile, Resources, Security};
+use nucleus_sandbox::spec::{Context, NetOptions, PolicyFile, Resources, Security};
 use nucleus_sandbox::userns::UserNamespace;
 use nucleus_sandbox::{parse, RootfsSource, SandboxError, SandboxSpec};
 use std::fmt;
@@ -71,6 +71,7 @@ pub fn flag_of(field: &Field) -> String {
         Field::Cpus => "--cpus",
         Field::CpuWeight => "--cpu-weight",
         Field::Pids => "--pids",
+        Field::CgroupParent => "--cgroup-parent",
         Field::IoLimit => "--io-limit",
         Field::Ulimit => "--ulimit",
         Field::Timeout => "--timeout",
@@ -203,6 +204,12 @@ pub fn to_spec(
             .map(|s| parse::io_limit(s))
             .collect::<Result<_, _>>()
             .map_err(flag)?,
+        cgroup_parent: f
+            .cgroup_parent
+            .as_deref()
+            .map(parse::cgroup_parent)
+            .transpose()
+            .map_err(flag)?,
     };
     let security = Security {
         cap_add: f.cap_add.clone(),
@@ -267,22 +274,15 @@ pub fn to_spec(
             .transpose()
             .map_err(flag)?,
         security,
-        // pasta and slirp4netns are the CLI's own attachment step
-        // (`pasta.rs`): a namespace of its own, ports forwarded by pasta.
-        network: match f.network.as_deref() {
-            Some(n) if super::pasta::is_pasta(n) => Network::None,
-            n => n
-                .map(parse::network)
-                .transpose()
-                .map_err(flag)?
-                .unwrap_or_default(),
-        },
+        network: f
+            .network
+            .as_deref()
+            .map(parse::network)
+            .transpose()
+            .map_err(flag)?
+            .unwrap_or_default(),
         net: NetOptions {
-            publish: if f.network.as_deref().is_some_and(super::pasta::is_pasta) {
-                Vec::new()
-            } else {
-                f.publish.clone()
-            },
+            publish: f.publish.clone(),
             publish_all: f.publish_all,
             egress_allow: f.egress_allow.clone(),
             egress_deny: f.egress_deny.clone(),

@@ -10,7 +10,6 @@
 pub mod argv;
 mod flags_to_spec;
 mod manage;
-mod pasta;
 mod run;
 pub mod run_flags;
 

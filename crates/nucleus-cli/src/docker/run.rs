@@ -6,7 +6,7 @@
 //! cannot be executed, 127 when it is not found, else the workload's own
 //! (128+N when killed by signal N).
 
-use super::{flags_to_spec, pasta, Globals, RunFlags};
+use super::{flags_to_spec, Globals, RunFlags};
 use anyhow::Result;
 use nucleus_engine::state::StateRoot;
 use nucleus_sandbox::monitor::{self, MonitorArgs, MonitorCommand};
@@ -46,14 +46,6 @@ pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
             }
         };
     let mut ext = Extensions::with_stores(g.root, g.data_root);
-    match pasta::Pasta::from_flags(f) {
-        Ok(Some(p)) => ext.network = Box::new(p),
-        Ok(None) => {}
-        Err(e) => {
-            crate::logging::report(&e, g.log.is_some());
-            return RUNTIME_ERROR;
-        }
-    }
     let result = MonitorCommand::current_exe(g.debug)
         .and_then(|m| nucleus_sandbox::run::run(g.root, &spec, &opts, &mut ext, &m));
     match result {

@@ -84,6 +84,9 @@ pub struct RunFlags {
     /// Block I/O limit: DEVICE:KIND=RATE[,KIND=RATE] with KIND rbps, wbps, riops or wiops
     #[arg(long)]
     pub io_limit: Vec<String>,
+    /// The cgroup to create the container's below: /ABS/PATH, REL/PATH (from nucleus's own) or NAME.slice; rootless, one this user can write
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
     /// Resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048)
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -117,7 +120,7 @@ pub struct RunFlags {
     /// Warn instead of failing when a protection cannot be applied
     #[arg(long)]
     pub allow_degraded_security: bool,
-    /// Network: none (loopback only, the default), host, bridge, or a network's name
+    /// Network: none (loopback only, the default), host, bridge, a network's name, pasta or slirp4netns (user-mode, rootless)
     #[arg(long)]
     pub network: Option<String>,
     /// Publish a port: [IP:]HOST:CTR[/tcp|udp], or CTR for a free host port

@@ -233,7 +233,14 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
             .as_ref()
             .and_then(|l| l.resources().clone())
             .unwrap_or_default();
-        res.set_devices(Some(crate::devices::cgroup_rules(req.spec)));
+        // Unprivileged, the device controller cannot be set (v1's files
+        // need CAP_SYS_ADMIN); the user namespace bounds devices instead:
+        // no node can be made there, only bound from the host.
+        res.set_devices(
+            nix::unistd::geteuid()
+                .is_root()
+                .then(|| crate::devices::cgroup_rules(req.spec)),
+        );
         cg.apply(&res)?;
     }
     // The fast join is for the direct clone only; the intermediate path

@@ -126,6 +126,11 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
         }
         _ => None,
     };
+    if let (Some(_), Some((uids, gids)), Some(c)) = (image, &maps, inp.caller) {
+        if c.uid != 0 {
+            check_image_map(s, c, uids, gids)?;
+        }
+    }
     let config = image.map(|i| i.config);
     let args = process::command(s, config);
     let hostname = match &s.hostname {
@@ -237,7 +242,10 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
     spec["mounts"] = Value::Array(m.mounts);
     // The engine names a default cgroup after the id, as runc does; keep a
     // `nucleus-` prefix so these 64-hex-digit ids are findable on the host.
-    linux["cgroupsPath"] = json!(format!("nucleus-{}", inp.id));
+    linux["cgroupsPath"] = json!(crate::parse::cgroups_path(
+        s.resources.cgroup_parent.as_deref(),
+        inp.id
+    ));
     if let Some((uids, gids)) = &maps {
         linux["uidMappings"] = oci_maps(uids);
         linux["gidMappings"] = oci_maps(gids);
@@ -282,6 +290,33 @@ fn id_maps(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Option<(Vec<IdMap>, Vec<
         );
     }
     Ok(Some((u, g)))
+}
+
+/// Rootless, image layers are unpacked for the default map (container 0
+/// is the caller, 1.. its subordinate ids, `nucleus_image::rootless`):
+/// under any other map the image's files would show other owners (root's
+/// as the caller's), so such a run is refused by the field that asked.
+fn check_image_map(s: &SandboxSpec, caller: &Caller, uids: &[IdMap], gids: &[IdMap]) -> Result<()> {
+    let private = userns::UserNamespace {
+        mode: UsernsMode::Private,
+        ..Default::default()
+    };
+    let (du, dg) = userns::id_maps(&private, caller, true)?;
+    if du == uids && dg == gids {
+        return Ok(());
+    }
+    let (field, value) = match (s.userns.uid_map.first(), s.userns.gid_map.first()) {
+        (Some(m), _) => (Field::UidMap, m.to_string()),
+        (None, Some(m)) => (Field::GidMap, m.to_string()),
+        (None, None) => (Field::Userns, s.userns.mode.as_flag().to_string()),
+    };
+    Err(SandboxError::invalid(
+        field,
+        value,
+        "not supported with an image when rootless: its layers are unpacked for the default map \
+         (container 0 is you, 1.. your subordinate ids), so under this map its files would show \
+         other owners; use the default --userns, or --rootfs DIR with a tree you own",
+    ))
 }
 
 /// `-u USER` (and its groups) must exist in the container's namespace.

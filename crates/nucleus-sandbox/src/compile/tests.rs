@@ -341,6 +341,7 @@ fn resources_translate() {
             cpu_weight: Some(100),
             pids: Some(50),
             io_limits: vec![parse::io_limit("/dev/sda:rbps=1m,wiops=100").unwrap()],
+            cgroup_parent: Some(parse::cgroup_parent("/team/").unwrap()),
         },
         ulimits: vec![parse::ulimit("nofile=512:1024").unwrap()],
         timeout: Some(2.5),
@@ -348,6 +349,10 @@ fn resources_translate() {
     };
     let p = plan(&s);
     let r = &p.spec["linux"]["resources"];
+    assert!(p.spec["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap()
+        .starts_with("/team/nucleus-"));
     assert_eq!(r["memory"], json!({"limit": 33554432, "swap": 67108864}));
     assert_eq!(r["cpu"]["quota"], json!(150000));
     assert_eq!(r["cpu"]["period"], json!(100000));
@@ -634,7 +639,54 @@ fn validate_names_the_field() {
             },
             Field::Volume,
         ),
+        (
+            SandboxSpec {
+                network: Network::Pasta,
+                net: crate::spec::NetOptions {
+                    egress_deny_all: true,
+                    ..Default::default()
+                },
+                ..SandboxSpec::default()
+            },
+            Field::EgressDenyAll,
+        ),
+        (
+            SandboxSpec {
+                network: Network::Slirp4netns,
+                net: crate::spec::NetOptions {
+                    publish: vec!["8080:80".into()],
+                    ..Default::default()
+                },
+                ..SandboxSpec::default()
+            },
+            Field::Publish,
+        ),
+        (
+            SandboxSpec {
+                network: Network::Pasta,
+                runtime: crate::spec::Runtime::Gvisor {
+                    platform: None,
+                    runsc: None,
+                },
+                ..SandboxSpec::default()
+            },
+            Field::Network,
+        ),
     ];
+    // pasta forwards published ports; its spec spells the mode by name.
+    let pasta = SandboxSpec {
+        network: crate::parse::network("pasta").unwrap(),
+        net: crate::spec::NetOptions {
+            publish: vec!["8080:80".into()],
+            ..Default::default()
+        },
+        ..SandboxSpec::default()
+    };
+    pasta.validate().unwrap();
+    assert_eq!(
+        serde_json::to_value(&pasta.network).unwrap(),
+        json!("pasta")
+    );
     for (s, field) in cases {
         assert_eq!(invalid(s.validate().unwrap_err()).0, field);
     }

@@ -291,6 +291,10 @@ pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
     // Its monitor tears its network down too, but `rm` returns only once
     // the network is free (detaching twice is harmless).
     let net_plan = bundle_dir(&v.state).and_then(|d| NetPlan::read(&d).ok().flatten());
+    // pasta outlives its container, and a killed monitor stops nothing.
+    if let Some(d) = bundle_dir(&v.state) {
+        crate::user_net::stop_recorded(&d);
+    }
     match lifecycle::delete(root, id, true) {
         // A `--rm` monitor got there first.
         Ok(()) | Err(EngineError::NotFound { .. }) => {}

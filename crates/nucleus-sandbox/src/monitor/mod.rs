@@ -23,6 +23,7 @@ use crate::error::{render_chain, LaunchFailure, Result, SandboxError};
 use crate::net_attach::{NetAttach, NetPlan};
 use crate::network::{EngineStep, NetworkAttach};
 use crate::side_task::SideTasks;
+use crate::user_net::{UserNet, UserNetPlan};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nucleus_engine::lifecycle::{self, RunOptions};
 use nucleus_engine::state::StateRoot;
@@ -212,22 +213,26 @@ pub fn serve(
         source,
     })?;
     let mut status = File::from(status);
-    // A run on an attached network left its plan in the bundle.
-    let planned = NetPlan::read(&a.bundle).and_then(|p| p.as_ref().map(NetAttach::new).transpose());
-    let started = planned.and_then(|mut planned| {
-        let step: &mut dyn NetworkAttach = match planned.as_mut() {
-            Some(n) => n,
-            None => network,
+    // A run on an attached network or with pasta left its plan in the bundle.
+    let planned = NetPlan::read(&a.bundle)
+        .and_then(|p| p.as_ref().map(NetAttach::new).transpose())
+        .and_then(|n| Ok((n, UserNetPlan::read(&a.bundle)?.map(UserNet::new))));
+    let started = planned.and_then(|(mut planned, mut user_net)| {
+        let step: &mut dyn NetworkAttach = match (planned.as_mut(), user_net.as_mut()) {
+            (Some(n), _) => n,
+            (None, Some(u)) => u,
+            (None, None) => network,
         };
-        start_container(root, a, step).map(|s| (s, planned))
+        start_container(root, a, step).map(|s| (s, planned, user_net))
     });
     match started {
-        Ok((started, planned)) => {
+        Ok((started, planned, user_net)) => {
             let _ = status.write_all(b"ok\n");
             drop(status);
             let code = supervise(root, a, started, tasks);
             // The container is gone (or kept, stopped): tear its network down.
             drop(planned);
+            drop(user_net);
             if a.rm {
                 crate::image_store::sweep_logged(root.path());
             }
