@@ -363,10 +363,10 @@ impl Networking {
             resolv_conf: String::new(),
         };
         // Recorded before anything is made, so a crash from here on is repairable.
-        store::write_json(&self.store.attachment_path(&req.id), &record)?;
+        store::write_state(&self.store.attachment_path(&req.id), &record)?;
         match self.install(&net, &req, &peer, &mut record) {
             Ok(side_task) => {
-                store::write_json(&self.store.attachment_path(&req.id), &record)?;
+                store::write_state(&self.store.attachment_path(&req.id), &record)?;
                 Ok(Attached {
                     attachment: record,
                     side_task,
