@@ -398,7 +398,8 @@ impl Networking {
             ));
         }
         let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
-        link::create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
+        nl.create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
+        drop(nl);
         link::configure_container(&ns, peer, "eth0", net, &rec.lease)?;
 
         let gateways: Vec<IpAddr> = net

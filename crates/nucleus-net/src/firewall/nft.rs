@@ -24,6 +24,7 @@
 //! A drop or reject in any base chain is final, so splitting the chains
 //! changes no verdict.
 
+use super::netlink::{Batch, Family};
 use super::{ContainerRules, Firewall};
 use crate::egress::{CidrRule, EgressPolicy, Proto};
 use crate::error::{NetError, Result};
@@ -613,8 +614,32 @@ impl Firewall for NftFirewall {
         self.apply("install the container's rules", cmds)
     }
 
-    fn teardown_container(&self, id: &str) -> Result<()> {
+    fn teardown_container(&self, id: &str, egress: bool) -> Result<()> {
         let chains = container_chains(id);
+        // What setup installed, removed by name in-process in one
+        // transaction; it fails as a whole when something is missing (a
+        // crash during setup, a second detach), and then the slower batch
+        // below, which creates each object before deleting it, does it.
+        let mut batch = Batch::default();
+        for h in chains.all() {
+            batch.flush_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        if egress {
+            batch.flush_chain(Family::Inet, &self.table, &chain_of(id));
+        }
+        for h in chains.all() {
+            batch.delete_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        if egress {
+            batch.delete_chain(Family::Inet, &self.table, &chain_of(id));
+            for v6 in [false, true] {
+                batch.delete_set(Family::Inet, &self.table, &set_of(id, v6));
+            }
+        }
+        match batch.commit() {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft"),
+        }
         let sets = [self.egress_set(id, false), self.egress_set(id, true)];
         self.remove_named(
             "remove the container's rules",
@@ -625,24 +650,30 @@ impl Firewall for NftFirewall {
     }
 
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()> {
-        let mut cmds = Vec::new();
+        let mut batch = Batch::default();
         for v6 in [false, true] {
-            let elems: Vec<Value> = addrs
+            let elems: Vec<(IpAddr, u32)> = addrs
                 .iter()
                 .filter(|(a, _)| a.is_ipv6() == v6)
-                .map(|(a, ttl)| json!({"elem": {"val": a.to_string(), "timeout": set_timeout(*ttl)}}))
+                .map(|(a, ttl)| (*a, set_timeout(*ttl)))
                 .collect();
             if elems.is_empty() {
                 continue;
             }
-            let set = json!({"family": "inet", "table": self.table, "name": set_of(id, v6), "elem": elems});
+            let set = set_of(id, v6);
             // Delete first so a repeated answer refreshes the timeout; the
-            // add that follows in the same batch makes the delete harmless.
-            cmds.push(json!({"add": {"element": set.clone()}}));
-            cmds.push(json!({"delete": {"element": set.clone()}}));
-            cmds.push(json!({"add": {"element": set}}));
+            // add before it (a no-op when present) makes the delete harmless.
+            batch.set_elements(&self.table, &set, &elems, false);
+            batch.set_elements(&self.table, &set, &elems, true);
+            batch.set_elements(&self.table, &set, &elems, false);
         }
-        self.apply("add resolved addresses", cmds)
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit().map_err(|e| NetError::Nftables {
+            op: "add resolved addresses",
+            detail: format!("sets {} and {} of table inet {}: {e}", set_of(id, false), set_of(id, true), self.table),
+        })
     }
 
     fn leftovers(&self, id: &str) -> Result<Vec<String>> {
