@@ -388,9 +388,10 @@ impl Networking {
         peer: &str,
         rec: &mut Attachment,
     ) -> Result<SideTask> {
-        link::ensure_bridge(net)?;
+        let nl = link::Netlink::open()?;
+        nl.ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
-        if link::exists(&rec.host_veth)? {
+        if nl.exists(&rec.host_veth)? {
             return Err(NetError::invalid(
                 "container id",
                 &req.id,
@@ -483,7 +484,7 @@ impl Networking {
     }
 
     fn detach_record(&self, a: &Attachment) -> Result<()> {
-        self.fw.teardown_container(&a.id)?;
+        self.fw.teardown_container(&a.id, a.egress.is_active())?;
         // Deleting the host end deletes its peer in the container too.
         link::delete(&a.host_veth)?;
         ipam::release(&self.store, &a.network, &a.id)?;
