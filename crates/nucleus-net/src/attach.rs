@@ -399,9 +399,6 @@ impl Networking {
             ));
         }
         let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
-        nl.create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
-        drop(nl);
-        link::configure_container(&ns, peer, "eth0", net, &rec.lease)?;
 
         let gateways: Vec<IpAddr> = net
             .gateway4()
@@ -436,6 +433,7 @@ impl Networking {
             firewall: self.fw.clone(),
             admitted: Default::default(),
         };
+        // The resolver binds the gateway addresses, on the bridge by now.
         let resolver = Resolver::bind(&gateways, config)?;
         rec.resolver_port = Some(resolver.port());
         // Refused connections are logged to a group of the container's own.
@@ -454,7 +452,11 @@ impl Networking {
         };
         rec.log_group = nflog.as_ref().map(NflogListener::group);
 
-        self.fw.setup_container(&ContainerRules {
+        // The rules name the veth and the lease, not the link itself, so
+        // they are installed while the link is made: the firewall's batch
+        // and the kernel's link work overlap. Both finish before the
+        // workload runs; either failing fails the attach.
+        let rules = ContainerRules {
             id: &req.id,
             net,
             host_veth: &rec.host_veth,
@@ -463,7 +465,23 @@ impl Networking {
             egress: &req.egress,
             resolver_port: rec.resolver_port,
             log_group: rec.log_group,
-        })?;
+        };
+        let (links, installed) = std::thread::scope(|s| {
+            let fw = s.spawn(|| self.fw.setup_container(&rules));
+            let links = nl
+                .create_veth(rules.host_veth, peer, &net.bridge, net.mtu, &ns)
+                .and_then(|()| link::configure_container(&ns, peer, "eth0", net, rules.lease));
+            let installed = fw.join().unwrap_or_else(|_| {
+                Err(NetError::Nftables {
+                    op: "install the container's rules",
+                    detail: "the firewall thread panicked".into(),
+                })
+            });
+            (links, installed)
+        });
+        drop(nl);
+        installed?;
+        links?;
         rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
         rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
         let proxies = proxy::bind_loopback6(&rec.publish, &rec.lease)?;
