@@ -5,13 +5,10 @@
 //! resolved addresses to its egress sets. One batch is one transaction:
 //! everything in it applies, or nothing does.
 
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, DataAttribute, ListAttribute, NfTablesMessage, RuleAttribute,
-    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage,
-    SetMessage,
+    RuleMessage, SetAttribute, SetElementAttribute, SetElementList, SetElementMessage, SetMessage,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
@@ -177,9 +174,8 @@ impl Batch {
                 if len < 16 || len > bytes.len() {
                     break;
                 }
-                let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&bytes[..len]).map_err(
-                    |e| io::Error::other(format!("unreadable nf_tables answer: {e}")),
-                )?;
+                let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&bytes[..len])
+                    .map_err(|e| io::Error::other(format!("unreadable nf_tables answer: {e}")))?;
                 if let NetlinkPayload::Error(e) = msg.payload {
                     answers += 1;
                     // The transaction is aborted: the other answers do not matter.

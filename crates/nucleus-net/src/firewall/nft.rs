@@ -638,7 +638,9 @@ impl Firewall for NftFirewall {
         }
         match batch.commit() {
             Ok(()) => return Ok(()),
-            Err(e) => tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft"),
+            Err(e) => {
+                tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft")
+            }
         }
         let sets = [self.egress_set(id, false), self.egress_set(id, true)];
         self.remove_named(
@@ -672,7 +674,12 @@ impl Firewall for NftFirewall {
         }
         batch.commit().map_err(|e| NetError::Nftables {
             op: "add resolved addresses",
-            detail: format!("sets {} and {} of table inet {}: {e}", set_of(id, false), set_of(id, true), self.table),
+            detail: format!(
+                "sets {} and {} of table inet {}: {e}",
+                set_of(id, false),
+                set_of(id, true),
+                self.table
+            ),
         })
     }
 
