@@ -124,9 +124,17 @@ impl Batch {
         self.msgs.is_empty()
     }
 
+    /// Commit on a socket of its own.
+    pub(super) fn commit(self) -> io::Result<()> {
+        if self.msgs.is_empty() {
+            return Ok(());
+        }
+        self.commit_on(&mut Conn::open()?)
+    }
+
     /// Send the batch and wait for the kernel's verdict on each command:
     /// the first error (as an errno) fails the whole transaction.
-    pub(super) fn commit(self) -> io::Result<()> {
+    pub(super) fn commit_on(self, conn: &mut Conn) -> io::Result<()> {
         if self.msgs.is_empty() {
             return Ok(());
         }
@@ -146,7 +154,10 @@ impl Batch {
             m.header.flags = NLM_F_REQUEST;
             m
         };
-        let mut seq = 1u32;
+        // Sequence numbers go on across batches, so answers left over from
+        // an aborted batch on a kept socket are told apart and skipped.
+        let first = conn.seq;
+        let mut seq = first;
         push(&mut control(ControlMessage::BatchBegin), seq);
         let commands = self.msgs.len();
         for (family, m, flags) in self.msgs {
@@ -158,16 +169,16 @@ impl Batch {
             msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
             push(&mut msg, seq);
         }
-        push(&mut control(ControlMessage::BatchEnd), seq + 1);
+        seq += 1;
+        push(&mut control(ControlMessage::BatchEnd), seq);
+        conn.seq = seq.wrapping_add(1).max(1);
 
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
-        sock.send(&wire, 0)?;
-        // One answer (an ack or an error) per command, errors first.
+        conn.sock.send(&wire, 0)?;
+        // One answer (an ack or an error) per command.
         let mut answers = 0;
         let mut buf = vec![0u8; 65536];
         while answers < commands {
-            let n = sock.recv(&mut &mut buf[..], 0)?;
+            let n = conn.sock.recv(&mut &mut buf[..], 0)?;
             let mut bytes = &buf[..n];
             while bytes.len() >= 4 {
                 let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
@@ -176,6 +187,10 @@ impl Batch {
                 }
                 let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&bytes[..len])
                     .map_err(|e| io::Error::other(format!("unreadable nf_tables answer: {e}")))?;
+                bytes = &bytes[((len + 3) & !3).min(bytes.len())..];
+                if !(first..=seq).contains(&msg.header.sequence_number) {
+                    continue;
+                }
                 if let NetlinkPayload::Error(e) = msg.payload {
                     answers += 1;
                     // The transaction is aborted: the other answers do not matter.
@@ -183,9 +198,26 @@ impl Batch {
                         return Err(io::Error::from_raw_os_error(-code.get()));
                     }
                 }
-                bytes = &bytes[((len + 3) & !3).min(bytes.len())..];
             }
         }
         Ok(())
+    }
+}
+
+/// A NETLINK_NETFILTER socket. Closing one after a transaction that freed
+/// something (a delete, a refreshed set element) waits for an RCU grace
+/// period in the kernel (several ms), so a caller that commits often (the
+/// resolver) keeps one open.
+#[derive(Debug)]
+pub(super) struct Conn {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Conn {
+    pub(super) fn open() -> io::Result<Conn> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        Ok(Conn { sock, seq: 1 })
     }
 }

@@ -24,7 +24,7 @@
 //! A drop or reject in any base chain is final, so splitting the chains
 //! changes no verdict.
 
-use super::netlink::{Batch, Family};
+use super::netlink::{Batch, Conn, Family};
 use super::{ContainerRules, Firewall};
 use crate::egress::{CidrRule, EgressPolicy, Proto};
 use crate::error::{NetError, Result};
@@ -32,6 +32,7 @@ use crate::network::Network;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 const DEFAULT_TABLE: &str = "nucleus";
 /// Floor on set timeouts: an answer with TTL 0 must outlive the connect that follows it.
@@ -41,13 +42,13 @@ const MAX_TIMEOUT: u32 = 86_400;
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
     table: String,
+    /// The socket resolved addresses are added on, kept open between answers.
+    sets: Arc<Mutex<Option<Conn>>>,
 }
 
 impl Default for NftFirewall {
     fn default() -> Self {
-        NftFirewall {
-            table: DEFAULT_TABLE.into(),
-        }
+        NftFirewall::with_table(DEFAULT_TABLE)
     }
 }
 
@@ -173,6 +174,7 @@ impl NftFirewall {
     pub fn with_table(table: &str) -> NftFirewall {
         NftFirewall {
             table: table.into(),
+            sets: Arc::default(),
         }
     }
 
@@ -672,7 +674,20 @@ impl Firewall for NftFirewall {
         if batch.is_empty() {
             return Ok(());
         }
-        batch.commit().map_err(|e| NetError::Nftables {
+        let mut kept = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = match kept.as_mut() {
+            Some(c) => c,
+            None => kept.insert(Conn::open().map_err(|e| NetError::Nftables {
+                op: "open a netlink socket for the egress sets",
+                detail: e.to_string(),
+            })?),
+        };
+        let result = batch.commit_on(conn);
+        if result.is_err() {
+            // A fresh socket next time, whatever state this one is in.
+            *kept = None;
+        }
+        result.map_err(|e| NetError::Nftables {
             op: "add resolved addresses",
             detail: format!(
                 "sets {} and {} of table inet {}: {e}",
