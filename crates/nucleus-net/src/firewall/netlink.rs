@@ -220,4 +220,59 @@ impl Conn {
         sock.bind_auto()?;
         Ok(Conn { sock, seq: 1 })
     }
+
+    /// Does this chain exist? One object read by name, not a listing.
+    pub(super) fn chain_exists(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+    ) -> io::Result<bool> {
+        let seq = self.seq;
+        self.seq = seq.wrapping_add(1).max(1);
+        let mut msg = NetlinkMessage::from(NetfilterMessage::new(
+            NetfilterHeader::new(family.proto(), 0, 0),
+            NfTablesMessage::GetChain(ChainMessage {
+                attributes: vec![
+                    ChainAttribute::Table(table.into()),
+                    ChainAttribute::Name(chain.into()),
+                ],
+            }),
+        ));
+        msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        msg.header.sequence_number = seq;
+        msg.finalize();
+        let mut wire = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut wire[..]);
+        self.sock.send(&wire, 0)?;
+        let mut found = false;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = self.sock.recv(&mut &mut buf[..], 0)?;
+            let mut bytes = &buf[..n];
+            while bytes.len() >= 4 {
+                let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if len < 16 || len > bytes.len() {
+                    break;
+                }
+                let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&bytes[..len])
+                    .map_err(|e| io::Error::other(format!("unreadable nf_tables answer: {e}")))?;
+                bytes = &bytes[((len + 3) & !3).min(bytes.len())..];
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code.map(|c| -c.get()) {
+                            None => Ok(found),
+                            Some(libc::ENOENT) => Ok(false),
+                            Some(code) => Err(io::Error::from_raw_os_error(code)),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(_) => found = true,
+                    _ => {}
+                }
+            }
+        }
+    }
 }

@@ -611,7 +611,18 @@ impl Firewall for NftFirewall {
 
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()> {
         let mut cmds = self.tables();
-        cmds.extend(self.network_rules(rules.net));
+        // The network's chain is filled from its (unchangeable) definition:
+        // when it is there, refilling it would only delete and re-add the
+        // same rules, and a transaction that deletes makes `nft` wait for
+        // an RCU grace period on exit. A failed check just refills.
+        let [post, fwd] = network_chains(&rules.net.name);
+        let own = if rules.net.internal { fwd } else { post };
+        let present = Conn::open()
+            .and_then(|mut c| c.chain_exists(Family::Inet, &self.table, &own.name))
+            .unwrap_or(false);
+        if !present {
+            cmds.extend(self.network_rules(rules.net));
+        }
         cmds.extend(self.container_rules(rules));
         self.apply("install the container's rules", cmds)
     }
