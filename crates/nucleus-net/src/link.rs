@@ -9,7 +9,10 @@ use crate::network::Network;
 use futures::TryStreamExt;
 use nix::errno::Errno;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -78,8 +81,8 @@ impl Netlink {
         self.rt.block_on(ensure_bridge_on(&self.handle, net))
     }
 
-    /// Create `host` <-> `peer`, attach `host` to the bridge, move `peer`
-    /// into the namespace at `netns_path`.
+    /// Create `host` <-> `peer` with `peer` in the namespace at
+    /// `netns_path`, and attach `host` to the bridge.
     pub fn create_veth(
         &self,
         host: &str,
@@ -188,8 +191,19 @@ async fn create_veth_on(
     mtu: u32,
     ns: &File,
 ) -> Result<()> {
+    // The peer is made inside the container's namespace: moving it there
+    // afterwards would make the kernel wait for a grace period (synchronize_net).
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .mtu(mtu)
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.to_string())
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
     h.link()
-        .add(LinkVeth::new(host, peer).mtu(mtu).build())
+        .add(veth)
         .execute()
         .await
         .map_err(nl_err("create veth", host))?;
@@ -211,17 +225,7 @@ async fn create_veth_on(
         )
         .execute()
         .await
-        .map_err(nl_err("attach to the bridge", host))?;
-    let pi = index_of(h, peer).await?.unwrap_or_default();
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(pi)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl_err("move into the container's namespace", peer))
+        .map_err(nl_err("attach to the bridge", host))
 }
 
 /// Inside the container's namespace: `lo` up, `peer` renamed to `ifname`
