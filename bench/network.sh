@@ -2,7 +2,8 @@
 # Networking benchmarks: start time with --network <bridge> vs none, iperf3
 # through the bridge and a published port vs loopback, and the resolver's
 # answer time for 1,000 allowed names. Needs root, nft, dnsmasq, iperf3 and
-# python3; hyperfine when present. Uses only namespaces and addresses it
+# python3; hyperfine when present; podman and busybox for the podman rows
+# (runc, its default bridge). Uses only namespaces and addresses it
 # creates (10.224.0.0/24, 198.18.250.0/24, 198.19.200.0/22 in DNS answers)
 # and removes them on exit. Prints Markdown on stdout.
 #
