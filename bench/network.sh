@@ -2,7 +2,8 @@
 # Networking benchmarks: start time with --network <bridge> vs none, iperf3
 # through the bridge and a published port vs loopback, and the resolver's
 # answer time for 1,000 allowed names. Needs root, nft, dnsmasq, iperf3 and
-# python3; hyperfine when present. Uses only namespaces and addresses it
+# python3; hyperfine when present; podman and busybox for the podman rows
+# (runc, its default bridge). Uses only namespaces and addresses it
 # creates (10.224.0.0/24, 198.18.250.0/24, 198.19.200.0/22 in DNS answers)
 # and removes them on exit. Prints Markdown on stdout.
 #
@@ -24,8 +25,21 @@ NET=nbench$$
 NS=nbrem$$
 PIDS=()
 
+# podman's default bridge (CNI here) leaves its bridge and iptables tables:
+# remove those that were not there before.
+POD=(podman --root "$TMP/p-root" --runroot "$TMP/p-run" --runtime runc --cgroup-manager cgroupfs --events-backend none)
+TABLES_BEFORE=$(nft list tables 2>/dev/null || true)
+PODBR_BEFORE=$(ip -o link show cni-podman0 2>/dev/null || true)
+
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if command -v podman >/dev/null && [ -d "$TMP/p-root" ]; then
+        "${POD[@]}" system reset -f >/dev/null 2>&1 || true
+        [ -z "$PODBR_BEFORE" ] && ip link del cni-podman0 2>/dev/null
+        for t in "ip nat" "ip filter"; do
+            grep -qx "table $t" <<<"$TABLES_BEFORE" || nft delete table $t 2>/dev/null || true
+        done
+    fi
     wait 2>/dev/null || true
     "$N" network prune >/dev/null 2>&1 || true
     ip netns del "$NS" 2>/dev/null || true
@@ -76,8 +90,35 @@ else
     none=$(t "$N" --root "$ROOT" run -- /bin/true)
     bridge=$(t "$N" --root "$ROOT" run --network "$NET" -- /bin/true)
 fi
-printf '| start (`run -- /bin/true`) | mean ms |\n|---|---|\n| `--network none` | %.2f |\n| `--network %s` (bridge) | %.2f |\n| difference | %+.2f |\n\n' \
+printf '| start (`run -- /bin/true`) | mean ms |\n|---|---|\n| `--network none` | %.2f |\n| `--network %s` (bridge) | %.2f |\n| difference | %+.2f |\n' \
     "$none" "$NET" "$bridge" "$(echo "$bridge - $none" | bc)"
+
+# 1b. The same with podman (runc, its default bridge), on a busybox rootfs, when it runs.
+pod_line="| podman \`--network none\` / \`bridge\` | not measured (%s) |\n"
+if command -v podman >/dev/null && command -v busybox >/dev/null && command -v hyperfine >/dev/null; then
+    mkdir -p "$TMP/p-tree/bin" && cp "$(command -v busybox)" "$TMP/p-tree/bin/" && ln -s busybox "$TMP/p-tree/bin/true"
+    tar -C "$TMP/p-tree" -cf "$TMP/p-tree.tar" .
+    # Podman asks for limits above this VM's hard ones by default: ask for what we have.
+    NPROC=$(ulimit -Hu)
+    [[ $NPROC == unlimited || $NPROC -gt 32768 ]] && NPROC=32768
+    U="--ulimit nofile=$(ulimit -Hn):$(ulimit -Hn) --ulimit nproc=$NPROC:$NPROC"
+    if "${POD[@]}" import -q "$TMP/p-tree.tar" nucbench-true >/dev/null 2>"$TMP/podman.err" &&
+        "${POD[@]}" run --rm $U --network bridge nucbench-true /bin/true 2>"$TMP/podman.err"; then
+        hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$TMP/podman.json" \
+            "${POD[*]} run --rm $U --network none nucbench-true /bin/true" \
+            "${POD[*]} run --rm $U --network bridge nucbench-true /bin/true" >&2
+        read -r pnone pbridge < <(jq -r '[.results[].mean * 1000] | map(tostring) | join(" ")' "$TMP/podman.json")
+        printf '| podman `--network none` | %.2f |\n| podman `--network bridge` | %.2f |\n| podman difference | %+.2f |\n' \
+            "$pnone" "$pbridge" "$(echo "$pbridge - $pnone" | bc)"
+    else
+        # shellcheck disable=SC2059 # the format is ours
+        printf "$pod_line" "podman run failed: $(head -1 "$TMP/podman.err")"
+    fi
+else
+    # shellcheck disable=SC2059
+    printf "$pod_line" "needs podman, busybox and hyperfine"
+fi
+echo
 
 # 2. Throughput.
 gbps() { jq -r '.end.sum_received.bits_per_second / 1e9' "$1"; }

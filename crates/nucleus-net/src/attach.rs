@@ -363,10 +363,10 @@ impl Networking {
             resolv_conf: String::new(),
         };
         // Recorded before anything is made, so a crash from here on is repairable.
-        store::write_json(&self.store.attachment_path(&req.id), &record)?;
+        store::write_state(&self.store.attachment_path(&req.id), &record)?;
         match self.install(&net, &req, &peer, &mut record) {
             Ok(side_task) => {
-                store::write_json(&self.store.attachment_path(&req.id), &record)?;
+                store::write_state(&self.store.attachment_path(&req.id), &record)?;
                 Ok(Attached {
                     attachment: record,
                     side_task,
@@ -388,9 +388,10 @@ impl Networking {
         peer: &str,
         rec: &mut Attachment,
     ) -> Result<SideTask> {
-        link::ensure_bridge(net)?;
+        let nl = link::Netlink::open()?;
+        nl.ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
-        if link::exists(&rec.host_veth)? {
+        if nl.exists(&rec.host_veth)? {
             return Err(NetError::invalid(
                 "container id",
                 &req.id,
@@ -398,8 +399,6 @@ impl Networking {
             ));
         }
         let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
-        link::create_veth(&rec.host_veth, peer, &net.bridge, net.mtu, &ns)?;
-        link::configure_container(&ns, peer, "eth0", net, &rec.lease)?;
 
         let gateways: Vec<IpAddr> = net
             .gateway4()
@@ -434,6 +433,7 @@ impl Networking {
             firewall: self.fw.clone(),
             admitted: Default::default(),
         };
+        // The resolver binds the gateway addresses, on the bridge by now.
         let resolver = Resolver::bind(&gateways, config)?;
         rec.resolver_port = Some(resolver.port());
         // Refused connections are logged to a group of the container's own.
@@ -452,7 +452,11 @@ impl Networking {
         };
         rec.log_group = nflog.as_ref().map(NflogListener::group);
 
-        self.fw.setup_container(&ContainerRules {
+        // The rules name the veth and the lease, not the link itself, so
+        // they are installed while the link is made: the firewall's batch
+        // and the kernel's link work overlap. Both finish before the
+        // workload runs; either failing fails the attach.
+        let rules = ContainerRules {
             id: &req.id,
             net,
             host_veth: &rec.host_veth,
@@ -461,7 +465,23 @@ impl Networking {
             egress: &req.egress,
             resolver_port: rec.resolver_port,
             log_group: rec.log_group,
-        })?;
+        };
+        let (links, installed) = std::thread::scope(|s| {
+            let fw = s.spawn(|| self.fw.setup_container(&rules));
+            let links = nl
+                .create_veth(rules.host_veth, peer, &net.bridge, net.mtu, &ns)
+                .and_then(|()| link::configure_container(&ns, peer, "eth0", net, rules.lease));
+            let installed = fw.join().unwrap_or_else(|_| {
+                Err(NetError::Nftables {
+                    op: "install the container's rules",
+                    detail: "the firewall thread panicked".into(),
+                })
+            });
+            (links, installed)
+        });
+        drop(nl);
+        installed?;
+        links?;
         rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
         rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
         let proxies = proxy::bind_loopback6(&rec.publish, &rec.lease)?;
@@ -482,7 +502,7 @@ impl Networking {
     }
 
     fn detach_record(&self, a: &Attachment) -> Result<()> {
-        self.fw.teardown_container(&a.id)?;
+        self.fw.teardown_container(&a.id, a.egress.is_active())?;
         // Deleting the host end deletes its peer in the container too.
         link::delete(&a.host_veth)?;
         ipam::release(&self.store, &a.network, &a.id)?;

@@ -34,7 +34,7 @@ pub fn load(store: &Store, network: &str) -> Result<Leases> {
 }
 
 fn save(store: &Store, network: &str, leases: &Leases) -> Result<()> {
-    store::write_json(&store.leases_path(network), leases)
+    store::write_state(&store.leases_path(network), leases)
 }
 
 /// Lease addresses for `id` (the caller holds the store lock).

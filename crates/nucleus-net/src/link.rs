@@ -9,7 +9,10 @@ use crate::network::Network;
 use futures::TryStreamExt;
 use nix::errno::Errno;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -40,6 +43,65 @@ where
         task.abort();
         out
     })?
+}
+
+/// One netlink connection in the caller's namespace on one runtime, for
+/// a sequence of requests (an attach) without a runtime and socket each.
+pub struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: Handle,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Netlink")
+    }
+}
+
+impl Netlink {
+    pub fn open() -> Result<Netlink> {
+        let purpose = "host link setup";
+        let rt = netns::runtime(purpose)?;
+        let (conn, handle, _) = rt
+            .block_on(async { rtnetlink::new_connection() })
+            .map_err(|e| NetError::io("open a netlink socket for", purpose, e))?;
+        let conn = rt.spawn(conn);
+        Ok(Netlink { rt, handle, conn })
+    }
+
+    /// Does a link of this name exist?
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        self.rt
+            .block_on(async { Ok(index_of(&self.handle, name).await?.is_some()) })
+    }
+
+    /// Create the network's bridge if absent, give it the gateway addresses, bring it up.
+    pub fn ensure_bridge(&self, net: &Network) -> Result<()> {
+        self.rt.block_on(ensure_bridge_on(&self.handle, net))
+    }
+
+    /// Create `host` <-> `peer` with `peer` in the namespace at
+    /// `netns_path`, and attach `host` to the bridge.
+    pub fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        bridge: &str,
+        mtu: u32,
+        netns_path: &Path,
+    ) -> Result<()> {
+        let ns = File::open(netns_path)
+            .map_err(|e| NetError::io("open network namespace", netns_path, e))?;
+        self.rt
+            .block_on(create_veth_on(&self.handle, host, peer, bridge, mtu, &ns))
+    }
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
 }
 
 async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>> {
@@ -73,50 +135,38 @@ async fn add_address(
     }
 }
 
-/// Does a link of this name exist in the caller's namespace?
-pub fn exists(name: &str) -> Result<bool> {
-    let name = name.to_string();
-    with_handle("link lookup", |h| async move {
-        Ok(index_of(&h, &name).await?.is_some())
-    })
-}
-
-/// Create the network's bridge if absent, give it the gateway addresses, bring it up.
-pub fn ensure_bridge(net: &Network) -> Result<()> {
-    let net = net.clone();
-    with_handle("bridge setup", |h| async move {
-        let br = net.bridge.as_str();
-        let index = match index_of(&h, br).await? {
-            Some(i) => i,
-            None => {
-                match h
-                    .link()
-                    .add(LinkBridge::new(br).mtu(net.mtu).build())
-                    .execute()
-                    .await
-                {
-                    Err(e) if is_errno(&e, Errno::EEXIST) => {}
-                    r => r.map_err(nl_err("create bridge", br))?,
-                }
-                index_of(&h, br).await?.ok_or_else(|| NetError::Netlink {
-                    op: "find the new bridge",
-                    target: br.into(),
-                    detail: "gone right after creation".into(),
-                })?
+async fn ensure_bridge_on(h: &Handle, net: &Network) -> Result<()> {
+    let br = net.bridge.as_str();
+    let index = match index_of(h, br).await? {
+        Some(i) => i,
+        None => {
+            match h
+                .link()
+                .add(LinkBridge::new(br).mtu(net.mtu).build())
+                .execute()
+                .await
+            {
+                Err(e) if is_errno(&e, Errno::EEXIST) => {}
+                r => r.map_err(nl_err("create bridge", br))?,
             }
-        };
-        if let (Some(gw), Some(s)) = (net.gateway4(), net.subnet4) {
-            add_address(&h, index, br, gw.into(), s.prefix_len()).await?;
+            index_of(h, br).await?.ok_or_else(|| NetError::Netlink {
+                op: "find the new bridge",
+                target: br.into(),
+                detail: "gone right after creation".into(),
+            })?
         }
-        if let (Some(gw), Some(s)) = (net.gateway6(), net.subnet6) {
-            add_address(&h, index, br, gw.into(), s.prefix_len()).await?;
-        }
-        h.link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
-            .map_err(nl_err("bring up", br))
-    })
+    };
+    if let (Some(gw), Some(s)) = (net.gateway4(), net.subnet4) {
+        add_address(h, index, br, gw.into(), s.prefix_len()).await?;
+    }
+    if let (Some(gw), Some(s)) = (net.gateway6(), net.subnet6) {
+        add_address(h, index, br, gw.into(), s.prefix_len()).await?;
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl_err("bring up", br))
 }
 
 /// Delete a link in the caller's namespace; a missing one is fine.
@@ -133,54 +183,49 @@ pub fn delete(name: &str) -> Result<()> {
     })
 }
 
-/// Create `host` <-> `peer`, attach `host` to the bridge, move `peer` into
-/// the namespace at `netns_path`.
-pub fn create_veth(
+async fn create_veth_on(
+    h: &Handle,
     host: &str,
     peer: &str,
     bridge: &str,
     mtu: u32,
-    netns_path: &Path,
+    ns: &File,
 ) -> Result<()> {
-    let ns = File::open(netns_path)
-        .map_err(|e| NetError::io("open network namespace", netns_path, e))?;
-    let (host, peer, bridge) = (host.to_string(), peer.to_string(), bridge.to_string());
-    with_handle("veth setup", |h| async move {
-        h.link()
-            .add(LinkVeth::new(&host, &peer).mtu(mtu).build())
-            .execute()
-            .await
-            .map_err(nl_err("create veth", &host))?;
-        let br = index_of(&h, &bridge)
-            .await?
-            .ok_or_else(|| NetError::Netlink {
-                op: "find bridge",
-                target: bridge.clone(),
-                detail: "no such device".into(),
-            })?;
-        let hi = index_of(&h, &host).await?.unwrap_or_default();
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(hi)
-                    .controller(br)
-                    .mtu(mtu)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl_err("attach to the bridge", &host))?;
-        let pi = index_of(&h, &peer).await?.unwrap_or_default();
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(pi)
-                    .setns_by_fd(ns.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl_err("move into the container's namespace", &peer))
-    })
+    // The peer is made inside the container's namespace: moving it there
+    // afterwards would make the kernel wait for a grace period (synchronize_net).
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .mtu(mtu)
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.to_string())
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    h.link()
+        .add(veth)
+        .execute()
+        .await
+        .map_err(nl_err("create veth", host))?;
+    let br = index_of(h, bridge)
+        .await?
+        .ok_or_else(|| NetError::Netlink {
+            op: "find bridge",
+            target: bridge.into(),
+            detail: "no such device".into(),
+        })?;
+    let hi = index_of(h, host).await?.unwrap_or_default();
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(hi)
+                .controller(br)
+                .mtu(mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl_err("attach to the bridge", host))
 }
 
 /// Inside the container's namespace: `lo` up, `peer` renamed to `ifname`

@@ -39,12 +39,16 @@ where
     })
 }
 
-/// A current-thread tokio runtime for one batch of netlink requests.
-pub(crate) fn block_on<F: std::future::Future>(purpose: &'static str, fut: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A current-thread tokio runtime for netlink requests.
+pub(crate) fn runtime(purpose: &'static str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
-        .map_err(|source| NetError::Runtime { purpose, source })?;
-    Ok(rt.block_on(fut))
+        .map_err(|source| NetError::Runtime { purpose, source })
+}
+
+/// Run one batch of netlink requests on a runtime of its own.
+pub(crate) fn block_on<F: std::future::Future>(purpose: &'static str, fut: F) -> Result<F::Output> {
+    Ok(runtime(purpose)?.block_on(fut))
 }

@@ -96,8 +96,22 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Write a JSON file atomically (temp file, fsync, rename).
+/// Write a JSON file atomically (temp file, fsync, rename): for network
+/// definitions, which must survive a power loss.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, value, true)
+}
+
+/// Write a lease file or an attachment record atomically (temp file,
+/// rename) without fsync. They describe veths, rules and processes that a
+/// reboot removes anyway (and `reconcile` repairs stale ones), and the
+/// rename alone keeps them whole across a crash of the process; an fsync
+/// would add a disk flush, several ms, to every start and stop.
+pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, value, false)
+}
+
+fn write_atomic<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| NetError::Corrupt {
         path: path.into(),
@@ -105,7 +119,7 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     })?;
     let mut f = File::create(&tmp).map_err(|e| NetError::io("create", &tmp, e))?;
     f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
         .map_err(|e| NetError::io("write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| NetError::io("rename into", path, e))
 }

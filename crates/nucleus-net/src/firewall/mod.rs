@@ -4,6 +4,7 @@
 //! network or container it belongs to, so teardown can find it from the
 //! ruleset itself after a crash.
 
+mod netlink;
 mod nft;
 mod none;
 
@@ -40,8 +41,9 @@ pub trait Firewall: Debug + Send + Sync {
     /// Install the container's rules, and its network's (masquerade,
     /// isolation; idempotent), in one transaction.
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
-    /// Remove everything tagged with `id`; nothing installed is fine.
-    fn teardown_container(&self, id: &str) -> Result<()>;
+    /// Remove everything installed for `id`; `egress` says whether its
+    /// egress chain and sets were installed. Nothing installed is fine.
+    fn teardown_container(&self, id: &str, egress: bool) -> Result<()>;
     /// Make `addrs` reachable for `id` for `ttl` seconds each.
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()>;
     /// Descriptions of anything still installed for `id` (leak checks).

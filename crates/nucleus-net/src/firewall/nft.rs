@@ -24,6 +24,7 @@
 //! A drop or reject in any base chain is final, so splitting the chains
 //! changes no verdict.
 
+use super::netlink::{Batch, Conn, Family};
 use super::{ContainerRules, Firewall};
 use crate::egress::{CidrRule, EgressPolicy, Proto};
 use crate::error::{NetError, Result};
@@ -31,6 +32,7 @@ use crate::network::Network;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 const DEFAULT_TABLE: &str = "nucleus";
 /// Floor on set timeouts: an answer with TTL 0 must outlive the connect that follows it.
@@ -40,13 +42,13 @@ const MAX_TIMEOUT: u32 = 86_400;
 #[derive(Debug, Clone)]
 pub struct NftFirewall {
     table: String,
+    /// The socket resolved addresses are added on, kept open between answers.
+    sets: Arc<Mutex<Option<Conn>>>,
 }
 
 impl Default for NftFirewall {
     fn default() -> Self {
-        NftFirewall {
-            table: DEFAULT_TABLE.into(),
-        }
+        NftFirewall::with_table(DEFAULT_TABLE)
     }
 }
 
@@ -172,6 +174,7 @@ impl NftFirewall {
     pub fn with_table(table: &str) -> NftFirewall {
         NftFirewall {
             table: table.into(),
+            sets: Arc::default(),
         }
     }
 
@@ -608,13 +611,50 @@ impl Firewall for NftFirewall {
 
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()> {
         let mut cmds = self.tables();
-        cmds.extend(self.network_rules(rules.net));
+        // The network's chain is filled from its (unchangeable) definition:
+        // when it is there, refilling it would only delete and re-add the
+        // same rules, and a transaction that deletes makes `nft` wait for
+        // an RCU grace period on exit. A failed check just refills.
+        let [post, fwd] = network_chains(&rules.net.name);
+        let own = if rules.net.internal { fwd } else { post };
+        let present = Conn::open()
+            .and_then(|mut c| c.chain_exists(Family::Inet, &self.table, &own.name))
+            .unwrap_or(false);
+        if !present {
+            cmds.extend(self.network_rules(rules.net));
+        }
         cmds.extend(self.container_rules(rules));
         self.apply("install the container's rules", cmds)
     }
 
-    fn teardown_container(&self, id: &str) -> Result<()> {
+    fn teardown_container(&self, id: &str, egress: bool) -> Result<()> {
         let chains = container_chains(id);
+        // What setup installed, removed by name in-process in one
+        // transaction; it fails as a whole when something is missing (a
+        // crash during setup, a second detach), and then the slower batch
+        // below, which creates each object before deleting it, does it.
+        let mut batch = Batch::default();
+        for h in chains.all() {
+            batch.flush_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        if egress {
+            batch.flush_chain(Family::Inet, &self.table, &chain_of(id));
+        }
+        for h in chains.all() {
+            batch.delete_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        if egress {
+            batch.delete_chain(Family::Inet, &self.table, &chain_of(id));
+            for v6 in [false, true] {
+                batch.delete_set(Family::Inet, &self.table, &set_of(id, v6));
+            }
+        }
+        match batch.commit() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft")
+            }
+        }
         let sets = [self.egress_set(id, false), self.egress_set(id, true)];
         self.remove_named(
             "remove the container's rules",
@@ -625,24 +665,48 @@ impl Firewall for NftFirewall {
     }
 
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()> {
-        let mut cmds = Vec::new();
+        let mut batch = Batch::default();
         for v6 in [false, true] {
-            let elems: Vec<Value> = addrs
+            let elems: Vec<(IpAddr, u32)> = addrs
                 .iter()
                 .filter(|(a, _)| a.is_ipv6() == v6)
-                .map(|(a, ttl)| json!({"elem": {"val": a.to_string(), "timeout": set_timeout(*ttl)}}))
+                .map(|(a, ttl)| (*a, set_timeout(*ttl)))
                 .collect();
             if elems.is_empty() {
                 continue;
             }
-            let set = json!({"family": "inet", "table": self.table, "name": set_of(id, v6), "elem": elems});
+            let set = set_of(id, v6);
             // Delete first so a repeated answer refreshes the timeout; the
-            // add that follows in the same batch makes the delete harmless.
-            cmds.push(json!({"add": {"element": set.clone()}}));
-            cmds.push(json!({"delete": {"element": set.clone()}}));
-            cmds.push(json!({"add": {"element": set}}));
+            // add before it (a no-op when present) makes the delete harmless.
+            batch.set_elements(&self.table, &set, &elems, false);
+            batch.set_elements(&self.table, &set, &elems, true);
+            batch.set_elements(&self.table, &set, &elems, false);
         }
-        self.apply("add resolved addresses", cmds)
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut kept = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = match kept.as_mut() {
+            Some(c) => c,
+            None => kept.insert(Conn::open().map_err(|e| NetError::Nftables {
+                op: "open a netlink socket for the egress sets",
+                detail: e.to_string(),
+            })?),
+        };
+        let result = batch.commit_on(conn);
+        if result.is_err() {
+            // A fresh socket next time, whatever state this one is in.
+            *kept = None;
+        }
+        result.map_err(|e| NetError::Nftables {
+            op: "add resolved addresses",
+            detail: format!(
+                "sets {} and {} of table inet {}: {e}",
+                set_of(id, false),
+                set_of(id, true),
+                self.table
+            ),
+        })
     }
 
     fn leftovers(&self, id: &str) -> Result<Vec<String>> {
