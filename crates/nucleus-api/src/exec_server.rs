@@ -128,6 +128,8 @@ fn forget(st: &AppState, id: &str) {
 /// Starts the exec server and waits for `ready` (or `busy`: another one
 /// is starting). The server outlives this process, like a monitor.
 async fn launch(st: &AppState, id: &str, path: &std::path::Path) -> Option<()> {
+    // Made by the first exec too, but a server started at create comes first.
+    std::fs::create_dir_all(path.parent()?).ok()?;
     let mut c = tokio::process::Command::new(&st.exe);
     c.arg("--root").arg(&st.root);
     if st.debug {
