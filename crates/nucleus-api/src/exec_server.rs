@@ -1,18 +1,22 @@
 //! Talking to a sandbox's exec server (`nucleus exec-server`, see
 //! `nucleus_engine::lifecycle::serve_execs`): a process per sandbox, in
 //! the sandbox's cgroup, that forks a `nucleus exec` per request instead
-//! of this server spawning one. Started on a sandbox's first exec, it
-//! lives until the sandbox's init exits. If it cannot be reached or
-//! started, [`start`] returns `None` and the caller spawns `nucleus exec`.
+//! of this server spawning one. Started when the API creates the sandbox
+//! ([`prestart`]; or on the first exec of one it did not create), it lives
+//! until the sandbox's init exits. One launch per sandbox is shared by
+//! whoever needs it ([`Launches`]). If it cannot be reached or started,
+//! [`start`] returns `None` and the caller spawns `nucleus exec`.
 
 use crate::AppState;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use std::collections::HashMap;
 use std::io::{IoSlice, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::net::unix::pipe;
@@ -20,6 +24,11 @@ use tokio::net::unix::pipe;
 /// How long to wait for a new server's `ready`, and for a `busy` one's
 /// socket to appear.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The launch of each sandbox's exec server, by sandbox id: set once the
+/// server said `ready` (or `busy`); a failed launch leaves it unset, so
+/// the next exec tries again.
+pub(crate) type Launches = Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>;
 
 /// One command running through the exec server.
 pub(crate) struct Session {
@@ -55,6 +64,7 @@ fn socket_path(st: &AppState, id: &str) -> PathBuf {
 /// Removes a gone sandbox's exec server socket and lock file (a server
 /// killed with its cgroup cannot).
 pub(crate) fn remove_files(st: &AppState, id: &str) {
+    forget(st, id);
     let sock = socket_path(st, id);
     let _ = std::fs::remove_file(sock.with_extension("lock"));
     let _ = std::fs::remove_file(sock);
@@ -72,16 +82,54 @@ pub(crate) async fn start(
     let conn = match UnixStream::connect(&path) {
         Ok(c) => c,
         Err(_) => {
-            launch(st, id, &path).await?;
+            if !ensure_launched(st, id, &path).await? {
+                // Launched before, and gone since: start another.
+                forget(st, id);
+                ensure_launched(st, id, &path).await?;
+            }
             connect_until(&path).await?
         }
     };
     send(conn, args, stdin).ok()
 }
 
+/// Starts sandbox `id`'s exec server in the background (a new sandbox's
+/// first exec then finds it ready, or waits for this same launch).
+pub(crate) fn prestart(st: &Arc<AppState>, id: &str) {
+    let (st, id) = (st.clone(), id.to_string());
+    tokio::spawn(async move {
+        let path = socket_path(&st, &id);
+        let _ = ensure_launched(&st, &id, &path).await;
+    });
+}
+
+/// Launches the server unless this API already did (or is doing it);
+/// `Some(true)` when this call waited for a launch to finish,
+/// `Some(false)` when one had finished before it came.
+async fn ensure_launched(st: &AppState, id: &str, path: &std::path::Path) -> Option<bool> {
+    let cell = {
+        let mut all = st.exec_servers.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(id.to_string()).or_default().clone()
+    };
+    if cell.initialized() {
+        return Some(false);
+    }
+    cell.get_or_try_init(|| async { launch(st, id, path).await.ok_or(()) })
+        .await
+        .ok()?;
+    Some(true)
+}
+
+fn forget(st: &AppState, id: &str) {
+    let mut all = st.exec_servers.lock().unwrap_or_else(|p| p.into_inner());
+    all.remove(id);
+}
+
 /// Starts the exec server and waits for `ready` (or `busy`: another one
 /// is starting). The server outlives this process, like a monitor.
 async fn launch(st: &AppState, id: &str, path: &std::path::Path) -> Option<()> {
+    // Made by the first exec too, but a server started at create comes first.
+    std::fs::create_dir_all(path.parent()?).ok()?;
     let mut c = tokio::process::Command::new(&st.exe);
     c.arg("--root").arg(&st.root);
     if st.debug {

@@ -67,6 +67,9 @@ pub(crate) struct AppState {
     /// Creates run one at a time: a create briefly holds inheritable
     /// descriptors (secrets) that another create's monitor must not get.
     pub create_lock: std::sync::Mutex<()>,
+    /// Each sandbox's exec server launch, shared by whoever needs it
+    /// first (the create that starts it, or an exec arriving meanwhile).
+    pub exec_servers: exec_server::Launches,
 }
 
 pub(crate) type Shared = Arc<AppState>;

@@ -32,6 +32,7 @@ impl Service {
                 exe,
                 debug,
                 create_lock: std::sync::Mutex::new(()),
+                exec_servers: Default::default(),
             }),
         }
     }
@@ -45,10 +46,16 @@ impl Service {
     }
 
     /// Creates a sandbox, detached under its own monitor (it outlives this
-    /// process), and describes it (`Id`, `Name`, `State`, …).
+    /// process), and describes it (`Id`, `Name`, `State`, …). Its exec
+    /// server starts meanwhile, so the first command does not wait for it.
     pub async fn create(&self, req: &CreateRequest) -> Result<Value, ApiError> {
         let spec = req.to_spec()?;
-        self.call(move |st| sandboxes::create(st, &spec)).await
+        let made = self.call(move |st| sandboxes::create(st, &spec)).await?;
+        let running = made.get("State").and_then(Value::as_str) == Some("running");
+        if let (true, Some(id)) = (running, made.get("Id").and_then(Value::as_str)) {
+            crate::exec_server::prestart(&self.state, id);
+        }
+        Ok(made)
     }
 
     /// Every sandbox, running or not.

@@ -53,7 +53,16 @@ pub fn serve(root: &Path, a: &ExecServerArgs) -> Result<i32> {
         }
     };
     let root_text = root.to_string_lossy().into_owned();
-    let run = |argv: Vec<String>| -> i32 { run_exec(&sroot, &root_text, &id, argv) };
+    // Built once here, not by every worker (a fork, which parses with its
+    // own copy).
+    let parser = std::cell::RefCell::new({
+        let mut c = <crate::Cli as clap::CommandFactory>::command();
+        c.build();
+        c
+    });
+    let run = |argv: Vec<String>| -> i32 {
+        run_exec(&mut parser.borrow_mut(), &sroot, &root_text, &id, argv)
+    };
     let result = nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &run)
         .with_context(|| format!("exec-server for `{id}`"));
     let _ = std::fs::remove_file(&lock_path);
@@ -63,15 +72,19 @@ pub fn serve(root: &Path, a: &ExecServerArgs) -> Result<i32> {
 /// One request, in a forked worker: `argv` must be `exec [OPTIONS] ID …`
 /// (globals like `--log` allowed, `--root` not: it is ours).
 fn run_exec(
+    parser: &mut clap::Command,
     root: &nucleus_engine::state::StateRoot,
     root_text: &str,
     id: &str,
     argv: Vec<String>,
 ) -> i32 {
-    use clap::Parser;
+    use clap::FromArgMatches;
     let mut full = vec!["nucleus".to_string(), "--root".into(), root_text.into()];
     full.extend(argv);
-    let cli = match crate::Cli::try_parse_from(full) {
+    let parsed = parser
+        .try_get_matches_from_mut(full)
+        .and_then(|mut m| crate::Cli::from_arg_matches_mut(&mut m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("nucleus: {}", crate::first_error_line(&e));

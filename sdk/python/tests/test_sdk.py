@@ -451,3 +451,24 @@ def test_exec_server_refuses_other_verbs(server):
             assert int.from_bytes(code, "little") == 255, argv
             assert b"nucleus:" in err, (argv, err)
         assert other.run("echo alive").stdout == "alive\n"
+
+
+def test_exec_server_starts_with_the_sandbox(server):
+    """The API starts a sandbox's exec server when it creates the sandbox,
+    before any command; an exec arriving meanwhile uses that same launch
+    (one server, never a second one answering `busy`)."""
+    require_root()
+    with Sandbox.create(socket=server.socket) as sb:
+        deadline = time.monotonic() + 10
+        while not _exec_servers(server.root) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pids = _exec_servers(server.root)
+        assert len(pids) == 1, pids
+        r = sb.run("echo up")
+        assert (r.exit_code, r.stdout) == (0, "up\n")
+        assert _exec_servers(server.root) == pids
+    with Sandbox.create(socket=server.socket) as sb:
+        # At once after create: the launch may still be under way.
+        r = sb.run("echo first")
+        assert (r.exit_code, r.stdout) == (0, "first\n")
+        assert len(_exec_servers(server.root)) == 1

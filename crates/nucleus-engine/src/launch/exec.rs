@@ -64,17 +64,32 @@ fn container_namespaces(spec: &Spec) -> CloneFlags {
     flags
 }
 
+/// The container's seccomp program (from the cache when it has it).
+pub(crate) fn compile_seccomp(spec: &Spec, cache: Option<&Path>) -> Result<Option<SeccompProgram>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Ok(Some(crate::security::seccomp_cache::compile_cached(
+            profile, cache,
+        )?)),
+        None => Ok(None),
+    }
+}
+
 /// Clones a process into the container and drives it to READY.
 pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let process = crate::process::with_personality(ProcessPlan::from_spec(req.process)?, req.spec)?;
-    let seccomp: Option<SeccompProgram> =
-        match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(profile) => Some(crate::security::seccomp_cache::compile_cached(
-                profile,
-                req.seccomp_cache,
-            )?),
-            None => None,
-        };
+    // In an exec server the spec is the prepared one, and so are its
+    // seccomp program and Landlock policy: nothing to read or compile.
+    let prepared =
+        super::exec_server::prepared(req.id).filter(|p| std::ptr::eq(req.spec, &p.state.spec));
+    let (compiled, policy);
+    let (seccomp, landlock): (Option<&SeccompProgram>, _) = match prepared {
+        Some(p) => (p.seccomp.as_ref(), p.landlock.as_ref()),
+        None => {
+            compiled = compile_seccomp(req.spec, req.seccomp_cache)?;
+            policy = crate::spec::landlock_policy(req.spec)?;
+            (compiled.as_ref(), policy.as_ref())
+        }
+    };
     let console =
         crate::tty::console_socket(process.terminal, req.console_socket, req.console_fd.take())?;
     let console_size = req.process.console_size().map(|b| {
@@ -83,12 +98,11 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
             u16::try_from(b.width()).unwrap_or(u16::MAX),
         )
     });
-    let landlock = crate::spec::landlock_policy(req.spec)?;
     let plan = ExecPlan {
         process: &process,
         restrictions: child::Restrictions {
-            seccomp: seccomp.as_ref(),
-            landlock: landlock.as_ref(),
+            seccomp,
+            landlock,
             allow_degraded: crate::spec::allows_degraded(req.spec),
         },
         console: console.as_ref().map(|c| c.as_fd()),
@@ -158,7 +172,7 @@ pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     match sync::recv(parent_sock.as_fd()).map_err(|e| child_gone(&mut guard, e))? {
         Some(f) if f.msg == Msg::Ready => {
             // A NOTIFY profile: the agent on listenerPath gets this process's fd too.
-            if let (Some(fd), Some(p)) = (f.fd, seccomp.as_ref()) {
+            if let (Some(fd), Some(p)) = (f.fd, seccomp) {
                 if let Some(path) = p.listener_path() {
                     let annotations = req.spec.annotations().clone().unwrap_or_default();
                     let state = crate::state::oci_state(

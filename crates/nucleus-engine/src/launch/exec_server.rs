@@ -14,13 +14,19 @@
 //!   and applies every protection `nucleus exec` does), then writes its
 //!   exit code as 4 bytes, little endian, and exits.
 //!
+//! Before it serves, the server reads what every exec needs once
+//! ([`Prepared`]: the container's state, seccomp program and Landlock
+//! policy); workers are forks and find it in memory.
+//!
 //! The worker inherits the server's cgroup membership, so
 //! `launch_exec` finds the exec'd process already in place and skips the
 //! write (see `Cgroup::holds`). The server exits when the container's init
 //! does, and removes its socket.
 
 use crate::error::{EngineError, Result};
-use crate::state::{StateRoot, Status};
+use crate::security::landlock::LandlockPolicy;
+use crate::security::seccomp::SeccompProgram;
+use crate::state::{ContainerState, StateRoot, Status};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -33,11 +39,30 @@ use std::io::{IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The longest request message accepted.
 const REQUEST_LIMIT: usize = 256 * 1024;
 /// How often the server wakes to reap finished workers when idle.
 const REAP_EVERY_MS: u16 = 1000;
+
+/// What every exec into the server's container needs, read once before
+/// any worker is forked. The init's pid does not change while the server
+/// lives (it exits with the init), and nothing an exec uses of the state
+/// does either (`update` rewrites only resources, which exec ignores);
+/// the status is still checked live on every exec.
+pub(crate) struct Prepared {
+    pub state: ContainerState,
+    pub seccomp: Option<SeccompProgram>,
+    pub landlock: Option<LandlockPolicy>,
+}
+
+static PREPARED: OnceLock<Prepared> = OnceLock::new();
+
+/// Container `id`'s prepared state, in its exec server and workers.
+pub(crate) fn prepared(id: &str) -> Option<&'static Prepared> {
+    PREPARED.get().filter(|p| p.state.id == id)
+}
 
 /// What a worker runs: the request's command line, with the request's
 /// fds already installed as stdin, stdout and stderr; returns the exit
@@ -69,6 +94,13 @@ pub fn serve(
     if let Some(cg) = &st.cgroup {
         cg.add_pid(std::process::id() as i32)?;
     }
+    let seccomp = super::exec::compile_seccomp(&st.spec, Some(&root.seccomp_cache_dir()))?;
+    let landlock = crate::spec::landlock_policy(&st.spec)?;
+    let _ = PREPARED.set(Prepared {
+        state: st,
+        seccomp,
+        landlock,
+    });
     let listener = bind(socket)?;
     ready();
     let result = accept_loop(&listener, init.as_fd(), run);

@@ -29,17 +29,28 @@ pub struct ExecOptions<'a> {
 
 /// The container's own process, as a base for building an exec process.
 pub fn container_process(root: &StateRoot, id: &str) -> Result<Process> {
+    if let Some(p) = crate::launch::exec_server::prepared(id) {
+        return Ok(p.state.spec.process().clone().unwrap_or_default());
+    }
     let st = root.peek(id)?;
     Ok(st.spec.process().clone().unwrap_or_default())
 }
 
 /// Executes `opts.process` inside container `id`.
 pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
-    let st = root.peek(id)?;
-    if crate::backend::gvisor::is_gvisor(&st) {
+    // An exec server read the state once for all its execs.
+    let read;
+    let st = match crate::launch::exec_server::prepared(id) {
+        Some(p) => &p.state,
+        None => {
+            read = root.peek(id)?;
+            &read
+        }
+    };
+    if crate::backend::gvisor::is_gvisor(st) {
         return crate::backend::gvisor::exec(root, id, opts);
     }
-    let status = root.status_of(&st);
+    let status = root.status_of(st);
     if status == Status::Paused && !opts.ignore_paused {
         return Err(EngineError::ExecPaused { id: id.to_string() });
     }

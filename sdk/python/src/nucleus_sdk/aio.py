@@ -58,11 +58,18 @@ class AsyncFiles:
 class AsyncSandbox:
     """``async with await AsyncSandbox.create(...) as sb:`` kills it on exit."""
 
-    def __init__(self, sandbox_id: str, socket: str, info: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        sandbox_id: str,
+        socket: str,
+        info: Optional[Dict[str, Any]] = None,
+        _http: Optional[httpx.AsyncClient] = None,
+    ):
         self.id = sandbox_id
         self.socket = socket
         self.info = info or {}
-        self._http = _client(socket)
+        # The client that created the sandbox goes on serving it.
+        self._http = _http or _client(socket)
         self.files = AsyncFiles(self)
 
     @classmethod
@@ -76,11 +83,15 @@ class AsyncSandbox:
         **extra: Any,
     ) -> "AsyncSandbox":
         sock = _common.ensure_server(socket)
-        async with _client(sock) as c:
+        c = _client(sock)
+        try:
             r = await c.post("/v1/sandboxes", json=_common.create_body(image, memory, timeout, env, extra))
             _common.raise_for(r.status_code, r.text)
             info = r.json()
-        return cls(info["Id"], sock, info)
+        except BaseException:
+            await c.aclose()
+            raise
+        return cls(info["Id"], sock, info, _http=c)
 
     async def run(
         self,
