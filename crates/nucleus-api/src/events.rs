@@ -127,6 +127,8 @@ fn watch_exit(
     tx: &mpsc::Sender<Value>,
 ) -> Option<ExitRecord> {
     let bundle = bundle?;
+    // Held until we return: a monitor removing its sandbox waits for us.
+    let _reading = ExitRecord::watch(bundle);
     let notify = watch(bundle);
     let dir = StateRoot::new(root).container_dir(id);
     let mut buf = [0u8; 4096];

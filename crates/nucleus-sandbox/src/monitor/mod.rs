@@ -38,6 +38,11 @@ use std::time::Duration;
 use supervise::supervise;
 
 pub const EXIT_FILE: &str = "exit.json";
+/// In the bundle: held shared by whoever waits for the exit record, so a
+/// monitor that removes its container on exit lets them read it first.
+const EXIT_WATCH_LOCK: &str = "exit.lock";
+/// How long a removing monitor waits for readers of the exit record.
+const EXIT_READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The monitor's own diagnostics; its presence marks a monitored container.
 pub const MONITOR_LOG: &str = "monitor.log";
 /// The hidden verb the monitor binary answers to.
@@ -132,6 +137,35 @@ pub struct ExitRecord {
 impl ExitRecord {
     pub fn read(bundle: &Path) -> Option<ExitRecord> {
         serde_json::from_slice(&std::fs::read(bundle.join(EXIT_FILE)).ok()?).ok()
+    }
+
+    /// Taken by a reader before it waits for the record: while held, a
+    /// monitor that removes its container waits (bounded) before removing
+    /// the bundle. `None` when the bundle is gone.
+    pub fn watch(bundle: &Path) -> Option<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(bundle.join(EXIT_WATCH_LOCK))
+            .ok()?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockShared).ok()?;
+        Some(f)
+    }
+
+    /// Monitor side, after writing the record and before removing the
+    /// container: waits until no reader holds [`ExitRecord::watch`], for at
+    /// most [`EXIT_READERS_WAIT`] (a stuck reader never keeps a container).
+    pub(crate) fn wait_for_readers(bundle: &Path) {
+        let Ok(f) = std::fs::File::open(bundle.join(EXIT_WATCH_LOCK)) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + EXIT_READERS_WAIT;
+        while rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Written with rename, so a reader never sees half a record.

@@ -204,6 +204,7 @@ pub(super) fn supervise(
         let _ = std::fs::remove_dir_all(&a.bundle);
     }
     if a.rm {
+        super::ExitRecord::wait_for_readers(&a.bundle);
         match lifecycle::delete(root, &a.id, true) {
             Ok(()) | Err(nucleus_engine::EngineError::NotFound { .. }) => {}
             Err(e) => {
