@@ -109,6 +109,9 @@ pub(crate) fn prestart(st: &Arc<AppState>, id: &str) {
 async fn ensure_launched(st: &AppState, id: &str, path: &std::path::Path) -> Option<bool> {
     let cell = {
         let mut all = st.exec_servers.lock().unwrap_or_else(|p| p.into_inner());
+        if !all.contains_key(id) {
+            drop_gone(st, &mut all);
+        }
         all.entry(id.to_string()).or_default().clone()
     };
     if cell.initialized() {
@@ -118,6 +121,18 @@ async fn ensure_launched(st: &AppState, id: &str, path: &std::path::Path) -> Opt
         .await
         .ok()?;
     Some(true)
+}
+
+/// Sandboxes removed without this API (by their own monitor after a
+/// timeout, or by another front end) leave entries behind; they go each
+/// time the map reaches a power of two, so the work stays O(1) per launch.
+fn drop_gone(st: &AppState, all: &mut HashMap<String, Arc<tokio::sync::OnceCell<()>>>) {
+    let n = all.len();
+    if n < 16 || !n.is_power_of_two() {
+        return;
+    }
+    let root = nucleus_engine::state::StateRoot::new(&st.root);
+    all.retain(|id, _| root.container_dir(id).exists());
 }
 
 fn forget(st: &AppState, id: &str) {
@@ -206,4 +221,31 @@ fn send(conn: UnixStream, args: &[String], stdin: bool) -> std::io::Result<Sessi
         stderr: pipe::Receiver::from_owned_fd(err_r)?,
         exit: Exit(tokio::net::UnixStream::from_std(conn)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_gone_sandboxes_are_dropped_when_the_map_doubles() {
+        let root = tempfile::tempdir().unwrap();
+        let sv = crate::Service::new(
+            root.path().into(),
+            root.path().into(),
+            "/bin/false".into(),
+            false,
+        );
+        std::fs::create_dir(root.path().join("live")).unwrap();
+        let mut all = HashMap::new();
+        all.insert("live".to_string(), Arc::default());
+        for i in 0..14 {
+            all.insert(format!("gone{i}"), Arc::default());
+        }
+        drop_gone(&sv.state, &mut all);
+        assert_eq!(all.len(), 15, "below 16 entries nothing is swept");
+        all.insert("gone14".to_string(), Arc::default());
+        drop_gone(&sv.state, &mut all);
+        assert_eq!(all.keys().collect::<Vec<_>>(), vec!["live"]);
+    }
 }
