@@ -399,6 +399,30 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Writes `value` as the JSON file `name` in `bundle` (a plan the monitor
+/// or a later verb reads back with [`read_json`]).
+pub(crate) fn write_json(bundle: &Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    let path = bundle.join(name);
+    let text = serde_json::to_vec(value)
+        .map_err(|e| SandboxError::io("write", &path, std::io::Error::other(e)))?;
+    fs::write(&path, text).map_err(|e| SandboxError::io("write", &path, e))
+}
+
+/// The JSON file `name` in `bundle`; `None` when the run wrote none.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    bundle: &Path,
+    name: &str,
+) -> Result<Option<T>> {
+    let path = bundle.join(name);
+    match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| SandboxError::io("parse", &path, std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SandboxError::io("read", &path, e)),
+    }
+}
+
 /// Removes a bundle we created, after a failed start.
 pub fn remove(path: &Path) {
     if let Err(e) = fs::remove_dir_all(path) {

@@ -117,22 +117,12 @@ impl NetPlan {
     }
 
     pub fn write(&self, bundle: &Path) -> Result<()> {
-        let path = bundle.join(NET_PLAN_FILE);
-        let text = serde_json::to_vec(self)
-            .map_err(|e| SandboxError::io("write", &path, std::io::Error::other(e)))?;
-        std::fs::write(&path, text).map_err(|e| SandboxError::io("write", &path, e))
+        crate::bundle::write_json(bundle, NET_PLAN_FILE, self)
     }
 
     /// The plan in `bundle`, if its run asked for a network.
     pub fn read(bundle: &Path) -> Result<Option<NetPlan>> {
-        let path = bundle.join(NET_PLAN_FILE);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| SandboxError::io("parse", &path, std::io::Error::other(e))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SandboxError::io("read", &path, e)),
-        }
+        crate::bundle::read_json(bundle, NET_PLAN_FILE)
     }
 }
 

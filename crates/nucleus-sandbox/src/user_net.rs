@@ -111,22 +111,12 @@ impl UserNetPlan {
     }
 
     pub fn write(&self, bundle: &Path) -> Result<()> {
-        let path = bundle.join(PLAN_FILE);
-        let text = serde_json::to_vec(self)
-            .map_err(|e| SandboxError::io("write", &path, std::io::Error::other(e)))?;
-        std::fs::write(&path, text).map_err(|e| SandboxError::io("write", &path, e))
+        crate::bundle::write_json(bundle, PLAN_FILE, self)
     }
 
     /// The plan in `bundle`, if its run asked for user-mode networking.
     pub fn read(bundle: &Path) -> Result<Option<UserNetPlan>> {
-        let path = bundle.join(PLAN_FILE);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| SandboxError::io("parse", &path, std::io::Error::other(e))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SandboxError::io("read", &path, e)),
-        }
+        crate::bundle::read_json(bundle, PLAN_FILE)
     }
 }
 
