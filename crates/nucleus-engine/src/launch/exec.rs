@@ -39,6 +39,8 @@ pub(crate) struct ExecRequest<'a> {
     pub console_fd: Option<OwnedFd>,
     pub preserve_fds: u32,
     pub seccomp_cache: Option<&'a Path>,
+    /// In an exec server: `spec`'s seccomp program and Landlock policy, made once.
+    pub prepared: Option<&'a super::exec_server::Prepared>,
 }
 
 struct ExecPlan<'a> {
@@ -77,12 +79,8 @@ pub(crate) fn compile_seccomp(spec: &Spec, cache: Option<&Path>) -> Result<Optio
 /// Clones a process into the container and drives it to READY.
 pub(crate) fn launch_exec(mut req: ExecRequest<'_>) -> Result<Launched> {
     let process = crate::process::with_personality(ProcessPlan::from_spec(req.process)?, req.spec)?;
-    // In an exec server the spec is the prepared one, and so are its
-    // seccomp program and Landlock policy: nothing to read or compile.
-    let prepared =
-        super::exec_server::prepared(req.id).filter(|p| std::ptr::eq(req.spec, &p.state.spec));
     let (compiled, policy);
-    let (seccomp, landlock): (Option<&SeccompProgram>, _) = match prepared {
+    let (seccomp, landlock): (Option<&SeccompProgram>, _) = match req.prepared {
         Some(p) => (p.seccomp.as_ref(), p.landlock.as_ref()),
         None => {
             compiled = compile_seccomp(req.spec, req.seccomp_cache)?;

@@ -51,6 +51,7 @@ const REAP_EVERY_MS: u16 = 1000;
 /// lives (it exits with the init), and nothing an exec uses of the state
 /// does either (`update` rewrites only resources, which exec ignores);
 /// the status is still checked live on every exec.
+#[derive(Debug)]
 pub(crate) struct Prepared {
     pub state: ContainerState,
     pub seccomp: Option<SeccompProgram>,

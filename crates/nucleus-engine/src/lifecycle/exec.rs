@@ -40,7 +40,8 @@ pub fn container_process(root: &StateRoot, id: &str) -> Result<Process> {
 pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
     // An exec server read the state once for all its execs.
     let read;
-    let st = match crate::launch::exec_server::prepared(id) {
+    let prepared = crate::launch::exec_server::prepared(id);
+    let st = match prepared {
         Some(p) => &p.state,
         None => {
             read = root.peek(id)?;
@@ -89,6 +90,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions<'_>) -> Result<i32> {
             console_fd,
             preserve_fds: opts.preserve_fds,
             seccomp_cache: Some(&root.seccomp_cache_dir()),
+            prepared,
         })?;
         sync::start_and_confirm_exec(&launched.sync)?;
         if let Some(path) = opts.pid_file {
