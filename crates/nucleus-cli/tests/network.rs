@@ -717,6 +717,35 @@ fn publish_all_publishes_the_images_exposed_ports_on_free_host_ports() {
     };
     let (web, udp) = (host_port("8080/tcp"), host_port("9/udp"));
     assert!(web != 0 && udp != 0, "{ports:#}");
+    // `port` lists the same mappings, Docker's way, and refuses one not published.
+    let all = w.nucleus(&["port", &name]);
+    let listed = String::from_utf8_lossy(&all.stdout).to_string();
+    assert!(all.status.success(), "{}", text(&all));
+    for line in [
+        format!("8080/tcp -> 0.0.0.0:{web}"),
+        format!("8080/tcp -> [::]:{web}"),
+        format!("9/udp -> 0.0.0.0:{udp}"),
+    ] {
+        assert!(
+            listed.lines().any(|l| l == line),
+            "{line} not in:\n{listed}"
+        );
+    }
+    let one = w.nucleus(&["port", &name, "9/udp"]);
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        format!("0.0.0.0:{udp}\n[::]:{udp}\n"),
+        "{}",
+        text(&one)
+    );
+    let json = w.nucleus(&["port", &name, "8080", "--format", "json"]);
+    let first: serde_json::Value =
+        serde_json::from_slice(json.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["host_port"], web, "{}", text(&json));
+    assert_eq!(first["proto"], "tcp");
+    let missing = w.nucleus(&["port", &name, "81"]);
+    assert!(!missing.status.success(), "{}", text(&missing));
+    assert!(text(&missing).contains("81/tcp"), "{}", text(&missing));
     let fetch = sh(&format!(
         "for i in $(seq 50); do curl -sS -m 1 http://127.0.0.1:{web}/ && exit 0; sleep 0.1; done; exit 1"
     ));

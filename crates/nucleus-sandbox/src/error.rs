@@ -53,6 +53,8 @@ pub enum Field {
     Network,
     Publish,
     PublishAll,
+    /// `port CONTAINER PRIVATE_PORT[/PROTO]`
+    PrivatePort,
     EgressAllow,
     EgressDeny,
     EgressDenyAll,
@@ -112,6 +114,7 @@ impl fmt::Display for Field {
             Field::Network => "network",
             Field::Publish => "net.publish",
             Field::PublishAll => "net.publish_all",
+            Field::PrivatePort => "port.private_port",
             Field::EgressAllow => "net.egress_allow",
             Field::EgressDeny => "net.egress_deny",
             Field::EgressDenyAll => "net.egress_deny_all",

@@ -86,6 +86,7 @@ pub fn flag_of(field: &Field) -> String {
         Field::Network => "--network",
         Field::Publish => "-p/--publish",
         Field::PublishAll => "-P/--publish-all",
+        Field::PrivatePort => "PRIVATE_PORT",
         Field::EgressAllow => "--egress-allow",
         Field::EgressDeny => "--egress-deny",
         Field::EgressDenyAll => "--egress-deny-all",

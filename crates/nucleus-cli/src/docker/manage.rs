@@ -88,6 +88,16 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PortArgs {
+    container: String,
+    /// One port: `80` or `80/udp` (tcp when no protocol is given)
+    private_port: Option<String>,
+    /// Output format: table or json (one object per line)
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     #[arg(required = true)]
     containers: Vec<String>,
@@ -292,6 +302,29 @@ pub fn stats(root: &StateRoot, a: &StatsArgs) -> Result<i32> {
             return Ok(0);
         }
     }
+}
+
+/// Docker's lines: `80/tcp -> 0.0.0.0:8080`, or only `0.0.0.0:8080` when
+/// one port was asked for.
+pub fn port(root: &StateRoot, a: &PortArgs) -> Result<i32> {
+    if a.format != "json" && a.format != "table" {
+        bail!(
+            "--format: invalid value `{}` (expected table or json)",
+            a.format
+        );
+    }
+    let ports = manage::ports(root, &a.container, a.private_port.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    for p in &ports {
+        if a.format == "json" {
+            writeln!(out, "{}", serde_json::to_string(p)?)?;
+        } else if a.private_port.is_some() {
+            writeln!(out, "{}", p.public())?;
+        } else {
+            writeln!(out, "{} -> {}", p.private(), p.public())?;
+        }
+    }
+    Ok(0)
 }
 
 pub fn inspect(root: &StateRoot, a: &InspectArgs) -> Result<i32> {

@@ -5,7 +5,7 @@
 //!
 //! - `argv`: tells the runc forms of `run`, `ps` and `kill` from these.
 //! - `run_flags` → `flags_to_spec` → `nucleus_sandbox::run`.
-//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect, printed.
+//! - `manage`: ps, logs, stop, kill, rm, attach, stats, inspect, port, printed.
 
 pub mod argv;
 mod flags_to_spec;
@@ -61,6 +61,8 @@ pub enum Command {
     Stats(manage::StatsArgs),
     /// Show a container's configuration and state as JSON
     Inspect(manage::InspectArgs),
+    /// List a container's published ports, or where one port is published
+    Port(manage::PortArgs),
 }
 
 /// Runs one docker-like verb; returns the exit code.
@@ -77,5 +79,6 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
         Command::Attach(a) => manage::attach(&root, &a),
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),
+        Command::Port(a) => manage::port(&root, &a),
     }
 }

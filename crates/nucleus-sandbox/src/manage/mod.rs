@@ -1,5 +1,5 @@
 //! The docker-like management verbs: `ps`, `logs`, `stop`, `kill`, `rm`,
-//! `attach`, `stats` and `inspect`, as functions that return data. Each
+//! `attach`, `stats`, `inspect` and `port`, as functions that return data. Each
 //! finds a container by exact id, name or unique id prefix
 //! (`StateRoot::resolve`) and calls the engine; printing is the front end's.
 
@@ -20,8 +20,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 mod network;
+mod ports;
 mod stats;
 pub use network::{denials, is_live, DenialLog};
+pub use ports::{ports, PublishedPort};
 pub use stats::{Stats, StatsSampler};
 
 /// A container as the docker-like verbs see it.
