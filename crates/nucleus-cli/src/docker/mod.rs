@@ -61,6 +61,9 @@ pub enum Command {
     Stats(manage::StatsArgs),
     /// Show a container's configuration and state as JSON
     Inspect(manage::InspectArgs),
+    /// Housekeeping of the state root
+    #[command(subcommand)]
+    System(manage::SystemCommand),
 }
 
 /// Runs one docker-like verb; returns the exit code.
@@ -77,5 +80,6 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
         Command::Attach(a) => manage::attach(&root, &a),
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),
+        Command::System(manage::SystemCommand::Prune) => manage::system_prune(&root),
     }
 }
