@@ -3,7 +3,10 @@
 #
 # Creates an ordinary user with a subordinate id range and a runtime dir, a busybox
 # rootfs it owns, and measures in one hyperfine run, as that user:
-#   1. rootless `nucleus run -- /bin/true` (the agent sandbox, host-derived root);
+#   1. rootless `nucleus run -- /bin/true` (the agent sandbox, host-derived root; it
+#      joins the user namespace its holder mapped once);
+#   1b. the same with the same map given as `--uidmap 0:0:65537`, which maps a new
+#      namespace per start through newuidmap/newgidmap (the path before the holder);
 #   2. rootless `nucleus run --rootfs ROOTFS /bin/true`;
 #   3. rootless `podman --runtime runc run --rm --rootfs ROOTFS /bin/true` (same root;
 #      crun, podman's default, refuses hybrid cgroup hosts rootless; skipped with the
@@ -79,6 +82,7 @@ chmod 700 "$RUNDIR"
 AS_USER="setpriv --reuid $U_UID --regid $U_GID --init-groups env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=$U_HOME XDG_RUNTIME_DIR=$RUNDIR"
 
 NR="$AS_USER $NUCLEUS run -- /bin/true"
+NRM="$AS_USER $NUCLEUS run --uidmap 0:0:65537 -- /bin/true"
 NRF="$AS_USER $NUCLEUS run --rootfs $ROOTFS /bin/true"
 BW="$AS_USER bwrap --unshare-all --ro-bind $ROOTFS / --proc /proc --dev /dev /bin/true"
 NROOT="$NUCLEUS --root $ROOT_STATE run -- /bin/true"
@@ -86,8 +90,8 @@ NROOT="$NUCLEUS --root $ROOT_STATE run -- /bin/true"
 # ("cgroups in hybrid mode not supported"); runc, which ignores cgroup errors rootless, runs.
 PODMAN="$AS_USER podman --runtime runc run --rm --network none --rootfs $ROOTFS /bin/true"
 
-cmds=("$NR" "$NRF" "$BW" "$NROOT")
-names=("nucleus rootless (agent)" "nucleus rootless --rootfs" "bwrap --unshare-all (user)" "nucleus as root (agent)")
+cmds=("$NR" "$NRM" "$NRF" "$BW" "$NROOT")
+names=("nucleus rootless (agent)" "nucleus rootless (agent), map per start" "nucleus rootless --rootfs" "bwrap --unshare-all (user)" "nucleus as root (agent)")
 podman_note=""
 if ! command -v podman >/dev/null 2>&1; then
     podman_note="podman is not installed"
@@ -106,6 +110,12 @@ JSON=$RESULTS/rootless.json
 log "hyperfine: $RUNS runs each, warmup $WARMUP"
 (cd "$U_HOME" && hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$JSON" "${cmds[@]}" >&2)
 
+# A first start makes the holder: `system prune` (no container is left) stops it
+# before each run.
+FIRST_JSON=$RESULTS/rootless-first.json
+(cd "$U_HOME" && hyperfine -N --warmup 1 --runs "$RUNS" --style basic --export-json "$FIRST_JSON" \
+    --prepare "$AS_USER $NUCLEUS system prune" "$NR" >&2)
+
 median_of() { hf_stats "$JSON" "$1" | cut -d' ' -f1; }
 base=$(median_of "$NR")
 bw=$(median_of "$BW")
@@ -120,6 +130,8 @@ pd=""
         m=$(median_of "${cmds[$i]}")
         echo "| ${names[$i]} | $(ms "$m") | $(ratio "$m" "$base") | $(ratio "$base" "$m") |"
     done
+    first=$(hf_stats "$FIRST_JSON" "$NR" | cut -d' ' -f1)
+    echo "| nucleus rootless (agent), first start (makes the holder) | $(ms "$first") | $(ratio "$first" "$base") | $(ratio "$base" "$first") |"
     echo
     echo "Targets: rootless nucleus ≤ 0.1× podman, ≤ 1.5× bwrap."
     echo "- vs bwrap: $(ratio "$base" "$bw")"
