@@ -16,7 +16,12 @@
 # Prints a Markdown table with ratios on stdout, writes it and the hyperfine JSON to
 # bench/results/rootless*, and removes the user, its files and processes (trap EXIT).
 #
+# The user's runtime dir and root's state root are tmpfs mounts, as /run/user/UID and
+# /run are on a systemd host (here /run and /tmp are on the root disk); STATE_FS=disk
+# keeps them on the disk, as runs before 2026-12-03 07:30 did.
+#
 # Knobs (environment): RUNS=30 WARMUP=3 NUCLEUS=target/release/nucleus SKIP_BUILD=1
+#                      STATE_FS=tmpfs|disk
 #                      RESULTS=bench/results
 set -euo pipefail
 
@@ -57,6 +62,7 @@ cleanup() {
         usermod --del-subuids "$RANGE-$((RANGE + 65535))" --del-subgids "$RANGE-$((RANGE + 65535))" "$USER_NAME" 2>/dev/null
         userdel -r -f "$USER_NAME" >/dev/null 2>&1
     fi
+    for m in "$WORK/run" "$ROOT_STATE"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
     rm -rf "$WORK" "$ROOT_STATE"
     exit "$rc"
 }
@@ -75,6 +81,11 @@ cp /bin/busybox "$ROOTFS/bin/busybox"
 for a in sh true; do ln -sf busybox "$ROOTFS/bin/$a"; done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOTFS/etc/passwd"
 printf 'root:x:0:\n' >"$ROOTFS/etc/group"
+STATE_FS=${STATE_FS:-tmpfs}
+if [[ $STATE_FS == tmpfs ]]; then
+    mount -t tmpfs -o "mode=700,uid=$U_UID,gid=$U_GID" tmpfs "$RUNDIR"
+    mount -t tmpfs -o mode=711 tmpfs "$ROOT_STATE"
+fi
 chown -R "$U_UID:$U_GID" "$RUNDIR" "$ROOTFS"
 chmod 700 "$RUNDIR"
 
@@ -122,7 +133,7 @@ bw=$(median_of "$BW")
 pd=""
 [[ -z $podman_note ]] && pd=$(median_of "$PODMAN")
 {
-    echo "### Rootless start-up of \`/bin/true\` (hyperfine -N, warmup $WARMUP, $RUNS runs, $(date -u +%F))"
+    echo "### Rootless start-up of \`/bin/true\` (hyperfine -N, warmup $WARMUP, $RUNS runs, $(date -u +%F), state on $STATE_FS)"
     echo
     echo "| command | median ms | vs rootless nucleus | rootless nucleus ÷ it |"
     echo "|---|---|---|---|"
