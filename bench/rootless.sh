@@ -3,7 +3,10 @@
 #
 # Creates an ordinary user with a subordinate id range and a runtime dir, a busybox
 # rootfs it owns, and measures in one hyperfine run, as that user:
-#   1. rootless `nucleus run -- /bin/true` (the agent sandbox, host-derived root);
+#   1. rootless `nucleus run -- /bin/true` (the agent sandbox, host-derived root; it
+#      joins the user namespace its holder mapped once);
+#   1b. the same with the same map given as `--uidmap 0:0:65537`, which maps a new
+#      namespace per start through newuidmap/newgidmap (the path before the holder);
 #   2. rootless `nucleus run --rootfs ROOTFS /bin/true`;
 #   3. rootless `podman --runtime runc run --rm --rootfs ROOTFS /bin/true` (same root;
 #      crun, podman's default, refuses hybrid cgroup hosts rootless; skipped with the
@@ -13,7 +16,12 @@
 # Prints a Markdown table with ratios on stdout, writes it and the hyperfine JSON to
 # bench/results/rootless*, and removes the user, its files and processes (trap EXIT).
 #
+# The user's runtime dir and root's state root are tmpfs mounts, as /run/user/UID and
+# /run are on a systemd host (here /run and /tmp are on the root disk); STATE_FS=disk
+# keeps them on the disk, as runs before 2026-12-03 07:30 did.
+#
 # Knobs (environment): RUNS=30 WARMUP=3 NUCLEUS=target/release/nucleus SKIP_BUILD=1
+#                      STATE_FS=tmpfs|disk
 #                      RESULTS=bench/results
 set -euo pipefail
 
@@ -54,6 +62,7 @@ cleanup() {
         usermod --del-subuids "$RANGE-$((RANGE + 65535))" --del-subgids "$RANGE-$((RANGE + 65535))" "$USER_NAME" 2>/dev/null
         userdel -r -f "$USER_NAME" >/dev/null 2>&1
     fi
+    for m in "$WORK/run" "$ROOT_STATE"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
     rm -rf "$WORK" "$ROOT_STATE"
     exit "$rc"
 }
@@ -72,6 +81,11 @@ cp /bin/busybox "$ROOTFS/bin/busybox"
 for a in sh true; do ln -sf busybox "$ROOTFS/bin/$a"; done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOTFS/etc/passwd"
 printf 'root:x:0:\n' >"$ROOTFS/etc/group"
+STATE_FS=${STATE_FS:-tmpfs}
+if [[ $STATE_FS == tmpfs ]]; then
+    mount -t tmpfs -o "mode=700,uid=$U_UID,gid=$U_GID" tmpfs "$RUNDIR"
+    mount -t tmpfs -o mode=711 tmpfs "$ROOT_STATE"
+fi
 chown -R "$U_UID:$U_GID" "$RUNDIR" "$ROOTFS"
 chmod 700 "$RUNDIR"
 
@@ -79,6 +93,7 @@ chmod 700 "$RUNDIR"
 AS_USER="setpriv --reuid $U_UID --regid $U_GID --init-groups env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME=$U_HOME XDG_RUNTIME_DIR=$RUNDIR"
 
 NR="$AS_USER $NUCLEUS run -- /bin/true"
+NRM="$AS_USER $NUCLEUS run --uidmap 0:0:65537 -- /bin/true"
 NRF="$AS_USER $NUCLEUS run --rootfs $ROOTFS /bin/true"
 BW="$AS_USER bwrap --unshare-all --ro-bind $ROOTFS / --proc /proc --dev /dev /bin/true"
 NROOT="$NUCLEUS --root $ROOT_STATE run -- /bin/true"
@@ -86,8 +101,8 @@ NROOT="$NUCLEUS --root $ROOT_STATE run -- /bin/true"
 # ("cgroups in hybrid mode not supported"); runc, which ignores cgroup errors rootless, runs.
 PODMAN="$AS_USER podman --runtime runc run --rm --network none --rootfs $ROOTFS /bin/true"
 
-cmds=("$NR" "$NRF" "$BW" "$NROOT")
-names=("nucleus rootless (agent)" "nucleus rootless --rootfs" "bwrap --unshare-all (user)" "nucleus as root (agent)")
+cmds=("$NR" "$NRM" "$NRF" "$BW" "$NROOT")
+names=("nucleus rootless (agent)" "nucleus rootless (agent), map per start" "nucleus rootless --rootfs" "bwrap --unshare-all (user)" "nucleus as root (agent)")
 podman_note=""
 if ! command -v podman >/dev/null 2>&1; then
     podman_note="podman is not installed"
@@ -106,13 +121,19 @@ JSON=$RESULTS/rootless.json
 log "hyperfine: $RUNS runs each, warmup $WARMUP"
 (cd "$U_HOME" && hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic --export-json "$JSON" "${cmds[@]}" >&2)
 
+# A first start makes the holder: `system prune` (no container is left) stops it
+# before each run.
+FIRST_JSON=$RESULTS/rootless-first.json
+(cd "$U_HOME" && hyperfine -N --warmup 1 --runs "$RUNS" --style basic --export-json "$FIRST_JSON" \
+    --prepare "$AS_USER $NUCLEUS system prune" "$NR" >&2)
+
 median_of() { hf_stats "$JSON" "$1" | cut -d' ' -f1; }
 base=$(median_of "$NR")
 bw=$(median_of "$BW")
 pd=""
 [[ -z $podman_note ]] && pd=$(median_of "$PODMAN")
 {
-    echo "### Rootless start-up of \`/bin/true\` (hyperfine -N, warmup $WARMUP, $RUNS runs, $(date -u +%F))"
+    echo "### Rootless start-up of \`/bin/true\` (hyperfine -N, warmup $WARMUP, $RUNS runs, $(date -u +%F), state on $STATE_FS)"
     echo
     echo "| command | median ms | vs rootless nucleus | rootless nucleus ÷ it |"
     echo "|---|---|---|---|"
@@ -120,6 +141,8 @@ pd=""
         m=$(median_of "${cmds[$i]}")
         echo "| ${names[$i]} | $(ms "$m") | $(ratio "$m" "$base") | $(ratio "$base" "$m") |"
     done
+    first=$(hf_stats "$FIRST_JSON" "$NR" | cut -d' ' -f1)
+    echo "| nucleus rootless (agent), first start (makes the holder) | $(ms "$first") | $(ratio "$first" "$base") | $(ratio "$base" "$first") |"
     echo
     echo "Targets: rootless nucleus ≤ 0.1× podman, ≤ 1.5× bwrap."
     echo "- vs bwrap: $(ratio "$base" "$bw")"

@@ -132,6 +132,11 @@ fn main() {
     if let Some(code) = nucleus_image::rootless::helper_main() {
         std::process::exit(code);
     }
+    // The holder of rootless containers' shared user namespace (see
+    // `nucleus_sandbox::userns_holder`): never returns once it holds.
+    if let Some(code) = nucleus_sandbox::userns_holder::holder_main() {
+        std::process::exit(code);
+    }
     // `run`, `ps` and `kill` have a runc form and a docker-like form.
     let (args, agent_run) = docker::argv::rewrite(
         std::env::args_os().collect(),

@@ -396,3 +396,81 @@ fn update_cpu_period_and_quota_under_a_smaller_parent_quota() {
     ctx.finish();
     drop(parent);
 }
+
+/// A process alone in a user namespace mapped as `in_userns` maps (a
+/// holder, like the rootless one); killed on drop.
+struct UsernsHolder(std::process::Child);
+
+impl UsernsHolder {
+    fn start() -> UsernsHolder {
+        let child = Command::new("unshare")
+            .args(["--user", "sleep", "100"])
+            .spawn()
+            .expect("unshare --user sleep");
+        let holder = UsernsHolder(child);
+        let pid = holder.0.id();
+        // unshare(2) happens before sleep is executed.
+        assert!(common::wait_until(Duration::from_secs(5), || {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        }));
+        for file in ["uid_map", "gid_map"] {
+            fs::write(format!("/proc/{pid}/{file}"), "0 100000 65536\n").expect(file);
+        }
+        holder
+    }
+
+    fn ns_path(&self) -> String {
+        format!("/proc/{}/ns/user", self.0.id())
+    }
+}
+
+impl Drop for UsernsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_joined_user_namespace_must_map_what_the_spec_says() {
+    require!(root, busybox, userns);
+    let ctx = Ctx::new();
+    let holder = UsernsHolder::start();
+    let join = |bundle: Bundle| {
+        let path = holder.ns_path();
+        bundle.edit(move |s| {
+            for n in s["linux"]["namespaces"].as_array_mut().unwrap() {
+                if n["type"] == "user" {
+                    n["path"] = json!(path);
+                }
+            }
+        })
+    };
+    // The maps it has: the container runs in that namespace.
+    let bundle = join(in_userns(ctx.bundle().with_args(&["sleep", "100"])));
+    let id = ctx.id();
+    ctx.create(&bundle, &id);
+    ctx.start(&id);
+    assert_running(&ctx, &id, "sleep");
+    let pid = ctx.pid(&id);
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
+        fs::read_link(holder.ns_path()).unwrap()
+    );
+    ctx.rt(&["delete", "--force", &id]).assert_ok();
+    // Other maps (the namespace is not the one meant): refused by field.
+    let wrong = join(in_userns(ctx.bundle().with_args(&["true"]))).edit(|s| {
+        s["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+    });
+    let id = ctx.id();
+    let out = ctx.create_with(&wrong, &id, &[]);
+    out.assert_fail();
+    if common::is_nucleus() {
+        assert!(
+            out.stderr.contains("linux.uidMappings") && out.stderr.contains("0 100000 65536"),
+            "{out}"
+        );
+    }
+    let _ = ctx.rt(&["delete", "--force", &id]);
+    ctx.finish();
+}

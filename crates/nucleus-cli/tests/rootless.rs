@@ -153,7 +153,8 @@ impl TestUser {
     }
 
     /// Entries left in the state root other than the shared caches
-    /// (`.agent-rootfs` skeleton, compiled seccomp programs).
+    /// (`.agent-rootfs` skeleton, compiled seccomp programs) and the shared
+    /// user namespace's holder (`.userns`, gone after `rm` or `system prune`).
     fn leftovers(&self) -> Vec<String> {
         let mut out = Vec::new();
         let Ok(rd) = fs::read_dir(self.state_root()) else {
@@ -161,7 +162,10 @@ impl TestUser {
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if matches!(name.as_str(), ".agent-rootfs" | ".seccomp-cache") {
+            if matches!(
+                name.as_str(),
+                ".agent-rootfs" | ".seccomp-cache" | ".userns"
+            ) {
                 continue;
             }
             // Bookkeeping directories must be empty.
@@ -621,9 +625,9 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     bg.1.assert_ok();
     // pasta went with its containers.
     assert!(
-        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        common::wait_until(Duration::from_secs(3), || stray_pids(&u).is_empty()),
         "left running: {:?}",
-        u.live_pids()
+        stray_pids(&u)
     );
     // slirp4netns: the host's loopback at 10.0.2.2.
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -647,9 +651,9 @@ fn pasta_reaches_a_loopback_server_on_the_host_and_publishes_a_port() {
     assert_eq!(out.out(), "hello-via-slirp", "{out}");
     serve.join().unwrap();
     assert!(
-        common::wait_until(Duration::from_secs(3), || u.live_pids().is_empty()),
+        common::wait_until(Duration::from_secs(3), || stray_pids(&u).is_empty()),
         "left running: {:?}",
-        u.live_pids()
+        stray_pids(&u)
     );
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
 }
@@ -972,9 +976,9 @@ fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
         data_leftovers(&u)
     );
     assert!(
-        u.live_pids().is_empty(),
+        stray_pids(&u).is_empty(),
         "left running: {:?}",
-        u.live_pids()
+        stray_pids(&u)
     );
 }
 
@@ -1160,4 +1164,158 @@ fn cgroup_parent_places_the_container_below_it_or_is_refused_by_name() {
         .collect();
     assert!(made.is_empty(), "left: {made:?}");
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+/// The user's live processes other than the shared user namespace's
+/// holder, which foreground runs leave for the next one.
+fn stray_pids(u: &TestUser) -> Vec<i32> {
+    let h = holders(u);
+    u.live_pids()
+        .into_iter()
+        .filter(|p| !h.contains(p))
+        .collect()
+}
+
+/// The user's shared user namespace holders (`nucleus:[usrns]`).
+fn holders(u: &TestUser) -> Vec<i32> {
+    procs_named(u, &["nucleus:[usrns]"])
+}
+
+/// `readlink /proc/PID/ns/user` on the host (`user:[INODE]`).
+fn userns_of(pid: i32) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/user"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| panic!("readlink /proc/{pid}/ns/user: {e}"))
+}
+
+/// The pid `<state root>/.userns/holder.json` records.
+fn recorded_holder(u: &TestUser) -> i32 {
+    let path = u.state_root().join(".userns/holder.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("holder.json");
+    i32::try_from(v["pid"].as_i64().expect("pid")).expect("pid fits")
+}
+
+const NS_PROBE: &str =
+    "readlink /proc/self/ns/user; cat /proc/self/uid_map | tr -s ' ' | tr '\\n' ';'";
+
+#[test]
+fn default_rootless_runs_share_the_user_namespace_of_one_holder() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let (start, count) = u.range.unwrap();
+    let first = u.run(&["--", "/bin/sh", "-c", NS_PROBE]);
+    first.assert_ok();
+    let second = u.run(&["--", "/bin/sh", "-c", NS_PROBE]);
+    second.assert_ok();
+    assert_eq!(first.stdout, second.stdout, "{first}\n{second}");
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(
+        lines[1].trim(),
+        format!("0 {} 1; 1 {start} {count};", u.uid),
+        "{first}"
+    );
+    // One holder, the recorded one, owning exactly that namespace.
+    let pids = holders(&u);
+    assert_eq!(pids, [recorded_holder(&u)], "{pids:?}");
+    assert_eq!(userns_of(pids[0]), lines[0].trim());
+    // A detached container joins it too.
+    let name = format!("s{}", std::process::id());
+    u.run(&["-d", "--name", &name, "--", "/bin/sleep", "60"])
+        .assert_ok();
+    let at = u.nucleus(&["attach", &name, "--", "readlink", "/proc/self/ns/user"]);
+    at.assert_ok();
+    assert_eq!(at.out(), lines[0].trim(), "{at}");
+    // Other maps get a namespace of their own, mapped per start.
+    for args in [
+        &["--userns", "keep-id", "--"][..],
+        &["--uidmap", "0:0:1000", "--"][..],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["/bin/sh", "-c", NS_PROBE]);
+        let other = u.run(&all);
+        other.assert_ok();
+        assert_ne!(other.stdout.lines().next(), Some(lines[0]), "{other}");
+    }
+    assert_eq!(holders(&u), pids);
+    // `rm` of the last container stops the holder and removes its files.
+    u.nucleus(&["rm", "-f", &name]).assert_ok();
+    assert!(holders(&u).is_empty(), "{:?}", holders(&u));
+    assert!(!u.state_root().join(".userns").exists());
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+}
+
+#[test]
+fn a_killed_holder_is_replaced_by_the_next_run() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let first = u.run(&["--", "readlink", "/proc/self/ns/user"]);
+    first.assert_ok();
+    let old = recorded_holder(&u);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the holder");
+    assert!(common::wait_until(Duration::from_secs(5), || !holders(&u).contains(&old)));
+    let next = u.run(&["--", "readlink", "/proc/self/ns/user"]);
+    next.assert_ok();
+    let new = recorded_holder(&u);
+    assert_ne!(new, old);
+    assert_eq!(holders(&u), [new]);
+    assert_eq!(next.out(), userns_of(new));
+    assert_ne!(
+        next.out(),
+        first.out(),
+        "a new namespace, not the dead one's"
+    );
+}
+
+#[test]
+fn system_prune_leaves_no_holder_and_no_files() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let name = format!("p{}", std::process::id());
+    u.run(&["-d", "--name", &name, "--", "/bin/sleep", "60"])
+        .assert_ok();
+    u.run(&["--", "/bin/true"]).assert_ok();
+    let holder = recorded_holder(&u);
+    // A running container still uses it.
+    let out = u.nucleus(&["system", "prune"]);
+    out.assert_ok();
+    assert_eq!(holders(&u), [holder], "{out}");
+    u.nucleus(&["stop", "-t", "1", &name]).assert_ok();
+    let out = u.nucleus(&["system", "prune"]);
+    out.assert_ok();
+    assert!(out.stdout.contains(&format!("(pid {holder})")), "{out}");
+    assert!(holders(&u).is_empty(), "{:?}", holders(&u));
+    assert!(!u.state_root().join(".userns").exists());
+    assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());
+    let ps = u.nucleus(&["ps", "-a"]);
+    assert!(!ps.stdout.contains(&name), "{ps}");
+    // Nothing of the user's runs any more (monitor, holder, helpers).
+    assert!(
+        common::wait_until(Duration::from_secs(5), || u.live_pids().is_empty()),
+        "{:?}",
+        u.live_pids()
+    );
+}
+
+#[test]
+fn concurrent_first_runs_make_exactly_one_holder() {
+    needs_rootless_host!();
+    let u = TestUser::create(true);
+    let outs: Vec<Out> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| u.run(&["--", "readlink", "/proc/self/ns/user"])))
+            .collect();
+        runs.into_iter().map(|h| h.join().expect("run")).collect()
+    });
+    for o in &outs {
+        o.assert_ok();
+        assert_eq!(o.out(), outs[0].out(), "{o}");
+    }
+    let pids = holders(&u);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_eq!(outs[0].out(), userns_of(pids[0]));
 }

@@ -230,6 +230,7 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
         let new_userns = namespaces
             .iter()
             .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        let any_userns = has(LinuxNamespaceType::User);
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if new_userns && !has_maps {
             return Err(EngineError::invalid(
@@ -238,11 +239,13 @@ pub fn validate(spec: &Spec, needs_process: bool) -> Result<()> {
                 "a new user namespace needs uidMappings and gidMappings",
             ));
         }
-        if !new_userns && has_maps {
+        // With a joined namespace (`path`), maps are what it must have:
+        // the launch compares them with the init's.
+        if !any_userns && has_maps {
             return Err(EngineError::invalid(
                 "linux.uidMappings",
                 "[...]",
-                "uidMappings need a new user namespace",
+                "uidMappings need a user namespace",
             ));
         }
         for (key, _) in linux.sysctl().iter().flatten() {

@@ -72,6 +72,56 @@ pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -
     Ok(())
 }
 
+/// Checks that the user namespace `pid` joined maps what the spec says:
+/// a namespace given by `path` (a holder's `/proc/PID/ns/user`) could be
+/// another one than the caller meant if that process died and its pid was
+/// reused. `/proc/PID/{uid,gid}_map` are readable without ptrace access.
+pub fn verify_joined_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
+    for (file, field, maps) in [
+        ("uid_map", "linux.uidMappings", uid),
+        ("gid_map", "linux.gidMappings", gid),
+    ] {
+        if maps.is_empty() {
+            continue;
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io("read", &path, e))?;
+        let mut have = parse_map(&text);
+        let mut want: Vec<(u32, u32, u32)> = maps
+            .iter()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect();
+        have.sort_unstable();
+        want.sort_unstable();
+        if have != want {
+            return Err(EngineError::invalid(
+                field,
+                format_map(maps).trim().replace('\n', "; "),
+                format!(
+                    "the joined user namespace maps `{}`",
+                    text.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .chunks(3)
+                        .map(|c| c.join(" "))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `/proc/PID/uid_map` lines (`         0       1001          1`) as triples.
+fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u32>);
+            Some((f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?))
+        })
+        .collect()
+}
+
 /// Where `name` is on PATH (or the usual system directories).
 pub fn find_helper(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -170,6 +220,30 @@ mod tests {
             .size(s)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn proc_map_lines_parse() {
+        let text = "         0       1001          1\n         1    2000000      65536\n";
+        assert_eq!(parse_map(text), [(0, 1001, 1), (1, 2_000_000, 65_536)]);
+    }
+
+    #[test]
+    fn joined_maps_are_compared_with_our_own() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let text = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+        let own: Vec<LinuxIdMapping> = parse_map(&text)
+            .into_iter()
+            .map(|(c, h, s)| map(c, h, s))
+            .collect();
+        verify_joined_maps(pid, &own, &[]).unwrap();
+        let e = verify_joined_maps(pid, &[map(0, 1001, 1)], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.uidMappings") && e.contains("0 1001 1"),
+            "{e}"
+        );
     }
 
     #[test]

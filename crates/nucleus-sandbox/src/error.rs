@@ -209,6 +209,11 @@ pub enum SandboxError {
     #[error("network `{network}`: {reason}")]
     Network { network: String, reason: String },
 
+    /// The user namespace rootless containers share (`userns_holder`)
+    /// could not be made, joined or stopped.
+    #[error("the shared user namespace in `{dir}`: {reason}")]
+    UsernsHolder { dir: PathBuf, reason: String },
+
     /// An image root could not be torn down.
     #[error("image roots: {reason}")]
     ImageRoot { reason: String },

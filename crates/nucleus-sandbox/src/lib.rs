@@ -42,6 +42,7 @@ pub mod side_task;
 pub mod spec;
 pub mod user_net;
 pub mod userns;
+pub mod userns_holder;
 
 pub use error::{Field, LaunchFailure, SandboxError};
 pub use rootfs::RootfsSource;

@@ -191,7 +191,12 @@ fn run_inner(
     if let Network::Container(other) = &spec.network {
         crate::net_share::join_container(&root, other, &mut plan.spec)?;
     }
+    // Rootless with the default map: join the namespace mapped once, not
+    // a new one through two setuid helpers.
+    let lease = crate::userns_holder::join(root_path, spec, &mut plan.spec, &monitor_cmd.exe)?;
     let dir = bundle::create_dir(root_path, &id)?;
+    // The bundle marks the holder as used (`userns_holder::stop_if_unused`).
+    drop(lease);
     let mut cleanup = Cleanup {
         root: &root,
         id: &id,

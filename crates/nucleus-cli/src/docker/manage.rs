@@ -4,7 +4,7 @@
 
 use super::run::{exit_code_for, report};
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use nucleus_engine::state::StateRoot;
 use nucleus_sandbox::logs::Entry;
 use nucleus_sandbox::manage::{self, StatsSampler};
@@ -218,6 +218,27 @@ pub fn rm(root: &StateRoot, a: &RmArgs) -> Result<i32> {
     Ok(a.containers.iter().fold(0, |code, q| {
         report_each(q, manage::rm(root, q, a.force), code)
     }))
+}
+
+/// `system` verbs.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove stopped containers, and the user namespace rootless containers
+    /// share once none is left; prints what went
+    Prune,
+}
+
+/// `system prune`: the removed containers' ids, one a line, then the
+/// holder's line if it was stopped.
+pub fn system_prune(root: &StateRoot) -> Result<i32> {
+    let report = manage::prune(root)?;
+    for id in &report.containers {
+        println!("{id}");
+    }
+    if let Some(pid) = report.userns_holder {
+        println!("stopped the shared user namespace (pid {pid})");
+    }
+    Ok(0)
 }
 
 pub fn attach(root: &StateRoot, a: &AttachArgs) -> Result<i32> {

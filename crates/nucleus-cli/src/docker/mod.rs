@@ -63,6 +63,9 @@ pub enum Command {
     Inspect(manage::InspectArgs),
     /// List a container's published ports, or where one port is published
     Port(manage::PortArgs),
+    /// Housekeeping of the state root
+    #[command(subcommand)]
+    System(manage::SystemCommand),
 }
 
 /// Runs one docker-like verb; returns the exit code.
@@ -80,5 +83,6 @@ pub fn dispatch(g: &Globals<'_>, command: Command) -> Result<i32> {
         Command::Stats(a) => manage::stats(&root, &a),
         Command::Inspect(a) => manage::inspect(&root, &a),
         Command::Port(a) => manage::port(&root, &a),
+        Command::System(manage::SystemCommand::Prune) => manage::system_prune(&root),
     }
 }

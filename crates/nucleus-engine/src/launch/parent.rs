@@ -252,8 +252,9 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     let idmap_userns = super::idmap::userns_fds(req.spec)?;
     let runtime_hooks = !HookKind::Prestart.of(req.spec).is_empty()
         || !HookKind::CreateRuntime.of(req.spec).is_empty();
-    let attach_before_go =
-        ns.creates(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root();
+    // A joined user namespace too: the init was forked from the runtime,
+    // so once not dumpable its /proc entries need host privilege.
+    let attach_before_go = ns.in_userns() && !nix::unistd::geteuid().is_root();
     let plan = ChildPlan {
         id: req.id,
         spec: req.spec,
@@ -380,7 +381,7 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
     tracing::debug!(id = req.id, pid = pid.as_raw(), "cloned container init");
     crate::fault::point("launch-cloned");
 
-    if ns.creates(CloneFlags::CLONE_NEWUSER) {
+    if ns.in_userns() {
         let linux = req.spec.linux().as_ref();
         let uid = linux
             .and_then(|l| l.uid_mappings().clone())
@@ -388,7 +389,11 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         let gid = linux
             .and_then(|l| l.gid_mappings().clone())
             .unwrap_or_default();
-        userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
+        if ns.creates(CloneFlags::CLONE_NEWUSER) {
+            userns::write_id_maps(pid.as_raw(), &uid, &gid)?;
+        } else {
+            userns::verify_joined_maps(pid.as_raw(), &uid, &gid)?;
+        }
     }
     crate::fault::point("launch-maps-written");
     if let Some(cg) = req.cgroup {

@@ -271,6 +271,16 @@ pub fn kill(root: &StateRoot, query: &str, signal: i32) -> Result<()> {
 
 /// Removes a stopped container, or with `force` a running one.
 pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
+    remove(root, query, force)?;
+    // The last container gone: so is the user namespace they shared. Its
+    // removal is done either way; a failure here only leaves the holder.
+    if let Err(e) = crate::userns_holder::stop_if_unused(root) {
+        tracing::warn!(error = %e, "could not stop the shared user namespace");
+    }
+    Ok(())
+}
+
+fn remove(root: &StateRoot, query: &str, force: bool) -> Result<()> {
     let v = View::load(root, query)?;
     let id = &v.state.id;
     if v.status != Status::Stopped {
@@ -312,6 +322,33 @@ pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
             })?;
     }
     crate::image_store::sweep(root.path())
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Ids of the stopped containers removed.
+    pub containers: Vec<String>,
+    /// Pid of the shared user namespace's holder, if it was stopped.
+    pub userns_holder: Option<i32>,
+}
+
+/// Removes every stopped container, then the shared user namespace when
+/// no container is left (`system prune`). A container that cannot be
+/// removed is skipped with a warning.
+pub fn prune(root: &StateRoot) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    for id in root.ids().map_err(SandboxError::engine("list"))? {
+        if !View::load(root, &id).is_ok_and(|v| v.status == Status::Stopped) {
+            continue;
+        }
+        match remove(root, &id, false) {
+            Ok(()) => report.containers.push(id),
+            Err(e) => tracing::warn!(id, error = %e, "prune: not removed"),
+        }
+    }
+    report.userns_holder = crate::userns_holder::stop_if_unused(root)?;
+    Ok(report)
 }
 
 /// Waits (briefly) until a detached container's monitor has recorded its exit.
