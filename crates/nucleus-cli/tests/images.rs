@@ -733,3 +733,37 @@ fn zstd_layers_pull_and_run() {
     assert_no_containers_left(&store, &state);
     assert_eq!(store.leftovers(), Vec::<String>::new());
 }
+
+/// A registry that is not on a local address is spoken to over HTTPS and its
+/// certificate is checked against the system's trust (here `SSL_CERT_FILE`,
+/// as OpenSSL-based clients read it): trusted, the pull succeeds; not
+/// trusted, it fails naming the certificate and stores nothing.
+#[test]
+fn pull_over_https_checks_the_registrys_certificate() {
+    require_tools!();
+    let reg = Registry::start_tls();
+    let work = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(work.path());
+    let repo = reg.push(&layout, "bb", "test/tls:1");
+    let ca = reg.ca().unwrap();
+
+    let untrusted = Store::new();
+    let mut cmd = untrusted.cmd(&["pull", &repo]);
+    cmd.env("SSL_CERT_FILE", work.path().join("no-such-ca.pem"));
+    let err = exec(cmd, &untrusted.dir.path().join("io"), TIMEOUT);
+    err.assert_fail();
+    assert!(
+        err.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        err.stderr
+    );
+    assert_eq!(untrusted.leftovers(), Vec::<String>::new());
+
+    let trusted = Store::new();
+    let mut cmd = trusted.cmd(&["pull", &repo]);
+    cmd.env("SSL_CERT_FILE", &ca);
+    let out = exec(cmd, &trusted.dir.path().join("io"), TIMEOUT);
+    out.assert_ok();
+    assert!(out.stdout.trim_end().ends_with(&repo), "{}", out.stdout);
+    assert_eq!(trusted.inspect(&repo)["Config"]["Cmd"][0], "/bin/sh");
+}

@@ -81,6 +81,9 @@ impl Puller {
         if r.is_local_registry() {
             plain.push(r.registry().to_string());
         }
+        // The first pull in a process picks ring; a provider already
+        // installed (a second pull) is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain),
             connect_timeout: Some(CONNECT_TIMEOUT),

@@ -36,17 +36,47 @@ pub struct Registry {
     child: Child,
     pub dir: TempDir,
     pub port: u16,
+    addr: String,
+    certs: Option<TempDir>,
 }
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1", "")
+    }
+
+    /// A registry serving HTTPS on 127.0.0.2 (not a "local" address, so
+    /// clients insist on TLS) with a certificate from a test CA; the CA's
+    /// PEM is `<dir>/ca.pem`.
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let made = sh(
+            &format!(
+            "cd {d} && openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=nucleus-test-ca \
+               -keyout ca.key -out ca.pem 2>/dev/null && \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.2 -keyout srv.key -out srv.csr 2>/dev/null && \
+             printf 'subjectAltName=IP:127.0.0.2\\n' > ext && \
+             openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+               -extfile ext -out srv.pem 2>/dev/null"
+            ),
+            dir.path(),
+        );
+        made.assert_ok();
+        let tls = format!("  tls:\n    certificate: {d}/srv.pem\n    key: {d}/srv.key\n");
+        let mut reg = Self::start_on("127.0.0.2", &tls);
+        reg.certs = Some(dir);
+        reg
+    }
+
+    fn start_on(addr: &str, http_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let storage = dir.path().join("storage");
         let config = dir.path().join("config.yml");
         fs::write(
             &config,
-            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", storage.display()),
+            format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}:{port}\n{http_extra}", storage.display()),
         )
         .unwrap();
         let log = fs::File::create(dir.path().join("log")).unwrap();
@@ -58,20 +88,28 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let reg = Self { child, dir, port };
+        let reg = Self {
+            child,
+            dir,
+            port,
+            addr: addr.to_string(),
+            certs: None,
+        };
         assert!(
-            wait_until(Duration::from_secs(20), || TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "registry did not listen on {port}"
+            wait_until(Duration::from_secs(20), || TcpStream::connect((addr, port))
+                .is_ok()),
+            "registry did not listen on {addr}:{port}"
         );
         reg
     }
 
+    /// The test CA of a `start_tls` registry.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.certs.as_ref().map(|c| c.path().join("ca.pem"))
+    }
+
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.addr, self.port)
     }
 
     /// Where the registry keeps a blob's bytes.
