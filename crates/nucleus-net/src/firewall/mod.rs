@@ -39,11 +39,11 @@ pub trait Firewall: Debug + Send + Sync {
     /// Remove the network's rules; nothing installed is fine.
     fn teardown_network(&self, net: &Network) -> Result<()>;
     /// Install the container's rules, and its network's (masquerade,
-    /// isolation; idempotent), in one transaction.
+    /// isolation) when they are not there yet.
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
-    /// Remove everything installed for `id`; `egress` says whether its
-    /// egress chain and sets were installed. Nothing installed is fine.
-    fn teardown_container(&self, id: &str, egress: bool) -> Result<()>;
+    /// Remove (or retire) everything `setup_container` installed for the
+    /// same `rules`. Nothing installed is fine.
+    fn teardown_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
     /// Make `addrs` reachable for `id` for `ttl` seconds each.
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()>;
     /// Descriptions of anything still installed for `id` (leak checks).
