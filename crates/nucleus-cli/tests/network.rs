@@ -155,7 +155,17 @@ impl World {
             "veth left: {}",
             text(&ports)
         );
-        let rules = sh(&format!("nft list table inet {} 2>/dev/null", self.table()));
+        // A stopped container's set elements lapse (1 ms timeout) rather
+        // than being deleted: wait up to 2 s for listings to drop them.
+        let t = self.table();
+        let list =
+            format!("nft list table inet {t} 2>/dev/null; nft list table bridge {t} 2>/dev/null");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut rules = sh(&list);
+        while String::from_utf8_lossy(&rules.stdout).contains("ctr=") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            rules = sh(&list);
+        }
         assert!(
             !String::from_utf8_lossy(&rules.stdout).contains("ctr="),
             "rules left: {}",

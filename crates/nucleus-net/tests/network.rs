@@ -623,3 +623,91 @@ fn a_killed_container_is_repaired_by_prune() {
     assert!(!tables.contains(w.fw.table()), "table left: {tables}");
     let _ = x;
 }
+
+#[test]
+fn a_stopped_plain_container_stops_answering_and_a_new_one_reuses_its_lease_and_port() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    let mut p = PortMapping::parse("0.0.0.0::8080").unwrap();
+    p.resolve_host_port().unwrap();
+    let port = p.host_port;
+    let url = format!("http://198.18.{x}.1:{port}/");
+    let remote = |what: &str| format!("ip netns exec {} {}{what}", w.ns, curl(&url));
+    let one = w.container("one", |r| r.publish = vec![p.clone()]);
+    let lease = w.net.attachment(&one.id).unwrap().unwrap().lease;
+    let httpd = one.serve("one\n");
+    assert_eq!(ok(&remote("")).trim(), "one");
+    // Detached while its process (and network namespace) lives on: the
+    // port is closed at once, and its address is not reachable.
+    w.net.detach(&one.id).unwrap();
+    assert!(!sh(&remote("")).status.success(), "the port still answers");
+    let direct = format!("curl -sS -m 2 http://{}:8080/", lease.ipv4.unwrap());
+    assert!(
+        !sh(&direct).status.success(),
+        "the old address still answers"
+    );
+    w.assert_gone(&one.id);
+    // The next container gets the same lease and the same host port.
+    let two = w.container("two", |r| r.publish = vec![p.clone()]);
+    assert_eq!(
+        w.net.attachment(&two.id).unwrap().unwrap().lease.ipv4,
+        lease.ipv4
+    );
+    let _httpd2 = two.serve("two\n");
+    assert_eq!(ok(&remote("")).trim(), "two");
+    drop(httpd);
+    w.net.detach(&two.id).unwrap();
+    w.assert_gone(&two.id);
+}
+
+#[test]
+fn a_plain_container_cannot_spoof_its_source_and_its_lease_is_reusable() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    let c = w.container("sp", |_| {});
+    let url = format!("http://198.18.{x}.2/");
+    assert_eq!(c.ok(&curl(&url)).trim(), "remote");
+    // Another address of the network's subnet, and one from outside it.
+    for fake in [format!("10.220.{x}.250"), "198.18.0.77".to_string()] {
+        c.ok(&format!("ip addr add {fake}/32 dev eth0"));
+        c.fails(&format!("curl -sS -m 2 --interface {fake} {url}"));
+    }
+    c.ok(&format!("ip -6 addr add fd00:a:{x}::fa/128 dev eth0 nodad"));
+    c.fails(&format!(
+        "curl -sS -m 2 --interface fd00:a:{x}::fa http://[fd00:b:{x}::2]/"
+    ));
+    let lease = w.net.attachment(&c.id).unwrap().unwrap().lease;
+    w.net.detach(&c.id).unwrap();
+    w.assert_gone(&c.id);
+    let again = w.container("sp2", |_| {});
+    assert_eq!(
+        w.net.attachment(&again.id).unwrap().unwrap().lease.ipv4,
+        lease.ipv4
+    );
+    assert_eq!(again.ok(&curl(&url)).trim(), "remote");
+    w.net.detach(&again.id).unwrap();
+    w.assert_gone(&again.id);
+}
+
+#[test]
+fn a_killed_plain_container_leaves_no_element_after_prune() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let mut p = PortMapping::parse("127.0.0.1::8080").unwrap();
+    p.resolve_host_port().unwrap();
+    let mut c = w.container("pk", |r| r.publish = vec![p.clone()]);
+    let id = c.id.clone();
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    // Nobody detached it: its elements are still there, tagged with its id.
+    let left = w.fw.leftovers(&id).unwrap();
+    assert!(left.iter().any(|l| l.contains("pp")), "{left:?}");
+    assert!(left.iter().any(|l| l.contains("pa4")), "{left:?}");
+    let report = w.net.prune().unwrap();
+    assert!(report.detached.contains(&id), "{report:?}");
+    w.assert_no_leftovers(&id);
+    let tables = ok("nft list tables");
+    assert!(!tables.contains(w.fw.table()), "table left: {tables}");
+}
