@@ -149,7 +149,15 @@ impl World {
         let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(v["containers"], serde_json::json!([]), "leases left");
         let bridge = v["bridge"].as_str().unwrap().to_string();
-        let ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        // A stopped container's veth may be left to the kernel, which
+        // removes it with the namespace shortly after.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        while !String::from_utf8_lossy(&ports.stdout).trim().is_empty() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        }
         assert!(
             String::from_utf8_lossy(&ports.stdout).trim().is_empty(),
             "veth left: {}",

@@ -360,7 +360,12 @@ impl World {
             "lease of {id} left"
         );
         self.assert_no_leftovers(id);
-        let veth = format!("nuc{:08x}", fnv32(id));
+        // The host end is `nucXXXX` (the table's prefix) and the id's hash.
+        let veth = format!("{}{:08x}", self.fw.port_prefix(), fnv32(id));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ok("ip -o link show").contains(&veth) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             !ok("ip -o link show").contains(&veth),
             "veth {veth} of {id} left"
@@ -710,4 +715,62 @@ fn a_killed_plain_container_leaves_no_element_after_prune() {
     w.assert_no_leftovers(&id);
     let tables = ok("nft list tables");
     assert!(!tables.contains(w.fw.table()), "table left: {tables}");
+}
+
+#[test]
+fn a_container_port_without_an_element_passes_no_traffic() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    // A container makes the network's rules; then a veth with the
+    // driver's prefix joins the bridge behind nucleus's back.
+    let c = w.container("pe", |_| {});
+    assert_eq!(
+        c.ok(&curl(&format!("http://198.18.{x}.2/"))).trim(),
+        "remote"
+    );
+    let tag = &w.tag;
+    let host = format!(
+        "{}{:08x}",
+        w.fw.port_prefix(),
+        fnv32(&format!("rogue{tag}"))
+    );
+    let ns = format!("nucrog{tag}");
+    struct Gone(String, String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            sh(&format!(
+                "ip link del {} 2>/dev/null; ip netns del {} 2>/dev/null; true",
+                self.0, self.1
+            ));
+        }
+    }
+    let _gone = Gone(host.clone(), ns.clone());
+    ok(&format!(
+        "ip netns add {ns} && ip link add {host} type veth peer name rog{tag} && ip link set rog{tag} netns {ns} && \
+         ip link set {host} master nucb{tag} up && ip -n {ns} link set rog{tag} up && \
+         ip -n {ns} addr add 10.220.{x}.251/24 dev rog{tag} && ip -n {ns} route add default via 10.220.{x}.1"
+    ));
+    let gw = format!("10.220.{x}.1");
+    assert!(
+        !sh(&format!("ip netns exec {ns} ping -c 1 -W 1 {gw}"))
+            .status
+            .success(),
+        "a port without an element reached the gateway"
+    );
+    assert!(
+        !sh(&format!(
+            "ip netns exec {ns} curl -sS -m 2 http://198.18.{x}.2/"
+        ))
+        .status
+        .success(),
+        "a port without an element reached the outside"
+    );
+    // The container beside it is unaffected.
+    assert_eq!(
+        c.ok(&curl(&format!("http://198.18.{x}.2/"))).trim(),
+        "remote"
+    );
+    w.net.detach(&c.id).unwrap();
+    w.assert_gone(&c.id);
 }

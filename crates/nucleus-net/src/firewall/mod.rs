@@ -36,6 +36,12 @@ pub struct ContainerRules<'a> {
 }
 
 pub trait Firewall: Debug + Send + Sync {
+    /// The first 7 characters of every host veth name this driver filters
+    /// (`nuc` and 4 hex digits): ports with it and without an element are
+    /// dropped, so each driver's default drop leaves the others' ports alone.
+    fn port_prefix(&self) -> String {
+        "nuc0000".into()
+    }
     /// Remove the network's rules; nothing installed is fine.
     fn teardown_network(&self, net: &Network) -> Result<()>;
     /// Install the container's rules, and its network's (masquerade,

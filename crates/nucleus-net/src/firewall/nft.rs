@@ -24,7 +24,8 @@
 //!   eg-ID       the container's egress rules; sets a4-ID/a6-ID (timeout) of resolved addresses
 //! table bridge nucleus
 //!   sets pp (port), sp4/sp6 (port . leased address)
-//!   spoof       filter/prerouting -200  frames from a container port must carry its lease
+//!   spoof       filter/prerouting -200  frames from a container port must carry its lease;
+//!               a port of ours (`nucXXXX*`, XXXX from the table's name) without a `pp` element passes nothing
 //! ```
 //! Egress is enforced on the host, keyed by a source address the bridge
 //! table makes unforgeable, so nothing inside the container can lift it.
@@ -352,6 +353,12 @@ impl NftFirewall {
         }
         line(format!("add chain bridge {t} spoof {{ type filter hook prerouting priority -200; policy accept; }}"));
         line(format!("flush chain bridge {t} spoof"));
+        // A container port without an element passes nothing: a veth left
+        // to the kernel (removed with its namespace) is never unfiltered.
+        line(format!(
+            "add rule bridge {t} spoof iifname \"{}*\" iifname != @pp drop",
+            self.port_prefix()
+        ));
         // The source address is what egress is keyed on; a port without
         // an address of a family drops that family.
         line(format!(
@@ -836,6 +843,10 @@ fn nft_err(op: &'static str, e: nftables::helper::NftablesError) -> NetError {
 }
 
 impl Firewall for NftFirewall {
+    fn port_prefix(&self) -> String {
+        format!("nuc{:04x}", crate::network::fnv32(&self.table) & 0xffff)
+    }
+
     fn teardown_network(&self, net: &Network) -> Result<()> {
         // A verb, not the start path: read first, so a network never used
         // (no table yet) tears down without a failed batch.
