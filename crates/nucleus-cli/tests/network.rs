@@ -149,13 +149,31 @@ impl World {
         let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(v["containers"], serde_json::json!([]), "leases left");
         let bridge = v["bridge"].as_str().unwrap().to_string();
-        let ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        // A stopped container's veth may be left to the kernel, which
+        // removes it with the namespace shortly after.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        while !String::from_utf8_lossy(&ports.stdout).trim().is_empty() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+            ports = sh(&format!("ip -o link show master {bridge} 2>/dev/null"));
+        }
         assert!(
             String::from_utf8_lossy(&ports.stdout).trim().is_empty(),
             "veth left: {}",
             text(&ports)
         );
-        let rules = sh(&format!("nft list table inet {} 2>/dev/null", self.table()));
+        // A stopped container's set elements lapse (1 ms timeout) rather
+        // than being deleted: wait up to 2 s for listings to drop them.
+        let t = self.table();
+        let list =
+            format!("nft list table inet {t} 2>/dev/null; nft list table bridge {t} 2>/dev/null");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut rules = sh(&list);
+        while String::from_utf8_lossy(&rules.stdout).contains("ctr=") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            rules = sh(&list);
+        }
         assert!(
             !String::from_utf8_lossy(&rules.stdout).contains("ctr="),
             "rules left: {}",

@@ -359,16 +359,30 @@ impl World {
             info.containers.iter().all(|(c, _)| c != id),
             "lease of {id} left"
         );
-        assert!(
-            self.fw.leftovers(id).unwrap().is_empty(),
-            "nft objects of {id} left: {:?}",
-            self.fw.leftovers(id)
-        );
-        let veth = format!("nuc{:08x}", fnv32(id));
+        self.assert_no_leftovers(id);
+        // The host end is `nucXXXX` (the table's prefix) and the id's hash.
+        let veth = format!("{}{:08x}", self.fw.port_prefix(), fnv32(id));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ok("ip -o link show").contains(&veth) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(
             !ok("ip -o link show").contains(&veth),
             "veth {veth} of {id} left"
         );
+    }
+
+    /// No nft object or element of `id`. A stopped container's elements
+    /// lapse (1 ms timeout) rather than being deleted; listings stop
+    /// showing them soon after.
+    fn assert_no_leftovers(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut left = self.fw.leftovers(id).unwrap();
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            left = self.fw.leftovers(id).unwrap();
+        }
+        assert!(left.is_empty(), "nft objects of {id} left: {left:?}");
     }
 
     fn egress(allow: &[&str], deny: &[&str], deny_all: bool, domains: &[&str]) -> EgressPolicy {
@@ -609,8 +623,154 @@ fn a_killed_container_is_repaired_by_prune() {
         !ok("ip -o link show").contains(&format!("nucb{}", w.tag)),
         "bridge left after prune"
     );
-    assert!(w.fw.leftovers(&id).unwrap().is_empty());
+    w.assert_no_leftovers(&id);
     let tables = ok("nft list tables");
     assert!(!tables.contains(w.fw.table()), "table left: {tables}");
     let _ = x;
+}
+
+#[test]
+fn a_stopped_plain_container_stops_answering_and_a_new_one_reuses_its_lease_and_port() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    let mut p = PortMapping::parse("0.0.0.0::8080").unwrap();
+    p.resolve_host_port().unwrap();
+    let port = p.host_port;
+    let url = format!("http://198.18.{x}.1:{port}/");
+    let remote = |what: &str| format!("ip netns exec {} {}{what}", w.ns, curl(&url));
+    let one = w.container("one", |r| r.publish = vec![p.clone()]);
+    let lease = w.net.attachment(&one.id).unwrap().unwrap().lease;
+    let httpd = one.serve("one\n");
+    assert_eq!(ok(&remote("")).trim(), "one");
+    // Detached while its process (and network namespace) lives on: the
+    // port is closed at once, and its address is not reachable.
+    w.net.detach(&one.id).unwrap();
+    assert!(!sh(&remote("")).status.success(), "the port still answers");
+    let direct = format!("curl -sS -m 2 http://{}:8080/", lease.ipv4.unwrap());
+    assert!(
+        !sh(&direct).status.success(),
+        "the old address still answers"
+    );
+    w.assert_gone(&one.id);
+    // The next container gets the same lease and the same host port.
+    let two = w.container("two", |r| r.publish = vec![p.clone()]);
+    assert_eq!(
+        w.net.attachment(&two.id).unwrap().unwrap().lease.ipv4,
+        lease.ipv4
+    );
+    let _httpd2 = two.serve("two\n");
+    assert_eq!(ok(&remote("")).trim(), "two");
+    drop(httpd);
+    w.net.detach(&two.id).unwrap();
+    w.assert_gone(&two.id);
+}
+
+#[test]
+fn a_plain_container_cannot_spoof_its_source_and_its_lease_is_reusable() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    let c = w.container("sp", |_| {});
+    let url = format!("http://198.18.{x}.2/");
+    assert_eq!(c.ok(&curl(&url)).trim(), "remote");
+    // Another address of the network's subnet, and one from outside it.
+    for fake in [format!("10.220.{x}.250"), "198.18.0.77".to_string()] {
+        c.ok(&format!("ip addr add {fake}/32 dev eth0"));
+        c.fails(&format!("curl -sS -m 2 --interface {fake} {url}"));
+    }
+    c.ok(&format!("ip -6 addr add fd00:a:{x}::fa/128 dev eth0 nodad"));
+    c.fails(&format!(
+        "curl -sS -m 2 --interface fd00:a:{x}::fa http://[fd00:b:{x}::2]/"
+    ));
+    let lease = w.net.attachment(&c.id).unwrap().unwrap().lease;
+    w.net.detach(&c.id).unwrap();
+    w.assert_gone(&c.id);
+    let again = w.container("sp2", |_| {});
+    assert_eq!(
+        w.net.attachment(&again.id).unwrap().unwrap().lease.ipv4,
+        lease.ipv4
+    );
+    assert_eq!(again.ok(&curl(&url)).trim(), "remote");
+    w.net.detach(&again.id).unwrap();
+    w.assert_gone(&again.id);
+}
+
+#[test]
+fn a_killed_plain_container_leaves_no_element_after_prune() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let mut p = PortMapping::parse("127.0.0.1::8080").unwrap();
+    p.resolve_host_port().unwrap();
+    let mut c = w.container("pk", |r| r.publish = vec![p.clone()]);
+    let id = c.id.clone();
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    // Nobody detached it: its elements are still there, tagged with its id.
+    let left = w.fw.leftovers(&id).unwrap();
+    assert!(left.iter().any(|l| l.contains("pp")), "{left:?}");
+    assert!(left.iter().any(|l| l.contains("pa4")), "{left:?}");
+    let report = w.net.prune().unwrap();
+    assert!(report.detached.contains(&id), "{report:?}");
+    w.assert_no_leftovers(&id);
+    let tables = ok("nft list tables");
+    assert!(!tables.contains(w.fw.table()), "table left: {tables}");
+}
+
+#[test]
+fn a_container_port_without_an_element_passes_no_traffic() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    // A container makes the network's rules; then a veth with the
+    // driver's prefix joins the bridge behind nucleus's back.
+    let c = w.container("pe", |_| {});
+    assert_eq!(
+        c.ok(&curl(&format!("http://198.18.{x}.2/"))).trim(),
+        "remote"
+    );
+    let tag = &w.tag;
+    let host = format!(
+        "{}{:08x}",
+        w.fw.port_prefix(),
+        fnv32(&format!("rogue{tag}"))
+    );
+    let ns = format!("nucrog{tag}");
+    struct Gone(String, String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            sh(&format!(
+                "ip link del {} 2>/dev/null; ip netns del {} 2>/dev/null; true",
+                self.0, self.1
+            ));
+        }
+    }
+    let _gone = Gone(host.clone(), ns.clone());
+    ok(&format!(
+        "ip netns add {ns} && ip link add {host} type veth peer name rog{tag} && ip link set rog{tag} netns {ns} && \
+         ip link set {host} master nucb{tag} up && ip -n {ns} link set rog{tag} up && \
+         ip -n {ns} addr add 10.220.{x}.251/24 dev rog{tag} && ip -n {ns} route add default via 10.220.{x}.1"
+    ));
+    let gw = format!("10.220.{x}.1");
+    assert!(
+        !sh(&format!("ip netns exec {ns} ping -c 1 -W 1 {gw}"))
+            .status
+            .success(),
+        "a port without an element reached the gateway"
+    );
+    assert!(
+        !sh(&format!(
+            "ip netns exec {ns} curl -sS -m 2 http://198.18.{x}.2/"
+        ))
+        .status
+        .success(),
+        "a port without an element reached the outside"
+    );
+    // The container beside it is unaffected.
+    assert_eq!(
+        c.ok(&curl(&format!("http://198.18.{x}.2/"))).trim(),
+        "remote"
+    );
+    w.net.detach(&c.id).unwrap();
+    w.assert_gone(&c.id);
 }

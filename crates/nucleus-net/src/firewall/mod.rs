@@ -36,14 +36,20 @@ pub struct ContainerRules<'a> {
 }
 
 pub trait Firewall: Debug + Send + Sync {
+    /// The first 7 characters of every host veth name this driver filters
+    /// (`nuc` and 4 hex digits): ports with it and without an element are
+    /// dropped, so each driver's default drop leaves the others' ports alone.
+    fn port_prefix(&self) -> String {
+        "nuc0000".into()
+    }
     /// Remove the network's rules; nothing installed is fine.
     fn teardown_network(&self, net: &Network) -> Result<()>;
     /// Install the container's rules, and its network's (masquerade,
-    /// isolation; idempotent), in one transaction.
+    /// isolation) when they are not there yet.
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
-    /// Remove everything installed for `id`; `egress` says whether its
-    /// egress chain and sets were installed. Nothing installed is fine.
-    fn teardown_container(&self, id: &str, egress: bool) -> Result<()>;
+    /// Remove (or retire) everything `setup_container` installed for the
+    /// same `rules`. Nothing installed is fine.
+    fn teardown_container(&self, rules: &ContainerRules<'_>) -> Result<()>;
     /// Make `addrs` reachable for `id` for `ttl` seconds each.
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()>;
     /// Descriptions of anything still installed for `id` (leak checks).

@@ -1,8 +1,9 @@
 //! nf_tables batches sent in-process over NETLINK_NETFILTER, messages built
 //! by `netlink-packet-netfilter`: what the hot paths need without running
 //! `nft` (a process exec that parses its input and reads the kernel's
-//! ruleset): removing a container's chains and sets by name, and adding
-//! resolved addresses to its egress sets. One batch is one transaction:
+//! ruleset): a plain container's set and map elements, removing a
+//! container's chains and sets by name, and adding resolved addresses to
+//! its egress sets. One batch is one transaction:
 //! everything in it applies, or nothing does.
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
@@ -120,6 +121,56 @@ impl Batch {
         self.msgs.push((Family::Inet, m, flags));
     }
 
+    /// Add (or update: same key and data, a new timeout) elements of a set
+    /// or map; with `delete`, remove them by key.
+    pub(super) fn elements(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: &[Element],
+        delete: bool,
+    ) {
+        if elems.is_empty() {
+            return;
+        }
+        let list = elems
+            .iter()
+            .map(|e| {
+                let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(
+                    e.key.clone(),
+                ))];
+                if !delete {
+                    if let Some(data) = &e.data {
+                        attrs.push(SetElementAttribute::Data(DataAttribute::Value(
+                            data.clone(),
+                        )));
+                    }
+                    if let Some(ms) = e.timeout_ms {
+                        attrs.push(SetElementAttribute::Timeout(ms));
+                    }
+                    if let Some(c) = &e.comment {
+                        attrs.push(SetElementAttribute::UserData(comment_udata(c)));
+                    }
+                }
+                ListAttribute::Element(attrs)
+            })
+            .collect();
+        let msg = SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(table.into()),
+                SetElementList::Set(set.into()),
+                SetElementList::Elements(list),
+            ],
+        };
+        let (m, flags) = if delete {
+            (NfTablesMessage::DeleteSetElement(msg), 0)
+        } else {
+            (NfTablesMessage::NewSetElement(msg), NLM_F_CREATE)
+        };
+        self.msgs.push((family, m, flags));
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.msgs.is_empty()
     }
@@ -202,6 +253,69 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// One element of a set or map, its key and data already in the kernel's
+/// layout (see `key_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Element {
+    pub key: Vec<u8>,
+    pub data: Option<Vec<u8>>,
+    /// None: never expires.
+    pub timeout_ms: Option<u64>,
+    /// Shown by `nft list` as the element's `comment`.
+    pub comment: Option<String>,
+}
+
+/// `IFNAMSIZ`: an `ifname` key is the name NUL-padded to 16 bytes.
+const IFNAMSIZ: usize = 16;
+
+/// Builds a concatenated key or data value: every field padded to a
+/// multiple of 4 bytes (`NFT_REG32_SIZE`), as nf_tables stores concatenations.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Concat(Vec<u8>);
+
+impl Concat {
+    fn field(mut self, bytes: &[u8]) -> Concat {
+        self.0.extend_from_slice(bytes);
+        while !self.0.len().is_multiple_of(4) {
+            self.0.push(0);
+        }
+        self
+    }
+    pub(super) fn ifname(self, name: &str) -> Concat {
+        let mut b = [0u8; IFNAMSIZ];
+        let n = name.len().min(IFNAMSIZ - 1);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.field(&b)
+    }
+    pub(super) fn addr(self, ip: IpAddr) -> Concat {
+        match ip {
+            IpAddr::V4(a) => self.field(&a.octets()),
+            IpAddr::V6(a) => self.field(&a.octets()),
+        }
+    }
+    /// An `inet_proto` (one byte).
+    pub(super) fn proto(self, p: u8) -> Concat {
+        self.field(&[p])
+    }
+    /// An `inet_service`, in network byte order.
+    pub(super) fn port(self, p: u16) -> Concat {
+        self.field(&p.to_be_bytes())
+    }
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// An element's user data as libnftnl writes a comment: one TLV,
+/// `NFTNL_UDATA_SET_ELEM_COMMENT` (0), its length, the text and a NUL.
+fn comment_udata(text: &str) -> Vec<u8> {
+    let bytes = &text.as_bytes()[..text.len().min(253)];
+    let mut v = vec![0u8, u8::try_from(bytes.len() + 1).unwrap_or(u8::MAX)];
+    v.extend_from_slice(bytes);
+    v.push(0);
+    v
 }
 
 /// A NETLINK_NETFILTER socket. Closing one after a transaction that freed

@@ -1,38 +1,48 @@
 //! The nftables driver: one `inet` table (NAT, published ports, egress) and
-//! one `bridge` table of the same name (anti-spoofing on the veth ports),
-//! applied as JSON batches through the `nftables` crate (`nft -j -f -`).
+//! one `bridge` table of the same name (anti-spoofing on the veth ports).
 //!
-//! Every network and every container owns its own base chains, so each is
-//! installed by one batch (add, flush, fill) and removed by one batch (add,
-//! flush, delete) by name, without reading the ruleset first: one `nft`
-//! run per attach and one per detach.
+//! The rules are per table and per network, installed once (`nft -f -`
+//! text, at a network's first attach); a plain container only adds
+//! elements to their sets and maps, in-process over netlink, and retires
+//! them at stop by shortening their timeout to 1 ms (an update: nothing is
+//! freed in the transaction, so no RCU grace period is waited for).
+//! Every element carries the comment `ctr=ID`, so leak checks find them.
+//! A container with an egress policy also gets chains of its own, as JSON
+//! batches through the `nftables` crate.
 //!
 //! ```text
 //! table inet nucleus
+//!   maps dns4/dns6  saddr . daddr(gateway)   : gateway . resolver port
+//!        ph4/ph6    l4proto . host port      : container address . port   (-p HOST:CTR)
+//!        pa4/pa6    host addr . l4proto . port : container address . port (-p IP:HOST:CTR)
+//!   pre         nat/prerouting -100  DNS redirect and published ports, by map
+//!   out         nat/output -100      published ports for the host's own connections (127.0.0.1)
 //!   n-post-NET  nat/postrouting 100  masquerade per network; 127.0.0.0/8 -> bridge (route_localnet)
 //!   n-fwd-NET   filter/forward 0     internal networks
-//!   c-pre-ID    nat/prerouting -100  published ports, DNS redirect to the resolver
-//!   c-out-ID    nat/output -100      published ports for the host's own connections (127.0.0.1)
-//!   c-fwd-ID    filter/forward 0     `ip saddr LEASE jump eg-ID`
-//!   c-in-ID     filter/input 0       `ip saddr LEASE jump eg-ID` (the host is outside too)
+//!   c-pre-ID, c-out-ID   an egress container's published ports and DNS redirect
+//!   c-fwd-ID, c-in-ID    `ip saddr LEASE jump eg-ID` (the host is outside too)
 //!   eg-ID       the container's egress rules; sets a4-ID/a6-ID (timeout) of resolved addresses
 //! table bridge nucleus
-//!   c-sp-ID     filter/prerouting -200  frames from a veth must carry its leased source address
+//!   sets pp (port), sp4/sp6 (port . leased address)
+//!   spoof       filter/prerouting -200  frames from a container port must carry its lease;
+//!               a port of ours (`nucXXXX*`, XXXX from the table's name) without a `pp` element passes nothing
 //! ```
 //! Egress is enforced on the host, keyed by a source address the bridge
 //! table makes unforgeable, so nothing inside the container can lift it.
 //! A drop or reject in any base chain is final, so splitting the chains
 //! changes no verdict.
 
-use super::netlink::{Batch, Conn, Family};
+use super::netlink::{Batch, Concat, Conn, Element, Family};
 use super::{ContainerRules, Firewall};
 use crate::egress::{CidrRule, EgressPolicy, Proto};
 use crate::error::{NetError, Result};
 use crate::network::Network;
 use ipnet::IpNet;
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 
 const DEFAULT_TABLE: &str = "nucleus";
 /// Floor on set timeouts: an answer with TTL 0 must outlive the connect that follows it.
@@ -104,10 +114,9 @@ fn network_chains(name: &str) -> [Hooked; 2] {
     ]
 }
 
-/// The base chains of a container, in the order `ContainerChains` names them.
+/// The base chains of a container with an egress policy.
 fn container_chains(id: &str) -> ContainerChains {
     ContainerChains {
-        spoof: Hooked::new("bridge", format!("c-sp-{id}"), "filter", "prerouting", -200),
         pre: Hooked::new("inet", format!("c-pre-{id}"), "nat", "prerouting", -100),
         out: Hooked::new("inet", format!("c-out-{id}"), "nat", "output", -100),
         fwd: Hooked::new("inet", format!("c-fwd-{id}"), "filter", "forward", 0),
@@ -116,7 +125,6 @@ fn container_chains(id: &str) -> ContainerChains {
 }
 
 struct ContainerChains {
-    spoof: Hooked,
     pre: Hooked,
     out: Hooked,
     fwd: Hooked,
@@ -124,8 +132,8 @@ struct ContainerChains {
 }
 
 impl ContainerChains {
-    fn all(&self) -> [&Hooked; 5] {
-        [&self.spoof, &self.pre, &self.out, &self.fwd, &self.input]
+    fn all(&self) -> [&Hooked; 4] {
+        [&self.pre, &self.out, &self.fwd, &self.input]
     }
 }
 
@@ -292,7 +300,9 @@ impl NftFirewall {
         Ok(())
     }
 
-    /// Remove both tables once nothing of ours is left in them.
+    /// Remove both tables once nothing of ours is left in them: no chain
+    /// but the table-wide ones, no set but theirs, no element that is not
+    /// already lapsing (ours carry no timeout while they are in use).
     fn drop_tables_if_empty(&self) -> Result<()> {
         let mut cmds = Vec::new();
         for family in ["inet", "bridge"] {
@@ -301,7 +311,14 @@ impl NftFirewall {
                 continue;
             }
             let in_use = objs.iter().any(|o| {
-                o.get("rule").is_some() || o.get("set").is_some() || o.get("chain").is_some()
+                let chain = o.get("chain").and_then(|c| c["name"].as_str());
+                let set = o.get("set").or_else(|| o.get("map"));
+                chain.is_some_and(|n| !SHARED_CHAINS.contains(&n))
+                    || set.is_some_and(|s| {
+                        let name = s["name"].as_str().unwrap_or_default();
+                        !SHARED_SETS.contains(&name)
+                            || s["elem"].as_array().is_some_and(|e| e.iter().any(is_live))
+                    })
             });
             if !in_use {
                 cmds.push(json!({"delete": {"table": {"family": family, "name": self.table}}}));
@@ -310,100 +327,293 @@ impl NftFirewall {
         self.apply("remove the table", cmds)
     }
 
-    /// The network's chains, emptied and filled again (idempotent).
-    fn network_rules(&self, net: &Network) -> Vec<Value> {
+    /// `nft -f -` text for the table-wide sets, maps and chains, and the
+    /// network's chains, each emptied and filled again (idempotent; sets
+    /// and maps keep their elements). Text, not JSON: nft 1.0.6's JSON
+    /// parser rejects the concatenated data of the DNAT maps.
+    fn install_text(&self, net: &Network) -> String {
+        let t = &self.table;
+        let br = &net.bridge;
         let tag = net_tag(&net.name);
-        let br = json!(net.bridge);
-        let [post, fwd] = network_chains(&net.name);
-        let mut cmds = Vec::new();
-        if net.internal {
-            cmds.extend(self.fresh(&fwd));
-            for (a, b) in [("iifname", "oifname"), ("oifname", "iifname")] {
-                let expr = vec![
-                    m(meta(a), "==", br.clone()),
-                    m(meta(b), "!=", br.clone()),
-                    json!({"drop": null}),
-                ];
-                cmds.push(self.rule("inet", &fwd.name, expr, &tag));
-            }
-            return cmds;
+        let mut o = String::new();
+        let mut line = |l: String| {
+            o.push_str(&l);
+            o.push('\n');
+        };
+        line(format!("add table inet {t}"));
+        line(format!("add table bridge {t}"));
+        for (set, ty) in [
+            ("pp", "ifname"),
+            ("sp4", "ifname . ipv4_addr"),
+            ("sp6", "ifname . ipv6_addr"),
+        ] {
+            line(format!(
+                "add set bridge {t} {set} {{ type {ty}; flags timeout; }}"
+            ));
         }
-        cmds.extend(self.fresh(&post));
-        for s in net.subnets() {
-            let f = fam(s.addr());
-            let expr = vec![
-                m(payload(f, "saddr"), "==", addr(s)),
-                m(meta("oifname"), "!=", br.clone()),
-                json!({"masquerade": null}),
-            ];
-            cmds.push(self.rule("inet", &post.name, expr, &tag));
+        line(format!("add chain bridge {t} spoof {{ type filter hook prerouting priority -200; policy accept; }}"));
+        line(format!("flush chain bridge {t} spoof"));
+        // A container port without an element passes nothing: a veth left
+        // to the kernel (removed with its namespace) is never unfiltered.
+        line(format!(
+            "add rule bridge {t} spoof iifname \"{}*\" iifname != @pp drop",
+            self.port_prefix()
+        ));
+        // The source address is what egress is keyed on; a port without
+        // an address of a family drops that family.
+        line(format!(
+            "add rule bridge {t} spoof iifname @pp ether type ip iifname . ip saddr != @sp4 drop"
+        ));
+        line(format!("add rule bridge {t} spoof iifname @pp ether type ip6 ip6 saddr != {{ fe80::/10, :: }} iifname . ip6 saddr != @sp6 drop"));
+        for (map, ty) in [
+            ("dns4", "ipv4_addr . ipv4_addr : ipv4_addr . inet_service"),
+            ("dns6", "ipv6_addr . ipv6_addr : ipv6_addr . inet_service"),
+            (
+                "ph4",
+                "inet_proto . inet_service : ipv4_addr . inet_service",
+            ),
+            (
+                "ph6",
+                "inet_proto . inet_service : ipv6_addr . inet_service",
+            ),
+            (
+                "pa4",
+                "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
+            ),
+            (
+                "pa6",
+                "ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
+            ),
+        ] {
+            line(format!(
+                "add map inet {t} {map} {{ type {ty}; flags timeout; }}"
+            ));
+        }
+        for (chain, hook) in [("pre", "prerouting"), ("out", "output")] {
+            line(format!("add chain inet {t} {chain} {{ type nat hook {hook} priority -100; policy accept; }}"));
+            line(format!("flush chain inet {t} {chain}"));
+            if chain == "pre" {
+                // Queries to the gateway, from a leased address, to the resolver.
+                for f in ["ip", "ip6"] {
+                    let map = if f == "ip" { "dns4" } else { "dns6" };
+                    line(format!("add rule inet {t} pre meta l4proto {{ tcp, udp }} th dport 53 dnat {f} to {f} saddr . {f} daddr map @{map}"));
+                }
+            }
+            line(format!("add rule inet {t} {chain} fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @pa4"));
+            line(format!("add rule inet {t} {chain} fib daddr type local dnat ip to meta l4proto . th dport map @ph4"));
+            line(format!("add rule inet {t} {chain} fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @pa6"));
+            // IPv6 has no route_localnet: ::1 is proxied in user space (see `proxy`).
+            line(format!("add rule inet {t} {chain} fib daddr type local ip6 daddr != ::1 dnat ip6 to meta l4proto . th dport map @ph6"));
+        }
+        let [post, fwd] = network_chains(&net.name);
+        if net.internal {
+            let c = &fwd.name;
+            line(format!(
+                "add chain inet {t} {c} {{ type filter hook forward priority 0; policy accept; }}"
+            ));
+            line(format!("flush chain inet {t} {c}"));
+            line(format!(
+                "add rule inet {t} {c} iifname \"{br}\" oifname != \"{br}\" drop comment \"{tag}\""
+            ));
+            line(format!(
+                "add rule inet {t} {c} oifname \"{br}\" iifname != \"{br}\" drop comment \"{tag}\""
+            ));
+            return o;
+        }
+        let c = &post.name;
+        line(format!(
+            "add chain inet {t} {c} {{ type nat hook postrouting priority 100; policy accept; }}"
+        ));
+        line(format!("flush chain inet {t} {c}"));
+        for sub in net.subnets() {
+            let f = fam(sub.addr());
+            line(format!("add rule inet {t} {c} {f} saddr {} oifname != \"{br}\" masquerade comment \"{tag}\"", sub.trunc()));
         }
         // Published on 127.0.0.1: the host's own connection leaves with a
         // loopback source (allowed by route_localnet); rewrite it so the
         // container can answer.
-        let lo = vec![
-            m(meta("oifname"), "==", br.clone()),
-            m(
-                payload("ip", "saddr"),
-                "==",
-                json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
-            ),
-            json!({"masquerade": null}),
-        ];
-        cmds.push(self.rule("inet", &post.name, lo, &tag));
-        let lo6 = vec![
-            m(meta("oifname"), "==", br),
-            m(payload("ip6", "saddr"), "==", json!("::1")),
-            json!({"masquerade": null}),
-        ];
-        cmds.push(self.rule("inet", &post.name, lo6, &tag));
-        cmds
+        line(format!("add rule inet {t} {c} oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade comment \"{tag}\""));
+        line(format!(
+            "add rule inet {t} {c} oifname \"{br}\" ip6 saddr ::1 masquerade comment \"{tag}\""
+        ));
+        o
     }
 
+    /// Run `nft -f -` on `text`: one transaction.
+    fn apply_text(&self, op: &'static str, text: &str) -> Result<()> {
+        let err = |detail: String| NetError::Nftables { op, detail };
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| err(format!("run `nft`: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(text.as_bytes())
+                .map_err(|e| err(format!("write to `nft`: {e}")))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| err(format!("wait for `nft`: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+    }
+
+    /// The container's elements: its port and leased addresses for the
+    /// anti-spoofing, and for a container without egress policy its DNS
+    /// redirect and published ports. `(family, set, element)`.
+    fn container_elements(
+        &self,
+        r: &ContainerRules<'_>,
+        timeout_ms: Option<u64>,
+    ) -> Vec<(Family, &'static str, Element)> {
+        let comment = Some(ctr_tag(r.id));
+        let el = |key: Concat, data: Option<Concat>| Element {
+            key: key.into_bytes(),
+            data: data.map(Concat::into_bytes),
+            timeout_ms,
+            comment: comment.clone(),
+        };
+        let port = || Concat::default().ifname(r.host_veth);
+        let mut out = vec![(Family::Bridge, "pp", el(port(), None))];
+        for ip in r.lease.addrs() {
+            let set = if ip.is_ipv4() { "sp4" } else { "sp6" };
+            out.push((Family::Bridge, set, el(port().addr(ip), None)));
+        }
+        if r.egress.is_active() {
+            return out;
+        }
+        if let Some(resolver) = r.resolver_port {
+            for ip in r.lease.addrs() {
+                let (gw, map) = if ip.is_ipv4() {
+                    (r.net.gateway4().map(IpAddr::V4), "dns4")
+                } else {
+                    (r.net.gateway6().map(IpAddr::V6), "dns6")
+                };
+                let Some(gw) = gw else { continue };
+                let key = Concat::default().addr(ip).addr(gw);
+                let data = Concat::default().addr(gw).port(resolver);
+                out.push((Family::Inet, map, el(key, Some(data))));
+            }
+        }
+        for p in r.publish {
+            let proto = match p.proto {
+                Proto::Tcp => libc::IPPROTO_TCP,
+                Proto::Udp => libc::IPPROTO_UDP,
+            };
+            let proto = u8::try_from(proto).unwrap_or(0);
+            for ctr in r.lease.addrs() {
+                let host_ok = p.host_ip.is_none_or(|h| h.is_ipv4() == ctr.is_ipv4());
+                // IPv6 has no route_localnet: ::1 is proxied in user space (see `proxy`).
+                if !host_ok || p.host_ip.is_some_and(|h| h.is_loopback() && h.is_ipv6()) {
+                    continue;
+                }
+                let data = Concat::default().addr(ctr).port(p.container_port);
+                let v6 = ctr.is_ipv6();
+                let (map, key) = match p.host_ip {
+                    Some(h) if !h.is_unspecified() => (
+                        if v6 { "pa6" } else { "pa4" },
+                        Concat::default().addr(h).proto(proto).port(p.host_port),
+                    ),
+                    _ => (
+                        if v6 { "ph6" } else { "ph4" },
+                        Concat::default().proto(proto).port(p.host_port),
+                    ),
+                };
+                out.push((Family::Inet, map, el(key, Some(data))));
+            }
+        }
+        out
+    }
+
+    /// Retire what `setup_container` added: the same elements again with a
+    /// 1 ms timeout (an update, which frees nothing in the transaction), or
+    /// on kernels that cannot update a timeout, deleted one by one (a
+    /// missing one must not keep the others).
+    fn retire_elements(&self, rules: &ContainerRules<'_>) -> Result<()> {
+        let err = |e: std::io::Error| NetError::Nftables {
+            op: "retire the container's elements",
+            detail: format!("container `{}`, table {}: {e}", rules.id, self.table),
+        };
+        let mut conn = Conn::open().map_err(err)?;
+        if can_update_timeout() {
+            let elems = self.container_elements(rules, Some(RETIRE_MS));
+            return match self.element_batch(&elems, false).commit_on(&mut conn) {
+                // No table or set: nothing was installed.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                other => other.map_err(err),
+            };
+        }
+        for one in self.container_elements(rules, None) {
+            match self
+                .element_batch(std::slice::from_ref(&one), true)
+                .commit_on(&mut conn)
+            {
+                Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(err(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove an egress container's chains and sets by name.
+    fn remove_container_chains(&self, id: &str) -> Result<()> {
+        let chains = container_chains(id);
+        // What setup installed, removed by name in-process in one
+        // transaction; it fails as a whole when something is missing (a
+        // crash during setup, a second detach), and then the slower batch
+        // below, which creates each object before deleting it, does it.
+        let mut batch = Batch::default();
+        for h in chains.all() {
+            batch.flush_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        batch.flush_chain(Family::Inet, &self.table, &chain_of(id));
+        for h in chains.all() {
+            batch.delete_chain(Family::parse(h.family), &self.table, &h.name);
+        }
+        batch.delete_chain(Family::Inet, &self.table, &chain_of(id));
+        for v6 in [false, true] {
+            batch.delete_set(Family::Inet, &self.table, &set_of(id, v6));
+        }
+        match batch.commit() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft")
+            }
+        }
+        let sets = [self.egress_set(id, false), self.egress_set(id, true)];
+        self.remove_named(
+            "remove the container's rules",
+            &chains.all(),
+            &[chain_of(id)],
+            &sets,
+        )
+    }
+
+    /// One batch adding (or, with `delete`, removing) `elems`.
+    fn element_batch(&self, elems: &[(Family, &'static str, Element)], delete: bool) -> Batch {
+        let mut batch = Batch::default();
+        for (family, set, e) in elems {
+            batch.elements(*family, &self.table, set, std::slice::from_ref(e), delete);
+        }
+        batch
+    }
+
+    /// The chains of a container with an egress policy (its anti-spoofing
+    /// is by element, as for every container).
     fn container_rules(&self, r: &ContainerRules<'_>) -> Vec<Value> {
         let tag = ctr_tag(r.id);
         let br = json!(r.net.bridge);
-        let veth = json!(r.host_veth);
         let chains = container_chains(r.id);
         let mut cmds = Vec::new();
         for h in chains.all() {
             cmds.extend(self.fresh(h));
         }
-        // Anti-spoofing: the source address is what egress is keyed on.
-        let v4 = match r.lease.ipv4 {
-            Some(a) => m(payload("ip", "saddr"), "!=", json!(a.to_string())),
-            None => json!({"match": {"op": "==", "left": meta("nfproto"), "right": "ipv4"}}),
-        };
-        let ether = |t: &str| m(payload("ether", "type"), "==", json!(t));
-        cmds.push(self.rule(
-            "bridge",
-            &chains.spoof.name,
-            vec![
-                m(meta("iifname"), "==", veth.clone()),
-                ether("ip"),
-                v4,
-                json!({"drop": null}),
-            ],
-            &tag,
-        ));
-        let mut own6 = vec![
-            json!({"prefix": {"addr": "fe80::", "len": 10}}),
-            json!("::"),
-        ];
-        own6.extend(r.lease.ipv6.map(|a| json!(a.to_string())));
-        let v6 = m(payload("ip6", "saddr"), "!=", json!({ "set": own6 }));
-        cmds.push(self.rule(
-            "bridge",
-            &chains.spoof.name,
-            vec![
-                m(meta("iifname"), "==", veth),
-                ether("ip6"),
-                v6,
-                json!({"drop": null}),
-            ],
-            &tag,
-        ));
-
         for p in r.publish {
             for ctr in r.lease.addrs() {
                 let host_ok = p.host_ip.is_none_or(|h| h.is_ipv4() == ctr.is_ipv4());
@@ -571,6 +781,45 @@ pub fn set_timeout(ttl: u32) -> u32 {
     ttl.saturating_mul(2).clamp(MIN_TIMEOUT, MAX_TIMEOUT)
 }
 
+/// The chains and sets every network shares, installed with the first.
+const SHARED_CHAINS: [&str; 3] = ["spoof", "pre", "out"];
+const SHARED_SETS: [&str; 9] = [
+    "pp", "sp4", "sp6", "dns4", "dns6", "ph4", "ph6", "pa4", "pa6",
+];
+
+/// A listed element (`nft -j`) that no timeout retires: a bare value, or an
+/// `elem` object without `timeout` (a map's entry is `[key, data]`).
+fn is_live(e: &Value) -> bool {
+    let key = e.as_array().and_then(|a| a.first()).unwrap_or(e);
+    key.get("elem").is_none_or(|x| x.get("timeout").is_none())
+}
+
+/// Does a listed element carry `comment`?
+fn has_comment(e: &Value, comment: &str) -> bool {
+    let key = e.as_array().and_then(|a| a.first()).unwrap_or(e);
+    key.get("elem")
+        .is_some_and(|x| x["comment"].as_str() == Some(comment))
+}
+
+/// Can this kernel update an element's timeout (Linux 6.10)? Before that a
+/// `NEWSETELEM` of an existing key leaves its timeout as it was, so stop
+/// has to delete (and wait for the grace period) instead.
+fn can_update_timeout() -> bool {
+    static CAN: OnceLock<bool> = OnceLock::new();
+    *CAN.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major, minor) >= (6, 10)
+    })
+}
+
+/// Lapsing elements are gone from listings within a few ms of this.
+const RETIRE_MS: u64 = 1;
+
 fn nft_err(op: &'static str, e: nftables::helper::NftablesError) -> NetError {
     let detail = match e {
         nftables::helper::NftablesError::NftFailed {
@@ -594,6 +843,10 @@ fn nft_err(op: &'static str, e: nftables::helper::NftablesError) -> NetError {
 }
 
 impl Firewall for NftFirewall {
+    fn port_prefix(&self) -> String {
+        format!("nuc{:04x}", crate::network::fnv32(&self.table) & 0xffff)
+    }
+
     fn teardown_network(&self, net: &Network) -> Result<()> {
         // A verb, not the start path: read first, so a network never used
         // (no table yet) tears down without a failed batch.
@@ -610,58 +863,62 @@ impl Firewall for NftFirewall {
     }
 
     fn setup_container(&self, rules: &ContainerRules<'_>) -> Result<()> {
-        let mut cmds = self.tables();
-        // The network's chain is filled from its (unchangeable) definition:
-        // when it is there, refilling it would only delete and re-add the
-        // same rules, and a transaction that deletes makes `nft` wait for
-        // an RCU grace period on exit. A failed check just refills.
+        let err = |op: &'static str, e: std::io::Error| NetError::Nftables {
+            op,
+            detail: format!("table {}: {e}", self.table),
+        };
+        let mut conn = Conn::open().map_err(|e| err("open a netlink socket", e))?;
+        // The network's rules are fixed by its definition: installed by its
+        // first attach, left alone after (refilling them would delete, and
+        // make `nft` wait for an RCU grace period).
         let [post, fwd] = network_chains(&rules.net.name);
         let own = if rules.net.internal { fwd } else { post };
-        let present = Conn::open()
-            .and_then(|mut c| c.chain_exists(Family::Inet, &self.table, &own.name))
+        let present = conn
+            .chain_exists(Family::Inet, &self.table, &own.name)
             .unwrap_or(false);
         if !present {
-            cmds.extend(self.network_rules(rules.net));
+            self.apply_text("install the network's rules", &self.install_text(rules.net))?;
         }
+        let elems = self.container_elements(rules, None);
+        let added = self.element_batch(&elems, false).commit_on(&mut conn);
+        match added {
+            Ok(()) => {}
+            // A set is missing (tables removed under us, or made by an
+            // older nucleus): install everything, then try once more.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && present => {
+                self.apply_text("install the network's rules", &self.install_text(rules.net))?;
+                self.element_batch(&elems, false)
+                    .commit_on(&mut conn)
+                    .map_err(|e| err("add the container's elements", e))?;
+            }
+            // A key held with other data: left by a crash between the add
+            // and the record. Replace it (delete, then add).
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                tracing::debug!(id = rules.id, "replacing stale set elements");
+                for one in &elems {
+                    let one = std::slice::from_ref(one);
+                    let _ = self.element_batch(one, true).commit_on(&mut conn);
+                }
+                self.element_batch(&elems, false)
+                    .commit_on(&mut conn)
+                    .map_err(|e| err("add the container's elements", e))?;
+            }
+            Err(e) => return Err(err("add the container's elements", e)),
+        }
+        if !rules.egress.is_active() {
+            return Ok(());
+        }
+        let mut cmds = self.tables();
         cmds.extend(self.container_rules(rules));
         self.apply("install the container's rules", cmds)
     }
 
-    fn teardown_container(&self, id: &str, egress: bool) -> Result<()> {
-        let chains = container_chains(id);
-        // What setup installed, removed by name in-process in one
-        // transaction; it fails as a whole when something is missing (a
-        // crash during setup, a second detach), and then the slower batch
-        // below, which creates each object before deleting it, does it.
-        let mut batch = Batch::default();
-        for h in chains.all() {
-            batch.flush_chain(Family::parse(h.family), &self.table, &h.name);
+    fn teardown_container(&self, rules: &ContainerRules<'_>) -> Result<()> {
+        self.retire_elements(rules)?;
+        if rules.egress.is_active() {
+            self.remove_container_chains(rules.id)?;
         }
-        if egress {
-            batch.flush_chain(Family::Inet, &self.table, &chain_of(id));
-        }
-        for h in chains.all() {
-            batch.delete_chain(Family::parse(h.family), &self.table, &h.name);
-        }
-        if egress {
-            batch.delete_chain(Family::Inet, &self.table, &chain_of(id));
-            for v6 in [false, true] {
-                batch.delete_set(Family::Inet, &self.table, &set_of(id, v6));
-            }
-        }
-        match batch.commit() {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::debug!(id, error = %e, "removing the container's rules by name failed; retrying with nft")
-            }
-        }
-        let sets = [self.egress_set(id, false), self.egress_set(id, true)];
-        self.remove_named(
-            "remove the container's rules",
-            &chains.all(),
-            &[chain_of(id)],
-            &sets,
-        )
+        Ok(())
     }
 
     fn allow_addresses(&self, id: &str, addrs: &[(IpAddr, u32)]) -> Result<()> {
@@ -729,6 +986,15 @@ impl Firewall for NftFirewall {
                     || o.get("set").is_some_and(
                         |s| matches!(s["name"].as_str(), Some(n) if n == a4 || n == a6),
                     );
+                let set = o.get("set").or_else(|| o.get("map"));
+                if let Some(elems) = set.and_then(|s| s["elem"].as_array()) {
+                    for e in elems.iter().filter(|e| has_comment(e, &tag)) {
+                        out.push(format!(
+                            "element of {}: {e}",
+                            set.map_or(&Value::Null, |s| &s["name"])
+                        ));
+                    }
+                }
                 if hit {
                     out.push(o.to_string());
                 }
@@ -782,7 +1048,6 @@ mod tests {
             log_group: Some(7),
         };
         let mut cmds = fw.tables();
-        cmds.extend(fw.network_rules(&net));
         cmds.extend(fw.container_rules(&rules));
         let doc = json!({ "nftables": cmds });
         let parsed: std::result::Result<nftables::schema::Nftables, _> =
@@ -796,5 +1061,97 @@ mod tests {
         );
         assert!(text.contains("\"port\":5353") && text.contains("default-deny"));
         assert!(text.contains("\"group\":7") && text.contains("\"prefix\":\"c1:default-deny\""));
+    }
+
+    fn plain_rules<'a>(
+        net: &'a Network,
+        lease: &'a Lease,
+        publish: &'a [PortMapping],
+        egress: &'a EgressPolicy,
+    ) -> ContainerRules<'a> {
+        ContainerRules {
+            id: "c2",
+            net,
+            host_veth: "nuc0000abcd",
+            lease,
+            publish,
+            egress,
+            resolver_port: Some(0x1234),
+            log_group: None,
+        }
+    }
+
+    /// A plain container is elements only, in the kernel's layout: fields
+    /// padded to 4 bytes, ports big-endian, names NUL-padded to 16.
+    #[test]
+    fn a_plain_container_is_set_and_map_elements() {
+        let fw = NftFirewall::with_table("t");
+        let req = NetworkCreate {
+            name: "n".into(),
+            subnets: vec!["10.5.0.0/24".into()],
+            ..Default::default()
+        };
+        let net = Network::from_request(&req, &[]).unwrap();
+        let lease = Lease {
+            ipv4: Some("10.5.0.2".parse().unwrap()),
+            ipv6: None,
+            name: None,
+        };
+        let publish = [
+            PortMapping::parse("127.0.0.1:8080:80").unwrap(),
+            PortMapping::parse("9090:90/udp").unwrap(),
+        ];
+        let egress = EgressPolicy::default();
+        let rules = plain_rules(&net, &lease, &publish, &egress);
+        let elems = fw.container_elements(&rules, None);
+        let sets: Vec<&str> = elems.iter().map(|(_, s, _)| *s).collect();
+        assert_eq!(sets, ["pp", "sp4", "dns4", "pa4", "ph4"]);
+        let mut port = b"nuc0000abcd".to_vec();
+        port.resize(16, 0);
+        assert_eq!(elems[0].2.key, port);
+        port.extend([10, 5, 0, 2]);
+        assert_eq!(elems[1].2.key, port);
+        assert_eq!(elems[2].2.key, [10, 5, 0, 2, 10, 5, 0, 1]);
+        assert_eq!(
+            elems[2].2.data.as_deref(),
+            Some(&[10, 5, 0, 1, 0x12, 0x34, 0, 0][..])
+        );
+        assert_eq!(elems[3].2.key, [127, 0, 0, 1, 6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(elems[4].2.key, [17, 0, 0, 0, 0x23, 0x82, 0, 0]);
+        assert_eq!(
+            elems[4].2.data.as_deref(),
+            Some(&[10, 5, 0, 2, 0, 90, 0, 0][..])
+        );
+        assert!(elems
+            .iter()
+            .all(|(_, _, e)| e.comment.as_deref() == Some("ctr=c2") && e.timeout_ms.is_none()));
+        // Retiring sends the same elements with a 1 ms timeout.
+        let retired = fw.container_elements(&rules, Some(RETIRE_MS));
+        assert!(retired
+            .iter()
+            .zip(&elems)
+            .all(|(r, e)| r.2.key == e.2.key && r.2.data == e.2.data && r.2.timeout_ms == Some(1)));
+        // An egress container keeps only its anti-spoofing elements.
+        let egress = EgressPolicy::from_flags(&["198.18.0.0/15".into()], &[], false, &[]).unwrap();
+        let rules = plain_rules(&net, &lease, &publish, &egress);
+        let sets: Vec<&str> = fw
+            .container_elements(&rules, None)
+            .iter()
+            .map(|(_, s, _)| *s)
+            .collect();
+        assert_eq!(sets, ["pp", "sp4"]);
+    }
+
+    #[test]
+    fn listed_elements_are_told_live_or_lapsing_and_by_owner() {
+        let live: Value =
+            serde_json::from_str(r#"{"elem": {"val": "nuc1", "comment": "ctr=a"}}"#).unwrap();
+        let lapsing: Value = serde_json::from_str(
+            r#"[{"elem": {"val": 1, "timeout": 0, "expires": 0, "comment": "ctr=a"}}, 2]"#,
+        )
+        .unwrap();
+        assert!(is_live(&live) && !is_live(&lapsing) && is_live(&json!("nuc2")));
+        assert!(has_comment(&live, "ctr=a") && has_comment(&lapsing, "ctr=a"));
+        assert!(!has_comment(&live, "ctr=b"));
     }
 }

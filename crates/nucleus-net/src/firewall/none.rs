@@ -17,7 +17,7 @@ impl Firewall for NoFirewall {
     fn setup_container(&self, _: &ContainerRules<'_>) -> Result<()> {
         Ok(())
     }
-    fn teardown_container(&self, _: &str, _: bool) -> Result<()> {
+    fn teardown_container(&self, _: &ContainerRules<'_>) -> Result<()> {
         Ok(())
     }
     fn allow_addresses(&self, _: &str, _: &[(IpAddr, u32)]) -> Result<()> {
