@@ -54,11 +54,14 @@ impl Exit {
     }
 }
 
-/// `<root>/.api/x-<first 16 hex of id>.sock`: short, for `sun_path`'s
-/// 108 bytes (the server checks the full id of every request).
-fn socket_path(st: &AppState, id: &str) -> PathBuf {
-    let short: String = id.chars().take(16).collect();
-    st.root.join(".api").join(format!("x-{short}.sock"))
+/// `<root>/.api`: where exec servers listen.
+pub(crate) fn socket_dir(st: &AppState) -> PathBuf {
+    st.root.join(".api")
+}
+
+/// `<root>/.api/x-<first 16 hex of id>.sock` (`monitor::exec_socket`).
+pub(crate) fn socket_path(st: &AppState, id: &str) -> PathBuf {
+    nucleus_sandbox::monitor::exec_socket(&socket_dir(st), id)
 }
 
 /// Removes a gone sandbox's exec server socket and lock file (a server

@@ -70,6 +70,9 @@ pub(crate) struct AppState {
     /// Each sandbox's exec server launch, shared by whoever needs it
     /// first (the create that starts it, or an exec arriving meanwhile).
     pub exec_servers: exec_server::Launches,
+    /// The monitor the next create uses, started ahead of need; refilled
+    /// under `create_lock`, when no create's secrets are open.
+    pub standby: Arc<nucleus_sandbox::monitor::standby::Standby>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -132,5 +135,9 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
         cfg.debug,
     );
     runtime.spawn(reaper::run());
+    {
+        let _rt = runtime.enter();
+        service.prepare_monitor();
+    }
     runtime.block_on(listen::run(cfg, router(service), token))
 }

@@ -8,6 +8,8 @@ use crate::exec::{ExecEvent, ExecRequest, ExecStdin};
 use crate::sandboxes::CreateRequest;
 use crate::{blocking, events, exec, files, sandboxes, AppState, Shared};
 use axum::body::Bytes;
+use nucleus_sandbox::monitor::standby::Standby;
+use nucleus_sandbox::monitor::MonitorCommand;
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
@@ -25,6 +27,15 @@ impl Service {
     /// `exe` is the `nucleus` binary that monitors and `exec` run as,
     /// `debug` passes `--debug` to them.
     pub fn new(root: PathBuf, data_root: PathBuf, exe: PathBuf, debug: bool) -> Service {
+        let standby = Arc::new(Standby::new(
+            MonitorCommand {
+                exe: exe.clone(),
+                debug,
+                exec_sockets: None,
+                standby: None,
+            },
+            &root,
+        ));
         Service {
             state: Arc::new(AppState {
                 root,
@@ -33,8 +44,22 @@ impl Service {
                 debug,
                 create_lock: std::sync::Mutex::new(()),
                 exec_servers: Default::default(),
+                standby,
             }),
         }
+    }
+
+    /// Starts the next create's monitor, in the background; whoever
+    /// creates next may use it. Under the create lock: no create's
+    /// secret descriptors are open meanwhile.
+    pub fn prepare_monitor(&self) {
+        let st = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = st.standby.refill() {
+                tracing::warn!(error = %e, "no standby monitor");
+            }
+        });
     }
 
     async fn call<T: Send + 'static>(
@@ -47,13 +72,20 @@ impl Service {
 
     /// Creates a sandbox, detached under its own monitor (it outlives this
     /// process), and describes it (`Id`, `Name`, `State`, …). Its exec
-    /// server starts meanwhile, so the first command does not wait for it.
+    /// server is a fork of the monitor, listening before this returns;
+    /// when the monitor could not fork one, it is started meanwhile, so
+    /// the first command does not wait for it.
     pub async fn create(&self, req: &CreateRequest) -> Result<Value, ApiError> {
         let spec = req.to_spec()?;
-        let made = self.call(move |st| sandboxes::create(st, &spec)).await?;
+        let made = self.call(move |st| sandboxes::create(st, &spec)).await;
+        // The standby (if it was used) is replaced while the reply goes out.
+        self.prepare_monitor();
+        let made = made?;
         let running = made.get("State").and_then(Value::as_str) == Some("running");
         if let (true, Some(id)) = (running, made.get("Id").and_then(Value::as_str)) {
-            crate::exec_server::prestart(&self.state, id);
+            if !crate::exec_server::socket_path(&self.state, id).exists() {
+                crate::exec_server::prestart(&self.state, id);
+            }
         }
         Ok(made)
     }

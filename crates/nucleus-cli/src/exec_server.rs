@@ -52,21 +52,57 @@ pub fn serve(root: &Path, a: &ExecServerArgs) -> Result<i32> {
             let _ = nix::unistd::dup2_stdout(&null);
         }
     };
-    let root_text = root.to_string_lossy().into_owned();
-    // Built once here, not by every worker (a fork, which parses with its
-    // own copy).
-    let parser = std::cell::RefCell::new({
-        let mut c = <crate::Cli as clap::CommandFactory>::command();
-        c.build();
-        c
-    });
-    let run = |argv: Vec<String>| -> i32 {
-        run_exec(&mut parser.borrow_mut(), &sroot, &root_text, &id, argv)
-    };
-    let result = nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &run)
-        .with_context(|| format!("exec-server for `{id}`"));
+    let handler = CliExecs::new(root, &id);
+    let result =
+        nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &handler)
+            .with_context(|| format!("exec-server for `{id}`"));
     let _ = std::fs::remove_file(&lock_path);
     result.map(|()| 0)
+}
+
+/// What the workers of container `id`'s exec server run: `exec` command
+/// lines, parsed with a clap command built once in the server (whether
+/// `nucleus exec-server` or a forked monitor).
+pub struct CliExecs {
+    parser: std::cell::OnceCell<std::cell::RefCell<clap::Command>>,
+    root: nucleus_engine::state::StateRoot,
+    root_text: String,
+    id: String,
+}
+
+impl CliExecs {
+    pub fn new(root: &Path, id: &str) -> CliExecs {
+        CliExecs {
+            parser: std::cell::OnceCell::new(),
+            root: nucleus_engine::state::StateRoot::new(root),
+            root_text: root.to_string_lossy().into_owned(),
+            id: id.to_string(),
+        }
+    }
+
+    fn parser(&self) -> &std::cell::RefCell<clap::Command> {
+        self.parser.get_or_init(|| {
+            let mut c = <crate::Cli as clap::CommandFactory>::command();
+            c.build();
+            std::cell::RefCell::new(c)
+        })
+    }
+}
+
+impl nucleus_engine::lifecycle::ExecHandler for CliExecs {
+    fn prepare(&self) {
+        self.parser();
+    }
+
+    fn run(&self, argv: Vec<String>) -> i32 {
+        run_exec(
+            &mut self.parser().borrow_mut(),
+            &self.root,
+            &self.root_text,
+            &self.id,
+            argv,
+        )
+    }
 }
 
 /// One request, in a forked worker: `argv` must be `exec [OPTIONS] ID …`

@@ -358,17 +358,20 @@ PROBE = (
 
 
 def _exec_servers(root: str):
-    """Pids of the `nucleus exec-server` processes serving this root."""
+    """Pids of the exec servers (`nucleus:[execd]`: forks of a sandbox's
+    monitor, or `nucleus exec-server`) serving this root."""
     out = []
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
         try:
+            with open("/proc/%s/comm" % p, "rb") as f:
+                comm = f.read().strip()
             with open("/proc/%s/cmdline" % p, "rb") as f:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"exec-server" in argv and root.encode() in argv:
+        if comm == b"nucleus:[execd]" and root.encode() in argv:
             out.append(int(p))
     return out
 
