@@ -1,11 +1,14 @@
-//! Talking to a sandbox's exec server (`nucleus exec-server`, see
+//! Talking to a sandbox's exec server (see
 //! `nucleus_engine::lifecycle::serve_execs`): a process per sandbox, in
 //! the sandbox's cgroup, that forks a `nucleus exec` per request instead
-//! of this server spawning one. Started when the API creates the sandbox
-//! ([`prestart`]; or on the first exec of one it did not create), it lives
-//! until the sandbox's init exits. One launch per sandbox is shared by
-//! whoever needs it ([`Launches`]). If it cannot be reached or started,
-//! [`start`] returns `None` and the caller spawns `nucleus exec`.
+//! of this server spawning one. For a sandbox this API creates, the
+//! sandbox's monitor forks it, its socket bound before the create returns
+//! (`MonitorCommand::exec_sockets`). Otherwise (a sandbox made before a
+//! restart, or a monitor that could not fork) it is `nucleus exec-server`,
+//! started on the first exec (or at create: [`prestart`]); it lives until
+//! the sandbox's init exits. One launch per sandbox is shared by whoever
+//! needs it ([`Launches`]). If it cannot be reached or started, [`start`]
+//! returns `None` and the caller spawns `nucleus exec`.
 
 use crate::AppState;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
