@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// How long after a create its standby monitor is replaced.
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(15);
+
 /// The sandboxes under one state root.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -53,12 +56,24 @@ impl Service {
     /// creates next may use it. Under the create lock: no create's
     /// secret descriptors are open meanwhile.
     pub fn prepare_monitor(&self) {
+        self.prepare_monitor_after(std::time::Duration::ZERO);
+    }
+
+    /// [`Service::prepare_monitor`] after `delay`: a create's own exec
+    /// server and first command go first (the machine may have 2 cores).
+    fn prepare_monitor_after(&self, delay: std::time::Duration) {
         let st = self.state.clone();
-        tokio::task::spawn_blocking(move || {
-            let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = st.standby.refill() {
-                tracing::warn!(error = %e, "no standby monitor");
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
+            let _ = tokio::task::spawn_blocking(move || {
+                let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = st.standby.refill() {
+                    tracing::warn!(error = %e, "no standby monitor");
+                }
+            })
+            .await;
         });
     }
 
@@ -78,8 +93,9 @@ impl Service {
     pub async fn create(&self, req: &CreateRequest) -> Result<Value, ApiError> {
         let spec = req.to_spec()?;
         let made = self.call(move |st| sandboxes::create(st, &spec)).await;
-        // The standby (if it was used) is replaced while the reply goes out.
-        self.prepare_monitor();
+        // The standby (if it was used) is replaced once the reply and a
+        // first command are likely through.
+        self.prepare_monitor_after(REFILL_DELAY);
         let made = made?;
         let running = made.get("State").and_then(Value::as_str) == Some("running");
         if let (true, Some(id)) = (running, made.get("Id").and_then(Value::as_str)) {

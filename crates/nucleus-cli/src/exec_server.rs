@@ -80,12 +80,24 @@ impl CliExecs {
         }
     }
 
+    /// The same, with the parser built already (by a standby monitor
+    /// while it waited, so its exec server has nothing left to build).
+    pub fn with_parser(root: &Path, id: &str, parser: clap::Command) -> CliExecs {
+        let e = CliExecs::new(root, id);
+        let _ = e.parser.set(std::cell::RefCell::new(parser));
+        e
+    }
+
+    /// The clap command every request is parsed with.
+    pub fn build_parser() -> clap::Command {
+        let mut c = <crate::Cli as clap::CommandFactory>::command();
+        c.build();
+        c
+    }
+
     fn parser(&self) -> &std::cell::RefCell<clap::Command> {
-        self.parser.get_or_init(|| {
-            let mut c = <crate::Cli as clap::CommandFactory>::command();
-            c.build();
-            std::cell::RefCell::new(c)
-        })
+        self.parser
+            .get_or_init(|| std::cell::RefCell::new(CliExecs::build_parser()))
     }
 }
 

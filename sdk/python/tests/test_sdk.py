@@ -538,8 +538,12 @@ def test_a_standby_monitor_takes_the_next_create_and_none_outlives_the_server(se
     standby = _waiting(server.root, server.proc.pid)
     assert len(standby) == 1, standby
     sb = Sandbox.create(socket=server.socket)
-    # Before any exec: the socket is there and a fork of the monitor serves it.
+    # Before any exec: the socket is there (bound before the monitor said
+    # `ok`), and a fork of the monitor (forked just after) serves it.
     assert os.path.exists(os.path.join(server.root, ".api", "x-%s.sock" % sb.id[:16]))
+    deadline = time.monotonic() + 10
+    while not _exec_servers(server.root) and time.monotonic() < deadline:
+        time.sleep(0.01)
     servers = _exec_servers(server.root)
     assert len(servers) == 1, servers
     assert _proc(servers[0])[1] == standby[0], "the exec server is a fork of the monitor"

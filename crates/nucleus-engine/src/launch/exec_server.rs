@@ -284,7 +284,8 @@ impl Bound {
         let listener = self.listener.take().ok_or_else(|| {
             EngineError::invalid("exec server", &self.id, "its socket was taken twice")
         })?;
-        nucleus_sys::mem::release_free_heap();
+        // No heap trim here: the pages are the monitor's, shared until
+        // written, and trimming would write them.
         accept_loop(&listener, self.init.as_fd(), handler)
     }
 
