@@ -577,3 +577,30 @@ def test_a_standby_monitor_takes_the_next_create_and_none_outlives_the_server(se
         time.sleep(0.02)
     assert _standby_monitors(server.root) == []
     server.start()
+
+
+def test_a_sandbox_the_api_did_not_create_gets_an_exec_server_binary(server):
+    """A container started by the CLI has no exec server of its monitor's:
+    the first exec through the API starts `nucleus exec-server`, which
+    joins the container's cgroups (v1 by moving itself) and serves."""
+    require_root()
+    cid = subprocess.run(
+        [nucleus_bin(), "--root", server.root, "run", "-d", "--", "sleep", "600"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    try:
+        sb = Sandbox.connect(cid, socket=server.socket)
+        assert _exec_servers(server.root) == []
+        assert sb.run("echo via-binary").stdout == "via-binary\n"
+        pids = _exec_servers(server.root)
+        assert len(pids) == 1, pids
+        assert b"exec-server" in _proc(pids[0])[2]
+        state = subprocess.run(
+            [nucleus_bin(), "--root", server.root, "state", cid], capture_output=True, text=True, check=True
+        )
+        init = __import__("json").loads(state.stdout)["pid"]
+        with open("/proc/%d/cgroup" % init) as f, open("/proc/%d/cgroup" % pids[0]) as g:
+            assert g.read() == f.read()
+        sb.close()
+    finally:
+        subprocess.run([nucleus_bin(), "--root", server.root, "rm", "-f", cid], capture_output=True)
