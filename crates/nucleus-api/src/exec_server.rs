@@ -1,11 +1,14 @@
-//! Talking to a sandbox's exec server (`nucleus exec-server`, see
+//! Talking to a sandbox's exec server (see
 //! `nucleus_engine::lifecycle::serve_execs`): a process per sandbox, in
 //! the sandbox's cgroup, that forks a `nucleus exec` per request instead
-//! of this server spawning one. Started when the API creates the sandbox
-//! ([`prestart`]; or on the first exec of one it did not create), it lives
-//! until the sandbox's init exits. One launch per sandbox is shared by
-//! whoever needs it ([`Launches`]). If it cannot be reached or started,
-//! [`start`] returns `None` and the caller spawns `nucleus exec`.
+//! of this server spawning one. For a sandbox this API creates, the
+//! sandbox's monitor forks it, its socket bound before the create returns
+//! (`MonitorCommand::exec_sockets`). Otherwise (a sandbox made before a
+//! restart, or a monitor that could not fork) it is `nucleus exec-server`,
+//! started on the first exec (or at create: [`prestart`]); it lives until
+//! the sandbox's init exits. One launch per sandbox is shared by whoever
+//! needs it ([`Launches`]). If it cannot be reached or started, [`start`]
+//! returns `None` and the caller spawns `nucleus exec`.
 
 use crate::AppState;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -54,11 +57,14 @@ impl Exit {
     }
 }
 
-/// `<root>/.api/x-<first 16 hex of id>.sock`: short, for `sun_path`'s
-/// 108 bytes (the server checks the full id of every request).
-fn socket_path(st: &AppState, id: &str) -> PathBuf {
-    let short: String = id.chars().take(16).collect();
-    st.root.join(".api").join(format!("x-{short}.sock"))
+/// `<root>/.api`: where exec servers listen.
+pub(crate) fn socket_dir(st: &AppState) -> PathBuf {
+    st.root.join(".api")
+}
+
+/// `<root>/.api/x-<first 16 hex of id>.sock` (`monitor::exec_socket`).
+pub(crate) fn socket_path(st: &AppState, id: &str) -> PathBuf {
+    nucleus_sandbox::monitor::exec_socket(&socket_dir(st), id)
 }
 
 /// Removes a gone sandbox's exec server socket and lock file (a server

@@ -4,8 +4,10 @@
 //! the CLI: sandboxes are created through `nucleus_sandbox::run` (detached,
 //! so each has its own monitor and outlives this server), managed through
 //! `nucleus_sandbox::manage`, and commands run through the `nucleus exec`
-//! verb as a child process (the engine forks, which a threaded server must
-//! not do itself). Files are read and written through `/proc/<pid>/root`
+//! verb in the sandbox's exec server, a fork of its monitor (the engine
+//! forks, which a threaded server must not do itself; see `exec_server`).
+//! A standby monitor waits for the next create, so no binary start is on
+//! its path. Files are read and written through `/proc/<pid>/root`
 //! with every path resolved inside the sandbox's root (`files`).
 //!
 //! The HTTP routes are thin: what they do is [`Service`]'s, which other
@@ -70,6 +72,9 @@ pub(crate) struct AppState {
     /// Each sandbox's exec server launch, shared by whoever needs it
     /// first (the create that starts it, or an exec arriving meanwhile).
     pub exec_servers: exec_server::Launches,
+    /// The monitor the next create uses, started ahead of need; refilled
+    /// under `create_lock`, when no create's secrets are open.
+    pub standby: Arc<nucleus_sandbox::monitor::standby::Standby>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -132,5 +137,9 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ApiError> {
         cfg.debug,
     );
     runtime.spawn(reaper::run());
+    {
+        let _rt = runtime.enter();
+        service.prepare_monitor();
+    }
     runtime.block_on(listen::run(cfg, router(service), token))
 }

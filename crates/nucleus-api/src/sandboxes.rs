@@ -148,9 +148,13 @@ pub(crate) fn create(st: &AppState, spec: &SandboxSpec) -> Result<Value, ApiErro
         rm: true,
         ..RunOptions::default()
     };
+    // Each monitor forks the sandbox's exec server, its socket bound
+    // before the create returns (`exec_server`).
     let monitor = MonitorCommand {
         exe: st.exe.clone(),
         debug: st.debug,
+        exec_sockets: Some(crate::exec_server::socket_dir(st)),
+        standby: Some(st.standby.clone()),
     };
     let outcome = {
         let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());

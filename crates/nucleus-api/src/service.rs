@@ -8,11 +8,16 @@ use crate::exec::{ExecEvent, ExecRequest, ExecStdin};
 use crate::sandboxes::CreateRequest;
 use crate::{blocking, events, exec, files, sandboxes, AppState, Shared};
 use axum::body::Bytes;
+use nucleus_sandbox::monitor::standby::Standby;
+use nucleus_sandbox::monitor::MonitorCommand;
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// How long after a create its standby monitor is replaced.
+const REFILL_DELAY: std::time::Duration = std::time::Duration::from_millis(15);
 
 /// The sandboxes under one state root.
 #[derive(Debug, Clone)]
@@ -25,6 +30,15 @@ impl Service {
     /// `exe` is the `nucleus` binary that monitors and `exec` run as,
     /// `debug` passes `--debug` to them.
     pub fn new(root: PathBuf, data_root: PathBuf, exe: PathBuf, debug: bool) -> Service {
+        let standby = Arc::new(Standby::new(
+            MonitorCommand {
+                exe: exe.clone(),
+                debug,
+                exec_sockets: None,
+                standby: None,
+            },
+            &root,
+        ));
         Service {
             state: Arc::new(AppState {
                 root,
@@ -33,8 +47,34 @@ impl Service {
                 debug,
                 create_lock: std::sync::Mutex::new(()),
                 exec_servers: Default::default(),
+                standby,
             }),
         }
+    }
+
+    /// Starts the next create's monitor, in the background; whoever
+    /// creates next may use it. Under the create lock: no create's
+    /// secret descriptors are open meanwhile.
+    pub fn prepare_monitor(&self) {
+        self.prepare_monitor_after(std::time::Duration::ZERO);
+    }
+
+    /// [`Service::prepare_monitor`] after `delay`: a create's own exec
+    /// server and first command go first (the machine may have 2 cores).
+    fn prepare_monitor_after(&self, delay: std::time::Duration) {
+        let st = self.state.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                let _one = st.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = st.standby.refill() {
+                    tracing::warn!(error = %e, "no standby monitor");
+                }
+            })
+            .await;
+        });
     }
 
     async fn call<T: Send + 'static>(
@@ -47,13 +87,21 @@ impl Service {
 
     /// Creates a sandbox, detached under its own monitor (it outlives this
     /// process), and describes it (`Id`, `Name`, `State`, …). Its exec
-    /// server starts meanwhile, so the first command does not wait for it.
+    /// server is a fork of the monitor, listening before this returns;
+    /// when the monitor could not fork one, it is started meanwhile, so
+    /// the first command does not wait for it.
     pub async fn create(&self, req: &CreateRequest) -> Result<Value, ApiError> {
         let spec = req.to_spec()?;
-        let made = self.call(move |st| sandboxes::create(st, &spec)).await?;
+        let made = self.call(move |st| sandboxes::create(st, &spec)).await;
+        // The standby (if it was used) is replaced once the reply and a
+        // first command are likely through.
+        self.prepare_monitor_after(REFILL_DELAY);
+        let made = made?;
         let running = made.get("State").and_then(Value::as_str) == Some("running");
         if let (true, Some(id)) = (running, made.get("Id").and_then(Value::as_str)) {
-            crate::exec_server::prestart(&self.state, id);
+            if !crate::exec_server::socket_path(&self.state, id).exists() {
+                crate::exec_server::prestart(&self.state, id);
+            }
         }
         Ok(made)
     }

@@ -52,21 +52,69 @@ pub fn serve(root: &Path, a: &ExecServerArgs) -> Result<i32> {
             let _ = nix::unistd::dup2_stdout(&null);
         }
     };
-    let root_text = root.to_string_lossy().into_owned();
-    // Built once here, not by every worker (a fork, which parses with its
-    // own copy).
-    let parser = std::cell::RefCell::new({
+    let handler = CliExecs::new(root, &id);
+    let result =
+        nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &handler)
+            .with_context(|| format!("exec-server for `{id}`"));
+    let _ = std::fs::remove_file(&lock_path);
+    result.map(|()| 0)
+}
+
+/// What the workers of container `id`'s exec server run: `exec` command
+/// lines, parsed with a clap command built once in the server (whether
+/// `nucleus exec-server` or a forked monitor).
+pub struct CliExecs {
+    parser: std::cell::OnceCell<std::cell::RefCell<clap::Command>>,
+    root: nucleus_engine::state::StateRoot,
+    root_text: String,
+    id: String,
+}
+
+impl CliExecs {
+    pub fn new(root: &Path, id: &str) -> CliExecs {
+        CliExecs {
+            parser: std::cell::OnceCell::new(),
+            root: nucleus_engine::state::StateRoot::new(root),
+            root_text: root.to_string_lossy().into_owned(),
+            id: id.to_string(),
+        }
+    }
+
+    /// The same, with the parser built already (by a standby monitor
+    /// while it waited, so its exec server has nothing left to build).
+    pub fn with_parser(root: &Path, id: &str, parser: clap::Command) -> CliExecs {
+        let e = CliExecs::new(root, id);
+        let _ = e.parser.set(std::cell::RefCell::new(parser));
+        e
+    }
+
+    /// The clap command every request is parsed with.
+    pub fn build_parser() -> clap::Command {
         let mut c = <crate::Cli as clap::CommandFactory>::command();
         c.build();
         c
-    });
-    let run = |argv: Vec<String>| -> i32 {
-        run_exec(&mut parser.borrow_mut(), &sroot, &root_text, &id, argv)
-    };
-    let result = nucleus_engine::lifecycle::serve_execs(&sroot, &id, &a.socket, &mut ready, &run)
-        .with_context(|| format!("exec-server for `{id}`"));
-    let _ = std::fs::remove_file(&lock_path);
-    result.map(|()| 0)
+    }
+
+    fn parser(&self) -> &std::cell::RefCell<clap::Command> {
+        self.parser
+            .get_or_init(|| std::cell::RefCell::new(CliExecs::build_parser()))
+    }
+}
+
+impl nucleus_engine::lifecycle::ExecHandler for CliExecs {
+    fn prepare(&self) {
+        self.parser();
+    }
+
+    fn run(&self, argv: Vec<String>) -> i32 {
+        run_exec(
+            &mut self.parser().borrow_mut(),
+            &self.root,
+            &self.root_text,
+            &self.id,
+            argv,
+        )
+    }
 }
 
 /// One request, in a forked worker: `argv` must be `exec [OPTIONS] ID …`

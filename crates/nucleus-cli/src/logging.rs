@@ -145,25 +145,29 @@ fn now_rfc3339() -> String {
 /// Keeps the log file open for the life of the process.
 pub struct LogGuard;
 
-/// Installs the global subscriber.
+/// Where diagnostics go: the `--log` file, else stderr (`None`). Global,
+/// so that [`redirect`] can move them once the process knows where.
+static TARGET: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+fn open_log(p: &Path) -> Option<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .ok()
+}
+
+/// Installs the global subscriber. A second call (a forked exec worker
+/// runs a whole command line again) keeps the first one's target.
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
+    if tracing::dispatcher::has_been_set() {
+        return LogGuard;
+    }
     let level = if debug { Level::DEBUG } else { Level::WARN };
-    let writer: Box<dyn Fn() -> Box<dyn Write> + Send + Sync> = match log.and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    }) {
-        Some(file) => {
-            let file = std::sync::Arc::new(Mutex::new(file));
-            Box::new(move || Box::new(SharedFile(file.clone())) as Box<dyn Write>)
-        }
-        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn Write>),
-    };
+    *TARGET.lock().unwrap_or_else(|p| p.into_inner()) = log.and_then(open_log);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(writer)
+        .with_writer(|| Target)
         .with_ansi(false);
     let _ = match format {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
@@ -172,12 +176,24 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> LogGuard {
     LogGuard
 }
 
-struct SharedFile(std::sync::Arc<Mutex<std::fs::File>>);
+/// Sends diagnostics to `path` from now on (a standby monitor, once it
+/// knows its container's bundle); unchanged when it cannot be opened.
+pub fn redirect(path: &Path) {
+    if let Some(f) = open_log(path) {
+        *TARGET.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+}
 
-impl Write for SharedFile {
+/// The writer of every event: [`TARGET`].
+struct Target;
+
+impl Write for Target {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut f) => f.write(buf),
+        match TARGET.lock() {
+            Ok(mut t) => match t.as_mut() {
+                Some(f) => f.write(buf),
+                None => std::io::stderr().write(buf),
+            },
             Err(_) => Ok(buf.len()),
         }
     }

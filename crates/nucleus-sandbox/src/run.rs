@@ -229,8 +229,17 @@ fn run_inner(
             bundle: written.path.clone(),
             timeout: plan.timeout,
             rm: opts.rm,
+            exec_socket: monitor_cmd
+                .exec_sockets
+                .as_deref()
+                .map(|d| monitor::exec_socket(d, &id)),
         };
-        monitor::start(monitor_cmd, root_path, &args)?;
+        monitor::start(
+            monitor_cmd,
+            root_path,
+            &args,
+            !written.secret_fds.is_empty(),
+        )?;
         cleanup.armed = false;
         drop(cleanup);
         drop(written.secret_fds);

@@ -130,6 +130,7 @@ fn serve_monitor(args: &[String]) -> i32 {
         &a,
         &mut WriteNetns { dir: vol },
         &RecorderTasks,
+        None,
     )
     .expect("monitor")
 }

@@ -358,17 +358,20 @@ PROBE = (
 
 
 def _exec_servers(root: str):
-    """Pids of the `nucleus exec-server` processes serving this root."""
+    """Pids of the exec servers (`nucleus:[execd]`: forks of a sandbox's
+    monitor, or `nucleus exec-server`) serving this root."""
     out = []
     for p in os.listdir("/proc"):
         if not p.isdigit():
             continue
         try:
+            with open("/proc/%s/comm" % p, "rb") as f:
+                comm = f.read().strip()
             with open("/proc/%s/cmdline" % p, "rb") as f:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"exec-server" in argv and root.encode() in argv:
+        if comm == b"nucleus:[execd]" and root.encode() in argv:
             out.append(int(p))
     return out
 
@@ -472,3 +475,132 @@ def test_exec_server_starts_with_the_sandbox(server):
         r = sb.run("echo first")
         assert (r.exit_code, r.stdout) == (0, "first\n")
         assert len(_exec_servers(server.root)) == 1
+
+
+def _proc(pid: int):
+    """(comm, ppid, argv) of a live process, or None."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            comm = f.read().strip()
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return comm, ppid, argv
+
+
+def _standby_monitors(root: str):
+    """Pids of the monitors waiting for a create of this root's server."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            info = _proc(int(p))
+            if info and b"--standby" in info[2] and root.encode() in info[2] and info[0] == "nucleus:[mon]":
+                out.append(int(p))
+    return out
+
+
+def _has_children(pid: int) -> bool:
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def _waiting(root: str, server_pid: int):
+    """The standby monitors still waiting: the server's children that
+    monitor nothing yet (a used one is the parent of an init)."""
+    return [
+        p for p in _standby_monitors(root)
+        if (_proc(p) or (None, None))[1] == server_pid and not _has_children(p)
+    ]
+
+
+def test_a_standby_monitor_takes_the_next_create_and_none_outlives_the_server(server):
+    """The server keeps one monitor started ahead of need; a create hands it
+    its sandbox (that process becomes the sandbox's monitor, and the exec
+    server is its fork, listening before the create returns), another one
+    replaces it, and an unused standby ends with the server."""
+    require_root()
+    deadline = time.monotonic() + 10
+    while not _waiting(server.root, server.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    standby = _waiting(server.root, server.proc.pid)
+    assert len(standby) == 1, standby
+    sb = Sandbox.create(socket=server.socket)
+    # Before any exec: the socket is there (bound before the monitor said
+    # `ok`), and a fork of the monitor (forked just after) serves it.
+    assert os.path.exists(os.path.join(server.root, ".api", "x-%s.sock" % sb.id[:16]))
+    deadline = time.monotonic() + 10
+    while not _exec_servers(server.root) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    servers = _exec_servers(server.root)
+    assert len(servers) == 1, servers
+    assert _proc(servers[0])[1] == standby[0], "the exec server is a fork of the monitor"
+    state = subprocess.run(
+        [nucleus_bin(), "--root", server.root, "state", sb.id], capture_output=True, text=True, check=True
+    )
+    init = __import__("json").loads(state.stdout)["pid"]
+    assert _proc(init)[1] == standby[0], "the standby became the sandbox's monitor"
+    assert sb.run("echo hi").stdout == "hi\n"
+    deadline = time.monotonic() + 10
+    while _waiting(server.root, server.proc.pid) in ([], standby) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    nxt = _waiting(server.root, server.proc.pid)
+    assert len(nxt) == 1 and nxt != standby, nxt
+    # A restart: the used monitor and its exec server go on, the waiting one goes.
+    server.restart()
+    deadline = time.monotonic() + 5
+    while nxt[0] in _standby_monitors(server.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert nxt[0] not in _standby_monitors(server.root), "an unused standby outlived its server"
+    assert _proc(standby[0]) is not None, "the sandbox's monitor went with the server"
+    assert _exec_servers(server.root) == servers
+    again = Sandbox.connect(sb.id, socket=server.socket)
+    assert again.run("echo still").stdout == "still\n"
+    again.kill()
+    again.close()
+    sb.close()
+    server.stop()
+    deadline = time.monotonic() + 5
+    while _standby_monitors(server.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _standby_monitors(server.root) == []
+    server.start()
+
+
+def test_a_sandbox_the_api_did_not_create_gets_an_exec_server_binary(server):
+    """A container started by the CLI has no exec server of its monitor's:
+    the first exec through the API starts `nucleus exec-server`, which
+    joins the container's cgroups (v1 by moving itself) and serves."""
+    require_root()
+    cid = subprocess.run(
+        [nucleus_bin(), "--root", server.root, "run", "-d", "--", "sleep", "600"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    try:
+        sb = Sandbox.connect(cid, socket=server.socket)
+        assert _exec_servers(server.root) == []
+        assert sb.run("echo via-binary").stdout == "via-binary\n"
+        pids = _exec_servers(server.root)
+        assert len(pids) == 1, pids
+        assert b"exec-server" in _proc(pids[0])[2]
+        state = subprocess.run(
+            [nucleus_bin(), "--root", server.root, "state", cid], capture_output=True, text=True, check=True
+        )
+        init = __import__("json").loads(state.stdout)["pid"]
+        with open("/proc/%d/cgroup" % init) as f, open("/proc/%d/cgroup" % pids[0]) as g:
+            assert g.read() == f.read()
+        sb.close()
+    finally:
+        subprocess.run([nucleus_bin(), "--root", server.root, "rm", "-f", cid], capture_output=True)

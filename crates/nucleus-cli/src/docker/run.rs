@@ -73,6 +73,35 @@ pub fn run(g: &Globals<'_>, f: &RunFlags) -> i32 {
 
 /// `__monitor ARGS`: this binary as the monitor of a detached run.
 pub fn monitor(root: &StateRoot, args: &[String]) -> Result<i32> {
-    let a = MonitorArgs::parse(args)?;
-    Ok(monitor::serve(root, &a, &mut NoNetwork, &NoSideTasks)?)
+    let (a, parser) = if args == [monitor::standby::STANDBY_ARG] {
+        // Started ahead of need (the API's): what the exec server will
+        // parse requests with is built while the arguments are awaited.
+        let parser = crate::exec_server::CliExecs::build_parser();
+        match monitor::standby::wait_for_work()? {
+            Some(a) => {
+                crate::logging::redirect(&a.bundle.join(monitor::MONITOR_LOG));
+                (a, Some(parser))
+            }
+            None => return Ok(0),
+        }
+    } else {
+        (MonitorArgs::parse(args)?, None)
+    };
+    // Asked for by the API: the container's exec server is a fork of this
+    // monitor, running the same `exec` as `nucleus exec-server`.
+    let execs = match parser {
+        Some(p) => crate::exec_server::CliExecs::with_parser(root.path(), &a.id, p),
+        None => crate::exec_server::CliExecs::new(root.path(), &a.id),
+    };
+    let execs = a
+        .exec_socket
+        .as_ref()
+        .map(|_| &execs as &dyn nucleus_engine::lifecycle::ExecHandler);
+    Ok(monitor::serve(
+        root,
+        &a,
+        &mut NoNetwork,
+        &NoSideTasks,
+        execs,
+    )?)
 }

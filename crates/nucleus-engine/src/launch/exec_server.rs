@@ -4,15 +4,27 @@
 //! migration (a v1 `cgroup.procs` write waits for an RCU grace period,
 //! ~10-15 ms, and is most of a cold `exec`).
 //!
+//! Two ways to start one:
+//! - [`serve`]: the calling process (`nucleus exec-server`, a binary the
+//!   API starts for a sandbox it did not create) becomes the server; it
+//!   moves itself into the cgroup (v1: `0` into `tasks`, which skips the
+//!   global rwsem for a single-threaded process; v2: `cgroup.procs`);
+//! - [`Bound::bind`] then [`Bound::fork`]: a container's monitor binds the
+//!   socket (so connections queue from then on), reports the container
+//!   started, and forks the server straight into the cgroup
+//!   (`clone3(CLONE_INTO_CGROUP)` for v2, `0` into v1 `tasks`): no binary
+//!   start and no grace period on the way to a sandbox's first exec.
+//!
 //! Protocol, one connection per command, on a unix stream socket (mode
 //! 0600, and only peers with our effective uid are served):
 //! - the client sends a JSON array of strings (the command line the
 //!   worker runs) and a newline, with exactly three fds (stdin, stdout,
 //!   stderr) attached as `SCM_RIGHTS` to its first byte;
-//! - the worker installs the fds as 0, 1 and 2, calls the caller's `run`
-//!   (in practice the CLI's own `exec`, which validates the command line
-//!   and applies every protection `nucleus exec` does), then writes its
-//!   exit code as 4 bytes, little endian, and exits.
+//! - the worker installs the fds as 0, 1 and 2, calls the caller's
+//!   [`ExecHandler::run`] (in practice the CLI's own `exec`, which
+//!   validates the command line and applies every protection `nucleus
+//!   exec` does), then writes its exit code as 4 bytes, little endian, and
+//!   exits.
 //!
 //! Before it serves, the server reads what every exec needs once
 //! ([`Prepared`]: the container's state, seccomp program and Landlock
@@ -21,20 +33,23 @@
 //! The worker inherits the server's cgroup membership, so
 //! `launch_exec` finds the exec'd process already in place and skips the
 //! write (see `Cgroup::holds`). The server exits when the container's init
-//! does, and removes its socket.
+//! does, and removes its socket and lock file (`<socket>.lock`, held
+//! exclusively by the one server of a socket).
 
+use super::cgroup_join::{join_v1_self, CgroupJoin};
 use crate::error::{EngineError, Result};
 use crate::security::landlock::LandlockPolicy;
 use crate::security::seccomp::SeccompProgram;
 use crate::state::{ContainerState, StateRoot, Status};
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     getsockopt, recvmsg, sockopt, ControlMessageOwned, MsgFlags, UnixCredentials,
 };
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use nucleus_sys::clone::{clone_fork, CloneResult};
+use nucleus_sys::clone::{clone3_into_cgroup, clone_fork, CloneResult};
 use std::io::{IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -65,10 +80,47 @@ pub(crate) fn prepared(id: &str) -> Option<&'static Prepared> {
     PREPARED.get().filter(|p| p.state.id == id)
 }
 
-/// What a worker runs: the request's command line, with the request's
-/// fds already installed as stdin, stdout and stderr; returns the exit
-/// code sent back to the client.
-pub type ExecRunner<'a> = &'a dyn Fn(Vec<String>) -> i32;
+/// What an exec server's workers run.
+pub trait ExecHandler {
+    /// In the server, once, before it serves: builds what every request
+    /// needs (workers are forks and find it made).
+    fn prepare(&self) {}
+    /// In a worker: the request's command line, with the request's fds
+    /// already installed as stdin, stdout and stderr; returns the exit
+    /// code sent back to the client.
+    fn run(&self, argv: Vec<String>) -> i32;
+}
+
+/// The comm name of an exec server (`ps` shows it; tests look for it).
+pub const SERVER_COMM: &std::ffi::CStr = c"nucleus:[execd]";
+/// The comm name of its workers, while their command runs.
+const WORKER_COMM: &std::ffi::CStr = c"nucleus:[exec]";
+
+/// The state of a container that can take execs.
+fn live_state(root: &StateRoot, id: &str) -> Result<ContainerState> {
+    let st = root.peek(id)?;
+    let status = root.status_of(&st);
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(EngineError::WrongStatus {
+            id: id.to_string(),
+            status: status.to_string(),
+            op: "serve execs for it",
+        });
+    }
+    Ok(st)
+}
+
+/// Reads the seccomp program and Landlock policy once, for every worker.
+fn prepare(root: &StateRoot, st: ContainerState) -> Result<()> {
+    let seccomp = super::exec::compile_seccomp(&st.spec, Some(&root.seccomp_cache_dir()))?;
+    let landlock = crate::spec::landlock_policy(&st.spec)?;
+    let _ = PREPARED.set(Prepared {
+        state: st,
+        seccomp,
+        landlock,
+    });
+    Ok(())
+}
 
 /// Serves exec requests for container `id` on `socket` until the
 /// container's init exits. Joins the container's cgroup first (once, for
@@ -79,34 +131,176 @@ pub fn serve(
     id: &str,
     socket: &Path,
     ready: &mut dyn FnMut(),
-    run: ExecRunner<'_>,
+    handler: &dyn ExecHandler,
 ) -> Result<()> {
-    let st = root.peek(id)?;
-    let status = root.status_of(&st);
-    if !matches!(status, Status::Running | Status::Created) {
-        return Err(EngineError::WrongStatus {
-            id: id.to_string(),
-            status: status.to_string(),
-            op: "serve execs for it",
-        });
-    }
+    let st = live_state(root, id)?;
     let init = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(st.pid))
         .map_err(|e| EngineError::sys("open pidfd of container init", e))?;
     if let Some(cg) = &st.cgroup {
-        cg.add_pid(std::process::id() as i32)?;
+        super::parent::ensure_single_threaded()?;
+        let join = CgroupJoin::open(cg)?;
+        // v1: the single-threaded server moves itself (no global rwsem);
+        // v2 has no such path for a process, only clone3 (see `Bound`).
+        join_v1_self(&join.v1_tasks)
+            .map_err(|e| EngineError::sys("join the container's v1 cgroups", e))?;
+        if let Some(dir) = cg.v2_dir() {
+            let path = dir.join("cgroup.procs");
+            std::fs::write(&path, std::process::id().to_string())
+                .map_err(|e| EngineError::io("write", path, e))?;
+        }
     }
-    let seccomp = super::exec::compile_seccomp(&st.spec, Some(&root.seccomp_cache_dir()))?;
-    let landlock = crate::spec::landlock_policy(&st.spec)?;
-    let _ = PREPARED.set(Prepared {
-        state: st,
-        seccomp,
-        landlock,
-    });
+    let _ = nix::sys::prctl::set_name(SERVER_COMM);
+    prepare(root, st)?;
+    handler.prepare();
     let listener = bind(socket)?;
     ready();
-    let result = accept_loop(&listener, init.as_fd(), run);
+    let result = accept_loop(&listener, init.as_fd(), handler);
     let _ = std::fs::remove_file(socket);
     result
+}
+
+/// An exec socket bound (and its lock taken) by a container's monitor,
+/// before the server is forked: connections made from now on wait in the
+/// backlog. Dropped unforked, it removes the socket and the lock file.
+#[derive(Debug)]
+pub struct Bound {
+    id: String,
+    socket: std::path::PathBuf,
+    lock_path: std::path::PathBuf,
+    listener: Option<UnixListener>,
+    lock: Option<Flock<std::fs::File>>,
+    init: OwnedFd,
+    join: Option<CgroupJoin>,
+    state: Option<ContainerState>,
+}
+
+impl Bound {
+    /// Binds `socket` for container `id`, holding `<socket>.lock`;
+    /// `None` when another server holds the lock. The caller must be
+    /// single-threaded (it forks the server next).
+    pub fn bind(root: &StateRoot, id: &str, socket: &Path) -> Result<Option<Bound>> {
+        super::parent::ensure_single_threaded()?;
+        let st = live_state(root, id)?;
+        let init = nucleus_sys::pidfd::pidfd_open(Pid::from_raw(st.pid))
+            .map_err(|e| EngineError::sys("open pidfd of container init", e))?;
+        let join = st.cgroup.as_ref().map(CgroupJoin::open).transpose()?;
+        let lock_path = socket.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| EngineError::io("open", &lock_path, e))?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(EngineError::sys("lock the exec socket", e)),
+        };
+        let mut bound = Bound {
+            id: id.to_string(),
+            socket: socket.to_path_buf(),
+            lock_path,
+            listener: None,
+            lock: Some(lock),
+            init,
+            join,
+            state: Some(st),
+        };
+        bound.listener = Some(bind(socket)?);
+        Ok(Some(bound))
+    }
+
+    /// Forks the server into the container's cgroup; it serves with
+    /// `handler` until the init exits. Returns its pid (a child of the
+    /// caller, which reaps it).
+    pub fn fork(mut self, root: &StateRoot, handler: &dyn ExecHandler) -> Result<Pid> {
+        super::parent::ensure_single_threaded()?;
+        let v2 = self.join.as_ref().and_then(|j| j.v2());
+        let mut in_v2 = false;
+        let cloned = match v2 {
+            // SAFETY: ensure_single_threaded just checked that this process
+            // has one thread, so the child may allocate and call any libc
+            // function; flag 0 is a plain fork, and `dir` is an open
+            // cgroup2 directory that outlives the call.
+            Some(dir) => match unsafe { clone3_into_cgroup(0, dir) } {
+                Ok(r) => {
+                    in_v2 = true;
+                    Ok(r)
+                }
+                // SAFETY: as above.
+                Err(_) => unsafe { clone_fork(0) },
+            },
+            // SAFETY: as above.
+            None => unsafe { clone_fork(0) },
+        }
+        .map_err(|e| EngineError::sys("fork the exec server", e))?;
+        match cloned {
+            CloneResult::Child => {
+                let code = match self.serve_forked(root, in_v2, handler) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::warn!(id = self.id, error = %e, "exec server stopped");
+                        1
+                    }
+                };
+                self.remove_files();
+                // SAFETY: _exit skips the atexit handlers and destructors
+                // that belong to the monitor's copy of this process.
+                unsafe { libc::_exit(code) }
+            }
+            CloneResult::Parent(pid) => {
+                // The child owns the socket and the lock from now on.
+                self.listener = None;
+                self.lock = None;
+                Ok(pid)
+            }
+        }
+    }
+
+    /// Role: the exec server, forked by the container's monitor, on the
+    /// host, in the container's cgroups.
+    fn serve_forked(
+        &mut self,
+        root: &StateRoot,
+        in_v2: bool,
+        handler: &dyn ExecHandler,
+    ) -> Result<()> {
+        let _ = nix::sys::prctl::set_name(SERVER_COMM);
+        let st = self.state.take().ok_or_else(|| {
+            EngineError::invalid("exec server", &self.id, "its state was taken twice")
+        })?;
+        if let Some(join) = &self.join {
+            join_v1_self(&join.v1_tasks)
+                .map_err(|e| EngineError::sys("join the container's v1 cgroups", e))?;
+            if let (false, Some(dir)) = (in_v2, st.cgroup.as_ref().and_then(|c| c.v2_dir())) {
+                let path = dir.join("cgroup.procs");
+                std::fs::write(&path, std::process::id().to_string())
+                    .map_err(|e| EngineError::io("write", path, e))?;
+            }
+        }
+        self.join = None;
+        prepare(root, st)?;
+        handler.prepare();
+        let listener = self.listener.take().ok_or_else(|| {
+            EngineError::invalid("exec server", &self.id, "its socket was taken twice")
+        })?;
+        // No heap trim here: the pages are the monitor's, shared until
+        // written, and trimming would write them.
+        accept_loop(&listener, self.init.as_fd(), handler)
+    }
+
+    fn remove_files(&self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            self.remove_files();
+        }
+    }
 }
 
 /// Binds `socket` with mode 0600 from the start (umask), replacing a
@@ -126,7 +320,7 @@ fn bind(socket: &Path) -> Result<UnixListener> {
 fn accept_loop(
     listener: &UnixListener,
     init: std::os::fd::BorrowedFd<'_>,
-    run: ExecRunner<'_>,
+    handler: &dyn ExecHandler,
 ) -> Result<()> {
     loop {
         let mut fds = [
@@ -156,7 +350,7 @@ fn accept_loop(
         if !same_user(&conn) {
             continue;
         }
-        fork_worker(conn, listener, run)?;
+        fork_worker(conn, listener, handler)?;
     }
 }
 
@@ -174,7 +368,7 @@ fn reap_workers() {
     }
 }
 
-fn fork_worker(conn: UnixStream, listener: &UnixListener, run: ExecRunner<'_>) -> Result<()> {
+fn fork_worker(conn: UnixStream, listener: &UnixListener, handler: &dyn ExecHandler) -> Result<()> {
     super::parent::ensure_single_threaded()?;
     // SAFETY: ensure_single_threaded just checked that this process has
     // one thread, so the child may allocate and call any libc function;
@@ -183,7 +377,7 @@ fn fork_worker(conn: UnixStream, listener: &UnixListener, run: ExecRunner<'_>) -
         CloneResult::Child => {
             // The listener is close-on-exec; the worker itself never uses it.
             let _ = listener;
-            let code = worker(&conn, run);
+            let code = worker(&conn, handler);
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
             let _ = (&conn).write_all(&code.to_le_bytes());
@@ -197,7 +391,8 @@ fn fork_worker(conn: UnixStream, listener: &UnixListener, run: ExecRunner<'_>) -
 
 /// Role: a worker, forked per request. Receives the command line and
 /// fds, installs them, and runs.
-fn worker(conn: &UnixStream, run: ExecRunner<'_>) -> i32 {
+fn worker(conn: &UnixStream, handler: &dyn ExecHandler) -> i32 {
+    let _ = nix::sys::prctl::set_name(WORKER_COMM);
     let (argv, fds) = match receive(conn) {
         Ok(r) => r,
         Err(message) => {
@@ -216,7 +411,7 @@ fn worker(conn: &UnixStream, run: ExecRunner<'_>) -> i32 {
         return 255;
     }
     drop((stdin, stdout, stderr));
-    run(argv)
+    handler.run(argv)
 }
 
 /// Reads the request: the fds come with the first bytes, the rest of the

@@ -11,7 +11,7 @@ pub mod resources;
 mod run;
 mod start;
 
-pub use crate::launch::exec_server::{serve as serve_execs, ExecRunner};
+pub use crate::launch::exec_server::{serve as serve_execs, Bound as BoundExecServer, ExecHandler};
 pub use checkpoint::{checkpoint, restore, CheckpointOptions, CriuOptions, RestoreOptions};
 pub use create::{create, CreateOptions};
 pub use delete::delete;

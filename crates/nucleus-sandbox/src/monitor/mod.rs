@@ -17,6 +17,7 @@
 //! It has one 8 KiB read buffer, and no threads unless an attached
 //! network runs its resolver beside the container.
 
+pub mod standby;
 mod supervise;
 
 use crate::error::{render_chain, LaunchFailure, Result, SandboxError};
@@ -25,7 +26,7 @@ use crate::network::{EngineStep, NetworkAttach};
 use crate::side_task::SideTasks;
 use crate::user_net::{UserNet, UserNetPlan};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nucleus_engine::lifecycle::{self, RunOptions};
+use nucleus_engine::lifecycle::{self, BoundExecServer, ExecHandler, RunOptions};
 use nucleus_engine::state::StateRoot;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -57,10 +58,14 @@ pub struct MonitorArgs {
     pub timeout: Option<Duration>,
     /// Delete the container once it has exited.
     pub rm: bool,
+    /// Serve execs on this socket: a fork of the monitor in the
+    /// container's cgroups (`nucleus_engine::lifecycle::BoundExecServer`),
+    /// bound before the monitor reports the container started.
+    pub exec_socket: Option<PathBuf>,
 }
 
 impl MonitorArgs {
-    /// `--id ID --bundle DIR [--timeout SECS] [--rm]`.
+    /// `--id ID --bundle DIR [--timeout SECS] [--rm] [--exec-socket PATH]`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![
             "--id".into(),
@@ -75,6 +80,10 @@ impl MonitorArgs {
         if self.rm {
             a.push("--rm".into());
         }
+        if let Some(s) = &self.exec_socket {
+            a.push("--exec-socket".into());
+            a.push(s.clone().into());
+        }
         a
     }
 
@@ -82,6 +91,7 @@ impl MonitorArgs {
     pub fn parse(args: &[String]) -> Result<MonitorArgs> {
         let bad = |v: &str| SandboxError::MonitorArgs { arg: v.to_string() };
         let (mut id, mut bundle, mut timeout, mut rm) = (None, None, None, false);
+        let mut exec_socket = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
@@ -92,6 +102,9 @@ impl MonitorArgs {
                     timeout = Some(Duration::from_secs_f64(crate::parse::timeout(v)?));
                 }
                 "--rm" => rm = true,
+                "--exec-socket" => {
+                    exec_socket = Some(PathBuf::from(it.next().ok_or_else(|| bad(a))?))
+                }
                 other => return Err(bad(other)),
             }
         }
@@ -101,6 +114,7 @@ impl MonitorArgs {
                 bundle,
                 timeout,
                 rm,
+                exec_socket,
             }),
             _ => Err(bad(&args.join(" "))),
         }
@@ -112,6 +126,20 @@ impl MonitorArgs {
 pub struct MonitorCommand {
     pub exe: PathBuf,
     pub debug: bool,
+    /// Have each monitor serve execs on a socket in this directory
+    /// ([`exec_socket`]; the API server's choice).
+    pub exec_sockets: Option<PathBuf>,
+    /// A monitor started ahead of need, used by creates without secret
+    /// descriptors (`standby`).
+    pub standby: Option<std::sync::Arc<standby::Standby>>,
+}
+
+/// `DIR/x-<first 16 hex of id>.sock`: container `id`'s exec socket, short
+/// for `sun_path`'s 108 bytes (the server checks the full id of every
+/// request).
+pub fn exec_socket(dir: &Path, id: &str) -> PathBuf {
+    let short: String = id.chars().take(16).collect();
+    dir.join(format!("x-{short}.sock"))
 }
 
 impl MonitorCommand {
@@ -120,7 +148,12 @@ impl MonitorCommand {
         let exe = std::env::current_exe().map_err(|e| SandboxError::MonitorStart {
             reason: format!("cannot find the nucleus binary: {e}"),
         })?;
-        Ok(MonitorCommand { exe, debug })
+        Ok(MonitorCommand {
+            exe,
+            debug,
+            exec_sockets: None,
+            standby: None,
+        })
     }
 }
 
@@ -183,7 +216,14 @@ impl ExitRecord {
 
 /// Starter side: runs the monitor for container `a.id` (bundle already
 /// written, secret fds open and inheritable) and waits for its report.
-pub fn start(cmd: &MonitorCommand, root: &Path, a: &MonitorArgs) -> Result<()> {
+/// Without secret fds (`inherits_fds` false), a waiting standby monitor
+/// is used when there is one.
+pub fn start(cmd: &MonitorCommand, root: &Path, a: &MonitorArgs, inherits_fds: bool) -> Result<()> {
+    if let (false, Some(s)) = (inherits_fds, &cmd.standby) {
+        if let Some(done) = s.start(a) {
+            return done;
+        }
+    }
     let fail = |reason: String| SandboxError::MonitorStart { reason };
     let log = a.bundle.join(MONITOR_LOG);
     // Made here, not by the binary's logging: it marks the container as monitored.
@@ -207,8 +247,14 @@ pub fn start(cmd: &MonitorCommand, root: &Path, a: &MonitorArgs) -> Result<()> {
     let Some(out) = child.stdout.take() else {
         return Err(fail("it has no status pipe".into()));
     };
+    read_report(BufReader::new(out), &mut child)
+}
+
+/// Reads the monitor's one-line report (`ok` or `err KIND MESSAGE`); a
+/// monitor that failed is reaped.
+fn read_report(mut from: impl BufRead, child: &mut std::process::Child) -> Result<()> {
     let mut line = String::new();
-    let _ = BufReader::new(out).read_line(&mut line);
+    let _ = from.read_line(&mut line);
     match line.trim_end().split_once(' ') {
         None if line.trim_end() == "ok" => Ok(()),
         Some(("err", rest)) => {
@@ -222,17 +268,22 @@ pub fn start(cmd: &MonitorCommand, root: &Path, a: &MonitorArgs) -> Result<()> {
         }
         _ => {
             let _ = child.wait();
-            Err(fail("it exited before the container started".into()))
+            Err(SandboxError::MonitorStart {
+                reason: "it exited before the container started".into(),
+            })
         }
     }
 }
 
 /// Monitor side: the `__monitor` verb. Returns the monitor's exit code.
+/// With `execs` and `a.exec_socket`, the container's exec server is a
+/// fork of the monitor that runs `execs` (see [`start_exec_server`]).
 pub fn serve(
     root: &StateRoot,
     a: &MonitorArgs,
     network: &mut dyn NetworkAttach,
     tasks: &dyn SideTasks,
+    execs: Option<&dyn ExecHandler>,
 ) -> Result<i32> {
     // Role: monitor, on the host, root; the container init's parent.
     let _ = nix::unistd::setsid();
@@ -261,9 +312,20 @@ pub fn serve(
     });
     match started {
         Ok((started, planned, user_net)) => {
+            // Bound before `ok`: a first exec sent as soon as the starter
+            // hears it waits in the socket's backlog, never for a launch.
+            let bound = match (&a.exec_socket, execs) {
+                (Some(socket), Some(_)) => bind_exec_server(root, &a.id, socket),
+                _ => None,
+            };
             let _ = status.write_all(b"ok\n");
+            // Closed before the fork: the server must not hold the pipe.
             drop(status);
-            let code = supervise(root, a, started, tasks);
+            let server = match (bound, execs) {
+                (Some(b), Some(h)) => start_exec_server(root, &a.id, b, h),
+                _ => None,
+            };
+            let code = supervise(root, a, started, tasks, server);
             // The container is gone (or kept, stopped): tear its network down.
             drop(planned);
             drop(user_net);
@@ -280,6 +342,40 @@ pub fn serve(
                 render_chain(&e).replace('\n', " ")
             );
             Ok(1)
+        }
+    }
+}
+
+/// Binds the container's exec socket; `None` (with a warning, unless
+/// another server has it) when that is not possible, e.g. when a network's
+/// resolver thread runs in this process: the API then starts
+/// `nucleus exec-server` on the first exec.
+fn bind_exec_server(root: &StateRoot, id: &str, socket: &Path) -> Option<BoundExecServer> {
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match BoundExecServer::bind(root, id, socket) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(id, error = %e, "no exec server forked by the monitor");
+            None
+        }
+    }
+}
+
+/// Forks the bound exec server into the container's cgroups; its pid, a
+/// child of the monitor that `supervise` reaps.
+fn start_exec_server(
+    root: &StateRoot,
+    id: &str,
+    bound: BoundExecServer,
+    execs: &dyn ExecHandler,
+) -> Option<nix::unistd::Pid> {
+    match bound.fork(root, execs) {
+        Ok(pid) => Some(pid),
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot fork the exec server");
+            None
         }
     }
 }
@@ -350,6 +446,7 @@ mod tests {
             bundle: "/r/.bundles/abc".into(),
             timeout: Some(Duration::from_millis(1500)),
             rm: true,
+            exec_socket: Some("/r/.api/x-abc.sock".into()),
         };
         let argv: Vec<String> = a
             .to_args()
@@ -365,7 +462,9 @@ mod tests {
                 "/r/.bundles/abc",
                 "--timeout",
                 "1.5",
-                "--rm"
+                "--rm",
+                "--exec-socket",
+                "/r/.api/x-abc.sock"
             ]
         );
         assert_eq!(MonitorArgs::parse(&argv).unwrap(), a);

@@ -50,6 +50,8 @@ enum Slot {
     Pipe(usize),
     Init,
     Task(usize),
+    /// The exec server the monitor forked.
+    Server,
 }
 
 pub(super) fn supervise(
@@ -57,7 +59,14 @@ pub(super) fn supervise(
     a: &MonitorArgs,
     s: Started,
     task_set: &dyn SideTasks,
+    server: Option<nix::unistd::Pid>,
 ) -> Result<i32> {
+    // The exec server is our child: reaped as soon as it ends (with the
+    // init, normally), so it never lingers as a zombie.
+    let mut server = server.and_then(|pid| {
+        let fd = nucleus_sys::pidfd::pidfd_open(pid).ok()?;
+        Some((pid, fd))
+    });
     let pidfd =
         nucleus_sys::pidfd::pidfd_open(s.spawned.pid).map_err(|source| SandboxError::Sys {
             op: "pidfd_open the container init",
@@ -109,8 +118,8 @@ pub(super) fn supervise(
             }
             None => PollTimeout::NONE,
         };
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3 + tasks.len());
-        let mut which = Vec::with_capacity(3 + tasks.len());
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4 + tasks.len());
+        let mut which = Vec::with_capacity(4 + tasks.len());
         for (i, p) in pipes.iter().enumerate() {
             if let Some(f) = p {
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
@@ -126,6 +135,10 @@ pub(super) fn supervise(
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 which.push(Slot::Task(i));
             }
+        }
+        if let Some((_, fd)) = &server {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            which.push(Slot::Server);
         }
         match poll(&mut fds, timeout) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -158,6 +171,11 @@ pub(super) fn supervise(
                         }
                     }
                 }
+                Slot::Server => {
+                    if let Some((pid, _)) = server.take() {
+                        let _ = nix::sys::wait::waitpid(pid, None);
+                    }
+                }
                 Slot::Task(i) => {
                     if let Some(t) = tasks.get_mut(i) {
                         if let Err(e) = t.wake(&ctx) {
@@ -187,6 +205,10 @@ pub(super) fn supervise(
     }
     for sp in splitters.iter_mut() {
         sp.flush(&mut log)?;
+    }
+    if let Some((pid, _)) = server.take() {
+        // It saw the init go too; if it has not ended yet, init(1) reaps it.
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     }
     let code = exit.ok_or(SandboxError::NoExitStatus)?;
     let record = ExitRecord {
