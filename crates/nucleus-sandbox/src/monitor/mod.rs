@@ -346,10 +346,10 @@ pub fn serve(
     }
 }
 
-/// Binds the container's exec socket; `None` (with a warning, unless
-/// another server has it) when that is not possible, e.g. when a network's
-/// resolver thread runs in this process: the API then starts
-/// `nucleus exec-server` on the first exec.
+/// Binds the container's exec socket; `None` when another server has it or
+/// when forking one is not possible, e.g. when a network's resolver thread
+/// runs in this process. The API then starts `nucleus exec-server` on the
+/// first exec, so that case is only said at debug level.
 fn bind_exec_server(root: &StateRoot, id: &str, socket: &Path) -> Option<BoundExecServer> {
     if let Some(dir) = socket.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -357,7 +357,7 @@ fn bind_exec_server(root: &StateRoot, id: &str, socket: &Path) -> Option<BoundEx
     match BoundExecServer::bind(root, id, socket) {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(id, error = %e, "no exec server forked by the monitor");
+            tracing::debug!(id, error = %e, "no exec server forked by the monitor");
             None
         }
     }
