@@ -72,6 +72,7 @@ impl World {
         ));
         assert!(setup.status.success(), "{}", text(&setup));
         std::fs::write(w.www.path().join("index.html"), "remote\n").unwrap();
+        std::fs::write(w.www.path().join("big"), vec![b'x'; 1_000_000]).unwrap();
         let www = w.www.path().display().to_string();
         for addr in [format!("198.19.{x}.2:80"), format!("198.19.{x}.3:80")] {
             w.spawn_remote(&["busybox", "httpd", "-f", "-p", &addr, "-h", &www]);
@@ -273,7 +274,10 @@ fn without_a_policy_a_bridge_reaches_everything_through_nat() {
         "--",
         "sh",
         "-c",
-        &format!("curl -sS -m 3 http://198.19.{x}.3/ && ip -o addr show eth0"),
+        &format!(
+            "curl -sS -m 3 http://198.19.{x}.3/ && ip -o addr show eth0 && ip -o link show eth0 \
+             && curl -sS -m 5 -o /tmp/big http://198.19.{x}.3/big && wc -c < /tmp/big"
+        ),
     ]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
@@ -281,6 +285,10 @@ fn without_a_policy_a_bridge_reaches_everything_through_nat() {
         t.contains("remote") && t.contains(&format!("10.222.{x}.2/24")),
         "{t}"
     );
+    // The bridge's default MTU is loopback-sized; a download from the
+    // remote over its 1500-byte link still arrives whole.
+    assert!(t.contains("mtu 65520"), "{t}");
+    assert!(t.lines().any(|l| l.trim() == "1000000"), "{t}");
     w.assert_clean();
 }
 

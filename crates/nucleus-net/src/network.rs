@@ -13,6 +13,12 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_BRIDGE: &str = "nucleus0";
 const DEFAULT_SUBNET4: &str = "10.213.0.0/16";
 const DEFAULT_SUBNET6: &str = "fd6e:7563:6c00::/64";
+/// A network's MTU when `--mtu` is not given: 65520, as pasta's tap uses.
+/// Traffic between the host and its containers then moves in segments as
+/// large as on loopback (at 1500 it ran at ~78% of loopback here, at 65520
+/// at ~98%); a connection out through NAT still sends what the far end's
+/// MSS and path MTU discovery allow.
+pub const DEFAULT_MTU: u32 = 65520;
 /// Pool for networks created without `--subnet`: 10.214.0.0/24, 10.214.1.0/24, ...
 const AUTO_POOL4: [u8; 2] = [10, 214];
 const MAX_NAME: usize = 64;
@@ -56,7 +62,7 @@ impl Network {
             subnet4: DEFAULT_SUBNET4.parse().ok(),
             subnet6: DEFAULT_SUBNET6.parse().ok(),
             internal: false,
-            mtu: 1500,
+            mtu: DEFAULT_MTU,
             dns_names: false,
         }
     }
@@ -119,7 +125,7 @@ impl Network {
             }
             None => format!("nucbr{:08x}", fnv32(&req.name)),
         };
-        let mtu = req.mtu.unwrap_or(1500);
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
         if !(576..=65535).contains(&mtu) {
             return Err(NetError::invalid(
                 "--mtu",
