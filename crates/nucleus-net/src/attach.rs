@@ -125,13 +125,15 @@ pub struct Networking {
     fw: Arc<dyn Firewall>,
 }
 
-/// The host end is the firewall's port prefix and 8 hex digits of the id
-/// (15 characters, IFNAMSIZ - 1); the peer is renamed `eth0` inside.
-fn veth_names(prefix: &str, id: &str) -> (String, String) {
-    let h = fnv32(id);
-    let peer = format!("nup{}", prefix.get(3..).unwrap_or_default());
-    (format!("{prefix}{h:08x}"), format!("{peer}{h:08x}"))
+/// The host end of the veth: the firewall's port prefix and 8 hex digits
+/// of the id (15 characters, IFNAMSIZ - 1). The peer is made as `eth0`
+/// inside the container's namespace.
+fn host_veth_name(prefix: &str, id: &str) -> String {
+    format!("{prefix}{:08x}", fnv32(id))
 }
+
+/// The container's end of the veth, inside its namespace.
+const CONTAINER_IFNAME: &str = "eth0";
 
 /// `/proc/<pid>/stat` field 22 (start time in clock ticks).
 pub fn pid_start_time(pid: u32) -> Option<u64> {
@@ -351,7 +353,7 @@ impl Networking {
             store::write_json(&self.store.def_path(DEFAULT_NETWORK), &net)?;
         }
         let lease = ipam::allocate(&self.store, &net, &req.id, req.name.as_deref())?;
-        let (host_veth, peer) = veth_names(&self.fw.port_prefix(), &req.id);
+        let host_veth = host_veth_name(&self.fw.port_prefix(), &req.id);
         let mut record = Attachment {
             id: req.id.clone(),
             network: net.name.clone(),
@@ -371,7 +373,7 @@ impl Networking {
         };
         // Recorded before anything is made, so a crash from here on is repairable.
         store::write_state(&self.store.attachment_path(&req.id), &record)?;
-        match self.install(&net, &req, &peer, &mut record) {
+        match self.install(&net, &req, &mut record) {
             Ok(side_task) => {
                 store::write_state(&self.store.attachment_path(&req.id), &record)?;
                 Ok(Attached {
@@ -392,19 +394,11 @@ impl Networking {
         &self,
         net: &Network,
         req: &AttachRequest,
-        peer: &str,
         rec: &mut Attachment,
     ) -> Result<SideTask> {
         let nl = link::Netlink::open()?;
-        nl.ensure_bridge(net)?;
+        let bridge = nl.ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
-        if nl.exists(&rec.host_veth)? {
-            return Err(NetError::invalid(
-                "container id",
-                &req.id,
-                format!("veth `{}` already exists", rec.host_veth),
-            ));
-        }
         let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
 
         let gateways: Vec<IpAddr> = net
@@ -476,8 +470,8 @@ impl Networking {
         let (links, installed) = std::thread::scope(|s| {
             let fw = s.spawn(|| self.fw.setup_container(&rules));
             let links = nl
-                .create_veth(rules.host_veth, peer, &net.bridge, net.mtu, &ns)
-                .and_then(|()| link::configure_container(&ns, peer, "eth0", net, rules.lease));
+                .create_veth(rules.host_veth, CONTAINER_IFNAME, bridge, net.mtu, &ns)
+                .and_then(|()| link::configure_container(&ns, CONTAINER_IFNAME, net, rules.lease));
             let installed = fw.join().unwrap_or_else(|_| {
                 Err(NetError::Nftables {
                     op: "install the container's rules",

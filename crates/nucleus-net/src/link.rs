@@ -70,24 +70,20 @@ impl Netlink {
         Ok(Netlink { rt, handle, conn })
     }
 
-    /// Does a link of this name exist?
-    pub fn exists(&self, name: &str) -> Result<bool> {
-        self.rt
-            .block_on(async { Ok(index_of(&self.handle, name).await?.is_some()) })
-    }
-
-    /// Create the network's bridge if absent, give it the gateway addresses, bring it up.
-    pub fn ensure_bridge(&self, net: &Network) -> Result<()> {
+    /// Create the network's bridge if absent, give it the gateway addresses,
+    /// bring it up; its index.
+    pub fn ensure_bridge(&self, net: &Network) -> Result<u32> {
         self.rt.block_on(ensure_bridge_on(&self.handle, net))
     }
 
-    /// Create `host` <-> `peer` with `peer` in the namespace at
-    /// `netns_path`, and attach `host` to the bridge.
+    /// Create `host` <-> `peer` with `peer` (its final name) in the
+    /// namespace at `netns_path`, and `host` up on the bridge `bridge`
+    /// (an index), in one request.
     pub fn create_veth(
         &self,
         host: &str,
         peer: &str,
-        bridge: &str,
+        bridge: u32,
         mtu: u32,
         netns_path: &Path,
     ) -> Result<()> {
@@ -135,7 +131,7 @@ async fn add_address(
     }
 }
 
-async fn ensure_bridge_on(h: &Handle, net: &Network) -> Result<()> {
+async fn ensure_bridge_on(h: &Handle, net: &Network) -> Result<u32> {
     let br = net.bridge.as_str();
     let index = match index_of(h, br).await? {
         Some(i) => i,
@@ -156,17 +152,50 @@ async fn ensure_bridge_on(h: &Handle, net: &Network) -> Result<()> {
             })?
         }
     };
+    // Sent together (the kernel takes them in order); one wait for all.
+    let mut steps: Vec<Step<'_>> = Vec::new();
     if let (Some(gw), Some(s)) = (net.gateway4(), net.subnet4) {
-        add_address(h, index, br, gw.into(), s.prefix_len()).await?;
+        steps.push(Box::pin(add_address(
+            h,
+            index,
+            br,
+            gw.into(),
+            s.prefix_len(),
+        )));
     }
     if let (Some(gw), Some(s)) = (net.gateway6(), net.subnet6) {
-        add_address(h, index, br, gw.into(), s.prefix_len()).await?;
+        steps.push(Box::pin(add_address(
+            h,
+            index,
+            br,
+            gw.into(),
+            s.prefix_len(),
+        )));
     }
-    h.link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
+    steps.push(Box::pin(async move {
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl_err("bring up", br))
+    }));
+    in_order(steps).await?;
+    Ok(index)
+}
+
+/// One netlink request and the check of its answer.
+type Step<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+
+/// Runs `steps` concurrently on one connection: each is sent when first
+/// polled, so they reach the kernel in order and are answered in order,
+/// with one round trip for all. The first failure in that order is the
+/// error (a later step often fails only because of it).
+async fn in_order(steps: Vec<Step<'_>>) -> Result<()> {
+    futures::future::join_all(steps)
         .await
-        .map_err(nl_err("bring up", br))
+        .into_iter()
+        .collect::<Result<Vec<()>>>()
+        .map(drop)
 }
 
 /// Delete a link in the caller's namespace; a missing one is fine.
@@ -187,12 +216,14 @@ async fn create_veth_on(
     h: &Handle,
     host: &str,
     peer: &str,
-    bridge: &str,
+    bridge: u32,
     mtu: u32,
     ns: &File,
 ) -> Result<()> {
-    // The peer is made inside the container's namespace: moving it there
-    // afterwards would make the kernel wait for a grace period (synchronize_net).
+    // The peer is made inside the container's namespace, under its final
+    // name: moving it there afterwards would make the kernel wait for a
+    // grace period (synchronize_net), and renaming it is one more request.
+    // The host end is enslaved and up in the same request.
     let peer_msg = LinkUnspec::new_with_name(peer)
         .mtu(mtu)
         .setns_by_fd(ns.as_raw_fd())
@@ -200,113 +231,104 @@ async fn create_veth_on(
     let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(host.to_string())
         .mtu(mtu)
+        .controller(bridge)
+        .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
         .build();
-    h.link()
-        .add(veth)
-        .execute()
-        .await
-        .map_err(nl_err("create veth", host))?;
-    let br = index_of(h, bridge)
-        .await?
-        .ok_or_else(|| NetError::Netlink {
-            op: "find bridge",
-            target: bridge.into(),
-            detail: "no such device".into(),
-        })?;
-    let hi = index_of(h, host).await?.unwrap_or_default();
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(hi)
-                .controller(br)
-                .mtu(mtu)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl_err("attach to the bridge", host))
+    match h.link().add(veth).execute().await {
+        Err(e) if is_errno(&e, Errno::EEXIST) => Err(NetError::Netlink {
+            op: "create veth",
+            target: host.into(),
+            detail: "a link of this name already exists".into(),
+        }),
+        r => r.map_err(nl_err("create veth", host)),
+    }
 }
 
-/// Inside the container's namespace: `lo` up, `peer` renamed to `ifname`
-/// with its addresses and MTU, up, and default routes via the gateways
-/// (none on an internal network).
+/// Inside the container's namespace: `lo` up, `ifname` (made there by
+/// `create_veth`) with its addresses, up, and default routes via the
+/// gateways (none on an internal network). Two round trips: the lookup of
+/// `ifname` beside `lo` up, then everything else sent together.
 pub fn configure_container(
     netns_path: &Path,
-    peer: &str,
     ifname: &str,
     net: &Network,
     lease: &Lease,
 ) -> Result<()> {
-    let (peer, ifname, net, lease) = (
-        peer.to_string(),
-        ifname.to_string(),
-        net.clone(),
-        lease.clone(),
-    );
+    let (ifname, net, lease) = (ifname.to_string(), net.clone(), lease.clone());
     netns::run_in(netns_path, move || {
         with_handle("container link setup", |h| async move {
-            if let Some(lo) = index_of(&h, "lo").await? {
-                h.link()
-                    .set(LinkUnspec::new_with_index(lo).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl_err("bring up", "lo"))?;
-            }
-            let i = index_of(&h, &peer)
-                .await?
-                .ok_or_else(|| NetError::Netlink {
-                    op: "find",
-                    target: peer.clone(),
-                    detail: "not in the container's namespace".into(),
-                })?;
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(i)
-                        .name(ifname.clone())
-                        .mtu(net.mtu)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nl_err("rename", &peer))?;
+            let lo = async {
+                match index_of(&h, "lo").await? {
+                    Some(lo) => h
+                        .link()
+                        .set(LinkUnspec::new_with_index(lo).up().build())
+                        .execute()
+                        .await
+                        .map_err(nl_err("bring up", "lo")),
+                    None => Ok(()),
+                }
+            };
+            let (lo, i) = futures::join!(lo, index_of(&h, &ifname));
+            lo?;
+            let i = i?.ok_or_else(|| NetError::Netlink {
+                op: "find",
+                target: ifname.clone(),
+                detail: "not in the container's namespace".into(),
+            })?;
+            let h = &h;
+            let ifname = ifname.as_str();
+            let mut steps: Vec<Step<'_>> = Vec::new();
             if let (Some(a), Some(s)) = (lease.ipv4, net.subnet4) {
-                add_address(&h, i, &ifname, a.into(), s.prefix_len()).await?;
+                steps.push(Box::pin(add_address(
+                    h,
+                    i,
+                    ifname,
+                    a.into(),
+                    s.prefix_len(),
+                )));
             }
             if let (Some(a), Some(s)) = (lease.ipv6, net.subnet6) {
-                add_address(&h, i, &ifname, a.into(), s.prefix_len()).await?;
+                steps.push(Box::pin(add_address(
+                    h,
+                    i,
+                    ifname,
+                    a.into(),
+                    s.prefix_len(),
+                )));
             }
-            h.link()
-                .set(LinkUnspec::new_with_index(i).up().build())
-                .execute()
-                .await
-                .map_err(nl_err("bring up", &ifname))?;
-            if net.internal {
-                return Ok(());
-            }
-            if let (Some(gw), Some(_)) = (net.gateway4(), lease.ipv4) {
-                let r = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .output_interface(i)
-                    .gateway(gw)
-                    .build();
-                h.route()
-                    .add(r)
+            steps.push(Box::pin(async move {
+                h.link()
+                    .set(LinkUnspec::new_with_index(i).up().build())
                     .execute()
                     .await
-                    .map_err(nl_err("add the IPv4 default route via", &gw.to_string()))?;
+                    .map_err(nl_err("bring up", ifname))
+            }));
+            if !net.internal {
+                if let (Some(gw), Some(_)) = (net.gateway4(), lease.ipv4) {
+                    let r = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .output_interface(i)
+                        .gateway(gw)
+                        .build();
+                    steps.push(Box::pin(async move {
+                        h.route().add(r).execute().await.map_err(|e| {
+                            nl_err("add the IPv4 default route via", &gw.to_string())(e)
+                        })
+                    }));
+                }
+                if let (Some(gw), Some(_)) = (net.gateway6(), lease.ipv6) {
+                    let r = RouteMessageBuilder::<Ipv6Addr>::new()
+                        .output_interface(i)
+                        .gateway(gw)
+                        .build();
+                    steps.push(Box::pin(async move {
+                        h.route().add(r).execute().await.map_err(|e| {
+                            nl_err("add the IPv6 default route via", &gw.to_string())(e)
+                        })
+                    }));
+                }
             }
-            if let (Some(gw), Some(_)) = (net.gateway6(), lease.ipv6) {
-                let r = RouteMessageBuilder::<Ipv6Addr>::new()
-                    .output_interface(i)
-                    .gateway(gw)
-                    .build();
-                h.route()
-                    .add(r)
-                    .execute()
-                    .await
-                    .map_err(nl_err("add the IPv6 default route via", &gw.to_string()))?;
-            }
-            Ok(())
+            in_order(steps).await
         })
     })
 }
