@@ -247,8 +247,9 @@ async fn create_veth_on(
 
 /// Inside the container's namespace: `lo` up, `ifname` (made there by
 /// `create_veth`) with its addresses, up, and default routes via the
-/// gateways (none on an internal network). Two round trips: the lookup of
-/// `ifname` beside `lo` up, then everything else sent together.
+/// gateways (none on an internal network). Three round trips: `lo`'s
+/// lookup and then its up, beside the lookup of `ifname`; then everything
+/// else sent together.
 pub fn configure_container(
     netns_path: &Path,
     ifname: &str,
