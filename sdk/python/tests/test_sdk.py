@@ -127,7 +127,8 @@ def test_symlinks_never_lead_out(server):
         assert e.value.status in (403, 404)
         # `..` stops at the sandbox's root: this is the sandbox's hostname file, not the host's.
         inside = sb.files.read("/tmp/dots")
-        assert inside.decode() == sb.run("cat /etc/hostname").stdout
+        cat = sb.run("cat /etc/hostname")
+        assert inside.decode() == cat.stdout, (cat.exit_code, cat.stderr)
         assert inside.decode() != host_hostname or host_hostname.strip() == ""
         # A write through a final symlink is refused rather than followed.
         with pytest.raises(NucleusError):
