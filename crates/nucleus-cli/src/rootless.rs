@@ -3,8 +3,7 @@
 //! owns (`$XDG_RUNTIME_DIR/nucleus`, `$XDG_DATA_HOME/nucleus`).
 
 use anyhow::{bail, Context, Result};
-use nucleus_engine::oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
-use nucleus_sandbox::userns::{Caller, IdMap, UserNamespace, UsernsMode};
+use nucleus_sandbox::userns::{oci_id_maps, Caller, UserNamespace, UsernsMode};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -125,7 +124,7 @@ pub fn configure_image_store() {
     let writer: Option<nucleus_image::rootless::MapWriter> =
         match nucleus_sandbox::userns::id_maps(&ns, &caller, true) {
             Ok((uid, gid)) if uid.len() > 1 || gid.len() > 1 => {
-                let (uid, gid) = (oci_maps(&uid), oci_maps(&gid));
+                let (uid, gid) = (oci_id_maps(&uid), oci_id_maps(&gid));
                 Some(Box::new(move |pid: u32| {
                     let pid = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
                     nucleus_engine::userns::write_id_maps(pid, &uid, &gid)
@@ -135,19 +134,6 @@ pub fn configure_image_store() {
             _ => None,
         };
     nucleus_image::rootless::configure(writer);
-}
-
-fn oci_maps(maps: &[IdMap]) -> Vec<LinuxIdMapping> {
-    maps.iter()
-        .filter_map(|m| {
-            LinuxIdMappingBuilder::default()
-                .container_id(m.container)
-                .host_id(m.host)
-                .size(m.size)
-                .build()
-                .ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! that space when rootless, in the host's when root.
 
 use crate::error::{Field, Result, SandboxError};
+use nucleus_engine::oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 use serde::{Deserialize, Serialize};
 
 /// How the container's ids relate to the caller's.
@@ -37,6 +38,20 @@ impl std::fmt::Display for IdMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}", self.container, self.host, self.size)
     }
+}
+
+/// `maps` as the OCI spec's id mappings.
+pub fn oci_id_maps(maps: &[IdMap]) -> Vec<LinuxIdMapping> {
+    maps.iter()
+        .filter_map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container)
+                .host_id(m.host)
+                .size(m.size)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 /// What a front end asks for.

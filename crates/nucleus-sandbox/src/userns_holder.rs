@@ -16,9 +16,8 @@
 
 use crate::error::{Result, SandboxError};
 use crate::spec::{Runtime, SandboxSpec};
-use crate::userns::{IdMap, UsernsMode};
+use crate::userns::{oci_id_maps, IdMap, UsernsMode};
 use nix::fcntl::{Flock, FlockArg};
-use nucleus_engine::oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 use nucleus_engine::state::StateRoot;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -318,19 +317,6 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
     fs::rename(&tmp, &path).map_err(|e| SandboxError::io("rename into", &path, e))
 }
 
-fn to_oci(maps: &[IdMap]) -> Vec<LinuxIdMapping> {
-    maps.iter()
-        .filter_map(|m| {
-            LinuxIdMappingBuilder::default()
-                .container_id(m.container)
-                .host_id(m.host)
-                .size(m.size)
-                .build()
-                .ok()
-        })
-        .collect()
-}
-
 /// Starts `exe` as the holder, waits for its `ok`, maps its namespace.
 fn spawn_holder(dir: &Path, uid: &[IdMap], gid: &[IdMap], exe: &Path) -> Result<Record> {
     let mut child = Command::new(exe)
@@ -358,7 +344,7 @@ fn spawn_holder(dir: &Path, uid: &[IdMap], gid: &[IdMap], exe: &Path) -> Result<
     }
     let pid = i32::try_from(child.id()).map_err(|_| holder_error(dir, "pid out of range"))?;
     let made = (|| {
-        nucleus_engine::userns::write_id_maps(pid, &to_oci(uid), &to_oci(gid))
+        nucleus_engine::userns::write_id_maps(pid, &oci_id_maps(uid), &oci_id_maps(gid))
             .map_err(|e| holder_error(dir, format!("map its user namespace: {e}")))?;
         let (start_time, _) = nucleus_engine::state::proc_start_time(pid)
             .ok_or_else(|| holder_error(dir, format!("pid {pid} exited")))?;
