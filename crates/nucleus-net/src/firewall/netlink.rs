@@ -84,7 +84,8 @@ impl Batch {
         self.msgs.push((family, m, 0));
     }
 
-    /// Add addresses (with timeouts in seconds) to a set, or, with `delete`, remove them.
+    /// Add addresses (with timeouts in seconds) to an inet set, or, with
+    /// `delete`, remove them.
     pub(super) fn set_elements(
         &mut self,
         table: &str,
@@ -92,33 +93,19 @@ impl Batch {
         elems: &[(IpAddr, u32)],
         delete: bool,
     ) {
-        let list = elems
+        let elems: Vec<Element> = elems
             .iter()
-            .map(|(addr, timeout)| {
-                let key = match addr {
+            .map(|(addr, timeout)| Element {
+                key: match addr {
                     IpAddr::V4(a) => a.octets().to_vec(),
                     IpAddr::V6(a) => a.octets().to_vec(),
-                };
-                let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(key))];
-                if !delete {
-                    attrs.push(SetElementAttribute::Timeout(u64::from(*timeout) * 1000));
-                }
-                ListAttribute::Element(attrs)
+                },
+                data: None,
+                timeout_ms: Some(u64::from(*timeout) * 1000),
+                comment: None,
             })
             .collect();
-        let msg = SetElementMessage {
-            attributes: vec![
-                SetElementList::Table(table.into()),
-                SetElementList::Set(set.into()),
-                SetElementList::Elements(list),
-            ],
-        };
-        let (m, flags) = if delete {
-            (NfTablesMessage::DeleteSetElement(msg), 0)
-        } else {
-            (NfTablesMessage::NewSetElement(msg), NLM_F_CREATE)
-        };
-        self.msgs.push((Family::Inet, m, flags));
+        self.elements(Family::Inet, table, set, &elems, delete);
     }
 
     /// Add (or update: same key and data, a new timeout) elements of a set
