@@ -18,6 +18,11 @@ pub trait Attach: Debug {
     /// the init is killed and the container's state removed.
     fn attach(&mut self, pid: i32) -> Result<(), AttachError>;
 
+    /// Called just before the clone, where the runtime must be
+    /// single-threaded: a step that started work on threads of its own
+    /// joins them here (keeping any error for `attach`).
+    fn before_clone(&mut self) {}
+
     /// Whether a backend without a process before the workload (gVisor)
     /// must make the network namespace ahead and call [`Attach::attach_netns`];
     /// otherwise such a backend does not call the step.

@@ -103,6 +103,18 @@ pub struct Attached {
     pub side_task: SideTask,
 }
 
+/// An attach done as far as it can go without the container's process
+/// (see [`Networking::prepare`]); finished by [`Networking::complete`],
+/// undone by [`Networking::abandon`].
+#[derive(Debug)]
+pub struct Prepared {
+    net: Network,
+    record: Attachment,
+    /// The bridge's link index.
+    bridge: u32,
+    side_task: SideTask,
+}
+
 /// `network inspect`: the definition and who is on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkInfo {
@@ -312,7 +324,23 @@ impl Networking {
 
     /// Join the container whose init is `req.pid` to `req.network`. Runs
     /// before the workload: link, addresses, routes, rules, resolver socket.
-    pub fn attach(&self, mut req: AttachRequest) -> Result<Attached> {
+    pub fn attach(&self, req: AttachRequest) -> Result<Attached> {
+        let owner = AttachRequest {
+            pid: std::process::id(),
+            ..req.clone()
+        };
+        let prepared = self.prepare(&owner)?;
+        self.complete(prepared, req.pid, req.netns)
+    }
+
+    /// The part of an attach that needs no container process: the lease,
+    /// the record, the bridge, the rules (they name the veth, which need
+    /// not exist yet) and the resolver's sockets. `req.pid` is the process
+    /// that owns the attachment until [`Networking::complete`] hands it to
+    /// the container: a crash before then leaves a record whose owner is
+    /// gone, which `reconcile` repairs. Run ahead, while the runtime still
+    /// builds the container, this work costs the start path nothing.
+    pub fn prepare(&self, req: &AttachRequest) -> Result<Prepared> {
         let _lock = self.store.lock()?;
         self.reconcile_locked(&|a: &Attachment| a.is_alive())?;
         if self.attachment(&req.id)?.is_some() {
@@ -329,11 +357,12 @@ impl Networking {
                 "an internal network has no published ports",
             ));
         }
+        let mut publish = req.publish.clone();
         let others: Vec<Attachment> = store::list_json(&self.store.attachments_dir())?
             .iter()
             .filter_map(|id| self.attachment(id).ok().flatten())
             .collect();
-        for p in &mut req.publish {
+        for p in &mut publish {
             p.resolve_host_port()?;
             if others
                 .iter()
@@ -347,7 +376,11 @@ impl Networking {
             }
         }
         let pid_start = pid_start_time(req.pid).ok_or_else(|| {
-            NetError::invalid("container pid", req.pid.to_string(), "no such process")
+            NetError::invalid(
+                "attachment owner pid",
+                req.pid.to_string(),
+                "no such process",
+            )
         })?;
         if net.name == DEFAULT_NETWORK && !self.store.def_path(DEFAULT_NETWORK).exists() {
             store::write_json(&self.store.def_path(DEFAULT_NETWORK), &net)?;
@@ -360,47 +393,95 @@ impl Networking {
             bridge: net.bridge.clone(),
             host_veth,
             lease,
-            publish: req.publish.clone(),
+            publish,
             egress: req.egress.clone(),
             pid: req.pid,
             pid_start,
             resolver_port: None,
             log_group: None,
             events_path: req.events_path.clone(),
-            netns_made: req.netns.is_some(),
+            netns_made: false,
             hosts: String::new(),
             resolv_conf: String::new(),
         };
         // Recorded before anything is made, so a crash from here on is repairable.
         store::write_state(&self.store.attachment_path(&req.id), &record)?;
-        match self.install(&net, &req, &mut record) {
-            Ok(side_task) => {
-                store::write_state(&self.store.attachment_path(&req.id), &record)?;
-                Ok(Attached {
-                    attachment: record,
-                    side_task,
-                })
-            }
+        match self.install_host_side(&net, req, &mut record) {
+            Ok((bridge, side_task)) => Ok(Prepared {
+                net,
+                record,
+                bridge,
+                side_task,
+            }),
             Err(e) => {
-                if let Err(cleanup) = self.detach_record(&record) {
-                    tracing::warn!(id = %req.id, error = %cleanup, "cleanup after a failed attach also failed");
-                }
+                self.undo_locked(&record);
                 Err(e)
             }
         }
     }
 
-    fn install(
+    /// Finish a prepared attach for the container whose init is `pid`
+    /// (whose namespace is `netns` when it was made ahead): its link,
+    /// addresses and routes. The record then names the container.
+    pub fn complete(
+        &self,
+        prepared: Prepared,
+        pid: u32,
+        netns: Option<PathBuf>,
+    ) -> Result<Attached> {
+        let Prepared {
+            net,
+            mut record,
+            bridge,
+            side_task,
+        } = prepared;
+        match self.install_link(&net, &mut record, bridge, pid, netns) {
+            Ok(()) => Ok(Attached {
+                attachment: record,
+                side_task,
+            }),
+            Err(e) => {
+                drop(side_task);
+                self.abandon_record(&record);
+                Err(e)
+            }
+        }
+    }
+
+    /// Undo a prepared attach whose container never started.
+    pub fn abandon(&self, prepared: Prepared) {
+        let Prepared {
+            record, side_task, ..
+        } = prepared;
+        drop(side_task);
+        self.abandon_record(&record);
+    }
+
+    fn abandon_record(&self, record: &Attachment) {
+        match self.store.lock() {
+            Ok(_lock) => self.undo_locked(record),
+            Err(e) => {
+                tracing::warn!(id = %record.id, error = %e, "cleanup after a failed attach also failed")
+            }
+        }
+    }
+
+    fn undo_locked(&self, record: &Attachment) {
+        if let Err(cleanup) = self.detach_record(record) {
+            tracing::warn!(id = %record.id, error = %cleanup, "cleanup after a failed attach also failed");
+        }
+    }
+
+    /// The bridge, forwarding, the resolver, the NFLOG listener, the
+    /// rules and the `::1` proxies: everything on the host's side.
+    fn install_host_side(
         &self,
         net: &Network,
         req: &AttachRequest,
         rec: &mut Attachment,
-    ) -> Result<SideTask> {
-        let nl = link::Netlink::open()?;
-        let bridge = nl.ensure_bridge(net)?;
+    ) -> Result<(u32, SideTask)> {
+        let bridge = link::Netlink::open()?.ensure_bridge(net)?;
         crate::sysctl::enable_forwarding(net)?;
-        let ns = req.netns.clone().unwrap_or_else(|| netns::of_pid(req.pid));
-
         let gateways: Vec<IpAddr> = net
             .gateway4()
             .map(IpAddr::V4)
@@ -452,13 +533,13 @@ impl Networking {
             None
         };
         rec.log_group = nflog.as_ref().map(NflogListener::group);
-
+        // Rewritten first: the rules' teardown needs the resolver port and group.
+        store::write_state(&self.store.attachment_path(&rec.id), rec)?;
         // The rules name the veth and the lease, not the link itself, so
-        // they are installed while the link is made: the firewall's batch
-        // and the kernel's link work overlap. Both finish before the
-        // workload runs; either failing fails the attach.
+        // they go in before the link exists; the bridge drops whatever a
+        // port of ours sends before its elements are in.
         let rules = ContainerRules {
-            id: &req.id,
+            id: &rec.id,
             net,
             host_veth: &rec.host_veth,
             lease: &rec.lease,
@@ -467,30 +548,47 @@ impl Networking {
             resolver_port: rec.resolver_port,
             log_group: rec.log_group,
         };
-        let (links, installed) = std::thread::scope(|s| {
-            let fw = s.spawn(|| self.fw.setup_container(&rules));
-            let links = nl
-                .create_veth(rules.host_veth, CONTAINER_IFNAME, bridge, net.mtu, &ns)
-                .and_then(|()| link::configure_container(&ns, CONTAINER_IFNAME, net, rules.lease));
-            let installed = fw.join().unwrap_or_else(|_| {
-                Err(NetError::Nftables {
-                    op: "install the container's rules",
-                    detail: "the firewall thread panicked".into(),
-                })
-            });
-            (links, installed)
-        });
-        drop(nl);
-        installed?;
-        links?;
+        self.fw.setup_container(&rules)?;
         rec.hosts = etc_files::hosts(&req.hostname, &rec.lease.addrs(), &req.dns);
         rec.resolv_conf = etc_files::resolv_conf(&gateways, &req.dns);
         let proxies = proxy::bind_loopback6(&rec.publish, &rec.lease)?;
-        Ok(SideTask {
-            resolver: Some(resolver),
-            proxies,
-            nflog,
-        })
+        Ok((
+            bridge,
+            SideTask {
+                resolver: Some(resolver),
+                proxies,
+                nflog,
+            },
+        ))
+    }
+
+    /// The veth, made with its peer inside the container's namespace, and
+    /// the container's addresses and routes; then the record names it.
+    fn install_link(
+        &self,
+        net: &Network,
+        rec: &mut Attachment,
+        bridge: u32,
+        pid: u32,
+        netns: Option<PathBuf>,
+    ) -> Result<()> {
+        let pid_start = pid_start_time(pid).ok_or_else(|| {
+            NetError::invalid("container pid", pid.to_string(), "no such process")
+        })?;
+        rec.pid = pid;
+        rec.pid_start = pid_start;
+        rec.netns_made = netns.is_some();
+        // A namespace made ahead outlives its pid, so its veth is not left
+        // to the kernel: record it before the link exists.
+        if rec.netns_made {
+            store::write_state(&self.store.attachment_path(&rec.id), rec)?;
+        }
+        let ns = netns.unwrap_or_else(|| netns::of_pid(pid));
+        let nl = link::Netlink::open()?;
+        nl.create_veth(&rec.host_veth, CONTAINER_IFNAME, bridge, net.mtu, &ns)?;
+        link::configure_container(&ns, CONTAINER_IFNAME, net, &rec.lease)?;
+        drop(nl);
+        store::write_state(&self.store.attachment_path(&rec.id), rec)
     }
 
     /// Undo `attach`. The caller stops the resolver (dropping its handle).

@@ -24,7 +24,8 @@ mod store;
 mod sysctl;
 
 pub use attach::{
-    pid_start_time, AttachRequest, Attached, Attachment, NetworkInfo, Networking, PruneReport,
+    pid_start_time, AttachRequest, Attached, Attachment, NetworkInfo, Networking, Prepared,
+    PruneReport,
 };
 pub use dns::{Resolver, ResolverConfig};
 pub use egress::{CidrRule, DomainPattern, EgressPolicy, Proto};

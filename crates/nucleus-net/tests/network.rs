@@ -774,3 +774,57 @@ fn a_container_port_without_an_element_passes_no_traffic() {
     w.net.detach(&c.id).unwrap();
     w.assert_gone(&c.id);
 }
+
+/// The host side of an attach is made ahead of the container, owned by
+/// the runtime: abandoned, it leaves nothing; its owner killed before the
+/// container existed, the next start repairs it; completed, the container works.
+#[test]
+fn a_prepared_attach_is_abandoned_repaired_or_completed() {
+    require_root!();
+    let w = World::new(NetworkCreate::default());
+    let x = w.x;
+    let mut p = PortMapping::parse("127.0.0.1::8080").unwrap();
+    p.resolve_host_port().unwrap();
+    let request = |name: &str, owner: u32| {
+        let mut r = AttachRequest::new(&format!("t{}{name}", w.tag), &w.net_name, owner);
+        r.publish = vec![p.clone()];
+        r.egress = World::egress(&[], &[], false, &["allowed.test"]);
+        r.dns = w.upstream();
+        r
+    };
+
+    let req = request("ab", std::process::id());
+    let prepared = w.net.prepare(&req).unwrap();
+    assert!(w.net.attachment(&req.id).unwrap().is_some());
+    assert!(!w.fw.leftovers(&req.id).unwrap().is_empty());
+    w.net.abandon(prepared);
+    w.assert_gone(&req.id);
+
+    // A crash: the prepared attach is dropped undone, its owner dies.
+    let mut owner = Command::new("sleep").arg("600").spawn().unwrap();
+    let req = request("ow", owner.id());
+    drop(w.net.prepare(&req).unwrap());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert!(w.net.attachment(&req.id).unwrap().is_some());
+    // What the next start does first (`prune` would remove the network too).
+    let repaired = w.net.reconcile().unwrap();
+    assert!(repaired.contains(&req.id), "{repaired:?}");
+    w.assert_gone(&req.id);
+
+    // The same host port and lease are free again for a completed attach.
+    let c = w.container("done", |r| {
+        r.publish = vec![p.clone()];
+        r.egress = World::egress(&[], &[], false, &["allowed.test"]);
+    });
+    c.ok(&curl("http://allowed.test/"));
+    c.fails(&curl(&format!("http://198.18.{x}.3/")));
+    let rec = w.net.attachment(&c.id).unwrap().unwrap();
+    assert_eq!(
+        rec.pid,
+        c.pid(),
+        "the record names the container, not its owner"
+    );
+    w.net.detach(&c.id).unwrap();
+    w.assert_gone(&c.id);
+}

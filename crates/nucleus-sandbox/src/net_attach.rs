@@ -12,7 +12,7 @@ use crate::network::{AttachContext, NetworkAttach};
 use crate::spec::{NetOptions, Network, SandboxSpec};
 use nucleus_net::{
     AttachRequest, Attached, DnsOptions, EgressPolicy, Firewall, NetError, Networking, NftFirewall,
-    PortMapping, SideTaskHandle,
+    PortMapping, Prepared, SideTaskHandle,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -152,6 +152,30 @@ fn option_err(e: NetError) -> SandboxError {
     SandboxError::invalid(f, value, reason)
 }
 
+type PrepareResult = std::result::Result<Prepared, NetError>;
+
+/// The host side of an attach started ahead: on its thread, or joined.
+#[derive(Debug)]
+enum Ahead {
+    Running(std::thread::JoinHandle<PrepareResult>),
+    Joined(Box<PrepareResult>),
+}
+
+impl Ahead {
+    fn join(self, network: &str) -> PrepareResult {
+        match self {
+            Ahead::Running(h) => h.join().unwrap_or_else(|_| {
+                Err(NetError::InvalidInput {
+                    field: "network",
+                    value: network.to_string(),
+                    reason: "the thread preparing it panicked".into(),
+                })
+            }),
+            Ahead::Joined(r) => *r,
+        }
+    }
+}
+
 /// The attachment step of one run; tears down when dropped.
 #[derive(Debug)]
 pub struct NetAttach {
@@ -164,6 +188,8 @@ pub struct NetAttach {
     dns: DnsOptions,
     attached: Option<String>,
     side: Option<SideTaskHandle>,
+    /// The host side of the attach, started by [`NetAttach::prepare_ahead`].
+    ahead: Option<Ahead>,
 }
 
 impl NetAttach {
@@ -210,7 +236,54 @@ impl NetAttach {
             dns,
             attached: None,
             side: None,
+            ahead: None,
         })
+    }
+
+    /// Starts the host side of the attach (lease, records, bridge, rules,
+    /// resolver) on a thread of its own, owned by this process until the
+    /// container's init exists: it then overlaps the rest of the start
+    /// path instead of following the clone. A failure surfaces at attach.
+    pub fn prepare_ahead(&mut self, id: &str, bundle: &Path) {
+        if self.ahead.is_some() || self.attached.is_some() {
+            return;
+        }
+        let req = self.request(id, std::process::id(), bundle);
+        let net = self.net.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nucleus-net-prep".into())
+            .spawn(move || net.prepare(&req));
+        match spawned {
+            Ok(h) => self.ahead = Some(Ahead::Running(h)),
+            Err(e) => tracing::debug!(error = %e, "no thread to prepare the network ahead"),
+        }
+    }
+
+    fn request(&self, id: &str, pid: u32, bundle: &Path) -> AttachRequest {
+        let mut req = AttachRequest::new(id, &self.network, pid);
+        req.name = self.name.clone();
+        if let Some(h) = &self.hostname {
+            req.hostname = h.clone();
+        }
+        req.publish = self.publish.clone();
+        req.egress = self.egress.clone();
+        req.dns = self.dns.clone();
+        req.events_path = Some(bundle.join(EVENTS_FILE));
+        req
+    }
+
+    /// The prepared host side: the one started ahead, else made now.
+    fn take_prepared(
+        &mut self,
+        id: &str,
+        bundle: &Path,
+    ) -> std::result::Result<Prepared, NetError> {
+        match self.ahead.take() {
+            Some(a) => a.join(&self.network),
+            None => self
+                .net
+                .prepare(&self.request(id, std::process::id(), bundle)),
+        }
     }
 
     fn attach_inner(&mut self, ctx: &AttachContext<'_>) -> std::result::Result<(), NetError> {
@@ -219,20 +292,13 @@ impl NetAttach {
             value: ctx.pid.to_string(),
             reason: "not a pid".into(),
         })?;
-        let mut req = AttachRequest::new(ctx.id, &self.network, pid);
-        req.netns = ctx.netns.map(Path::to_path_buf);
-        req.name = self.name.clone();
-        if let Some(h) = &self.hostname {
-            req.hostname = h.clone();
-        }
-        req.publish = self.publish.clone();
-        req.egress = self.egress.clone();
-        req.dns = self.dns.clone();
-        req.events_path = Some(ctx.bundle.join(EVENTS_FILE));
+        let prepared = self.take_prepared(ctx.id, ctx.bundle)?;
         let Attached {
             attachment,
             side_task,
-        } = self.net.attach(req)?;
+        } = self
+            .net
+            .complete(prepared, pid, ctx.netns.map(Path::to_path_buf))?;
         self.attached = Some(ctx.id.to_string());
         // The bundle's generated files are bound into the container: rewrite
         // them in place (same inode) so the container sees the new text.
@@ -260,6 +326,12 @@ impl NetworkAttach for NetAttach {
         })
     }
 
+    fn before_clone(&mut self) {
+        if let Some(a) = self.ahead.take() {
+            self.ahead = Some(Ahead::Joined(Box::new(a.join(&self.network))));
+        }
+    }
+
     fn configures_netns(&self) -> bool {
         true
     }
@@ -269,6 +341,11 @@ impl Drop for NetAttach {
     fn drop(&mut self) {
         // The resolver stops first, then the rules, veth and lease go.
         self.side = None;
+        if let Some(a) = self.ahead.take() {
+            if let Ok(prepared) = a.join(&self.network) {
+                self.net.abandon(prepared);
+            }
+        }
         if let Some(id) = self.attached.take() {
             if let Err(e) = self.net.detach(&id) {
                 tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");

@@ -37,6 +37,10 @@ pub trait NetworkAttach: std::fmt::Debug {
     /// An error aborts the start: the container is killed and removed.
     fn attach(&mut self, ctx: &AttachContext<'_>) -> Result<(), SandboxError>;
 
+    /// Called just before the clone: join any thread the step started
+    /// (the runtime must then be single-threaded).
+    fn before_clone(&mut self) {}
+
     /// Whether the step adds links to the container's network namespace, so
     /// that a backend without a process before the workload (gVisor) must
     /// make the namespace ahead and attach it with [`AttachContext::netns`].
@@ -74,6 +78,10 @@ impl nucleus_engine::attach::Attach for EngineStep<'_> {
         self.step
             .attach(&ctx)
             .map_err(|e| Box::new(e) as nucleus_engine::attach::AttachError)
+    }
+
+    fn before_clone(&mut self) {
+        self.step.before_clone();
     }
 
     fn wants_netns(&self) -> bool {

@@ -181,6 +181,10 @@ fn run_inner(
             net_attach = Some(NetAttach::new(plan)?);
         }
     }
+    // A foreground run attaches itself: its host side goes ahead now.
+    if let (Some(a), false) = (net_attach.as_mut(), opts.detach) {
+        a.prepare_ahead(&id, &bundle::bundle_path(root_path, &id));
+    }
     let facts = crate::host::probe(spec, image.as_ref().map(|i| i.files_root()))?;
     let image_in = image.as_ref().map(|i| ImageRoot {
         rootfs: &i.rootfs,

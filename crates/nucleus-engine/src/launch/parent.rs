@@ -141,20 +141,30 @@ fn next_frame(
 }
 
 pub(super) fn ensure_single_threaded() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .map(str::trim);
-    if threads != Some("1") {
-        return Err(EngineError::invalid(
-            "runtime",
-            threads.unwrap_or("?"),
-            "the engine must start containers from a single-threaded process",
-        ));
+    // A thread joined a moment ago is counted until the kernel has reaped
+    // it, a little after `join` returned: look again for up to 2 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2);
+    loop {
+        let status = std::fs::read_to_string("/proc/self/status")
+            .map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_string();
+        if threads == "1" {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(EngineError::invalid(
+                "runtime",
+                threads,
+                "the engine must start containers from a single-threaded process",
+            ));
+        }
+        std::thread::yield_now();
     }
-    Ok(())
 }
 
 fn hook_state(req: &LaunchRequest<'_>, pid: Pid) -> String {
@@ -299,6 +309,10 @@ pub(crate) fn launch(mut req: LaunchRequest<'_>) -> Result<(Launched, ContainerS
         if let Some(reason) = userns::userns_disabled_reason() {
             return Err(EngineError::Rootless { reason });
         }
+    }
+    // A step working on threads of its own joins them before the clone.
+    if let Some(step) = req.attach.as_deref_mut() {
+        step.before_clone();
     }
     ensure_single_threaded()?;
     let children_timens = time_offsets

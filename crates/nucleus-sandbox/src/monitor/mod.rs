@@ -301,6 +301,12 @@ pub fn serve(
     // A run on an attached network or with pasta left its plan in the bundle.
     let planned = NetPlan::read(&a.bundle)
         .and_then(|p| p.as_ref().map(NetAttach::new).transpose())
+        .map(|n| {
+            n.map(|mut n| {
+                n.prepare_ahead(&a.id, &a.bundle);
+                n
+            })
+        })
         .and_then(|n| Ok((n, UserNetPlan::read(&a.bundle)?.map(UserNet::new))));
     let started = planned.and_then(|(mut planned, mut user_net)| {
         let step: &mut dyn NetworkAttach = match (planned.as_mut(), user_net.as_mut()) {
