@@ -845,3 +845,71 @@ fn a_gvisor_sandbox_on_a_network_reaches_allowed_domains_only() {
         "mounts left under {root}"
     );
 }
+
+/// The host side of the attach is made before the clone, owned by the
+/// runtime: a runtime killed right after the clone leaves a record whose
+/// owner is gone, which the next start repairs; `rm -f` removes the rest.
+#[test]
+fn a_runtime_killed_after_preparing_the_network_is_repaired_by_the_next_start() {
+    require!(root);
+    if !tools() {
+        return;
+    }
+    if !common::is_nucleus() || !cfg!(debug_assertions) {
+        eprintln!("skipped: needs a debug build of nucleus (NUCLEUS_FAULT)");
+        return;
+    }
+    let w = World::new();
+    w.create_network();
+    let x = w.x;
+    let name = format!("killed{}", w.tag);
+    let out = Command::new(common::runtime())
+        .arg("--root")
+        .arg(w.root.path())
+        .args(["run", "--name", &name, "--network", &w.net, "--", "true"])
+        .env("NUCLEUS_DATA_ROOT", w.data.path())
+        .env("NUCLEUS_NFT_TABLE", w.table())
+        .env("NUCLEUS_FAULT", "launch-cloned")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL),
+        "{}",
+        text(&out)
+    );
+    let records = std::fs::read_dir(w.data.path().join("networks/attachments"))
+        .unwrap()
+        .count();
+    assert_eq!(records, 1, "the killed run's record should be there");
+    let out = w.nucleus(&[
+        "run",
+        "--network",
+        &w.net,
+        "--",
+        "curl",
+        "-sS",
+        "-m",
+        "3",
+        &format!("http://198.19.{x}.3/"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("remote"), "{}", text(&out));
+    let id = std::fs::read_to_string(w.root.path().join(".names").join(&name)).unwrap();
+    let out = w.nucleus(&["rm", "-f", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    w.assert_clean();
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|c| c.path().join(format!("nucleus-{id}")))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+    assert!(!w.root.path().join(&id).exists(), "state left");
+    assert!(
+        !w.root.path().join(".bundles").join(&id).exists(),
+        "bundle left"
+    );
+}

@@ -20,13 +20,16 @@ use std::time::{Duration, Instant};
 /// Longest container id accepted.
 pub const MAX_ID_LEN: usize = 1024;
 
-const STATE_FILE: &str = "state.json";
-const LOCK_FILE: &str = "lock";
+/// In a container's directory: its state, written once it is created.
+pub const STATE_FILE: &str = "state.json";
+/// In a container's directory: the file every verb locks.
+pub const LOCK_FILE: &str = "lock";
 const FIFO_FILE: &str = "exec.fifo";
 /// The cgroup a create is about to make, recorded before the first mkdir so
 /// that `delete --force` can remove it if create dies before `state.json`.
 const CGROUP_FILE: &str = "cgroup.json";
-const NAMES_DIR: &str = ".names";
+/// Under the state root: one file per claimed name, holding its id.
+pub const NAMES_DIR: &str = ".names";
 
 /// Annotation holding a container's human-readable name (front ends set it).
 pub const NAME_ANNOTATION: &str = "org.nucleus.name";

@@ -11,7 +11,8 @@ use crate::names;
 use crate::net_attach::NetPlan;
 use nucleus_engine::lifecycle;
 use nucleus_engine::state::{
-    ContainerState, StateRoot, Status, NAME_ANNOTATION, OWNED_BUNDLE_ANNOTATION,
+    ContainerState, StateRoot, Status, LOCK_FILE, NAMES_DIR, NAME_ANNOTATION,
+    OWNED_BUNDLE_ANNOTATION, STATE_FILE,
 };
 use nucleus_engine::EngineError;
 use serde::Serialize;
@@ -281,7 +282,11 @@ pub fn rm(root: &StateRoot, query: &str, force: bool) -> Result<()> {
 }
 
 fn remove(root: &StateRoot, query: &str, force: bool) -> Result<()> {
-    let v = View::load(root, query)?;
+    let v = match View::load(root, query) {
+        Ok(v) => v,
+        Err(e) if force => return remove_unfinished(root, query).unwrap_or(Err(e)),
+        Err(e) => return Err(e),
+    };
     let id = &v.state.id;
     if v.status != Status::Stopped {
         if !force {
@@ -324,6 +329,96 @@ fn remove(root: &StateRoot, query: &str, force: bool) -> Result<()> {
     crate::image_store::sweep(root.path())
 }
 
+/// A run killed while it started leaves no state file: part of its
+/// directory (lock, cgroup record, cgroups), its bundle and its name.
+/// `rm -f NAME` (or the full id) removes them; `None` when `query` names
+/// no such run, or one too young to tell from a run still starting.
+fn remove_unfinished(root: &StateRoot, query: &str) -> Option<Result<()>> {
+    let names = root.path().join(NAMES_DIR);
+    let id = std::fs::read_to_string(names.join(query))
+        .ok()
+        .filter(|id| nucleus_engine::state::validate_id(id).is_ok())
+        .or_else(|| {
+            (nucleus_engine::state::validate_id(query).is_ok()
+                && (root.container_dir(query).is_dir()
+                    || crate::bundle::bundle_path(root.path(), query).is_dir()))
+            .then(|| query.to_string())
+        })?;
+    if !is_unfinished(root, &id) {
+        return None;
+    }
+    Some(remove_unfinished_id(root, &id).map_err(in_verb("remove", query)))
+}
+
+/// Whether `id` is a start that will never finish: its directory has no
+/// state file and nobody holds its lock, or (killed before its directory
+/// was made) only its bundle is left, older than a start takes.
+fn is_unfinished(root: &StateRoot, id: &str) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = root.container_dir(id);
+    if dir.join(STATE_FILE).exists() {
+        return false;
+    }
+    if dir.is_dir() {
+        return match std::fs::File::open(dir.join(LOCK_FILE)) {
+            Ok(f) => Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok(),
+            Err(_) => true,
+        };
+    }
+    std::fs::metadata(crate::bundle::bundle_path(root.path(), id))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= UNFINISHED_AFTER)
+}
+
+/// How old a bundle without a container directory must be to count as left over.
+const UNFINISHED_AFTER: Duration = Duration::from_secs(60);
+
+fn remove_unfinished_id(root: &StateRoot, id: &str) -> std::result::Result<(), EngineError> {
+    let bundle = crate::bundle::bundle_path(root.path(), id);
+    crate::user_net::stop_recorded(&bundle);
+    if root.container_dir(id).is_dir() {
+        match lifecycle::delete(root, id, true) {
+            Ok(()) | Err(EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    crate::bundle::remove(&bundle);
+    let names = root.path().join(NAMES_DIR);
+    for e in std::fs::read_dir(&names).into_iter().flatten().flatten() {
+        if let Some(name) = e.file_name().to_str() {
+            root.release_name(name, id);
+        }
+    }
+    // Its network record, if any, names this runtime as owner and is
+    // repaired by the next start or `network prune`.
+    Ok(())
+}
+
+/// Ids of starts that will never finish (see [`is_unfinished`]).
+fn unfinished(root: &StateRoot) -> Vec<String> {
+    let mut ids = Vec::new();
+    for dir in [
+        root.path().to_path_buf(),
+        root.path().join(crate::bundle::BUNDLES_DIR),
+    ] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Some(id) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !id.starts_with('.')
+                && nucleus_engine::state::validate_id(&id).is_ok()
+                && !ids.contains(&id)
+                && is_unfinished(root, &id)
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 /// What `prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
@@ -343,6 +438,12 @@ pub fn prune(root: &StateRoot) -> Result<PruneReport> {
             continue;
         }
         match remove(root, &id, false) {
+            Ok(()) => report.containers.push(id),
+            Err(e) => tracing::warn!(id, error = %e, "prune: not removed"),
+        }
+    }
+    for id in unfinished(root) {
+        match remove_unfinished_id(root, &id) {
             Ok(()) => report.containers.push(id),
             Err(e) => tracing::warn!(id, error = %e, "prune: not removed"),
         }
