@@ -518,4 +518,106 @@ mod tests {
             vec![l(0, 1000, 1), l(1, 100_000, 65_536)]
         );
     }
+
+    /// As root (the helper's view): owners move by the map, and type, mode
+    /// with set-id bits, hard links, symlinks, xattrs, whiteouts and mtimes stay.
+    #[test]
+    fn a_copy_keeps_everything_but_the_owners() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        use std::os::unix::fs::{chown, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dest) = (dir.path().join("src"), dir.path().join("dest"));
+        fs::create_dir_all(src.join("d")).unwrap();
+        fs::create_dir(&dest).unwrap();
+        fs::write(src.join("suid"), b"x").unwrap();
+        chown(src.join("suid"), Some(0), Some(0)).unwrap();
+        fs::set_permissions(src.join("suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::hard_link(src.join("suid"), src.join("d/link")).unwrap();
+        fs::write(src.join("d/owned"), b"mine").unwrap();
+        chown(src.join("d/owned"), Some(100), Some(101)).unwrap();
+        symlink("../suid", src.join("d/sym")).unwrap();
+        mknodat(
+            CWD,
+            &src.join("wh"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            makedev(0, 0),
+        )
+        .unwrap();
+        lsetxattr(
+            &src.join("d"),
+            "user.overlay.opaque",
+            b"y",
+            XattrFlags::empty(),
+        )
+        .unwrap();
+        fs::set_permissions(src.join("d"), fs::Permissions::from_mode(0o555)).unwrap();
+        let old = Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 5,
+            },
+        };
+        for p in ["suid", "d/owned", "d/sym", "d"] {
+            utimensat(CWD, &src.join(p), &old, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        }
+        let identity = vec![l(0, 0, 1 << 20)];
+        let t = |kind| Translate {
+            kind,
+            copier: identity.clone(),
+            default: identity.clone(),
+            target: vec![l(0, 5000, 200)],
+        };
+        let done = copy_tree(&src, &dest, &t("uid"), &t("gid")).unwrap();
+        assert_eq!(done.entries, 7);
+        let m = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap();
+        assert_eq!((m("suid").uid(), m("suid").gid()), (5000, 5000));
+        assert_eq!(m("suid").mode() & 0o7777, 0o4755);
+        assert_eq!(m("suid").ino(), m("d/link").ino());
+        assert_eq!((m("d/owned").uid(), m("d/owned").gid()), (5100, 5101));
+        assert_eq!(fs::read(dest.join("d/owned")).unwrap(), b"mine");
+        assert_eq!(
+            fs::read_link(dest.join("d/sym")).unwrap(),
+            Path::new("../suid")
+        );
+        assert_eq!(m("d/sym").uid(), 5000);
+        assert_eq!(m("d").mode() & 0o7777, 0o555);
+        assert_eq!((m("d").mtime(), m("d").mtime_nsec()), (1_000_000, 5));
+        assert_eq!(
+            (m("d/sym").mtime(), m("suid").mtime()),
+            (1_000_000, 1_000_000)
+        );
+        assert_eq!(m("wh").rdev(), 0);
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+            &m("wh").file_type()
+        ));
+        let mut v = [0u8; 4];
+        let n = lgetxattr(&dest.join("d"), "user.overlay.opaque", &mut v[..]).unwrap();
+        assert_eq!(&v[..n], b"y");
+        assert_eq!(m("").uid(), 5000);
+        // An owner outside the map is named, not guessed.
+        let narrow = |kind| Translate {
+            target: vec![l(0, 5000, 50)],
+            ..t(kind)
+        };
+        let dest2 = dir.path().join("dest2");
+        fs::create_dir(&dest2).unwrap();
+        match copy_tree(&src, &dest2, &narrow("uid"), &narrow("gid")) {
+            Err(CopyError::Unmapped {
+                kind: "uid",
+                id: 100,
+                path,
+            }) => {
+                assert_eq!(path, Path::new("/d/owned"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
