@@ -126,7 +126,7 @@ impl LayerStore {
     }
 
     /// Shifted copies as (diff hex, path), and left-over temporaries.
-    pub fn list_shifted(&self) -> Result<(Vec<(String, PathBuf)>, Vec<PathBuf>)> {
+    pub fn list_shifted(&self) -> Result<ShiftedList> {
         let rd = match fs::read_dir(&self.shifted) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
@@ -239,6 +239,9 @@ impl LayerStore {
         crate::rootless::remove_trees(&[path])
     }
 }
+
+/// Shifted copies as (diff hex, path), and left-over temporaries.
+pub type ShiftedList = (Vec<(String, PathBuf)>, Vec<PathBuf>);
 
 /// A `.tmp-*` directory (mode 0755) in `dir`.
 fn temp_dir_in(dir: &Path) -> Result<tempfile::TempDir> {

@@ -28,8 +28,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    lgetxattr, llistxattr, lsetxattr, makedev, mknodat, utimensat, AtFlags, FileType, Mode,
-    Timestamps, XattrFlags, CWD,
+    lgetxattr, llistxattr, lsetxattr, mknodat, utimensat, AtFlags, FileType, Mode, Timestamps,
+    XattrFlags, CWD,
 };
 
 use crate::error::ImageError;
@@ -329,11 +329,7 @@ impl Copier<'_> {
             } else {
                 FileType::BlockDevice
             };
-            let rdev = meta.rdev();
-            let dev = makedev(
-                nix::sys::stat::major(rdev) as u32,
-                nix::sys::stat::minor(rdev) as u32,
-            );
+            let dev: rustix::fs::Dev = meta.rdev();
             mknodat(CWD, &dest, kind, Mode::from_raw_mode(0o600), dev)
                 .map_err(|e| fs_err("make node", &dest)(e.into()))?;
         } else {
@@ -541,14 +537,14 @@ mod tests {
         symlink("../suid", src.join("d/sym")).unwrap();
         mknodat(
             CWD,
-            &src.join("wh"),
+            src.join("wh"),
             FileType::CharacterDevice,
             Mode::from_raw_mode(0o600),
-            makedev(0, 0),
+            rustix::fs::makedev(0, 0),
         )
         .unwrap();
         lsetxattr(
-            &src.join("d"),
+            src.join("d"),
             "user.overlay.opaque",
             b"y",
             XattrFlags::empty(),
@@ -566,7 +562,7 @@ mod tests {
             },
         };
         for p in ["suid", "d/owned", "d/sym", "d"] {
-            utimensat(CWD, &src.join(p), &old, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            utimensat(CWD, src.join(p), &old, AtFlags::SYMLINK_NOFOLLOW).unwrap();
         }
         let identity = vec![l(0, 0, 1 << 20)];
         let t = |kind| Translate {
@@ -599,7 +595,7 @@ mod tests {
             &m("wh").file_type()
         ));
         let mut v = [0u8; 4];
-        let n = lgetxattr(&dest.join("d"), "user.overlay.opaque", &mut v[..]).unwrap();
+        let n = lgetxattr(dest.join("d"), "user.overlay.opaque", &mut v[..]).unwrap();
         assert_eq!(&v[..n], b"y");
         assert_eq!(m("").uid(), 5000);
         // An owner outside the map is named, not guessed.
