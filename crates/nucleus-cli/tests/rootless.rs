@@ -1037,12 +1037,7 @@ fn an_image_runs_as_an_ordinary_user_with_its_owners_and_whiteouts() {
         .filter_map(|e| fs::symlink_metadata(e.path().join("owned")).ok())
         .map(|m| (m.uid(), m.gid()))
         .collect();
-    assert_eq!(
-        owned,
-        [(start + 100, start + 100)],
-        "in {}",
-        layers.display()
-    );
+    assert_eq!(owned, [(start + 99, start + 99)], "in {}", layers.display());
     let name = format!("ri{}", std::process::id());
     u.run(&[
         "-d",
