@@ -8,6 +8,7 @@
 mod common;
 
 use common::Out;
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -846,7 +847,7 @@ fn layered_image(dir: &Path) -> Option<PathBuf> {
 fn data_leftovers(u: &TestUser) -> Vec<String> {
     let data = u.home.join(".local/share/nucleus");
     let mut out = Vec::new();
-    for sub in ["layers", "blobs/sha256", "users", "ingest"] {
+    for sub in ["layers", "shifted", "blobs/sha256", "users", "ingest"] {
         for e in fs::read_dir(data.join(sub)).into_iter().flatten().flatten() {
             out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
         }
@@ -854,13 +855,32 @@ fn data_leftovers(u: &TestUser) -> Vec<String> {
     out
 }
 
+/// The shifted layer copies of the user's store: name → (inode, ctime ns).
+fn shifted_copies(u: &TestUser) -> BTreeMap<String, (u64, i64)> {
+    let dir = u.home.join(".local/share/nucleus/shifted");
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (m.ino(), m.ctime() * 1_000_000_000 + m.ctime_nsec()),
+            )
+        })
+        .collect()
+}
+
 /// Layers are unpacked for the default map (container 0 = the user); a
-/// run whose map differs would see the image's files under other owners,
-/// so it is refused by flag, and the default map still runs the image.
+/// run with another map (`keep-id`, `--uidmap`) gets copies of them with
+/// owners for its map, made once and reused, and removed with the image.
+/// A map that cannot hold the image's owners is refused by flag.
 #[test]
-fn an_image_with_keep_id_or_another_uidmap_is_refused_by_flag() {
+fn an_image_runs_with_keep_id_or_another_uidmap_on_shifted_layers() {
     needs_rootless_host!();
     let u = TestUser::create(true);
+    let (start, _) = u.range.unwrap();
     let build = tempfile::tempdir().expect("build dir");
     fs::set_permissions(build.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let Some(archive) = layered_image(build.path()) else {
@@ -873,27 +893,95 @@ fn an_image_with_keep_id_or_another_uidmap_is_refused_by_flag() {
     fs::create_dir(&vol).unwrap();
     std::os::unix::fs::chown(&vol, Some(u.uid), Some(u.gid)).unwrap();
     let v = format!("{}:/data", vol.display());
-    let probe = "echo passwd=$(stat -c %u:%g /etc/passwd); touch /data/f";
-    for (args, flag, value) in [
-        (vec!["--userns", "keep-id"], "--userns", "keep-id"),
-        (vec!["--uidmap", "0:1:65536"], "--uidmap", "0:1:65536"),
-    ] {
-        let mut all = args.clone();
-        all.extend_from_slice(&["--rm", "-v", &v, image, "sh", "-c", probe]);
-        let out = u.run(&all);
-        assert_eq!(out.code, Some(125), "{:?}: {out}", args);
-        let err = out.stderr.trim();
-        assert!(
-            err.contains(flag) && err.contains(value) && err.contains("--rootfs"),
-            "{err}"
-        );
-        assert!(!vol.join("f").exists(), "{:?} ran: {out}", args);
-    }
-    // The default map: root's files are root's inside, the user's outside.
-    let out = u.run(&["--rm", "-v", &v, image, "sh", "-c", probe]);
+    let probe = "echo passwd=$(stat -c %u:%g /etc/passwd); echo owned=$(stat -c %u:%g /owned); \
+                 echo root=$(stat -c %u:%g /); echo uid=$(id -u); cat /opq/new; ls /opq; test ! -e /etc/gone && echo gone";
+    let keep_id = format!("{probe}; touch /data/f");
+    let args = [
+        "--userns", "keep-id", "--rm", "-v", &v, image, "sh", "-c", &keep_id,
+    ];
+    let out = u.run(&args);
     out.assert_ok();
     assert_eq!(field(out.out(), "passwd"), "0:0", "{out}");
+    assert_eq!(field(out.out(), "owned"), "100:100", "{out}");
+    assert_eq!(field(out.out(), "root"), "0:0", "{out}");
+    assert_eq!(field(out.out(), "uid"), u.uid.to_string(), "{out}");
+    assert!(
+        out.out().contains("gone") && !out.out().contains("old"),
+        "{out}"
+    );
     assert_eq!(fs::metadata(vol.join("f")).unwrap().uid(), u.uid);
+    // One copy per layer; root's files belong to the first subordinate id.
+    let layers = fs::read_dir(u.home.join(".local/share/nucleus/layers"))
+        .unwrap()
+        .count();
+    let copies = shifted_copies(&u);
+    assert_eq!(copies.len(), layers, "{copies:?}");
+    let shifted = u.home.join(".local/share/nucleus/shifted");
+    let passwd = copies
+        .keys()
+        .map(|k| shifted.join(k).join("etc/passwd"))
+        .find(|p| p.exists())
+        .expect("a copy with /etc/passwd");
+    assert_eq!(fs::metadata(&passwd).unwrap().uid(), start);
+    // A second run with the same map reuses the copies.
+    let out = u.run(&args);
+    out.assert_ok();
+    assert_eq!(field(out.out(), "owned"), "100:100", "{out}");
+    assert_eq!(shifted_copies(&u), copies, "the copies were rebuilt");
+
+    // A custom map (--uidmap alone maps gids too): container c is HOST 1+c,
+    // the range's c-th id, and the user is the last container id.
+    let out = u.run(&[
+        "--uidmap",
+        "0:1:65535",
+        "--uidmap",
+        "65535:0:1",
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    out.assert_ok();
+    assert_eq!(field(out.out(), "passwd"), "0:0", "{out}");
+    assert_eq!(field(out.out(), "owned"), "100:100", "{out}");
+    assert_eq!(field(out.out(), "root"), "0:0", "{out}");
+    assert_eq!(field(out.out(), "uid"), "0", "{out}");
+    let copies2 = shifted_copies(&u);
+    assert_eq!(copies2.len(), 2 * layers, "{copies2:?}");
+    let owned = copies2
+        .keys()
+        .filter(|k| !copies.contains_key(*k))
+        .map(|k| shifted.join(k).join("owned"))
+        .find(|p| p.exists())
+        .expect("a copy with /owned");
+    let meta = fs::metadata(&owned).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (start + 100, start + 100));
+
+    // A map without the user: the container could not reach the layers.
+    let out = u.run(&["--uidmap", "0:1:65536", "--rm", image, "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    for want in ["--uidmap", "0:1:65536", "HOST 0"] {
+        assert!(out.stderr.contains(want), "no {want:?} in: {out}");
+    }
+
+    // A map without uid 100 cannot hold `/owned`: refused by that flag,
+    // and no partial copy is left.
+    let out = u.run(&[
+        "--uidmap", "0:1:50", "--uidmap", "50:0:1", "--rm", "-v", &v, image, "touch", "/data/g",
+    ]);
+    assert_eq!(out.code, Some(125), "{out}");
+    let err = out.stderr.trim();
+    for want in ["--uidmap", "0:1:50", "uid 100", "/owned"] {
+        assert!(err.contains(want), "no {want:?} in: {err}");
+    }
+    assert!(!vol.join("g").exists(), "ran: {out}");
+    assert!(
+        shifted_copies(&u).keys().all(|k| !k.starts_with(".tmp-")),
+        "{:?}",
+        shifted_copies(&u)
+    );
+
     u.nucleus(&["rmi", image]).assert_ok();
     u.nucleus(&["image", "prune", "-a"]).assert_ok();
     assert!(u.leftovers().is_empty(), "left: {:?}", u.leftovers());

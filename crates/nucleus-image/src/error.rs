@@ -128,6 +128,18 @@ pub enum ImageError {
         reason: String,
     },
 
+    /// A layer file whose container id the run's id map does not cover
+    /// (rootless, a map other than the store's default).
+    #[error(
+        "layer `{layer}`: `{path}` belongs to container {kind} {id}, which the user namespace's map does not cover"
+    )]
+    UnmappedId {
+        layer: String,
+        kind: &'static str,
+        id: u32,
+        path: String,
+    },
+
     /// The async runtime for registry transfers could not start.
     #[error("failed to start the registry transfer runtime: {source}")]
     Runtime { source: io::Error },

@@ -21,6 +21,8 @@ use crate::unpack::unpack_layer;
 pub struct LayerStore {
     dir: PathBuf,
     locks: PathBuf,
+    /// Copies with shifted owners (`crate::shift`), made when first needed.
+    shifted: PathBuf,
 }
 
 impl LayerStore {
@@ -30,7 +32,12 @@ impl LayerStore {
         for d in [&dir, &locks] {
             fs::create_dir_all(d).map_err(ImageError::fs("create directory", d))?;
         }
-        Ok(Self { dir, locks })
+        let shifted = root.join("shifted");
+        Ok(Self {
+            dir,
+            locks,
+            shifted,
+        })
     }
 
     /// The directory of the layer with this uncompressed digest.
@@ -58,6 +65,88 @@ impl LayerStore {
         let blob = content.open_blob(&layer.digest)?;
         self.stage(BufReader::with_capacity(BLOB_BUFFER, blob), layer)?
             .publish()
+    }
+
+    /// The copy of the layer with this diff_id for the id maps with this key.
+    fn shifted_path(&self, diff_id: &Digest, key: &str) -> PathBuf {
+        self.shifted.join(format!("{}-{key}", diff_id.hex()))
+    }
+
+    /// The layer's copy with owners shifted for `shift`, made from the
+    /// unpacked layer unless already there (`crate::shift`).
+    pub fn ensure_shifted(
+        &self,
+        content: &ContentStore,
+        layer: &LayerRecord,
+        shift: &crate::IdShift,
+    ) -> Result<PathBuf> {
+        let key = shift.key();
+        let dest = self.shifted_path(&layer.diff_id, &key);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let base = self.ensure(content, layer)?;
+        let _lock = FileLock::exclusive(
+            &self
+                .locks
+                .join(format!("shift-{}-{key}", layer.diff_id.hex())),
+        )?;
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        fs::create_dir_all(&self.shifted)
+            .map_err(ImageError::fs("create directory", &self.shifted))?;
+        let tmp = temp_dir_in(&self.shifted)?;
+        let t0 = std::time::Instant::now();
+        let copied = crate::rootless::shift_layer(&base, tmp.path(), shift);
+        // Its files belong to subordinate ids: removed as they were made.
+        let tmp = tmp.keep();
+        let done = match copied {
+            Ok(done) => done,
+            Err(e) => {
+                if let Err(rm) = Self::remove_dir(&tmp) {
+                    tracing::warn!(error = %rm, "layer: could not remove a failed copy");
+                }
+                return Err(e.into_image_error(&layer.digest.to_string()));
+            }
+        };
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = Self::remove_dir(&tmp);
+            return Err(ImageError::fs("rename into place", &dest)(e));
+        }
+        tracing::debug!(
+            layer = %layer.digest,
+            path = %dest.display(),
+            entries = done.entries,
+            bytes = done.bytes,
+            elapsed_ms = t0.elapsed().as_millis(),
+            "layer copied with shifted owners"
+        );
+        Ok(dest)
+    }
+
+    /// Shifted copies as (diff hex, path), and left-over temporaries.
+    pub fn list_shifted(&self) -> Result<ShiftedList> {
+        let rd = match fs::read_dir(&self.shifted) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(ImageError::fs("list", &self.shifted)(e)),
+        };
+        let (mut done, mut tmp) = (Vec::new(), Vec::new());
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((hex, _)) = crate::shift::parse_name(&name) {
+                done.push((hex.to_string(), e.path()));
+            } else if name.starts_with(".tmp-") {
+                tmp.push(e.path());
+            }
+        }
+        Ok((done, tmp))
+    }
+
+    /// Removes `shifted/` once empty (nothing is left of a pruned store).
+    pub fn remove_shifted_dir_if_empty(&self) {
+        let _ = fs::remove_dir(&self.shifted);
     }
 
     /// As an ordinary user: unpacked from the stored blob by the helper in
@@ -103,13 +192,7 @@ impl LayerStore {
 
     /// A `.tmp-*` directory (mode 0755) next to the layers, for one unpack.
     fn temp_dir(&self) -> Result<tempfile::TempDir> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&self.dir)
-            .map_err(ImageError::fs("create directory in", &self.dir))?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .map_err(ImageError::fs("chmod", tmp.path()))?;
-        Ok(tmp)
+        temp_dir_in(&self.dir)
     }
 
     /// The lock that serialises the unpacking of one layer.
@@ -155,6 +238,20 @@ impl LayerStore {
     pub fn remove_dir(path: &Path) -> Result<()> {
         crate::rootless::remove_trees(&[path])
     }
+}
+
+/// Shifted copies as (diff hex, path), and left-over temporaries.
+pub type ShiftedList = (Vec<(String, PathBuf)>, Vec<PathBuf>);
+
+/// A `.tmp-*` directory (mode 0755) in `dir`.
+fn temp_dir_in(dir: &Path) -> Result<tempfile::TempDir> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(dir)
+        .map_err(ImageError::fs("create directory in", dir))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+        .map_err(ImageError::fs("chmod", tmp.path()))?;
+    Ok(tmp)
 }
 
 /// A layer unpacked into its temporary directory, not yet in place.

@@ -10,6 +10,7 @@
 //! root that is being set up.
 
 use crate::error::{ImageError, Result};
+use crate::shift::IdShift;
 use crate::store::ImageStore;
 use oci_spec::image::ImageConfiguration;
 use rustix::fs::{flock, FlockOperation};
@@ -59,7 +60,10 @@ fn fs_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> I
 
 impl OverlayRoot {
     /// Prepares the overlay of `reference`'s layers for container `id`,
-    /// mounted `at` the host or left for the container to mount.
+    /// mounted `at` the host or left for the container to mount. `shift`:
+    /// the container's id maps when they are not the store's default (an
+    /// ordinary user's `keep-id`, `--uidmap`...), whose layers are copies
+    /// with owners for them.
     pub fn prepare(
         store: &ImageStore,
         data_root: &Path,
@@ -67,6 +71,7 @@ impl OverlayRoot {
         reference: &str,
         id: &str,
         at: MountAt,
+        shift: Option<&IdShift>,
     ) -> Result<OverlayRoot> {
         let dir = state_root.join(IMAGE_ROOTS).join(id);
         for sub in ["upper", "work", "merged"] {
@@ -85,7 +90,12 @@ impl OverlayRoot {
         let data_file = dir.join(DATA_ROOT_FILE);
         fs::write(&data_file, data_root.as_os_str().as_encoded_bytes())
             .map_err(fs_err("write", &data_file))?;
-        let image = store.acquire(reference, id)?;
+        let image = store.acquire_mapped(reference, id, shift)?;
+        if let Some(shift) = shift {
+            // The root the container sees is the upper layer's: root's, as
+            // the layers' roots are under this map.
+            crate::rootless::own_as_root(&dir.join("upper"), shift)?;
+        }
         let lower: Vec<String> = image
             .layers
             .iter()

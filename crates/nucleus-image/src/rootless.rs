@@ -115,6 +115,95 @@ pub(crate) fn unpack_in_helper(
     }))
 }
 
+/// Copies the layer `src` onto the empty directory `dest` with owners
+/// shifted for `shift` ([`crate::shift`]): in the helper when the user has
+/// a range, else in this process.
+pub(crate) fn shift_layer(
+    src: &Path,
+    dest: &Path,
+    shift: &crate::IdShift,
+) -> std::result::Result<crate::shift::Copied, crate::shift::CopyError> {
+    use crate::shift::{encode, Copied, CopyError};
+    let Some(writer) = helper() else {
+        let in_helper = MODE.get().is_some_and(|m| m.in_helper);
+        let (u, g) = crate::shift::translations(shift, in_helper)
+            .map_err(|r| CopyError::Failed(helper_err("shift owners into", dest, r)))?;
+        return crate::shift::copy_tree(src, dest, &u, &g);
+    };
+    let lines = run_helper(
+        writer,
+        "shift owners into",
+        dest,
+        &[
+            "shift".into(),
+            src.into(),
+            dest.into(),
+            encode(&shift.uids).into(),
+            encode(&shift.gids).into(),
+        ],
+    )?;
+    for l in &lines {
+        if let Some(rest) = l.strip_prefix("unmapped ") {
+            let mut f = rest.splitn(3, ' ');
+            let (kind, id, path) = (f.next(), f.next().and_then(|i| i.parse().ok()), f.next());
+            if let (Some(kind), Some(id), Some(path)) = (kind, id, path) {
+                let kind = if kind == "gid" { "gid" } else { "uid" };
+                return Err(CopyError::Unmapped {
+                    kind,
+                    id,
+                    path: PathBuf::from(path),
+                });
+            }
+        }
+        if let Some(rest) = l.strip_prefix("copied ") {
+            let mut f = rest.split(' ').map(|n| n.parse().unwrap_or(0));
+            return Ok(Copied {
+                entries: f.next().unwrap_or(0),
+                bytes: f.next().unwrap_or(0),
+            });
+        }
+    }
+    Err(CopyError::Failed(helper_err(
+        "shift owners into",
+        dest,
+        "the helper reported no result".into(),
+    )))
+}
+
+/// Gives the directory `dir` (a container's upper layer, the root it sees)
+/// the owner the run's map gives container 0, as the default map's root
+/// is the user's; in the helper when the user has a range.
+pub(crate) fn own_as_root(dir: &Path, shift: &crate::IdShift) -> Result<()> {
+    use crate::shift::encode;
+    let Some(writer) = helper() else {
+        let in_helper = MODE.get().is_some_and(|m| m.in_helper);
+        let (u, g) = crate::shift::translations(shift, in_helper)
+            .map_err(|r| helper_err("chown", dir, r))?;
+        let (uid, gid) = (u.root_owner(), g.root_owner());
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(helper_err(
+                "chown",
+                dir,
+                "the user namespace's map does not cover container id 0".into(),
+            ));
+        };
+        return std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+            .map_err(ImageError::fs("chown", dir));
+    };
+    run_helper(
+        writer,
+        "chown",
+        dir,
+        &[
+            "own".into(),
+            dir.into(),
+            encode(&shift.uids).into(),
+            encode(&shift.gids).into(),
+        ],
+    )
+    .map(|_| ())
+}
+
 /// Removes the trees `paths` (missing ones are fine); in the helper when
 /// the user has a range, since the trees hold files of its subordinate ids.
 pub(crate) fn remove_trees(paths: &[&Path]) -> Result<()> {
@@ -240,6 +329,29 @@ fn helper_job() -> std::result::Result<(), String> {
             let diff = unpack_blob(blob, dest, &digest).map_err(|e| e.to_string())?;
             println!("diff {diff}");
             Ok(())
+        }
+        Some((op, rest)) if op == "shift" && rest.len() == 4 => {
+            let (src, dest) = (Path::new(&rest[0]), Path::new(&rest[1]));
+            let shift = crate::IdShift {
+                uids: crate::shift::decode(&rest[2].to_string_lossy())?,
+                gids: crate::shift::decode(&rest[3].to_string_lossy())?,
+            };
+            match shift_layer(src, dest, &shift) {
+                Ok(done) => println!("copied {} {}", done.entries, done.bytes),
+                Err(crate::shift::CopyError::Unmapped { kind, id, path }) => {
+                    let shown = path.display().to_string().replace('\n', "\\n");
+                    println!("unmapped {kind} {id} {shown}");
+                }
+                Err(crate::shift::CopyError::Failed(e)) => return Err(e.to_string()),
+            }
+            Ok(())
+        }
+        Some((op, rest)) if op == "own" && rest.len() == 3 => {
+            let shift = crate::IdShift {
+                uids: crate::shift::decode(&rest[1].to_string_lossy())?,
+                gids: crate::shift::decode(&rest[2].to_string_lossy())?,
+            };
+            own_as_root(Path::new(&rest[0]), &shift).map_err(|e| e.to_string())
         }
         Some((op, rest)) if op == "remove" => {
             let paths: Vec<PathBuf> = rest.iter().map(PathBuf::from).collect();

@@ -7,6 +7,7 @@
 //! ```text
 //! blobs/sha256/<hex>   verified content          ingest/     blobs being written
 //! layers/<diff hex>/   unpacked layers            locks/      per-digest flocks
+//! shifted/<diff hex>-<map key>/  a layer's copy with owners for another id map (rootless)
 //! index.json           images and tags            users/<id>  container → image
 //! store.lock           shared by writers, exclusive by rmi/prune (garbage collection)
 //! ```
@@ -24,6 +25,7 @@ use crate::layers::LayerStore;
 use crate::lock::FileLock;
 use crate::records::{ImageRecord, Index};
 use crate::reference::ImageRef;
+use crate::shift::IdShift;
 
 /// The default data root.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/nucleus";
@@ -114,11 +116,19 @@ impl ImageStore {
     }
 
     pub(crate) fn root_of(&self, record: ImageRecord) -> Result<ImageRoot> {
+        self.root_for(record, None)
+    }
+
+    /// With `shift`: the layers' copies with owners for those id maps.
+    fn root_for(&self, record: ImageRecord, shift: Option<&IdShift>) -> Result<ImageRoot> {
         let config = self.config(&record)?;
         let layers = record
             .layers
             .iter()
-            .map(|l| self.layers.ensure(&self.content, l))
+            .map(|l| match shift {
+                Some(s) => self.layers.ensure_shifted(&self.content, l, s),
+                None => self.layers.ensure(&self.content, l),
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(ImageRoot {
             record,
@@ -130,12 +140,24 @@ impl ImageStore {
     /// Records that `container` uses the image `name` and returns its root;
     /// `rmi` refuses the image until `release(container)`.
     pub fn acquire(&self, name: &str, container: &str) -> Result<ImageRoot> {
+        self.acquire_mapped(name, container, None)
+    }
+
+    /// As [`ImageStore::acquire`]; with `shift` (rootless, a run whose id
+    /// maps are not the default), the layers are copies with owners for
+    /// those maps, made once per (layer, maps) and kept until the layer goes.
+    pub fn acquire_mapped(
+        &self,
+        name: &str,
+        container: &str,
+        shift: Option<&IdShift>,
+    ) -> Result<ImageRoot> {
         check_container_id(container)?;
         let _lock = self.lock_shared()?;
         let record = self.resolve(name)?;
         let path = self.users.join(container);
         fs::write(&path, record.manifest.to_string()).map_err(ImageError::fs("write", &path))?;
-        self.root_of(record)
+        self.root_for(record, shift)
     }
 
     /// Drops `container`'s use record; a missing one is not an error.
@@ -261,6 +283,17 @@ impl ImageStore {
         for t in tmp {
             LayerStore::remove_dir(&t)?;
         }
+        let (shifted, tmp) = self.layers.list_shifted()?;
+        let live: BTreeSet<&str> = diffs.iter().map(Digest::hex).collect();
+        for (hex, path) in &shifted {
+            if !live.contains(hex.as_str()) {
+                LayerStore::remove_dir(path)?;
+            }
+        }
+        for t in tmp {
+            LayerStore::remove_dir(&t)?;
+        }
+        self.layers.remove_shifted_dir_if_empty();
         self.content.clear_ingest()?;
         if let Ok(rd) = fs::read_dir(self.layers.locks()) {
             for e in rd.filter_map(|e| e.ok()) {

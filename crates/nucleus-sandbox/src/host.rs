@@ -64,6 +64,12 @@ pub fn block_device(p: &str) -> Option<(i64, i64)> {
     ))
 }
 
+/// The running user's ids and subordinate ranges.
+pub fn caller() -> Caller {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    Caller::current(&read("/etc/subuid"), &read("/etc/subgid"))
+}
+
 /// Reads and checks everything `spec` names on the host. `image_rootfs` is
 /// the prepared root of an image spec.
 pub fn probe(s: &SandboxSpec, image_rootfs: Option<&Path>) -> Result<HostFacts> {
@@ -126,10 +132,7 @@ pub fn probe(s: &SandboxSpec, image_rootfs: Option<&Path>) -> Result<HostFacts> 
                 what: "the agent seccomp profile",
                 reason: e.to_string(),
             })?;
-    let caller = (!s.userns.is_host()).then(|| {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        Caller::current(&read("/etc/subuid"), &read("/etc/subgid"))
-    });
+    let caller = (!s.userns.is_host()).then(caller);
     // The engine names the cgroup after the id; any name finds the parent.
     let parent = s.resources.cgroup_parent.as_deref();
     let probe_path = crate::parse::cgroups_path(parent, "probe");

@@ -3,11 +3,13 @@
 //! module turns the image config into an [`ImageConfig`] and sweeps the
 //! roots of containers that are gone (after a run, a monitor, an `rm`).
 
+use crate::compile::ImageMaps;
 use crate::error::{Field, Result, SandboxError};
 use crate::rootfs::{ImageConfig, ImageProvider, PreparedImage};
+use crate::userns::IdMap;
 use nucleus_engine::state::StateRoot;
 use nucleus_image::overlay_root::{self, MountAt, OverlayRoot};
-use nucleus_image::{ImageError, ImageStore, ProgressMode, PullOptions};
+use nucleus_image::{IdLine, IdShift, ImageError, ImageStore, ProgressMode, PullOptions};
 use std::path::{Path, PathBuf};
 
 /// Images from the store under `data_root`, roots under `state_root`.
@@ -35,7 +37,13 @@ fn image_err(reference: &str, e: ImageError) -> SandboxError {
 }
 
 impl ImageProvider for StoreProvider {
-    fn prepare(&self, reference: &str, id: &str, on_host: bool) -> Result<PreparedImage> {
+    fn prepare(
+        &self,
+        reference: &str,
+        id: &str,
+        on_host: bool,
+        maps: Option<&ImageMaps>,
+    ) -> Result<PreparedImage> {
         let store = ImageStore::open(&self.data_root).map_err(|e| image_err(reference, e))?;
         if let Err(ImageError::ImageNotFound { .. }) = store.resolve(reference) {
             // As docker does: pull what is not here (quietly: stdout is the workload's).
@@ -52,9 +60,30 @@ impl ImageProvider for StoreProvider {
         } else {
             MountAt::Container
         };
-        let root =
-            OverlayRoot::prepare(&store, &self.data_root, &self.state_root, reference, id, at)
-                .map_err(|e| image_err(reference, e))?;
+        let shift = maps.map(|m| IdShift {
+            uids: id_lines(&m.uids),
+            gids: id_lines(&m.gids),
+        });
+        let root = OverlayRoot::prepare(
+            &store,
+            &self.data_root,
+            &self.state_root,
+            reference,
+            id,
+            at,
+            shift.as_ref(),
+        )
+        .map_err(|e| match (e, maps) {
+            // The map asked for is what cannot hold the image's files.
+            (e @ ImageError::UnmappedId { .. }, Some(m)) => SandboxError::invalid(
+                m.field.clone(),
+                &m.value,
+                format!(
+                    "image `{reference}`: {e}; give a map that covers it (e.g. the default --userns)"
+                ),
+            ),
+            (e, _) => image_err(reference, e),
+        })?;
         Ok(PreparedImage {
             rootfs: root.merged.clone(),
             config: image_config(&root.config),
@@ -62,6 +91,16 @@ impl ImageProvider for StoreProvider {
             hold: Some(Box::new(root)),
         })
     }
+}
+
+fn id_lines(maps: &[IdMap]) -> Vec<IdLine> {
+    maps.iter()
+        .map(|m| IdLine {
+            container: m.container,
+            host: m.host,
+            size: m.size,
+        })
+        .collect()
 }
 
 /// The fields of an OCI image config that a run uses.

@@ -82,5 +82,13 @@ pub trait ImageProvider: std::fmt::Debug {
     /// Finds `reference` and makes a root from it for container `id`;
     /// `on_host` when the root must be mounted where the host sees it (a
     /// runtime that serves files from outside, as gVisor's gofer does).
-    fn prepare(&self, reference: &str, id: &str, on_host: bool) -> Result<PreparedImage>;
+    /// `maps`: a rootless run's id maps when they are not the default, for
+    /// which the image's files need other on-disk owners.
+    fn prepare(
+        &self,
+        reference: &str,
+        id: &str,
+        on_host: bool,
+        maps: Option<&crate::compile::ImageMaps>,
+    ) -> Result<PreparedImage>;
 }

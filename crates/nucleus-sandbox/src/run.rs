@@ -172,7 +172,14 @@ fn run_inner(
     let image = match (&spec.rootfs, ext.images.as_deref()) {
         (RootfsSource::Image(r), Some(p)) => {
             let on_host = matches!(spec.runtime, crate::spec::Runtime::Gvisor { .. });
-            Some(p.prepare(r, &id, on_host)?)
+            // Rootless, a map other than the default gets layers with
+            // owners for it (`nucleus_image::IdShift`).
+            let maps = if spec.userns.is_host() || nix::unistd::geteuid().is_root() {
+                None
+            } else {
+                compile::image_id_maps(spec, &crate::host::caller())?
+            };
+            Some(p.prepare(r, &id, on_host, maps.as_ref())?)
         }
         _ => None,
     };

@@ -126,11 +126,6 @@ pub fn compile(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Plan> {
         }
         _ => None,
     };
-    if let (Some(_), Some((uids, gids)), Some(c)) = (image, &maps, inp.caller) {
-        if c.uid != 0 {
-            check_image_map(s, c, uids, gids)?;
-        }
-    }
     let config = image.map(|i| i.config);
     let args = process::command(s, config);
     let hostname = match &s.hostname {
@@ -293,30 +288,62 @@ fn id_maps(s: &SandboxSpec, inp: &Inputs<'_>) -> Result<Option<(Vec<IdMap>, Vec<
 }
 
 /// Rootless, image layers are unpacked for the default map (container 0
-/// is the caller, 1.. its subordinate ids, `nucleus_image::rootless`):
-/// under any other map the image's files would show other owners (root's
-/// as the caller's), so such a run is refused by the field that asked.
-fn check_image_map(s: &SandboxSpec, caller: &Caller, uids: &[IdMap], gids: &[IdMap]) -> Result<()> {
+/// is the caller, 1.. its subordinate ids, `nucleus_image::rootless`).
+/// Under any other map (`keep-id`, `nomap`, `--uidmap/--gidmap` that
+/// differ) the image's files would show other owners, so the run asks the
+/// store for layer copies with owners for its maps: these maps, with the
+/// field that asked for them. `None` as root, without a user namespace or
+/// with the default map.
+pub fn image_id_maps(s: &SandboxSpec, caller: &Caller) -> Result<Option<ImageMaps>> {
+    if s.userns.is_host() || caller.uid == 0 {
+        return Ok(None);
+    }
+    let (uids, gids) = userns::id_maps(&s.userns, caller, true)?;
     let private = userns::UserNamespace {
         mode: UsernsMode::Private,
         ..Default::default()
     };
     let (du, dg) = userns::id_maps(&private, caller, true)?;
     if du == uids && dg == gids {
-        return Ok(());
+        return Ok(None);
     }
     let (field, value) = match (s.userns.uid_map.first(), s.userns.gid_map.first()) {
         (Some(m), _) => (Field::UidMap, m.to_string()),
         (None, Some(m)) => (Field::GidMap, m.to_string()),
         (None, None) => (Field::Userns, s.userns.mode.as_flag().to_string()),
     };
-    Err(SandboxError::invalid(
+    // The container's root mounts the overlay and binds the bundle's files
+    // from directories only the user may enter: the user must be mapped.
+    let own = |maps: &[IdMap], id: u32| {
+        maps.iter()
+            .any(|m| id >= m.host && u64::from(id) < u64::from(m.host) + u64::from(m.size))
+    };
+    if !own(&uids, caller.uid) || !own(&gids, caller.gid) {
+        return Err(SandboxError::invalid(
+            field,
+            value,
+            "not supported with an image when rootless: the map leaves out your own id (HOST 0), \
+             so the container could not reach the image's layers, which are under directories \
+             only you may enter; map HOST 0 too (e.g. --uidmap 0:1:N --uidmap N:0:1) or use \
+             --userns keep-id",
+        ));
+    }
+    Ok(Some(ImageMaps {
+        uids,
+        gids,
         field,
         value,
-        "not supported with an image when rootless: its layers are unpacked for the default map \
-         (container 0 is you, 1.. your subordinate ids), so under this map its files would show \
-         other owners; use the default --userns, or --rootfs DIR with a tree you own",
-    ))
+    }))
+}
+
+/// A rootless run's id maps that differ from the image store's default.
+#[derive(Debug, Clone)]
+pub struct ImageMaps {
+    pub uids: Vec<IdMap>,
+    pub gids: Vec<IdMap>,
+    /// The field (and its value) that asked for them, for errors.
+    pub field: Field,
+    pub value: String,
 }
 
 /// `-u USER` (and its groups) must exist in the container's namespace.
