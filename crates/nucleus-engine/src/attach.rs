@@ -23,6 +23,11 @@ pub trait Attach: Debug {
     /// joins them here (keeping any error for `attach`).
     fn before_clone(&mut self) {}
 
+    /// Called by a foreground run once the container's init has exited,
+    /// before the container is deleted: a step may start its teardown
+    /// here, to overlap the delete.
+    fn exited(&mut self) {}
+
     /// Whether a backend without a process before the workload (gVisor)
     /// must make the network namespace ahead and call [`Attach::attach_netns`];
     /// otherwise such a backend does not call the step.

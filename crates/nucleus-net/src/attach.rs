@@ -341,6 +341,7 @@ impl Networking {
     /// gone, which `reconcile` repairs. Run ahead, while the runtime still
     /// builds the container, this work costs the start path nothing.
     pub fn prepare(&self, req: &AttachRequest) -> Result<Prepared> {
+        let t0 = std::time::Instant::now();
         let _lock = self.store.lock()?;
         self.reconcile_locked(&|a: &Attachment| a.is_alive())?;
         if self.attachment(&req.id)?.is_some() {
@@ -406,13 +407,22 @@ impl Networking {
         };
         // Recorded before anything is made, so a crash from here on is repairable.
         store::write_state(&self.store.attachment_path(&req.id), &record)?;
+        let t_records = t0.elapsed();
         match self.install_host_side(&net, req, &mut record) {
-            Ok((bridge, side_task)) => Ok(Prepared {
-                net,
-                record,
-                bridge,
-                side_task,
-            }),
+            Ok((bridge, side_task)) => {
+                tracing::debug!(
+                    id = %req.id,
+                    records_us = t_records.as_micros(),
+                    host_side_us = (t0.elapsed() - t_records).as_micros(),
+                    "network attach prepared"
+                );
+                Ok(Prepared {
+                    net,
+                    record,
+                    bridge,
+                    side_task,
+                })
+            }
             Err(e) => {
                 self.undo_locked(&record);
                 Err(e)
@@ -578,17 +588,48 @@ impl Networking {
         rec.pid = pid;
         rec.pid_start = pid_start;
         rec.netns_made = netns.is_some();
+        let path = self.store.attachment_path(&rec.id);
         // A namespace made ahead outlives its pid, so its veth is not left
-        // to the kernel: record it before the link exists.
+        // to the kernel: record it before the link exists. Otherwise the
+        // record is rewritten while the link is made (a crash meanwhile
+        // leaves a record of a dead owner or of the init: both repairable).
         if rec.netns_made {
-            store::write_state(&self.store.attachment_path(&rec.id), rec)?;
+            store::write_state(&path, rec)?;
         }
+        let t0 = std::time::Instant::now();
         let ns = netns.unwrap_or_else(|| netns::of_pid(pid));
-        let nl = link::Netlink::open()?;
-        nl.create_veth(&rec.host_veth, CONTAINER_IFNAME, bridge, net.mtu, &ns)?;
-        link::configure_container(&ns, CONTAINER_IFNAME, net, &rec.lease)?;
-        drop(nl);
-        store::write_state(&self.store.attachment_path(&rec.id), rec)
+        let snapshot = (!rec.netns_made).then(|| rec.clone());
+        let (links, recorded) = std::thread::scope(|s| {
+            let recorded = snapshot
+                .as_ref()
+                .map(|r| s.spawn(|| store::write_state(&path, r)));
+            let links = link::Netlink::open().and_then(|nl| {
+                nl.create_veth(&rec.host_veth, CONTAINER_IFNAME, bridge, net.mtu, &ns)?;
+                let t_veth = t0.elapsed();
+                link::configure_container(&ns, CONTAINER_IFNAME, net, &rec.lease)?;
+                Ok((t_veth, t0.elapsed()))
+            });
+            let recorded = recorded.map_or(Ok(()), |h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(NetError::invalid(
+                        "attachment record",
+                        rec.id.clone(),
+                        "the thread writing it panicked",
+                    ))
+                })
+            });
+            (links, recorded)
+        });
+        let (t_veth, t_conf) = links?;
+        recorded?;
+        tracing::debug!(
+            id = %rec.id,
+            veth_us = t_veth.as_micros(),
+            netns_us = (t_conf - t_veth).as_micros(),
+            total_us = t0.elapsed().as_micros(),
+            "network attach after clone"
+        );
+        Ok(())
     }
 
     /// Undo `attach`. The caller stops the resolver (dropping its handle).

@@ -190,6 +190,8 @@ pub struct NetAttach {
     side: Option<SideTaskHandle>,
     /// The host side of the attach, started by [`NetAttach::prepare_ahead`].
     ahead: Option<Ahead>,
+    /// The teardown started when the container exited.
+    detaching: Option<std::thread::JoinHandle<std::result::Result<(), NetError>>>,
 }
 
 impl NetAttach {
@@ -237,6 +239,7 @@ impl NetAttach {
             attached: None,
             side: None,
             ahead: None,
+            detaching: None,
         })
     }
 
@@ -292,7 +295,9 @@ impl NetAttach {
             value: ctx.pid.to_string(),
             reason: "not a pid".into(),
         })?;
+        let t0 = std::time::Instant::now();
         let prepared = self.take_prepared(ctx.id, ctx.bundle)?;
+        let waited = t0.elapsed();
         let Attached {
             attachment,
             side_task,
@@ -314,6 +319,12 @@ impl NetAttach {
             })?;
         }
         self.side = Some(side_task.spawn()?);
+        tracing::debug!(
+            id = ctx.id,
+            prepared_us = waited.as_micros(),
+            total_us = t0.elapsed().as_micros(),
+            "network attach step"
+        );
         Ok(())
     }
 }
@@ -332,13 +343,45 @@ impl NetworkAttach for NetAttach {
         }
     }
 
+    /// The teardown starts on a thread of its own, overlapping the
+    /// container's delete; `Drop` joins it.
+    fn exited(&mut self) {
+        let Some(id) = self.attached.clone() else {
+            return;
+        };
+        self.side = None;
+        let net = self.net.clone();
+        match std::thread::Builder::new()
+            .name("nucleus-net-down".into())
+            .spawn(move || net.detach(&id))
+        {
+            Ok(t) => self.detaching = Some(t),
+            Err(e) => tracing::debug!(error = %e, "no thread for the network teardown"),
+        }
+    }
+
     fn configures_netns(&self) -> bool {
         true
     }
 }
 
+impl NetAttach {
+    fn report_detach(id: &str, r: std::result::Result<(), NetError>) {
+        if let Err(e) = r {
+            tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");
+        }
+    }
+}
+
 impl Drop for NetAttach {
     fn drop(&mut self) {
+        if let Some(t) = self.detaching.take() {
+            let id = self.attached.take().unwrap_or_default();
+            match t.join() {
+                Ok(r) => Self::report_detach(&id, r),
+                Err(_) => tracing::warn!(id, "the network teardown thread panicked"),
+            }
+        }
         // The resolver stops first, then the rules, veth and lease go.
         self.side = None;
         if let Some(a) = self.ahead.take() {
@@ -347,9 +390,7 @@ impl Drop for NetAttach {
             }
         }
         if let Some(id) = self.attached.take() {
-            if let Err(e) = self.net.detach(&id) {
-                tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");
-            }
+            Self::report_detach(&id, self.net.detach(&id));
         }
     }
 }

@@ -41,6 +41,10 @@ pub trait NetworkAttach: std::fmt::Debug {
     /// (the runtime must then be single-threaded).
     fn before_clone(&mut self) {}
 
+    /// Called by a foreground run once the init has exited, before the
+    /// container is deleted: the step may start its teardown.
+    fn exited(&mut self) {}
+
     /// Whether the step adds links to the container's network namespace, so
     /// that a backend without a process before the workload (gVisor) must
     /// make the namespace ahead and attach it with [`AttachContext::netns`].
@@ -82,6 +86,10 @@ impl nucleus_engine::attach::Attach for EngineStep<'_> {
 
     fn before_clone(&mut self) {
         self.step.before_clone();
+    }
+
+    fn exited(&mut self) {
+        self.step.exited();
     }
 
     fn wants_netns(&self) -> bool {

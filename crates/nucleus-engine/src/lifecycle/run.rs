@@ -104,9 +104,10 @@ fn run_blocked(
     id: &str,
     opts: &RunOptions<'_>,
     forwarded: &SigSet,
-    attach: Option<&mut dyn Attach>,
+    mut attach: Option<&mut dyn Attach>,
 ) -> Result<i32> {
-    let spawned = spawn_with(root, id, opts, attach)?;
+    let reborrowed = attach.as_mut().map(|a| &mut **a as &mut dyn Attach);
+    let spawned = spawn_with(root, id, opts, reborrowed)?;
     if opts.detach {
         return Ok(0);
     }
@@ -116,6 +117,9 @@ fn run_blocked(
         None => forward_until_exit(forwarded, spawned.pid, deadline)?,
     };
     crate::fault::point("run-exited");
+    if let Some(step) = attach {
+        step.exited();
+    }
     let t = std::time::Instant::now();
     if !opts.keep {
         delete_known(root, spawned.state)?;
