@@ -79,6 +79,7 @@ if command -v hyperfine >/dev/null; then
     hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$TMP/start.json" \
         "$N --root $ROOT run -- /bin/true" "$N --root $ROOT run --network $NET -- /bin/true" >&2
     read -r none bridge < <(jq -r '[.results[].mean * 1000] | map(tostring) | join(" ")' "$TMP/start.json")
+    read -r mnone mbridge < <(jq -r '[.results[].median * 1000] | map(tostring) | join(" ")' "$TMP/start.json")
 else
     t() {
         local s e
@@ -89,9 +90,10 @@ else
     }
     none=$(t "$N" --root "$ROOT" run -- /bin/true)
     bridge=$(t "$N" --root "$ROOT" run --network "$NET" -- /bin/true)
+    mnone=$none mbridge=$bridge
 fi
-printf '| start (`run -- /bin/true`) | mean ms |\n|---|---|\n| `--network none` | %.2f |\n| `--network %s` (bridge) | %.2f |\n| difference | %+.2f |\n' \
-    "$none" "$NET" "$bridge" "$(echo "$bridge - $none" | bc)"
+printf '| start (`run -- /bin/true`) | mean ms | median ms |\n|---|---|---|\n| `--network none` | %.2f | %.2f |\n| `--network %s` (bridge) | %.2f | %.2f |\n| difference | %+.2f | %+.2f |\n' \
+    "$none" "$mnone" "$NET" "$bridge" "$mbridge" "$(echo "$bridge - $none" | bc)" "$(echo "$mbridge - $mnone" | bc)"
 
 # 1b. The same with podman (runc, its default bridge), on a busybox rootfs, when it runs.
 pod_line="| podman \`--network none\` / \`bridge\` | not measured (%s) |\n"
