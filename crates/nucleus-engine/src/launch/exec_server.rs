@@ -402,7 +402,28 @@ fn worker(conn: &UnixStream, handler: &dyn ExecHandler) -> i32 {
             return 255;
         }
     };
-    let [stdin, stdout, stderr] = fds;
+    // A received fd may itself be 0, 1 or 2 (when the server has one of
+    // those closed): then one dup2 would overwrite another's source, a
+    // dup2 onto itself would keep its close-on-exec flag, and the drop
+    // below would close an installed stdio. Move all three above 2 first.
+    let moved: nix::Result<Vec<OwnedFd>> = fds
+        .iter()
+        .map(|f| {
+            nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).map(|raw| {
+                // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+                unsafe { OwnedFd::from_raw_fd(raw) }
+            })
+        })
+        .collect();
+    drop(fds);
+    let [stdin, stdout, stderr] = match moved.map(<[OwnedFd; 3]>::try_from) {
+        Ok(Ok(fds)) => fds,
+        Ok(Err(_)) => return 255,
+        Err(e) => {
+            tracing::warn!(error = %e, "exec worker: move the received fds");
+            return 255;
+        }
+    };
     let installed = nix::unistd::dup2_stdin(&stdin)
         .and_then(|()| nix::unistd::dup2_stdout(&stdout))
         .and_then(|()| nix::unistd::dup2_stderr(&stderr));
