@@ -180,10 +180,14 @@ impl World {
             "rules left: {}",
             text(&rules)
         );
-        let records = std::fs::read_dir(self.data.path().join("networks/attachments"))
+        assert_eq!(self.records(), 0, "attachment records left");
+    }
+
+    /// How many attachment records the data root holds.
+    fn records(&self) -> usize {
+        std::fs::read_dir(self.data.path().join("networks/attachments"))
             .unwrap()
-            .count();
-        assert_eq!(records, 0, "attachment records left");
+            .count()
     }
 }
 
@@ -879,10 +883,7 @@ fn a_runtime_killed_after_preparing_the_network_is_repaired_by_the_next_start() 
         "{}",
         text(&out)
     );
-    let records = std::fs::read_dir(w.data.path().join("networks/attachments"))
-        .unwrap()
-        .count();
-    assert_eq!(records, 1, "the killed run's record should be there");
+    assert_eq!(w.records(), 1, "the killed run's record should be there");
     let out = w.nucleus(&[
         "run",
         "--network",

@@ -176,6 +176,12 @@ impl Ahead {
     }
 }
 
+fn report_detach(id: &str, r: std::result::Result<(), NetError>) {
+    if let Err(e) = r {
+        tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");
+    }
+}
+
 /// The attachment step of one run; tears down when dropped.
 #[derive(Debug)]
 pub struct NetAttach {
@@ -365,20 +371,12 @@ impl NetworkAttach for NetAttach {
     }
 }
 
-impl NetAttach {
-    fn report_detach(id: &str, r: std::result::Result<(), NetError>) {
-        if let Err(e) = r {
-            tracing::warn!(id, error = %e, "network teardown failed; `nucleus network prune` repairs it");
-        }
-    }
-}
-
 impl Drop for NetAttach {
     fn drop(&mut self) {
         if let Some(t) = self.detaching.take() {
             let id = self.attached.take().unwrap_or_default();
             match t.join() {
-                Ok(r) => Self::report_detach(&id, r),
+                Ok(r) => report_detach(&id, r),
                 Err(_) => tracing::warn!(id, "the network teardown thread panicked"),
             }
         }
@@ -390,7 +388,7 @@ impl Drop for NetAttach {
             }
         }
         if let Some(id) = self.attached.take() {
-            Self::report_detach(&id, self.net.detach(&id));
+            report_detach(&id, self.net.detach(&id));
         }
     }
 }
