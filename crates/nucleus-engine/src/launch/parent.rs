@@ -142,8 +142,9 @@ fn next_frame(
 
 pub(super) fn ensure_single_threaded() -> Result<()> {
     // A thread joined a moment ago is counted until the kernel has reaped
-    // it, a little after `join` returned: look again for up to 2 ms.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2);
+    // it, a little after `join` returned, later still on a busy host: look
+    // again for up to 100 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
     loop {
         let status = std::fs::read_to_string("/proc/self/status")
             .map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
